@@ -1,0 +1,32 @@
+# The README's two front-door commands: `make bench` (the main job) and `make test`.
+# Each one does all set-up on a fresh machine: the virtual environment lives in .venv.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.axon-installed
+ARTIFACTS ?= artifacts
+RESULTS ?= results
+
+.PHONY: setup bench test lint clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	# torch is pinned to 2.13.0 (its CPU build); a range would pull a CUDA build of several GB.
+	$(PY) -m pip install -q --disable-pip-version-check -e '.[all]'
+	touch $(STAMP)
+
+setup: $(STAMP)
+
+# Main job: train and export v1/v2, write every repository, then check the embedded server.
+bench: setup
+	$(VENV)/bin/axon train --dataset $${AXON_DATA:-synthetic} --out $(ARTIFACTS)
+	$(VENV)/bin/axon serve --check --repository $(ARTIFACTS)/repositories/embedded/batching_on
+
+test: setup
+	$(PY) -m pytest -q -p no:cacheprovider tests
+
+lint: setup
+	$(VENV)/bin/ruff check axon tests benchmarks conftest.py
+
+clean:
+	rm -rf $(VENV) $(ARTIFACTS) $(RESULTS)

@@ -1,0 +1,200 @@
+"""``axon`` command line: a thin shell over the library's functions.
+
+User errors (:class:`axon.errors.AxonError`) print one line and exit with code 2; Ctrl-C exits
+with 130 after whatever was running has cleaned up.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from axon.errors import EXIT_USAGE, AxonError
+
+EXIT_INTERRUPTED = 130
+
+
+def positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be > 0, got {value}")
+    return value
+
+
+def positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be > 0, got {text}")
+    return value
+
+
+def _cmd_train(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from axon import data, pipeline
+
+    dataset = data.load(args.dataset, rows=args.rows, seed=args.seed, progress=True)
+    total_epochs = args.epochs * len(args.models)
+    with tqdm(total=total_epochs, desc="training", unit="epoch", file=sys.stderr) as bar:
+
+        def on_epoch(name: str, epoch: int, loss: float) -> None:
+            bar.set_postfix_str(f"{name} loss {loss:.4f}")
+            bar.update(1)
+
+        built = pipeline.build(
+            dataset,
+            args.out,
+            versions=args.models,
+            epochs=args.epochs,
+            seed=args.seed,
+            gpu_repository=args.gpu_repository,
+            on_epoch=on_epoch,
+        )
+    info = dataset.info
+    print(f"dataset: {info.name} ({info.rows} rows, seed {info.seed}, from {info.origin})")
+    header = f"{'model':<24} {'params':>8} {'val AUC':>8} {'val acc':>8}  onnx"
+    print(header)
+    print("-" * len(header))
+    for m in built:
+        print(f"{m.name:<24} {m.parameters:>8} {m.val_auc:>8.4f} {m.val_accuracy:>8.4f}  {m.onnx_path}")
+    print(f"repositories: {args.out / 'repositories'}" + (f" and {args.gpu_repository}" if args.gpu_repository else ""))
+    return 0
+
+
+def _model_versions(text: str) -> list[str]:
+    from axon.model import ARCHITECTURES, MODEL_PREFIX
+
+    versions = [v.strip().removeprefix(MODEL_PREFIX) for v in text.split(",") if v.strip()]
+    unknown = [v for v in versions if v not in ARCHITECTURES]
+    if not versions or unknown:
+        raise argparse.ArgumentTypeError(f"unknown model(s) {unknown or text!r}; known: {','.join(sorted(ARCHITECTURES))}")
+    return versions
+
+
+def _cmd_serve(args: argparse.Namespace) -> int:
+    import contextlib
+    import time
+
+    import numpy as np
+
+    from axon import backends, client, export
+    from axon.model import model_name
+    from axon.pipeline import VALIDATION_ROWS_FILE
+
+    models = [model_name(v) for v in args.models]
+    modes = ["on", "off"] if args.batching == "both" else [args.batching]
+    if args.repository is not None and len(modes) > 1:
+        raise AxonError("--repository names one repository; use --batching on or off with it")
+    with contextlib.ExitStack() as stack:
+        servers = []
+        for mode in modes:
+            server = backends.make_server(
+                args.backend,
+                batching=mode,
+                models=models,
+                artifacts=args.artifacts,
+                repository=args.repository,
+                url=args.url,
+                metrics_url=args.metrics_url,
+                tls=args.tls,
+                headers=dict(args.header),
+                log_path=args.log_dir / f"tritonserver-batching-{mode}.log" if args.log_dir else None,
+            )
+            started = time.monotonic()
+            stack.enter_context(server)
+            servers.append(server)
+            ep = server.endpoints
+            print(f"{server.backend} Triton {getattr(server, 'version', '') or ''} (batching {mode}) ready in {time.monotonic() - started:.1f} s")
+            print(f"  grpc    {ep.grpc}\n  http    {ep.http or '-'}\n  metrics {ep.metrics or '-'}")
+            if getattr(server, "log_path", None):
+                print(f"  log     {server.log_path}")
+        if args.check:
+            rows_file = args.artifacts / VALIDATION_ROWS_FILE
+            if not rows_file.is_file():
+                raise AxonError(f"--check needs validation rows from `axon train`: {rows_file} not found")
+            with np.load(rows_file) as npz:
+                row = npz["features"][:1]
+            for server in servers:
+                for name in models:
+                    got = client.infer(server.endpoints.grpc, name, row, ssl=server.endpoints.tls, headers=server.endpoints.headers or None)
+                    line = f"check {name}: p(signal) = {float(got[0, 0]):.6f}"
+                    onnx_path = args.artifacts / "models" / name / "model.onnx"
+                    if onnx_path.is_file():
+                        (ref,) = export.session(onnx_path).run([export.OUTPUT_NAME], {export.INPUT_NAME: row})
+                        diff = float(np.max(np.abs(got - ref)))
+                        if diff > 1e-6:
+                            raise AxonError(f"{name}: server answer differs from local onnxruntime by {diff:.3g}")
+                        line += f", local onnxruntime agrees (|diff| = {diff:.1e})"
+                    print(line)
+            return 0
+        print("serving; press Ctrl-C to stop", flush=True)
+        while True:
+            time.sleep(3600)
+
+
+def _header(text: str) -> tuple[str, str]:
+    key, sep, value = text.partition("=")
+    if not sep or not key:
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
+    return key.strip(), value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="axon", description="Measure ML inference served by NVIDIA Triton.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("train", help="train v1 and v2, export to ONNX, write the model repositories")
+    p.add_argument("--dataset", default="synthetic", help="synthetic (offline), higgs (UCI download), or a path/URL to HIGGS.csv[.gz]")
+    p.add_argument("--rows", type=positive_int, default=100_000, help="rows to read or generate (default 100000)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--epochs", type=positive_int, default=8)
+    p.add_argument("--models", type=_model_versions, default=["v1", "v2"], help="comma-separated versions (default v1,v2)")
+    p.add_argument("--out", type=Path, default=Path("artifacts"), help="output directory (default artifacts)")
+    p.add_argument(
+        "--gpu-repository",
+        type=Path,
+        default=Path("model_repository"),
+        help="where the GPU-container repository goes (default model_repository, mounted by docker-compose.yml)",
+    )
+    p.set_defaults(func=_cmd_train)
+
+    p = sub.add_parser("serve", help="start Triton (embedded by default), print its endpoints, keep it up until Ctrl-C")
+    p.add_argument("--backend", choices=("embedded", "docker", "external"), default="embedded")
+    p.add_argument("--batching", choices=("on", "off", "both"), default="on")
+    p.add_argument("--models", type=_model_versions, default=["v1", "v2"], help="comma-separated versions (default v1,v2)")
+    p.add_argument("--artifacts", type=Path, default=Path("artifacts"), help="output of `axon train` (default artifacts)")
+    p.add_argument("--repository", type=Path, help="serve this embedded repository instead of the one under --artifacts")
+    p.add_argument("--url", help="external backend: HOST:PORT of Triton's gRPC endpoint")
+    p.add_argument("--metrics-url", help="external backend: Triton's Prometheus metrics URL")
+    p.add_argument("--tls", action="store_true", help="external backend: gRPC over TLS")
+    p.add_argument("--header", type=_header, action="append", default=[], metavar="KEY=VALUE", help="external backend: extra gRPC header (repeatable)")
+    p.add_argument("--log-dir", type=Path, help="write the embedded server log here")
+    p.add_argument("--check", action="store_true", help="send one real request per model, compare with local onnxruntime, then stop")
+    p.set_defaults(func=_cmd_serve)
+    return parser
+
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.func(args)
+    except AxonError as exc:
+        print(f"axon: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print("axon: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,383 @@
+"""Triton servers behind one interface: embedded (default), docker (GPU container), external.
+
+Every backend gives :class:`Endpoints` once ready and is a context manager, so a fixture or the
+CLI writes ``with server: ...`` and never leaks a process. Only the embedded backend owns a
+process; docker owns a compose project; external owns nothing and is never started or stopped.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import importlib.util
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import sysconfig
+import tempfile
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol
+
+from axon.errors import ServerError
+
+READY_TIMEOUT_S = 90.0
+STOP_TIMEOUT_S = 15.0
+POLL_INTERVAL_S = 0.2
+LOG_TAIL_LINES = 12
+LOOPBACK = "127.0.0.1"
+
+
+@dataclass(frozen=True)
+class Endpoints:
+    """Where a running server answers. ``grpc`` is host:port; metrics is a full URL or None."""
+
+    grpc: str
+    http: str | None = None
+    metrics: str | None = None
+    tls: bool = False
+    headers: dict[str, str] = field(default_factory=dict)
+
+    def as_dict(self) -> dict:
+        return {"grpc": self.grpc, "http": self.http, "metrics": self.metrics, "tls": self.tls}
+
+
+class Server(Protocol):
+    backend: str
+
+    def start(self) -> Endpoints: ...
+
+    def stop(self) -> None: ...
+
+    @property
+    def endpoints(self) -> Endpoints: ...
+
+
+class _ContextServer:
+    """start() on enter, stop() on exit, whatever happened inside."""
+
+    backend = "?"
+    _endpoints: Endpoints | None = None
+
+    @property
+    def endpoints(self) -> Endpoints:
+        if self._endpoints is None:
+            raise ServerError(f"{self.backend} server is not started")
+        return self._endpoints
+
+    def __enter__(self):
+        self.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+
+# --------------------------------------------------------------------------- readiness
+
+
+def wait_ready(
+    grpc_url: str,
+    models: Sequence[str],
+    timeout_s: float,
+    alive=lambda: None,
+    ssl: bool = False,
+    headers: dict[str, str] | None = None,
+) -> str:
+    """Poll until the server and every model are ready; return the server version.
+
+    ``alive`` is called each poll and may raise (a child process that exited, say), so a
+    server that dies while starting is reported at once rather than at the timeout.
+    """
+    import tritonclient.grpc as grpcclient
+    from tritonclient.utils import InferenceServerException
+
+    deadline = time.monotonic() + timeout_s
+    last_error = "no answer"
+    with grpcclient.InferenceServerClient(grpc_url, ssl=ssl) as client:
+        while True:
+            alive()
+            try:
+                if client.is_server_ready(headers=headers, client_timeout=2.0):
+                    not_ready = [m for m in models if not client.is_model_ready(m, headers=headers, client_timeout=2.0)]
+                    if not not_ready:
+                        return client.get_server_metadata(headers=headers, client_timeout=2.0).version
+                    last_error = f"models not ready: {', '.join(not_ready)}"
+                else:
+                    last_error = "server not ready"
+            except InferenceServerException as exc:
+                last_error = str(exc).splitlines()[0]
+            if time.monotonic() >= deadline:
+                raise ServerError(f"Triton at {grpc_url} not ready after {timeout_s:.0f} s ({last_error})")
+            time.sleep(POLL_INTERVAL_S)
+
+
+# --------------------------------------------------------------------------- embedded
+
+
+@dataclass(frozen=True)
+class EmbeddedInstall:
+    """Where the nvidia-pytriton wheel keeps the tritonserver binary and its pieces."""
+
+    root: Path  # site-packages/pytriton/tritonserver
+    libs: Path  # site-packages/nvidia_pytriton.libs
+
+    @property
+    def binary(self) -> Path:
+        return self.root / "bin" / "tritonserver"
+
+    def stub(self, version: str | None = None) -> Path:
+        version = version or f"{sys.version_info.major}.{sys.version_info.minor}"
+        return self.root / "python_backend_stubs" / version / "triton_python_backend_stub"
+
+
+def find_embedded() -> EmbeddedInstall:
+    spec = importlib.util.find_spec("pytriton")
+    if spec is None or not spec.submodule_search_locations:
+        raise ServerError("the embedded Triton server needs the nvidia-pytriton package: pip install 'axon[server]'")
+    package = Path(next(iter(spec.submodule_search_locations)))
+    install = EmbeddedInstall(package / "tritonserver", package.parent / "nvidia_pytriton.libs")
+    if not install.binary.is_file():
+        raise ServerError(f"tritonserver binary missing from the nvidia-pytriton install: {install.binary}")
+    return install
+
+
+def prepare_backend_dir(install: EmbeddedInstall, into: Path) -> Path:
+    """A backend directory with the python backend and the stub for *this* Python.
+
+    The wheel ships stubs for several Pythons; the python backend looks for
+    ``triton_python_backend_stub`` beside its .so, so the matching one is copied there.
+    """
+    stub = install.stub()
+    if not stub.is_file():
+        raise ServerError(f"no python-backend stub for Python {sys.version_info.major}.{sys.version_info.minor} in {stub.parent.parent}")
+    python_dir = into / "python"
+    python_dir.mkdir(parents=True, exist_ok=True)
+    for item in (install.root / "backends" / "python").iterdir():
+        if item.is_file():
+            shutil.copy2(item, python_dir / item.name)
+    shutil.copy2(stub, python_dir / stub.name)
+    return into
+
+
+def free_port(host: str = LOOPBACK) -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((host, 0))
+        return sock.getsockname()[1]
+
+
+def port_in_use(port: int, host: str = LOOPBACK) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, port))
+        except OSError:
+            return True
+    return False
+
+
+def _die_with_parent() -> None:
+    """In the child: a new process group, and SIGTERM if axon dies (even by SIGKILL)."""
+    os.setsid()
+    with contextlib.suppress(Exception):
+        libc = ctypes.CDLL("libc.so.6", use_errno=True)
+        pr_set_pdeathsig = 1
+        libc.prctl(pr_set_pdeathsig, signal.SIGTERM)
+
+
+def server_environment(install: EmbeddedInstall) -> dict[str, str]:
+    """The environment the tritonserver child needs (see FIELD-NOTES)."""
+    env = dict(os.environ)
+    # The stub links libcudart from the wheel's libs, and libpython from this interpreter.
+    lib_dirs = [str(install.libs), sysconfig.get_config_var("LIBDIR") or ""]
+    env["LD_LIBRARY_PATH"] = os.pathsep.join([d for d in lib_dirs if d] + [env.get("LD_LIBRARY_PATH", "")]).rstrip(os.pathsep)
+    # The stub's interpreter finds this environment's packages (onnxruntime) via PATH's python.
+    env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
+    return env
+
+
+class EmbeddedServer(_ContextServer):
+    """The real tritonserver from the nvidia-pytriton wheel, as a child process, on loopback.
+
+    Parameters
+    ----------
+    repository
+        A model repository of the ``embedded`` target.
+    models
+        Models that must be READY before :meth:`start` returns (default: every folder).
+    grpc_port, http_port, metrics_port
+        Fixed ports; free ones are picked when None.
+    log_path
+        Where the server log goes (default: inside the work directory).
+    """
+
+    backend = "embedded"
+
+    def __init__(
+        self,
+        repository: Path,
+        models: Sequence[str] | None = None,
+        grpc_port: int | None = None,
+        http_port: int | None = None,
+        metrics_port: int | None = None,
+        log_path: Path | None = None,
+        ready_timeout_s: float = READY_TIMEOUT_S,
+        log_verbose: int = 0,
+        extra_args: Sequence[str] = (),
+    ):
+        self.repository = Path(repository)
+        self.models = list(models) if models is not None else None
+        self.ports = {"grpc": grpc_port, "http": http_port, "metrics": metrics_port}
+        self.log_path = log_path
+        self.ready_timeout_s = ready_timeout_s
+        self.log_verbose = log_verbose
+        self.extra_args = list(extra_args)
+        self.process: subprocess.Popen | None = None
+        self.version: str | None = None
+        self.startup_s: float | None = None
+        self._workdir: tempfile.TemporaryDirectory | None = None
+
+    def _model_names(self) -> list[str]:
+        if self.models is not None:
+            return self.models
+        return sorted(p.name for p in self.repository.iterdir() if (p / "config.pbtxt").is_file())
+
+    def _check_ports(self) -> dict[str, int]:
+        chosen: dict[str, int] = {}
+        for name, port in self.ports.items():
+            if port is None:
+                port = free_port()
+            elif port_in_use(port):
+                raise ServerError(f"{name} port {port} on {LOOPBACK} is already in use")
+            chosen[name] = port
+        return chosen
+
+    def command(self, backend_dir: Path, ports: dict[str, int]) -> list[str]:
+        install = find_embedded()
+        return [
+            str(install.binary),
+            f"--model-repository={self.repository.resolve()}",
+            f"--backend-directory={backend_dir}",
+            # Loopback only: without these Triton listens on 0.0.0.0.
+            f"--grpc-address={LOOPBACK}",
+            f"--http-address={LOOPBACK}",
+            f"--metrics-address={LOOPBACK}",
+            f"--grpc-port={ports['grpc']}",
+            f"--http-port={ports['http']}",
+            f"--metrics-port={ports['metrics']}",
+            "--allow-metrics=true",
+            "--allow-gpu-metrics=false",
+            "--allow-cpu-metrics=true",
+            "--strict-readiness=true",
+            "--exit-on-error=true",
+            f"--log-verbose={self.log_verbose}",
+            # Load only the requested models (all of them otherwise).
+            *(["--model-control-mode=explicit", *(f"--load-model={m}" for m in self.models)] if self.models else []),
+            *self.extra_args,
+        ]
+
+    def start(self) -> Endpoints:
+        if self.process is not None:
+            return self.endpoints
+        if not self.repository.is_dir():
+            raise ServerError(f"model repository not found: {self.repository} (run `axon train` first)")
+        models = self._model_names()
+        if not models:
+            raise ServerError(f"no models (folders with config.pbtxt) in {self.repository}")
+        install = find_embedded()
+        self._workdir = tempfile.TemporaryDirectory(prefix="axon-triton-")
+        workdir = Path(self._workdir.name)
+        backend_dir = prepare_backend_dir(install, workdir / "backends")
+        ports = self._check_ports()
+        if self.log_path is None:
+            self.log_path = workdir / "tritonserver.log"
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        started = time.monotonic()
+        with open(self.log_path, "wb") as log:
+            self.process = subprocess.Popen(
+                self.command(backend_dir, ports),
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                env=server_environment(install),
+                cwd=workdir,
+                preexec_fn=_die_with_parent,
+            )
+        grpc = f"{LOOPBACK}:{ports['grpc']}"
+        try:
+            self.version = wait_ready(grpc, models, self.ready_timeout_s, alive=self._raise_if_exited)
+        except ServerError as exc:
+            tail = self.log_tail()
+            self.stop()
+            raise ServerError(f"embedded Triton failed to start: {exc}\n--- {self.log_path} (last lines) ---\n{tail}") from None
+        except BaseException:
+            self.stop()
+            raise
+        self.startup_s = time.monotonic() - started
+        self._endpoints = Endpoints(
+            grpc=grpc,
+            http=f"{LOOPBACK}:{ports['http']}",
+            metrics=f"http://{LOOPBACK}:{ports['metrics']}/metrics",
+        )
+        return self._endpoints
+
+    def _raise_if_exited(self) -> None:
+        if self.process is not None and self.process.poll() is not None:
+            raise ServerError(f"tritonserver exited with code {self.process.returncode} while starting")
+
+    def log_tail(self, lines: int = LOG_TAIL_LINES) -> str:
+        """The log lines most useful to a user: errors and model states first, then the tail."""
+        if self.log_path is None or not self.log_path.is_file():
+            return "(no log)"
+        text = self.log_path.read_text(errors="replace").splitlines()
+        # Triton's error lines start with 'E' + date; the model table names UNAVAILABLE models.
+        important = [ln for ln in text if ln.startswith("E") or "UNAVAILABLE" in ln or "error" in ln.lower()]
+        chosen = important[-lines:] if important else text[-lines:]
+        return "\n".join(chosen)
+
+    def stop(self) -> None:
+        """Terminate the whole process group (server and python-backend stubs) and wait."""
+        process, self.process = self.process, None
+        self._endpoints = None
+        if process is not None:
+            _stop_group(process, STOP_TIMEOUT_S)
+        if self._workdir is not None:
+            self._workdir.cleanup()
+            self._workdir = None
+
+    @property
+    def pid(self) -> int | None:
+        return self.process.pid if self.process is not None else None
+
+
+def _stop_group(process: subprocess.Popen, timeout_s: float) -> None:
+    pgid = process.pid  # setsid made the child its own group leader
+    for sig, wait_s in ((signal.SIGTERM, timeout_s), (signal.SIGKILL, 5.0)):
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(pgid, sig)
+        try:
+            process.wait(timeout=wait_s)
+            break
+        except subprocess.TimeoutExpired:
+            continue
+    # The stubs are in the same group; make sure none outlives the server.
+    deadline = time.monotonic() + 5.0
+    while _group_alive(pgid) and time.monotonic() < deadline:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(pgid, signal.SIGKILL)
+        time.sleep(0.05)
+
+
+def _group_alive(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True

@@ -1,0 +1,32 @@
+"""Fixtures shared by tests/ and benchmarks/: one small trained model set per session."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+# Small enough to train in seconds on 2 cores, large enough to validate batches of 256.
+TEST_ROWS = 12_000
+TEST_EPOCHS = 2
+
+
+@pytest.fixture(scope="session")
+def artifacts(tmp_path_factory) -> Path:
+    """Train v1 and v2 on synthetic data, export them and write every repository, once."""
+    from axon import data, pipeline
+
+    out = tmp_path_factory.mktemp("artifacts")
+    dataset = data.synthetic(TEST_ROWS, seed=1)
+    pipeline.build(dataset, out, epochs=TEST_EPOCHS, seed=1)
+    return out
+
+
+@pytest.fixture(scope="session")
+def validation_rows(artifacts):
+    import numpy as np
+
+    from axon.pipeline import VALIDATION_ROWS_FILE
+
+    with np.load(artifacts / VALIDATION_ROWS_FILE) as npz:
+        return npz["features"], npz["labels"]
