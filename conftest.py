@@ -30,3 +30,29 @@ def validation_rows(artifacts):
 
     with np.load(artifacts / VALIDATION_ROWS_FILE) as npz:
         return npz["features"], npz["labels"]
+
+
+def _leftover_servers() -> list[str]:
+    """tritonserver or stub processes started by axon (their paths carry axon's work-dir prefix)."""
+    import psutil
+
+    found = []
+    for proc in psutil.process_iter(["pid", "cmdline", "status"]):
+        cmd = " ".join(proc.info["cmdline"] or [])
+        if "axon-triton-" in cmd and proc.info["status"] != psutil.STATUS_ZOMBIE:
+            found.append(f"{proc.info['pid']}: {cmd[:120]}")
+    return found
+
+
+def pytest_sessionfinish(session, exitstatus):
+    """No tritonserver or python-backend stub may outlive the test run."""
+    import time
+
+    deadline = time.monotonic() + 10
+    leftovers = _leftover_servers()
+    while leftovers and time.monotonic() < deadline:
+        time.sleep(0.2)
+        leftovers = _leftover_servers()
+    if leftovers:
+        print("\nERROR: Triton processes left behind after the run:\n  " + "\n  ".join(leftovers))
+        session.exitstatus = 1
