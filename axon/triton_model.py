@@ -9,7 +9,8 @@ from axon. Parameters in config.pbtxt choose the engine:
   on ``device`` (``cpu`` or ``cuda``), for GPU machines whose onnxruntime is CPU-only.
 
 All requests Triton hands to one ``execute`` call (one dynamic batch) go through a single
-model call, then the rows are split back to their requests in order.
+model call, then the rows are split back to their requests in order. Each engine takes the
+requests' input tensors and returns one output tensor per request.
 """
 
 import json
@@ -36,8 +37,16 @@ class _OnnxRuntimeEngine:
             providers = ["CUDAExecutionProvider"]
         self._session = ort.InferenceSession(path, options, providers=providers)
 
-    def __call__(self, batch):
-        return self._session.run([OUTPUT_NAME], {INPUT_NAME: batch})[0]
+    def __call__(self, inputs):
+        arrays = [t.as_numpy() for t in inputs]
+        batch = arrays[0] if len(arrays) == 1 else np.concatenate(arrays)
+        out = self._session.run([OUTPUT_NAME], {INPUT_NAME: np.ascontiguousarray(batch, dtype=np.float32)})[0]
+        out = np.ascontiguousarray(out, dtype=np.float32)
+        tensors, offset = [], 0
+        for rows in arrays:
+            tensors.append(pb_utils.Tensor(OUTPUT_NAME, out[offset : offset + len(rows)]))
+            offset += len(rows)
+        return tensors
 
 
 class _TorchEngine:
@@ -89,14 +98,24 @@ class _TorchEngine:
             raise pb_utils.TritonModelException(f"engine torch does not implement ONNX op {op}")
         return simple[op]()
 
-    def __call__(self, batch):
+    def __call__(self, inputs):
+        # DLPack in and out: no numpy in the data path, so the stub's numpy build can't matter
+        # (with numpy 2 beside a stub built for numpy 1, numpy outputs arrived empty).
         torch = self._torch
+        from torch.utils import dlpack
+
         with torch.inference_mode():
+            parts = [dlpack.from_dlpack(t.to_dlpack()) for t in inputs]
+            batch = parts[0] if len(parts) == 1 else torch.cat(parts)
             values = dict(self._values)
-            values[INPUT_NAME] = torch.from_numpy(batch).to(self._device, non_blocking=True)
-            for op, inputs, outputs, attrs in self._nodes:
-                values[outputs[0]] = self._op(op, [values[i] for i in inputs if i], attrs)
-            return values[OUTPUT_NAME].float().cpu().numpy()
+            values[INPUT_NAME] = batch.to(self._device, dtype=torch.float32)
+            for op, names, outputs, attrs in self._nodes:
+                values[outputs[0]] = self._op(op, [values[i] for i in names if i], attrs)
+            out = values[OUTPUT_NAME].float().cpu()
+        tensors = []
+        for piece in torch.split(out, [len(p) for p in parts]):
+            tensors.append(pb_utils.Tensor.from_dlpack(OUTPUT_NAME, dlpack.to_dlpack(piece.contiguous())))
+        return tensors
 
 
 ENGINES = {"onnxruntime": _OnnxRuntimeEngine, "torch": _TorchEngine}
@@ -115,13 +134,5 @@ class TritonPythonModel:
         self._run = ENGINES[engine](path, params.get("device", "cpu"), int(params.get("threads", "1")))
 
     def execute(self, requests):
-        arrays = [pb_utils.get_input_tensor_by_name(r, INPUT_NAME).as_numpy() for r in requests]
-        batch = arrays[0] if len(arrays) == 1 else np.concatenate(arrays)
-        out = np.ascontiguousarray(self._run(np.ascontiguousarray(batch, dtype=np.float32)), dtype=np.float32)
-        responses = []
-        offset = 0
-        for rows in arrays:
-            part = out[offset : offset + len(rows)]
-            offset += len(rows)
-            responses.append(pb_utils.InferenceResponse(output_tensors=[pb_utils.Tensor(OUTPUT_NAME, part)]))
-        return responses
+        inputs = [pb_utils.get_input_tensor_by_name(r, INPUT_NAME) for r in requests]
+        return [pb_utils.InferenceResponse(output_tensors=[t]) for t in self._run(inputs)]
