@@ -179,6 +179,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--log-dir", type=Path, help="write the embedded server log here")
     p.add_argument("--check", action="store_true", help="send one real request per model, compare with local onnxruntime, then stop")
     p.set_defaults(func=_cmd_serve)
+
+    from axon import bench_cli
+
+    bench_cli.add_parser(sub, positive_int, positive_float, _header)
     return parser
 
 

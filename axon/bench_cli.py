@@ -1,0 +1,183 @@
+"""`axon bench`: cases (sweeps, A/B) over a server axon starts or one it is pointed at."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+
+from axon import backends, data, pipeline, results
+from axon.bench import Target, run_case
+from axon.errors import AxonError
+from axon.loadgen import LoadSpec
+from axon.model import MODEL_PREFIX, model_name
+
+SYNTHETIC_PAYLOAD_ROWS = 4096
+
+
+def load_rows(artifacts: Path, seed: int = 0) -> tuple[np.ndarray, dict]:
+    """Validation rows from `axon train`, or synthetic rows when there are none (said in the result)."""
+    rows_file = artifacts / pipeline.VALIDATION_ROWS_FILE
+    manifest = artifacts / pipeline.MANIFEST_FILE
+    if rows_file.is_file():
+        with np.load(rows_file) as npz:
+            features = npz["features"]
+        info = json.loads(manifest.read_text())["dataset"] if manifest.is_file() else {"name": "unknown"}
+        return features, {**info, "payload_rows": "validation split"}
+    events = data.synthetic(SYNTHETIC_PAYLOAD_ROWS, seed)
+    return events.features, {**events.info.as_dict(), "payload_rows": "generated (no artifacts)"}
+
+
+def _label(spec: LoadSpec, batching: str | None) -> str:
+    load = f"c={spec.concurrency}" if spec.mode == "closed" else f"rate={spec.rate:g}/s {spec.distribution}"
+    return f"{spec.model}, batching {batching or '?'}, {load}"
+
+
+def _progress_bar(spec: LoadSpec, label: str):
+    from tqdm import tqdm
+
+    bar = tqdm(total=round(spec.duration_s, 1), desc=label, unit="s", file=sys.stderr, leave=False, disable=not sys.stderr.isatty(), bar_format="{desc} {bar} {n:.0f}/{total:.0f} s {postfix}")
+
+    def update(elapsed: float, sent: int, p99_ms: float) -> None:
+        bar.n = min(round(elapsed, 1), bar.total)
+        rate = sent / elapsed if elapsed > 0 else 0.0
+        bar.set_postfix_str(f"{rate:,.0f} req/s, p99 {p99_ms:.2f} ms")
+
+    return bar, update
+
+
+def table(runs: list[dict]) -> str:
+    head = f"{'model':<24} {'batch':>5} {'load':>16} {'req/s':>9} {'p50':>7} {'p95':>7} {'p99':>7} {'err':>5} {'avg bs':>6} {'cpu':>5}  verdict"
+    lines = [head, "-" * len(head)]
+    for r in runs:
+        load = f"c={r['load']['concurrency']}" if r["load"]["mode"] == "closed" else f"{r['load']['rate']:g}/s {r['load']['distribution'][:4]}"
+        lat = r["latency_ms"]
+        sm = r.get("server_metrics") or {}
+        bs = sm.get("avg_batch_size")
+        cpu = max(r["client"]["cores_per_process"], default=float("nan"))
+        verdict = "ok" if r["passed"] else "; ".join(r["verdicts"] + ([r["incomplete_reason"]] if r["incomplete_reason"] else []))
+        if r["client"]["client_bound"]:
+            verdict += " [client-bound]"
+        lines.append(
+            f"{r['model']:<24} {str(r['batching']):>5} {load:>16} {r['throughput_rps']:>9,.0f} {lat['p50']:>7.2f} {lat['p95']:>7.2f} "
+            f"{lat['p99']:>7.2f} {r['requests']['failed']:>5} {bs if bs is None else round(bs, 1)!s:>6} {cpu:>5.2f}  {verdict}"
+        )
+    return "\n".join(lines) + "\n(latencies in ms; cpu = client cores per worker process)"
+
+
+def specs_from_args(args: argparse.Namespace) -> list[LoadSpec]:
+    base = LoadSpec(
+        model=args.model,
+        duration_s=args.duration,
+        warmup_s=args.warmup,
+        requests=args.requests,
+        rows_per_request=args.rows_per_request,
+        timeout_s=args.timeout,
+        processes=args.processes,
+        seed=args.seed,
+        max_error_rate=args.max_error_rate,
+        concurrency=1,  # replaced below
+    )
+    if args.rate is not None:
+        specs = [replace(base, concurrency=None, rate=args.rate, distribution="poisson" if args.poisson else "constant")]
+    elif args.sweep:
+        specs = [replace(base, concurrency=c) for c in args.sweep]
+    else:
+        specs = [replace(base, concurrency=args.concurrency)]
+    for spec in specs:
+        spec.validate()
+    return specs
+
+
+def command(args: argparse.Namespace) -> int:
+    args.model = model_name(args.model.removeprefix(MODEL_PREFIX)) if args.model.removeprefix(MODEL_PREFIX) in ("v1", "v2") else args.model
+    specs = specs_from_args(args)
+    if args.url and args.ab:
+        raise AxonError("--ab compares batching on and off on servers axon starts; it can't be used with --url")
+    modes = ["on", "off"] if args.ab else [args.batching]
+    features, dataset = load_rows(args.artifacts, args.seed)
+    reference = args.artifacts / "models" / args.model / "model.onnx"
+    output = args.output or results.default_output(Path("results"), "bench")
+    runs: list[dict] = []
+    exit_code = 0
+    try:
+        for mode in modes:
+            server = backends.make_server(
+                "external" if args.url else args.backend,
+                batching=mode,
+                models=None if args.url else [args.model] if args.model.startswith(MODEL_PREFIX) else None,
+                artifacts=args.artifacts,
+                url=args.url,
+                metrics_url=args.metrics_url,
+                tls=args.tls,
+                headers=dict(args.header),
+            )
+            with server:
+                target = Target(server.endpoints, server.backend, getattr(server, "version", None), None if args.url else mode)
+                for spec in specs:
+                    label = _label(spec, target.batching)
+                    bar, update = _progress_bar(spec, label)
+                    try:
+                        run = run_case(spec, target, features, reference, dataset, on_progress=update)
+                    finally:
+                        bar.close()
+                    runs.append(run)
+                    # After every case: an interruption or a crash later keeps what was measured.
+                    results.write_results(output, runs)
+                    status = "ok" if run["passed"] else "FAILED: " + "; ".join(run["verdicts"] or [run["incomplete_reason"] or "?"])
+                    print(f"{label}: {run['throughput_rps']:,.0f} req/s, p50 {run['latency_ms']['p50']:.2f} ms, p99 {run['latency_ms']['p99']:.2f} ms  {status}", file=sys.stderr)
+                    if run["incomplete_reason"] == "interrupted":
+                        raise KeyboardInterrupt
+                    if not run["passed"]:
+                        exit_code = 1
+                    if not run["complete"]:
+                        raise AxonError(f"run incomplete ({run['incomplete_reason']}); partial result saved in {output}")
+    finally:
+        if runs:
+            print(table(runs))
+            print(f"results: {output}")
+    return exit_code
+
+
+def _concurrency_list(text: str) -> list[int]:
+    try:
+        values = [int(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated whole numbers, got {text!r}") from None
+    if not values or any(not 1 <= v <= 1024 for v in values):
+        raise argparse.ArgumentTypeError(f"concurrencies must be between 1 and 1024, got {text!r}")
+    return values
+
+
+def add_parser(sub, positive_int, positive_float, header) -> None:
+    p = sub.add_parser("bench", help="offer load to Triton and measure it (starts the embedded server unless --url)")
+    p.add_argument("--model", default="particle_classifier_v1", help="model name, or v1/v2 (default particle_classifier_v1)")
+    load = p.add_mutually_exclusive_group()
+    load.add_argument("--concurrency", type=positive_int, default=64, help="closed loop: requests in flight (default 64)")
+    load.add_argument("--rate", type=positive_float, help="open loop: requests per second, latency timed from intended send times")
+    load.add_argument("--sweep", type=_concurrency_list, help="closed loop over several concurrencies, e.g. 1,4,16,64,128,256")
+    p.add_argument("--poisson", action="store_true", help="open loop: Poisson arrivals (seeded) instead of constant spacing")
+    p.add_argument("--ab", action="store_true", help="run the same load against batching on and batching off")
+    p.add_argument("--batching", choices=("on", "off"), default="on", help="which embedded/docker repository to serve (default on)")
+    p.add_argument("--duration", type=positive_float, default=30.0, help="measurement window in seconds (default 30)")
+    p.add_argument("--warmup", type=float, default=5.0, help="warm-up seconds before the window (default 5)")
+    p.add_argument("--requests", type=positive_int, help="closed loop: measure this many requests instead of a duration")
+    p.add_argument("--rows-per-request", type=positive_int, default=1)
+    p.add_argument("--processes", type=positive_int, default=1, help="worker processes; their histograms are merged")
+    p.add_argument("--timeout", type=positive_float, default=10.0, help="client timeout per request in seconds (default 10)")
+    p.add_argument("--max-error-rate", type=float, default=0.0, help="fail the run above this error fraction (default 0)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--output", type=Path, help="results JSON (default results/bench-<time>.json)")
+    p.add_argument("--artifacts", type=Path, default=Path("artifacts"), help="output of `axon train`: rows, models, repositories")
+    p.add_argument("--backend", choices=("embedded", "docker"), default="embedded", help="server axon starts when there is no --url")
+    p.add_argument("--url", help="an existing server: HOST:PORT of Triton's gRPC endpoint")
+    p.add_argument("--metrics-url", help="with --url: Triton's metrics URL (default: none scraped)")
+    p.add_argument("--tls", action="store_true")
+    p.add_argument("--header", type=header, action="append", default=[], metavar="KEY=VALUE")
+    p.set_defaults(func=command)
+
+

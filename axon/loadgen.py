@@ -1,0 +1,213 @@
+"""The load generator's core: closed loop (N in flight) and open loop (arrivals at a rate).
+
+One measurement path for both: a request's outcome goes to :meth:`Recorder.record`, which
+counts it only if its send time (open loop: its *intended* send time) falls in the window.
+The clock and the sender are parameters, so the scheduling is tested on virtual time against
+a scripted server, and the same code drives real gRPC.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+from collections import Counter
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from typing import NamedTuple
+
+import numpy as np
+
+from axon import stats
+from axon.errors import AxonError
+
+OK = "OK"
+TIMEOUT = "DEADLINE_EXCEEDED"
+UNAVAILABLE = "UNAVAILABLE"
+CLIENT_OVERLOAD = "CLIENT_OVERLOAD"  # open loop: too many in flight, the request was not sent
+# A server that answers nothing but UNAVAILABLE this many times in a row is gone: stop early.
+ABORT_AFTER_UNAVAILABLE = 50
+# Open loop: sending later than intended by more than this (p99) means the client fell behind.
+MAX_SCHEDULE_LAG_S = 0.010
+CORRECTNESS_ATOL = 1e-5
+PROGRESS_INTERVAL_S = 0.5
+
+
+class Outcome(NamedTuple):
+    code: str  # "OK" or a gRPC status code name
+    response: bytes | None = None
+
+
+Send = Callable[[int], Awaitable[Outcome]]
+Clock = Callable[[], float]
+Checker = Callable[[int, bytes], bool]  # (payload index, response) -> matches the reference
+
+
+@dataclass(frozen=True)
+class LoadSpec:
+    """What load to offer. Exactly one of ``concurrency`` (closed) and ``rate`` (open)."""
+
+    model: str
+    concurrency: int | None = None
+    rate: float | None = None
+    distribution: str = "constant"
+    duration_s: float = 30.0
+    warmup_s: float = 5.0
+    requests: int | None = None  # closed loop: stop after this many measured requests instead
+    rows_per_request: int = 1
+    timeout_s: float = 10.0
+    sample_every: int = 100  # correctness: check 1 response in this many
+    processes: int = 1
+    seed: int = 0
+    max_error_rate: float = 0.0
+    max_in_flight: int = 20_000
+
+    @property
+    def mode(self) -> str:
+        return "closed" if self.concurrency is not None else "open"
+
+    def validate(self) -> LoadSpec:
+        if (self.concurrency is None) == (self.rate is None):
+            raise AxonError("give exactly one of concurrency (closed loop) or rate (open loop)")
+        if self.concurrency is not None and not 1 <= self.concurrency <= 1024:
+            raise AxonError(f"concurrency must be between 1 and 1024, got {self.concurrency}")
+        if self.rate is not None and not self.rate > 0:
+            raise AxonError(f"rate must be > 0 requests/s, got {self.rate}")
+        if not self.duration_s > 0:
+            raise AxonError(f"duration must be > 0 s, got {self.duration_s}")
+        if self.warmup_s < 0:
+            raise AxonError(f"warmup must be >= 0 s, got {self.warmup_s}")
+        if self.requests is not None and (self.requests <= 0 or self.mode != "closed"):
+            raise AxonError("a request count must be > 0 and goes with closed-loop concurrency")
+        if self.rows_per_request < 1 or self.timeout_s <= 0 or self.processes < 1:
+            raise AxonError("rows per request, timeout and processes must be positive")
+        if self.concurrency is not None and self.processes > self.concurrency:
+            raise AxonError(f"{self.processes} processes need concurrency >= {self.processes}")
+        return self
+
+
+@dataclass
+class Recorder:
+    """Everything one worker measured inside the window."""
+
+    window_start: float
+    window_end: float
+    checker: Checker | None = None
+    sample_every: int = 100
+    latency: object = field(default_factory=stats.new_histogram)
+    lag: object = field(default_factory=stats.new_histogram)
+    sent: int = 0
+    ok: int = 0
+    failures: Counter = field(default_factory=Counter)
+    checked: int = 0
+    mismatches: int = 0
+    consecutive_unavailable: int = 0
+
+    def in_window(self, t: float) -> bool:
+        return self.window_start <= t < self.window_end
+
+    def record(self, index: int, start: float, done: float, outcome: Outcome, lag: float | None = None) -> None:
+        """Record one finished request. ``start`` is the send time (closed) or intended time (open)."""
+        self.consecutive_unavailable = self.consecutive_unavailable + 1 if outcome.code == UNAVAILABLE else 0
+        if not self.in_window(start):
+            return
+        self.sent += 1
+        if lag is not None:
+            stats.record_seconds(self.lag, max(lag, 0.0))
+        if outcome.code != OK:
+            self.failures[outcome.code] += 1
+            return
+        self.ok += 1
+        stats.record_seconds(self.latency, done - start)
+        if self.checker is not None and self.ok % self.sample_every == 1 % self.sample_every:
+            self.checked += 1
+            if not self.checker(index, outcome.response):
+                self.mismatches += 1
+
+    @property
+    def server_gone(self) -> bool:
+        return self.consecutive_unavailable >= ABORT_AFTER_UNAVAILABLE
+
+
+async def closed_loop(
+    send: Send,
+    n_payloads: int,
+    concurrency: int,
+    recorder: Recorder,
+    clock: Clock,
+    stop: asyncio.Event,
+    request_limit: int | None = None,
+    first_index: int = 0,
+) -> None:
+    """``concurrency`` workers, each sending its next request as soon as the last one returns."""
+
+    async def worker(w: int) -> None:
+        i = first_index + w
+        while not stop.is_set():
+            start = clock()
+            if start >= recorder.window_end:
+                return
+            outcome = await send(i % n_payloads)
+            recorder.record(i % n_payloads, start, clock(), outcome)
+            if recorder.server_gone or (request_limit is not None and recorder.sent >= request_limit):
+                stop.set()
+            i += concurrency
+
+    await asyncio.gather(*(worker(w) for w in range(concurrency)))
+
+
+async def open_loop(
+    send: Send,
+    n_payloads: int,
+    offsets: Sequence[float],
+    recorder: Recorder,
+    clock: Clock,
+    stop: asyncio.Event,
+    t0: float,
+    max_in_flight: int = 20_000,
+) -> None:
+    """Send request k at ``t0 + offsets[k]`` whatever the responses do; time it from then."""
+    in_flight: set[asyncio.Task] = set()
+
+    async def one(k: int, intended: float, sent_at: float) -> None:
+        outcome = await send(k % n_payloads)
+        recorder.record(k % n_payloads, intended, clock(), outcome, lag=sent_at - intended)
+        if recorder.server_gone:
+            stop.set()
+
+    for k, offset in enumerate(offsets):
+        intended = t0 + offset
+        delay = intended - clock()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        if stop.is_set():
+            break
+        if len(in_flight) >= max_in_flight:
+            recorder.record(k % n_payloads, intended, clock(), Outcome(CLIENT_OVERLOAD))
+            continue
+        task = asyncio.ensure_future(one(k, intended, clock()))
+        in_flight.add(task)
+        task.add_done_callback(in_flight.discard)
+    if in_flight:
+        await asyncio.gather(*in_flight)
+
+
+def make_checker(responses_to_array: Callable[[bytes], np.ndarray], expected: np.ndarray, atol: float = CORRECTNESS_ATOL) -> Checker:
+    """A checker comparing a response's output with the locally computed reference rows."""
+
+    def check(index: int, response: bytes | None) -> bool:
+        if response is None:
+            return False
+        got = responses_to_array(response)
+        return got.shape == expected[index].shape and bool(np.all(np.abs(got - expected[index]) <= atol))
+
+    return check
+
+
+def split_evenly(total: int, parts: int) -> list[int]:
+    base, extra = divmod(total, parts)
+    return [base + (1 if i < extra else 0) for i in range(parts)]
+
+
+def window_bounds(t0: float, warmup_s: float, duration_s: float, request_limit: int | None) -> tuple[float, float]:
+    end = math.inf if request_limit is not None else t0 + warmup_s + duration_s
+    return t0 + warmup_s, end

@@ -1,0 +1,91 @@
+"""The result record: one run's measurement, versioned, written atomically, mergeable."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import platform
+import subprocess
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import psutil
+
+from axon import stats
+from axon.errors import AxonError
+from axon.pipeline import write_json
+
+SCHEMA_VERSION = 1
+
+
+def machine_info() -> dict:
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as fh:
+            cpu = next((ln.split(":", 1)[1].strip() for ln in fh if ln.startswith("model name")), cpu)
+    except OSError:
+        pass
+    return {
+        "hostname": platform.node(),
+        "cpu": cpu,
+        "cores": psutil.cpu_count(logical=True),
+        "memory_gib": round(psutil.virtual_memory().total / 2**30, 1),
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+    }
+
+
+def git_commit(cwd: Path | None = None) -> str | None:
+    try:
+        done = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5, cwd=cwd or Path(__file__).parent)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return done.stdout.strip() or None
+
+
+def now_iso() -> str:
+    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+
+
+def write_results(path: Path, runs: list[dict]) -> None:
+    """Write runs atomically (see :func:`axon.pipeline.write_json`)."""
+    write_json(path, {"schema_version": SCHEMA_VERSION, "runs": runs})
+
+
+def read_results(path: Path) -> list[dict]:
+    try:
+        payload = json.loads(Path(path).read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise AxonError(f"cannot read results {path}: {exc}") from None
+    if payload.get("schema_version") != SCHEMA_VERSION:
+        raise AxonError(f"{path}: schema version {payload.get('schema_version')}, this axon reads {SCHEMA_VERSION}")
+    return payload["runs"]
+
+
+def merge_runs(runs: Iterable[dict]) -> dict[str, Any]:
+    """Merge runs of the same case (say, from several hosts): exact, via the histograms."""
+    runs = list(runs)
+    if not runs:
+        raise AxonError("nothing to merge")
+    histogram = stats.merge([r["histogram"] for r in runs])
+    sent = sum(r["requests"]["sent"] for r in runs)
+    ok = sum(r["requests"]["ok"] for r in runs)
+    failures: dict[str, int] = {}
+    for r in runs:
+        for code, n in r["requests"]["failures"].items():
+            failures[code] = failures.get(code, 0) + n
+    # Runs side by side: throughput adds up over a common window.
+    return {
+        "merged_from": len(runs),
+        "requests": {"sent": sent, "ok": ok, "failed": sent - ok, "failures": failures},
+        "throughput_rps": sum(r["throughput_rps"] for r in runs),
+        "latency_ms": stats.LatencySummary.of(histogram).as_dict(),
+        "histogram": stats.encode(histogram),
+    }
+
+
+def default_output(directory: Path, label: str) -> Path:
+    stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+    return directory / f"{label}-{stamp}-{os.getpid()}.json"

@@ -1,0 +1,261 @@
+"""Real gRPC load: pre-serialised requests on raw grpc.aio, one worker per thread or process.
+
+Why raw grpc.aio: tritonclient builds and serialises an InferInput per request, which on our
+2-core machine made the client, not the server, the bottleneck (FIELD-NOTES: ~0.5 of a native
+generator's throughput). Here every ModelInferRequest is serialised once, before the timed
+loop, and the loop only moves bytes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import multiprocessing as mp
+import os
+import signal
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import psutil
+
+from axon import loadgen, stats
+from axon.export import INPUT_NAME, OUTPUT_NAME
+from axon.loadgen import LoadSpec, Outcome, Recorder
+from axon.schedule import arrival_offsets
+
+MODEL_INFER = "/inference.GRPCInferenceService/ModelInfer"
+MAX_DISTINCT_PAYLOADS = 1024
+CLIENT_BOUND_CORES = 0.8  # a worker process above this share of one core is the bottleneck
+
+
+def build_payloads(model: str, features: np.ndarray, rows_per_request: int, limit: int = MAX_DISTINCT_PAYLOADS) -> tuple[list[bytes], list[np.ndarray]]:
+    """Serialised ModelInferRequests over real rows, and the rows each one carries."""
+    from tritonclient.grpc import service_pb2
+
+    rows = np.ascontiguousarray(features, dtype=np.float32)
+    n = min(limit, len(rows) // rows_per_request)
+    if n == 0:
+        raise loadgen.AxonError(f"need at least {rows_per_request} validation rows, have {len(rows)}")
+    payloads, chunks = [], []
+    for i in range(n):
+        chunk = rows[i * rows_per_request : (i + 1) * rows_per_request]
+        request = service_pb2.ModelInferRequest(model_name=model, id="")
+        tensor = request.inputs.add(name=INPUT_NAME, datatype="FP32", shape=list(chunk.shape))
+        del tensor  # shape and type only: the data travels in raw_input_contents
+        request.outputs.add(name=OUTPUT_NAME)
+        request.raw_input_contents.append(chunk.tobytes())
+        payloads.append(request.SerializeToString())
+        chunks.append(chunk)
+    return payloads, chunks
+
+
+def output_of(response: bytes) -> np.ndarray:
+    from tritonclient.grpc import service_pb2
+
+    message = service_pb2.ModelInferResponse.FromString(response)
+    shape = tuple(message.outputs[0].shape)
+    return np.frombuffer(message.raw_output_contents[0], dtype=np.float32).reshape(shape)
+
+
+class GrpcSender:
+    """Send payload i as bytes; turn every RPC error into a counted Outcome."""
+
+    def __init__(self, url: str, payloads: Sequence[bytes], timeout_s: float, tls: bool = False, headers: dict | None = None):
+        import grpc
+
+        self._grpc = grpc
+        options = [("grpc.max_receive_message_length", 64 << 20), ("grpc.max_send_message_length", 64 << 20)]
+        self.channel = grpc.aio.secure_channel(url, grpc.ssl_channel_credentials(), options) if tls else grpc.aio.insecure_channel(url, options)
+        # No serialisers: the payloads are already bytes and responses stay bytes until sampled.
+        self._call = self.channel.unary_unary(MODEL_INFER)
+        self._payloads = payloads
+        self._timeout = timeout_s
+        self._metadata = tuple((k.lower(), v) for k, v in (headers or {}).items()) or None
+
+    async def __call__(self, i: int) -> Outcome:
+        try:
+            return Outcome(loadgen.OK, await self._call(self._payloads[i], timeout=self._timeout, metadata=self._metadata))
+        except self._grpc.aio.AioRpcError as exc:
+            return Outcome(exc.code().name)
+
+    async def close(self) -> None:
+        await self.channel.close()
+
+
+@dataclass
+class WorkerJob:
+    """One worker's share of the load; picklable so it can go to a process."""
+
+    index: int
+    spec: LoadSpec  # with this worker's share of concurrency or rate
+    url: str
+    tls: bool
+    headers: dict
+    payloads: list
+    expected: list | None  # reference outputs per payload, or None to skip correctness
+    start_at: float  # time.time() at which every worker starts, so windows line up
+
+
+def _new_loop() -> asyncio.AbstractEventLoop:
+    try:
+        import uvloop
+
+        return uvloop.new_event_loop()
+    except ImportError:
+        return asyncio.new_event_loop()
+
+
+async def _run(job: WorkerJob, stop_flag: Any, progress: Any) -> dict:
+    spec = job.spec
+    clock = time.perf_counter
+    sender = GrpcSender(job.url, job.payloads, spec.timeout_s, job.tls, job.headers)
+    checker = loadgen.make_checker(output_of, [np.asarray(e) for e in job.expected]) if job.expected else None
+    delay = job.start_at - time.time()
+    if delay > 0:
+        await asyncio.sleep(delay)
+    t0 = clock()
+    window_start, window_end = loadgen.window_bounds(t0, spec.warmup_s, spec.duration_s, spec.requests)
+    recorder = Recorder(window_start, window_end, checker, spec.sample_every)
+    stop = asyncio.Event()
+    me = psutil.Process()
+    cpu: dict[str, float] = {}
+    reason: list[str] = []
+
+    async def monitor() -> None:
+        # CPU is sampled at the window's edges; progress and outside stop requests every tick.
+        while not stop.is_set():
+            now = clock()
+            if "start" not in cpu and now >= window_start:
+                t = me.cpu_times()
+                cpu.update(start=t.user + t.system, start_wall=now)
+            if progress is not None:
+                progress[2 * job.index] = recorder.sent
+                progress[2 * job.index + 1] = recorder.latency.get_value_at_percentile(99) / 1e3 if recorder.ok else 0.0
+            if stop_flag is not None and stop_flag.is_set():
+                reason.append("interrupted")
+                stop.set()
+            if now >= window_end:
+                return
+            await asyncio.sleep(min(loadgen.PROGRESS_INTERVAL_S, max(window_end - now, 0.001)) if window_end != float("inf") else loadgen.PROGRESS_INTERVAL_S)
+
+    def window_closed() -> None:
+        t = me.cpu_times()
+        cpu.update(end=t.user + t.system, end_wall=clock())
+
+    monitor_task = asyncio.ensure_future(monitor())
+    try:
+        if spec.mode == "closed":
+            await loadgen.closed_loop(sender, len(job.payloads), spec.concurrency, recorder, clock, stop, spec.requests, first_index=job.index)
+        else:
+            offsets = arrival_offsets(spec.rate, spec.warmup_s + spec.duration_s, spec.distribution, spec.seed + job.index)
+            await loadgen.open_loop(sender, len(job.payloads), offsets, recorder, clock, stop, t0, spec.max_in_flight)
+        window_closed()
+    finally:
+        stop.set()
+        monitor_task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await monitor_task
+        await sender.close()
+    if recorder.server_gone:
+        reason.append("server unavailable")
+    end_wall = cpu.get("end_wall", clock())
+    measured_s = max(min(end_wall, window_end) - window_start, 1e-9)
+    cores = (cpu["end"] - cpu["start"]) / max(end_wall - cpu["start_wall"], 1e-9) if "start" in cpu else float("nan")
+    return {
+        "index": job.index,
+        "latency": stats.encode(recorder.latency),
+        "lag": stats.encode(recorder.lag) if spec.mode == "open" else "",
+        "sent": recorder.sent,
+        "ok": recorder.ok,
+        "failures": dict(recorder.failures),
+        "checked": recorder.checked,
+        "mismatches": recorder.mismatches,
+        "measured_s": measured_s,
+        "client_cores": cores,
+        "incomplete_reason": reason[0] if reason else None,
+    }
+
+
+def run_worker(job: WorkerJob, stop_flag: Any = None, progress: Any = None) -> dict:
+    loop = _new_loop()
+    try:
+        return loop.run_until_complete(_run(job, stop_flag, progress))
+    finally:
+        loop.close()
+
+
+def _process_main(job: WorkerJob, stop_flag, progress, results) -> None:
+    # Ctrl-C goes to the parent; it tells workers to stop through stop_flag.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        results.put(run_worker(job, stop_flag, progress))
+    except BaseException as exc:  # report, don't hang the parent waiting on the queue
+        results.put({"index": job.index, "error": f"{type(exc).__name__}: {exc}"})
+
+
+class WorkerPool:
+    """Runs jobs in a thread (one worker) or in spawned processes (several), with progress."""
+
+    def __init__(self, jobs: list[WorkerJob]):
+        self.jobs = jobs
+        self._threaded = len(jobs) == 1
+        if self._threaded:
+            self.stop_flag: Any = threading.Event()
+            self.progress: Any = [0.0, 0.0]
+        else:
+            ctx = mp.get_context("spawn")
+            self.stop_flag = ctx.Event()
+            self.progress = ctx.Array("d", 2 * len(jobs), lock=False)
+            self._results = ctx.Queue()
+            self._procs = [ctx.Process(target=_process_main, args=(j, self.stop_flag, self.progress, self._results), daemon=True) for j in jobs]
+        self._outcomes: list[dict] = []
+
+    def start(self) -> None:
+        if self._threaded:
+            self._thread = threading.Thread(target=lambda: self._outcomes.append(run_worker(self.jobs[0], self.stop_flag, self.progress)), daemon=True)
+            self._thread.start()
+        else:
+            for p in self._procs:
+                p.start()
+
+    def running(self) -> bool:
+        if self._threaded:
+            return self._thread.is_alive()
+        return len(self._outcomes) < len(self.jobs) and any(p.is_alive() for p in self._procs) or self._drain()
+
+    def _drain(self) -> bool:
+        import queue
+
+        with contextlib.suppress(queue.Empty):
+            while True:
+                self._outcomes.append(self._results.get_nowait())
+        return len(self._outcomes) < len(self.jobs) and any(p.is_alive() for p in self._procs)
+
+    def sent_and_p99(self) -> tuple[int, float]:
+        n = len(self.jobs)
+        return int(sum(self.progress[2 * i] for i in range(n))), max(self.progress[2 * i + 1] for i in range(n))
+
+    def stop(self) -> None:
+        self.stop_flag.set()
+
+    def results(self, timeout_s: float) -> list[dict]:
+        deadline = time.monotonic() + timeout_s
+        if self._threaded:
+            self._thread.join(timeout_s)
+        else:
+            while self.running() and time.monotonic() < deadline:
+                time.sleep(0.05)
+            self._drain()
+            for p in self._procs:
+                p.join(max(deadline - time.monotonic(), 0.1))
+                if p.is_alive():
+                    p.kill()
+        return list(self._outcomes)
+
+
+def cpu_count() -> int:
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1

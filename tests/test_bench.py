@@ -1,0 +1,137 @@
+"""The load generator against the real embedded Triton: every mode and every failure."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import threading
+import time
+
+import pytest
+
+from axon.backends import embedded_repository
+from axon.bench import Target, run_case
+from axon.errors import ServerError
+from axon.loadgen import LoadSpec
+from axon.server import EmbeddedServer
+from tests.helpers import assert_clean_error, run_axon
+
+pytestmark = pytest.mark.server
+V1 = "particle_classifier_v1"
+QUICK = {"duration_s": 2.0, "warmup_s": 0.5, "timeout_s": 5.0, "sample_every": 10}
+
+
+@pytest.fixture(scope="module")
+def on_server(artifacts):
+    with EmbeddedServer(embedded_repository(artifacts, "on"), models=[V1]) as server:
+        yield server
+
+
+def _run(server, artifacts, features, **spec):
+    target = Target(server.endpoints, "embedded", server.version, "on")
+    return run_case(LoadSpec(V1, **{**QUICK, **spec}), target, features, artifacts / "models" / V1 / "model.onnx", {"name": "synthetic"})
+
+
+def test_closed_loop_record(on_server, artifacts, validation_rows):
+    r = _run(on_server, artifacts, validation_rows[0], concurrency=8)
+    assert r["complete"] and r["passed"], r["verdicts"]
+    assert r["requests"]["sent"] == r["requests"]["ok"] > 100
+    assert r["correctness"]["enabled"] and r["correctness"]["checked"] >= r["requests"]["ok"] // 10 and r["correctness"]["mismatches"] == 0
+    lat = r["latency_ms"]
+    assert 0 < lat["min"] <= lat["p50"] <= lat["p90"] <= lat["p95"] <= lat["p99"] <= lat["p999"] <= lat["max"]
+    assert r["throughput_rps"] == pytest.approx(r["requests"]["ok"] / r["measured_s"])
+    sm = r["server_metrics"]
+    # The server's count of the window's requests agrees with the client's, within the edges.
+    assert sm["success_count"] == pytest.approx(r["requests"]["ok"], rel=0.1)
+    assert sm["avg_batch_size"] >= 1 and sm["queue_us_per_request"] > 0 and sm["compute_infer_us_per_request"] > 0
+    assert 0 < r["client"]["cores_per_process"][0] < 2.5
+    assert r["dataset"] == {"name": "synthetic"} and r["server"]["version"] == on_server.version
+
+
+def test_open_loop_poisson_keeps_its_schedule(on_server, artifacts, validation_rows):
+    r = _run(on_server, artifacts, validation_rows[0], rate=200.0, distribution="poisson")
+    assert r["load"]["mode"] == "open" and r["load"]["distribution"] == "poisson"
+    assert r["requests"]["sent"] == pytest.approx(400, rel=0.25)
+    assert r["schedule"]["lag_p99_ms"] >= 0 and r["schedule"]["offered_rps"] == 200.0
+    assert r["requests"]["failed"] == 0
+
+
+def test_rows_per_request_and_processes(on_server, artifacts, validation_rows):
+    r = _run(on_server, artifacts, validation_rows[0], concurrency=4, rows_per_request=4, processes=2)
+    assert len(r["client"]["cores_per_process"]) == 2
+    assert r["throughput_inferences_per_s"] == pytest.approx(4 * r["throughput_rps"])
+    assert r["server_metrics"]["inference_count"] == pytest.approx(4 * r["server_metrics"]["success_count"])
+    assert r["passed"] and r["correctness"]["mismatches"] == 0
+
+
+def test_request_count_mode(on_server, artifacts, validation_rows):
+    r = _run(on_server, artifacts, validation_rows[0], concurrency=4, requests=300, warmup_s=0.2)
+    assert 300 <= r["requests"]["sent"] <= 300 + 4
+
+
+def test_errors_fail_the_run(artifacts, validation_rows):
+    with EmbeddedServer(embedded_repository(artifacts, "off"), models=[V1]) as off:
+        # Batching off takes one row per request: every 2-row request is rejected.
+        r = _run(off, artifacts, validation_rows[0], concurrency=2, rows_per_request=2, duration_s=1.0, warmup_s=0.2)
+    assert not r["passed"] and r["requests"]["ok"] == 0
+    assert r["requests"]["failures"] == {"INVALID_ARGUMENT": r["requests"]["sent"]}
+    assert "error rate 100.00%" in r["verdicts"][0]
+
+
+def test_unknown_model(on_server, validation_rows):
+    with pytest.raises(ServerError, match="not served"):
+        run_case(LoadSpec("nope", concurrency=1, **QUICK), Target(on_server.endpoints), validation_rows[0])
+
+
+def test_server_dying_mid_run_saves_a_partial_result(artifacts, tmp_path):
+    server = EmbeddedServer(embedded_repository(artifacts, "on"), models=[V1])
+    server.start()
+    out = tmp_path / "partial.json"
+    try:
+        threading.Timer(3.0, server.stop).start()
+        started = time.monotonic()
+        done = run_axon("bench", "--url", server.endpoints.grpc, "--artifacts", str(artifacts), "--concurrency", "8", "--duration", "60", "--warmup", "0.5", "--timeout", "3", "--output", str(out), timeout=60)
+    finally:
+        server.stop()
+    assert time.monotonic() - started < 30, "a dead server must not hang the run"
+    assert_clean_error(done, "incomplete", "server unavailable")
+    (run,) = json.loads(out.read_text())["runs"]
+    assert run["complete"] is False and run["incomplete_reason"] == "server unavailable"
+    assert run["requests"]["ok"] > 0 and run["requests"]["failures"].get("UNAVAILABLE", 0) > 0
+
+
+def test_ctrl_c_keeps_what_was_measured(on_server, artifacts, tmp_path):
+    out = tmp_path / "interrupted.json"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "axon.cli", "bench", "--url", on_server.endpoints.grpc, "--artifacts", str(artifacts), "--concurrency", "4", "--duration", "60", "--warmup", "0.5", "--output", str(out)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    time.sleep(4)
+    proc.send_signal(signal.SIGINT)
+    assert proc.wait(timeout=30) == 130
+    (run,) = json.loads(out.read_text())["runs"]
+    assert run["incomplete_reason"] == "interrupted" and run["requests"]["ok"] > 0
+
+
+def test_cli_bad_input(on_server, tmp_path):
+    url = on_server.endpoints.grpc
+    assert_clean_error(run_axon("bench", "--url", url, "--concurrency", "0"), "must be > 0")
+    assert_clean_error(run_axon("bench", "--url", url, "--rate", "0"), "must be > 0")
+    assert_clean_error(run_axon("bench", "--url", url, "--duration", "-1"), "must be > 0")
+    assert_clean_error(run_axon("bench", "--url", url, "--concurrency", "2000"), "between 1 and 1024")
+    assert_clean_error(run_axon("bench", "--url", url, "--model", "particle_classifier_v9", "--artifacts", str(tmp_path)), "not served")
+    assert_clean_error(run_axon("bench", "--url", "127.0.0.1:9", "--artifacts", str(tmp_path)), "unreachable")
+
+
+def test_cli_sweep_writes_results_and_a_table(on_server, artifacts, tmp_path):
+    out = tmp_path / "sweep.json"
+    done = run_axon("bench", "--url", on_server.endpoints.grpc, "--metrics-url", on_server.endpoints.metrics, "--artifacts", str(artifacts), "--sweep", "1,4", "--duration", "1", "--warmup", "0.3", "--output", str(out))
+    assert done.returncode == 0, done.stderr
+    runs = json.loads(out.read_text())["runs"]
+    assert [r["load"]["concurrency"] for r in runs] == [1, 4]
+    assert all(r["server_metrics"] is not None for r in runs)
+    assert "c=1" in done.stdout and "c=4" in done.stdout and "req/s" in done.stdout
