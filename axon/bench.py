@@ -60,7 +60,7 @@ def run_case(
     on_progress: Progress | None = None,
 ) -> dict:
     """Run one load case against a ready server and return its result record."""
-    spec.validate()
+    spec = spec.validate().resolved().validate()
     ep = target.endpoints
     try:
         wait_ready(ep.grpc, [spec.model], MODEL_CHECK_TIMEOUT_S, ssl=ep.tls, headers=ep.headers or None)

@@ -153,6 +153,18 @@ def _concurrency_list(text: str) -> list[int]:
     return values
 
 
+def _processes(text: str) -> int | str:
+    if text == "auto":
+        return text
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number or 'auto', got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+    return value
+
+
 def add_parser(sub, positive_int, positive_float, header) -> None:
     p = sub.add_parser("bench", help="offer load to Triton and measure it (starts the embedded server unless --url)")
     p.add_argument("--model", default="particle_classifier_v1", help="model name, or v1/v2 (default particle_classifier_v1)")
@@ -167,7 +179,12 @@ def add_parser(sub, positive_int, positive_float, header) -> None:
     p.add_argument("--warmup", type=float, default=5.0, help="warm-up seconds before the window (default 5)")
     p.add_argument("--requests", type=positive_int, help="closed loop: measure this many requests instead of a duration")
     p.add_argument("--rows-per-request", type=positive_int, default=1)
-    p.add_argument("--processes", type=positive_int, default=1, help="worker processes; their histograms are merged")
+    p.add_argument(
+        "--processes",
+        type=_processes,
+        default="auto",
+        help="worker processes, their histograms merged; auto (default): 1 per 16 in flight (or 2000 req/s), at most 4",
+    )
     p.add_argument("--timeout", type=positive_float, default=10.0, help="client timeout per request in seconds (default 10)")
     p.add_argument("--max-error-rate", type=float, default=0.0, help="fail the run above this error fraction (default 0)")
     p.add_argument("--seed", type=int, default=0)

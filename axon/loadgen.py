@@ -12,7 +12,7 @@ import asyncio
 import math
 from collections import Counter
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import NamedTuple
 
 import numpy as np
@@ -29,6 +29,12 @@ ABORT_AFTER_UNAVAILABLE = 50
 # Open loop: sending later than intended by more than this (p99) means the client fell behind.
 MAX_SCHEDULE_LAG_S = 0.010
 CORRECTNESS_ATOL = 1e-5
+# processes="auto": one worker process per this many requests in flight, up to AUTO_MAX.
+# Each process has its own HTTP/2 connection, which Triton serves in parallel; one Python
+# process tops out near 0.8 of a core here (fidelity benchmark, 2026-11-28).
+AUTO_IN_FLIGHT_PER_PROCESS = 16
+AUTO_RATE_PER_PROCESS = 2000.0
+AUTO_MAX_PROCESSES = 4
 PROGRESS_INTERVAL_S = 0.5
 
 
@@ -56,7 +62,7 @@ class LoadSpec:
     rows_per_request: int = 1
     timeout_s: float = 10.0
     sample_every: int = 100  # correctness: check 1 response in this many
-    processes: int = 1
+    processes: int | str = 1  # or "auto"
     seed: int = 0
     max_error_rate: float = 0.0
     max_in_flight: int = 20_000
@@ -64,6 +70,16 @@ class LoadSpec:
     @property
     def mode(self) -> str:
         return "closed" if self.concurrency is not None else "open"
+
+    def resolved(self) -> LoadSpec:
+        """This spec with ``processes="auto"`` replaced by a number."""
+        if self.processes != "auto":
+            return self
+        if self.concurrency is not None:
+            n = self.concurrency // AUTO_IN_FLIGHT_PER_PROCESS
+        else:
+            n = int((self.rate or 0) // AUTO_RATE_PER_PROCESS)
+        return replace(self, processes=max(1, min(AUTO_MAX_PROCESSES, n)))
 
     def validate(self) -> LoadSpec:
         if (self.concurrency is None) == (self.rate is None):
@@ -78,8 +94,12 @@ class LoadSpec:
             raise AxonError(f"warmup must be >= 0 s, got {self.warmup_s}")
         if self.requests is not None and (self.requests <= 0 or self.mode != "closed"):
             raise AxonError("a request count must be > 0 and goes with closed-loop concurrency")
-        if self.rows_per_request < 1 or self.timeout_s <= 0 or self.processes < 1:
-            raise AxonError("rows per request, timeout and processes must be positive")
+        if self.rows_per_request < 1 or self.timeout_s <= 0:
+            raise AxonError("rows per request and timeout must be positive")
+        if self.processes == "auto":
+            return self
+        if not isinstance(self.processes, int) or self.processes < 1:
+            raise AxonError(f"processes must be a whole number >= 1 or 'auto', got {self.processes!r}")
         if self.concurrency is not None and self.processes > self.concurrency:
             raise AxonError(f"{self.processes} processes need concurrency >= {self.processes}")
         return self

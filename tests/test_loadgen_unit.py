@@ -165,3 +165,15 @@ def test_spec_validation():
     with pytest.raises(AxonError, match="exactly one"):
         LoadSpec("m").validate()
     assert split_evenly(10, 3) == [4, 3, 3]
+
+
+def test_auto_processes():
+    assert LoadSpec("m", concurrency=1, processes="auto").resolved().processes == 1
+    assert LoadSpec("m", concurrency=64, processes="auto").resolved().processes == 4
+    assert LoadSpec("m", concurrency=32, processes="auto").resolved().processes == 2
+    assert LoadSpec("m", concurrency=1024, processes="auto").resolved().processes == 4
+    assert LoadSpec("m", rate=5000.0, processes="auto").resolved().processes == 2
+    with pytest.raises(AxonError, match="processes"):
+        LoadSpec("m", concurrency=2, processes=0).validate()
+    with pytest.raises(AxonError, match="need concurrency"):
+        LoadSpec("m", concurrency=2, processes=3).validate()
