@@ -22,8 +22,12 @@ bench: setup
 	$(VENV)/bin/axon train --dataset $${AXON_DATA:-synthetic} --out $(ARTIFACTS)
 	$(VENV)/bin/axon serve --check --repository $(ARTIFACTS)/repositories/embedded/batching_on
 
+# The tests, then a smoke of the benchmark suite (3 quick cases; budgets that fail only when broken).
 test: setup
 	$(PY) -m pytest -q -p no:cacheprovider tests
+	mkdir -p $(RESULTS)
+	$(PY) -m pytest -q -p no:cacheprovider benchmarks -m axon_smoke --axon-duration 2 --axon-warmup 0.5 \
+		--axon-slo-file benchmarks/smoke-slo.toml --benchmark-json $(RESULTS)/smoke-benchmark.json
 
 lint: setup
 	$(VENV)/bin/ruff check axon tests benchmarks conftest.py

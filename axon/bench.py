@@ -58,8 +58,12 @@ def run_case(
     reference_onnx: Path | None = None,
     dataset: dict | None = None,
     on_progress: Progress | None = None,
+    client_bound_cores: float = CLIENT_BOUND_CORES,
 ) -> dict:
-    """Run one load case against a ready server and return its result record."""
+    """Run one load case against a ready server and return its result record.
+
+    A worker process using more than ``client_bound_cores`` of a core flags the run client-bound.
+    """
     spec = spec.validate().resolved().validate()
     ep = target.endpoints
     try:
@@ -94,14 +98,16 @@ def run_case(
             after = metrics.scrape(ep.metrics, spec.model)
         except ServerError:
             after = None  # the server died: keep what the client measured
-    record = _assemble(spec, target, outcomes, before, after, expected is not None, dataset, len(jobs))
+    record = _assemble(spec, target, outcomes, before, after, expected is not None, dataset, len(jobs), client_bound_cores)
     if interrupted:
         record["complete"] = False
         record["incomplete_reason"] = "interrupted"
     return record
 
 
-def _assemble(spec: LoadSpec, target: Target, outcomes: list[dict], before, after, checking: bool, dataset: dict | None, n_workers: int) -> dict:
+def _assemble(
+    spec: LoadSpec, target: Target, outcomes: list[dict], before, after, checking: bool, dataset: dict | None, n_workers: int, client_bound_cores: float
+) -> dict:
     errors = [o["error"] for o in outcomes if "error" in o]
     good = [o for o in outcomes if "error" not in o]
     histogram = stats.merge([o["latency"] for o in good])
@@ -114,7 +120,7 @@ def _assemble(spec: LoadSpec, target: Target, outcomes: list[dict], before, afte
             failures[code] = failures.get(code, 0) + n
     measured_s = max((o["measured_s"] for o in good), default=float("nan"))
     cores = [o["client_cores"] for o in good]
-    client_bound = any(c > CLIENT_BOUND_CORES for c in cores if not math.isnan(c))
+    client_bound = any(c > client_bound_cores for c in cores if not math.isnan(c))
     reasons = [o["incomplete_reason"] for o in good if o["incomplete_reason"]] + errors
     if len(good) < n_workers and not errors:
         reasons.append("a worker did not report")
@@ -166,7 +172,7 @@ def _assemble(spec: LoadSpec, target: Target, outcomes: list[dict], before, afte
         "histogram": stats.encode(histogram),
         "schedule": schedule,
         "correctness": {"checked": sum(o["checked"] for o in good), "mismatches": mismatches, "enabled": checking},
-        "client": {"cores_per_process": cores, "client_bound": client_bound, "threshold_cores": CLIENT_BOUND_CORES},
+        "client": {"cores_per_process": cores, "client_bound": client_bound, "threshold_cores": client_bound_cores},
         "server_metrics": metrics.delta(before, after).as_dict() if before is not None and after is not None else None,
         "complete": not reasons,
         "incomplete_reason": "; ".join(reasons) or None,

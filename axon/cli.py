@@ -140,6 +140,34 @@ def _cmd_serve(args: argparse.Namespace) -> int:
             time.sleep(3600)
 
 
+def _cmd_compare(args: argparse.Namespace) -> int:
+    from axon import compare
+
+    if args.storage:
+        if args.files:
+            raise AxonError("give either two result files or --storage, not both")
+        old_path, new_path = compare.latest_two(args.storage)
+    elif len(args.files) == 2:
+        old_path, new_path = args.files
+    else:
+        raise AxonError("give two result files (OLD NEW) or --storage DIR")
+    old, new = compare.load_cases(old_path), compare.load_cases(new_path)
+    changes = compare.compare(old, new, metric=args.metric, threshold=args.threshold, alpha=args.alpha)
+    if not changes:
+        raise AxonError(f"no case appears in both {old_path} and {new_path}")
+    print(f"old: {old_path}\nnew: {new_path}")
+    print(compare.table(changes))
+    regressions = [c for c in changes if c.regression]
+    only = sorted(set(old) ^ set(new))
+    if only:
+        print(f"({len(only)} case(s) in only one file, not compared)")
+    if regressions:
+        print(f"{len(regressions)} regression(s): {args.metric} worse by > {args.threshold:.0%} and significant (p < {args.alpha:g})")
+        return 1
+    print(f"no regression ({args.metric}, threshold {args.threshold:.0%}, alpha {args.alpha:g})")
+    return 0
+
+
 def _header(text: str) -> tuple[str, str]:
     key, sep, value = text.partition("=")
     if not sep or not key:
@@ -183,6 +211,14 @@ def build_parser() -> argparse.ArgumentParser:
     from axon import bench_cli
 
     bench_cli.add_parser(sub, positive_int, positive_float, _header)
+
+    p = sub.add_parser("compare", help="compare two saved runs (pytest-benchmark or axon JSON); exit 1 on a real regression")
+    p.add_argument("files", nargs="*", type=Path, metavar="OLD NEW")
+    p.add_argument("--storage", type=Path, help="compare the two newest runs saved by --benchmark-autosave here (e.g. .benchmarks)")
+    p.add_argument("--metric", choices=("p50_ms", "p99_ms", "mean_ms"), default="p50_ms", help="latency statistic the threshold applies to")
+    p.add_argument("--threshold", type=positive_float, default=0.10, help="relative change that counts (default 0.10)")
+    p.add_argument("--alpha", type=positive_float, default=0.01, help="significance level of the Mann-Whitney test (default 0.01)")
+    p.set_defaults(func=_cmd_compare)
     return parser
 
 

@@ -6,11 +6,11 @@ import json
 import signal
 import subprocess
 import sys
-import threading
 import time
 
 import pytest
 
+from axon import metrics
 from axon.backends import embedded_repository
 from axon.bench import Target, run_case
 from axon.errors import ServerError
@@ -89,14 +89,21 @@ def test_server_dying_mid_run_saves_a_partial_result(artifacts, tmp_path):
     server = EmbeddedServer(embedded_repository(artifacts, "on"), models=[V1])
     server.start()
     out = tmp_path / "partial.json"
+    cmd = ["bench", "--url", server.endpoints.grpc, "--artifacts", str(artifacts), "--concurrency", "8", "--duration", "60", "--warmup", "0.5", "--timeout", "3", "--output", str(out)]
+    proc = subprocess.Popen([sys.executable, "-m", "axon.cli", *cmd], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
-        threading.Timer(3.0, server.stop).start()
+        # Kill the server once its own counter shows the window is well under way.
+        deadline = time.monotonic() + 60
+        while metrics.scrape(server.endpoints.metrics, V1)["success"] < 3000 and time.monotonic() < deadline:
+            time.sleep(0.2)
+        server.stop()
         started = time.monotonic()
-        done = run_axon("bench", "--url", server.endpoints.grpc, "--artifacts", str(artifacts), "--concurrency", "8", "--duration", "60", "--warmup", "0.5", "--timeout", "3", "--output", str(out), timeout=60)
+        stdout, stderr = proc.communicate(timeout=60)
     finally:
         server.stop()
+        proc.kill()
     assert time.monotonic() - started < 30, "a dead server must not hang the run"
-    assert_clean_error(done, "incomplete", "server unavailable")
+    assert_clean_error(subprocess.CompletedProcess(proc.args, proc.returncode, stdout, stderr), "incomplete", "server unavailable")
     (run,) = json.loads(out.read_text())["runs"]
     assert run["complete"] is False and run["incomplete_reason"] == "server unavailable"
     assert run["requests"]["ok"] > 0 and run["requests"]["failures"].get("UNAVAILABLE", 0) > 0

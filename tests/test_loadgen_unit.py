@@ -177,3 +177,28 @@ def test_auto_processes():
         LoadSpec("m", concurrency=2, processes=0).validate()
     with pytest.raises(AxonError, match="need concurrency"):
         LoadSpec("m", concurrency=2, processes=3).validate()
+
+
+def test_open_loop_times_from_the_real_send_when_woken_early(monkeypatch):
+    """uvloop's timers are 1 ms coarse: a sender woken early must not report less than the service time."""
+    real_sleep = asyncio.sleep
+
+    async def server(i):
+        await real_sleep(0.002)
+        return Outcome(OK, b"")
+
+    async def wakes_early(delay, *args):
+        await real_sleep(max(delay - 0.001, 0.0), *args)
+
+    async def go(clock):
+        rec = Recorder(0.0, 1.0)
+        monkeypatch.setattr(asyncio, "sleep", wakes_early)
+        try:
+            await open_loop(server, 1, [0.1, 0.2, 0.3], rec, clock, asyncio.Event(), t0=0.0)
+        finally:
+            monkeypatch.setattr(asyncio, "sleep", real_sleep)
+        return rec
+
+    rec = run_virtual(go)
+    summary = stats.LatencySummary.of(rec.latency)
+    assert rec.ok == 3 and summary.min == pytest.approx(2.0, abs=0.01) and summary.max == pytest.approx(2.0, abs=0.01)

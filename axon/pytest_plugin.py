@@ -1,0 +1,225 @@
+"""pytest plugin: options, session-scoped Triton servers, and the ``axon_bench`` fixture.
+
+``axon_bench(model, batching, concurrency=...)`` (or ``rate=...``) runs one load case, gives
+pytest-benchmark the per-request latencies as its samples (so ``min``/``median``/``IQR`` in its
+JSON are request latencies and ``--benchmark-compare-fail=median:10%`` gates on them), puts
+axon's whole record in ``extra_info["axon"]``, and fails the case on a broken SLO budget.
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from axon import slo
+
+BATCHING = ("on", "off")
+
+
+class ClientBoundWarning(UserWarning):
+    """The client, not the server, may have limited this run."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    backend: str
+    url: str | None
+    metrics_url: str | None
+    external_batching: str
+    duration_s: float
+    warmup_s: float
+    processes: int | str
+    client_bound_cores: float
+    artifacts: Path
+    slo_file: Path | None
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("axon", "axon: Triton inference benchmarks")
+    group.addoption("--triton", choices=("embedded", "docker", "external"), default="embedded", help="which Triton to benchmark (default embedded)")
+    group.addoption("--triton-url", help="--triton=external: HOST:PORT of Triton's gRPC endpoint")
+    group.addoption("--triton-metrics-url", help="--triton=external: Triton's Prometheus metrics URL")
+    group.addoption("--triton-batching", choices=BATCHING, default="on", help="--triton=external: the batching mode that server runs")
+    group.addoption("--axon-duration", type=float, default=3.0, help="measurement window per case, seconds (default 3)")
+    group.addoption("--axon-warmup", type=float, default=1.0, help="warm-up per case, seconds (default 1)")
+    group.addoption("--axon-processes", default="auto", help="load-generator processes per case (default auto)")
+    group.addoption("--axon-client-bound-cores", type=float, default=0.8, help="flag a case client-bound above this share of a core per process")
+    group.addoption("--axon-artifacts", default="artifacts", help="output of `axon train` (trained on the fly if missing)")
+    group.addoption("--axon-slo-file", help="TOML with [[slo]] budgets (default: [[tool.axon.slo]] in the rootdir's pyproject.toml)")
+
+
+def _settings(config: pytest.Config) -> Settings:
+    opt = config.getoption
+    duration, warmup = opt("--axon-duration"), opt("--axon-warmup")
+    if not duration > 0 or warmup < 0:
+        raise pytest.UsageError(f"--axon-duration must be > 0 and --axon-warmup >= 0, got {duration} and {warmup}")
+    if opt("--triton") == "external" and not opt("--triton-url"):
+        raise pytest.UsageError("--triton=external needs --triton-url HOST:PORT")
+    processes = opt("--axon-processes")
+    if processes != "auto":
+        if not str(processes).isdigit() or int(processes) < 1:
+            raise pytest.UsageError(f"--axon-processes must be a whole number >= 1 or auto, got {processes!r}")
+        processes = int(processes)
+    slo_file = opt("--axon-slo-file")
+    if slo_file is None and (config.rootpath / "pyproject.toml").is_file():
+        slo_file = config.rootpath / "pyproject.toml"
+    return Settings(
+        backend=opt("--triton"),
+        url=opt("--triton-url"),
+        metrics_url=opt("--triton-metrics-url"),
+        external_batching=opt("--triton-batching"),
+        duration_s=duration,
+        warmup_s=warmup,
+        processes=processes,
+        client_bound_cores=opt("--axon-client-bound-cores"),
+        artifacts=Path(opt("--axon-artifacts")),
+        slo_file=Path(slo_file) if slo_file else None,
+    )
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "axon_smoke: a quick benchmark case run by the test command")
+    config._axon_settings = _settings(config)  # validated once, before any case runs
+    config._axon_notes = []
+
+
+@pytest.fixture(scope="session")
+def axon_settings(pytestconfig) -> Settings:
+    return pytestconfig._axon_settings
+
+
+@pytest.fixture(scope="session")
+def axon_budgets(axon_settings) -> list[slo.Budget]:
+    from axon.errors import AxonError
+
+    if axon_settings.slo_file is None:
+        return []
+    try:
+        return slo.load_budgets(axon_settings.slo_file)
+    except AxonError as exc:
+        raise pytest.UsageError(str(exc)) from None
+
+
+@pytest.fixture(scope="session")
+def axon_artifacts(axon_settings, tmp_path_factory) -> Path:
+    """`axon train` output; a small synthetic set is trained on the fly if there is none."""
+    from axon import data, pipeline
+
+    if (axon_settings.artifacts / pipeline.MANIFEST_FILE).is_file():
+        return axon_settings.artifacts
+    out = tmp_path_factory.mktemp("axon-artifacts")
+    pipeline.build(data.synthetic(20_000, seed=0), out, epochs=2)
+    return out
+
+
+class _Servers:
+    """One server per batching mode, started on first use, stopped at session end."""
+
+    def __init__(self, settings: Settings, artifacts: Path):
+        self.settings, self.artifacts = settings, artifacts
+        self.running: dict = {}
+
+    def get(self, batching: str):
+        from axon import backends
+        from axon.errors import ServerError
+
+        s = self.settings
+        if s.backend == "external" and batching != s.external_batching:
+            pytest.skip(f"the external server runs batching {s.external_batching}; this case needs batching {batching}")
+        if s.backend == "docker":
+            reason = backends.docker_unavailable_reason()
+            if reason:
+                pytest.skip(reason)
+        if batching not in self.running:
+            server = backends.make_server(s.backend, batching=batching, artifacts=self.artifacts, url=s.url, metrics_url=s.metrics_url)
+            try:
+                server.start()
+            except ServerError as exc:
+                pytest.fail(f"Triton ({s.backend}, batching {batching}) did not start: {exc}", pytrace=False)
+            self.running[batching] = server
+        return self.running[batching]
+
+    def stop(self) -> None:
+        for server in self.running.values():
+            server.stop()
+        self.running.clear()
+
+
+@pytest.fixture(scope="session")
+def axon_servers(axon_settings, axon_artifacts):
+    servers = _Servers(axon_settings, axon_artifacts)
+    yield servers
+    servers.stop()
+
+
+def feed_benchmark(benchmark, record: dict) -> None:
+    """Give pytest-benchmark one sample per measured request (from the HDR histogram)."""
+    from axon import stats
+
+    # Private API (pytest-benchmark is pinned to 5.x; tests/test_pytest_plugin.py covers it):
+    # a stats object fed sample by sample, and _mode so it knows the fixture was used.
+    benchmark._mode = "axon_bench(...)"
+    bench_stats = benchmark._make_stats(1)
+    values, counts = stats.histogram_values_seconds(stats.decode(record["histogram"]))
+    for value, count in zip(values, counts):
+        for _ in range(count):
+            bench_stats.update(value)
+    benchmark.extra_info["axon"] = record
+
+
+@pytest.fixture
+def axon_bench(request, benchmark, axon_settings, axon_servers, axon_artifacts, axon_budgets):
+    """Run one case; returns axon's record. Fails on a broken budget or a failed run."""
+    from axon.bench import Target, run_case
+    from axon.bench_cli import load_rows
+    from axon.loadgen import LoadSpec
+    from axon.model import model_name
+
+    def measure(model: str, batching: str, concurrency: int | None = None, rate: float | None = None, distribution: str = "constant", rows_per_request: int = 1) -> dict:
+        name = model if model.startswith("particle_classifier_") else model_name(model)
+        server = axon_servers.get(batching)
+        features, dataset = load_rows(axon_artifacts)
+        spec = LoadSpec(
+            name,
+            concurrency=concurrency,
+            rate=rate,
+            distribution=distribution,
+            duration_s=axon_settings.duration_s,
+            warmup_s=axon_settings.warmup_s,
+            processes=axon_settings.processes,
+            rows_per_request=rows_per_request,
+            max_error_rate=1.0,  # errors are judged by the SLO budgets, with a readable message
+        )
+        target = Target(server.endpoints, server.backend, getattr(server, "version", None), batching)
+        record = run_case(spec, target, features, axon_artifacts / "models" / name / "model.onnx", dataset, client_bound_cores=axon_settings.client_bound_cores)
+        feed_benchmark(benchmark, record)
+        problems = slo.violations(record, axon_budgets)
+        if not record["complete"]:
+            problems.append(f"run incomplete: {record['incomplete_reason']}")
+        if record["requests"]["ok"] == 0:
+            problems.append(f"no successful request ({record['requests']['failures']})")
+        label = slo.case_label(record)
+        if record["client"]["client_bound"]:
+            cores = max(record["client"]["cores_per_process"])
+            note = f"client-bound: a load-generator process used {cores:.2f} cores ({label}); the client, not the server, may be the limit"
+            request.config._axon_notes.append(note)
+            warnings.warn(ClientBoundWarning(note), stacklevel=2)
+            problems = [f"{p} [client-bound run]" for p in problems]
+        if not slo.covered(record, axon_budgets):
+            request.config._axon_notes.append(f"no SLO budget covers {label}; recorded only")
+        if problems:
+            pytest.fail("\n".join(problems), pytrace=False)
+        return record
+
+    return measure
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus, config) -> None:
+    notes = getattr(config, "_axon_notes", [])
+    if notes:
+        terminalreporter.section("axon")
+        for note in notes:
+            terminalreporter.write_line(note)

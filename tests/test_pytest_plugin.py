@@ -1,0 +1,84 @@
+"""The pytest plugin, driven through pytester as a user's suite would use it."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+pytest_plugins = ["pytester"]
+
+CASE = """
+def test_case(axon_bench):
+    record = axon_bench("v1", "on", concurrency=2)
+    assert record["requests"]["ok"] > 0
+"""
+
+
+def _args(artifacts, *extra):
+    return ["--axon-artifacts", str(artifacts), "--axon-duration", "1", "--axon-warmup", "0.2", "-p", "no:cacheprovider", *extra]
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--triton=external"], "--triton=external needs --triton-url"),
+        (["--axon-duration", "0"], "--axon-duration must be > 0"),
+        (["--axon-processes", "many"], "--axon-processes must be a whole number"),
+        (["--triton=tpu"], "invalid choice"),
+    ],
+)
+def test_option_errors(pytester, args, message):
+    pytester.makepyfile(CASE)
+    result = pytester.runpytest_subprocess(*args)
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    assert message in result.stderr.str()
+
+
+@pytest.mark.server
+def test_budget_breach_fails_with_the_slo_message_and_records_everything(pytester, artifacts):
+    pytester.makepyfile(CASE)
+    pytester.makefile(".toml", slo='[[slo]]\nname = "impossible"\nbatching = "on"\np50_ms = 0.001\n')
+    out = pytester.path / "out.json"
+    result = pytester.runpytest_subprocess(*_args(artifacts, "--axon-slo-file", "slo.toml", f"--benchmark-json={out}"))
+    assert result.ret == pytest.ExitCode.TESTS_FAILED
+    result.stdout.re_match_lines([r".*p50 \d+\.\d\d ms > budget 0\.00 ms \(particle_classifier_v1, batching on, c=2\) \[impossible\].*"])
+    (bench,) = json.loads(out.read_text())["benchmarks"]
+    record = bench["extra_info"]["axon"]
+    # pytest-benchmark's statistics are the per-request latencies of the run.
+    assert bench["stats"]["rounds"] == record["requests"]["ok"] > 0
+    assert bench["stats"]["median"] * 1e3 == pytest.approx(record["latency_ms"]["p50"], rel=0.02)
+    assert bench["stats"]["min"] * 1e3 == pytest.approx(record["latency_ms"]["min"], rel=0.01)
+    assert record["server"]["backend"] == "embedded" and record["batching"] == "on" and record["dataset"]["name"] == "synthetic"
+
+
+@pytest.mark.server
+def test_uncovered_case_runs_and_records(pytester, artifacts):
+    pytester.makepyfile(CASE)
+    pytester.makefile(".toml", slo='[[slo]]\nbatching = "off"\np50_ms = 0.001\n')
+    result = pytester.runpytest_subprocess(*_args(artifacts, "--axon-slo-file", "slo.toml", "-rA"))
+    assert result.ret == pytest.ExitCode.OK
+    result.stdout.fnmatch_lines(["*no SLO budget covers particle_classifier_v1, batching on, c=2; recorded only*"])
+
+
+@pytest.mark.server
+def test_client_bound_runs_are_marked_whether_they_pass_or_fail(pytester, artifacts):
+    pytester.makepyfile(CASE)
+    pytester.makefile(".toml", slo='[[slo]]\nname = "impossible"\np50_ms = 0.001\n', ok='[[slo]]\np99_ms = 5000\n')
+    failing = pytester.runpytest_subprocess(*_args(artifacts, "--axon-slo-file", "slo.toml", "--axon-client-bound-cores", "0.0001"))
+    failing.stdout.fnmatch_lines(["*budget 0.00 ms*[client-bound run]*", "*client-bound: a load-generator process used*"])
+    passing = pytester.runpytest_subprocess(*_args(artifacts, "--axon-slo-file", "ok.toml", "--axon-client-bound-cores", "0.0001"))
+    assert passing.ret == pytest.ExitCode.OK
+    passing.stdout.fnmatch_lines(["*client-bound: a load-generator process used*particle_classifier_v1, batching on, c=2*"])
+
+
+def test_docker_cases_skip_with_the_reason(pytester, artifacts):
+    from axon.backends import docker_unavailable_reason
+
+    reason = docker_unavailable_reason()
+    if reason is None:
+        pytest.skip("this machine can run the docker backend")
+    pytester.makepyfile(CASE)
+    result = pytester.runpytest_subprocess(*_args(artifacts, "--triton=docker", "-rs"))
+    assert result.ret == pytest.ExitCode.OK
+    result.stdout.fnmatch_lines([f"*SKIPPED*{reason[:40]}*"])
