@@ -17,10 +17,12 @@ $(STAMP): pyproject.toml
 
 setup: $(STAMP)
 
-# Main job: train and export v1/v2, write every repository, then check the embedded server.
+# Main job: train and export v1/v2, write every repository, check the embedded server with one
+# request per model, then run the whole study and write $(RESULTS)/report.md with its plots.
 bench: setup
 	$(VENV)/bin/axon train --dataset $${AXON_DATA:-synthetic} --out $(ARTIFACTS)
-	$(VENV)/bin/axon serve --check --repository $(ARTIFACTS)/repositories/embedded/batching_on
+	$(VENV)/bin/axon serve --check --artifacts $(ARTIFACTS) --batching both
+	$(VENV)/bin/axon study --artifacts $(ARTIFACTS) --out $(RESULTS)
 
 # The tests, then a smoke of the benchmark suite (3 quick cases; budgets that fail only when broken).
 test: setup

@@ -168,6 +168,36 @@ def _cmd_compare(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_study(args: argparse.Namespace) -> int:
+    from axon import report, study
+
+    plan = study.StudyPlan(
+        sweep=tuple(args.sweep),
+        duration_s=args.duration,
+        warmup_s=args.warmup,
+        capacity_start_rps=args.capacity_start,
+    )
+    plan = study.plan_with_budgets(plan, args.pyproject)
+    from axon.pipeline import ensure_writable
+
+    ensure_writable(args.out)
+    print(f"study: {len(plan.sweep)}-point sweep x 2 batching modes, models at c={plan.compare_at}, capacity search; "
+          f"{plan.warmup_s:g} s warm-up + {plan.duration_s:g} s per case; budgets p50 {plan.p50_budget_ms:g} ms, p99 {plan.p99_budget_ms:g} ms ({plan.budgets_from})")
+    runs = study.Study(args.artifacts, args.out, plan).run()
+    path = report.write_report(args.out)
+    print(f"study: {len(runs)} runs in {args.out / study.STUDY_FILE}; report {path}")
+    return 0
+
+
+def _cmd_report(args: argparse.Namespace) -> int:
+    from axon import report
+
+    path = report.write_report(args.directory)
+    print(path.read_text())
+    print(f"report: {path} (plots beside it)")
+    return 0
+
+
 def _header(text: str) -> tuple[str, str]:
     key, sep, value = text.partition("=")
     if not sep or not key:
@@ -219,6 +249,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--threshold", type=positive_float, default=0.10, help="relative change that counts (default 0.10)")
     p.add_argument("--alpha", type=positive_float, default=0.01, help="significance level of the Mann-Whitney test (default 0.01)")
     p.set_defaults(func=_cmd_compare)
+
+    p = sub.add_parser("study", help="the whole study on the embedded server: sweep, A/B, models, capacity; then the report")
+    p.add_argument("--artifacts", type=Path, default=Path("artifacts"), help="output of `axon train` (default artifacts)")
+    p.add_argument("--out", type=Path, default=Path("results"), help="where study.json, report.md and the plots go (default results)")
+    p.add_argument("--duration", type=positive_float, default=5.0, help="measurement window per case in seconds (default 5)")
+    p.add_argument("--warmup", type=float, default=1.0, help="warm-up per case in seconds (default 1)")
+    p.add_argument("--sweep", type=bench_cli._concurrency_list, default=[1, 4, 16, 64, 128, 256], help="concurrencies (default 1,4,16,64,128,256)")
+    p.add_argument("--capacity-start", type=positive_float, default=250.0, help="first offered rate of the capacity search (default 250/s)")
+    p.add_argument("--pyproject", type=Path, default=Path("pyproject.toml"), help="where the [[tool.axon.slo]] budgets are")
+    p.set_defaults(func=_cmd_study)
+
+    p = sub.add_parser("report", help="tables and plots from a study's results folder")
+    p.add_argument("directory", type=Path, nargs="?", default=Path("results"))
+    p.set_defaults(func=_cmd_report)
     return parser
 
 
