@@ -115,7 +115,8 @@ def _cmd_serve(args: argparse.Namespace) -> int:
             print(f"{server.backend} Triton {getattr(server, 'version', '') or ''} (batching {mode}) ready in {time.monotonic() - started:.1f} s")
             print(f"  grpc    {ep.grpc}\n  http    {ep.http or '-'}\n  metrics {ep.metrics or '-'}")
             if getattr(server, "log_path", None):
-                print(f"  log     {server.log_path}")
+                kept = "" if args.log_dir else "  (removed at stop; --log-dir keeps it)"
+                print(f"  log     {server.log_path}{kept}")
         if args.check:
             rows_file = args.artifacts / VALIDATION_ROWS_FILE
             if not rows_file.is_file():

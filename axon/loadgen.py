@@ -29,11 +29,12 @@ ABORT_AFTER_UNAVAILABLE = 50
 # Open loop: sending later than intended by more than this (p99) means the client fell behind.
 MAX_SCHEDULE_LAG_S = 0.010
 CORRECTNESS_ATOL = 1e-5
-# processes="auto": one worker process per this many requests in flight, up to AUTO_MAX.
-# Each process has its own HTTP/2 connection, which Triton serves in parallel; one Python
-# process tops out near 0.8 of a core here (fidelity benchmark, 2026-11-28).
-AUTO_IN_FLIGHT_PER_PROCESS = 16
-AUTO_RATE_PER_PROCESS = 2000.0
+# processes="auto": spread the load over up to AUTO_MAX worker processes. Each has its own
+# HTTP/2 connection, which Triton serves in parallel, and one Python process tops out near 0.8
+# of a core (fidelity benchmark and study, 2026-11-28: one process at c=16 ran at 0.78 cores).
+# Closed loop: one process per request in flight, up to the cap, so a sweep keeps the same
+# client shape from c=4 up. Open loop: one process per AUTO_RATE_PER_PROCESS offered req/s.
+AUTO_RATE_PER_PROCESS = 1500.0
 AUTO_MAX_PROCESSES = 4
 PROGRESS_INTERVAL_S = 0.5
 
@@ -75,10 +76,7 @@ class LoadSpec:
         """This spec with ``processes="auto"`` replaced by a number."""
         if self.processes != "auto":
             return self
-        if self.concurrency is not None:
-            n = self.concurrency // AUTO_IN_FLIGHT_PER_PROCESS
-        else:
-            n = int((self.rate or 0) // AUTO_RATE_PER_PROCESS)
+        n = self.concurrency if self.concurrency is not None else math.ceil((self.rate or 0) / AUTO_RATE_PER_PROCESS)
         return replace(self, processes=max(1, min(AUTO_MAX_PROCESSES, n)))
 
     def validate(self) -> LoadSpec:

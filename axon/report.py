@@ -120,9 +120,9 @@ def capacity_markdown(runs: list[dict]) -> str:
     table = capacity_table(runs, p99_budget)
     if not table:
         return "_no capacity search in these results_"
-    lines = [f"| model | batching | highest rate with p99 ≤ {p99_budget:g} ms | p99 there | first failing rate |", "|---|---|---:|---:|---:|"]
+    lines = [f"| model | batching | highest rate with p99 ≤ {p99_budget:g} ms | p99 there | first failing rate | what stopped it |", "|---|---|---:|---:|---:|---|"]
     for (model, batching), e in sorted(table.items()):
-        lines.append(f"| {model} | {batching} | {_fmt(e['max_rate'], 0)} req/s | {_fmt(e['p99_at_max'])} ms | {_fmt(e['first_fail'], 0)} |")
+        lines.append(f"| {model} | {batching} | {_fmt(e['max_rate'], 0)} req/s | {_fmt(e['p99_at_max'])} ms | {_fmt(e['first_fail'], 0)} | {e['stopped_by'] or '–'} |")
     return "\n".join(lines)
 
 

@@ -35,7 +35,7 @@ class StudyPlan:
     processes: int | str = "auto"
     capacity_start_rps: float = 250.0
     capacity_max_rps: float = 64_000.0
-    capacity_bisect_steps: int = 3
+    capacity_bisect_steps: int = 2
     p50_budget_ms: float = FALLBACK_P50_MS
     p99_budget_ms: float = FALLBACK_P99_MS
     budgets_from: str = "defaults"
@@ -129,11 +129,14 @@ def capacity_table(runs: list[dict], p99_budget_ms: float) -> dict[tuple[str, st
         if r.get("study", {}).get("part") != "capacity":
             continue
         key = (r["model"], r["batching"])
-        entry = out.setdefault(key, {"max_rate": None, "first_fail": None, "p99_at_max": None})
+        entry = out.setdefault(key, {"max_rate": None, "first_fail": None, "p99_at_max": None, "stopped_by": None})
         rate = r["load"]["rate"]
         passed = r["passed"] and r["latency_ms"]["p99"] <= p99_budget_ms
         if passed and (entry["max_rate"] is None or rate > entry["max_rate"]):
             entry.update(max_rate=rate, p99_at_max=r["latency_ms"]["p99"])
         if not passed and (entry["first_fail"] is None or rate < entry["first_fail"]):
             entry["first_fail"] = rate
+            # Say whether the server's latency or the client's schedule ended the search.
+            behind = (r.get("schedule") or {}).get("behind")
+            entry["stopped_by"] = "client fell behind (client-limited)" if behind else "p99 over budget" if r["passed"] else "; ".join(r["verdicts"])
     return out

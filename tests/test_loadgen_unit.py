@@ -169,10 +169,12 @@ def test_spec_validation():
 
 def test_auto_processes():
     assert LoadSpec("m", concurrency=1, processes="auto").resolved().processes == 1
-    assert LoadSpec("m", concurrency=64, processes="auto").resolved().processes == 4
-    assert LoadSpec("m", concurrency=32, processes="auto").resolved().processes == 2
+    assert LoadSpec("m", concurrency=2, processes="auto").resolved().processes == 2
+    assert LoadSpec("m", concurrency=4, processes="auto").resolved().processes == 4
     assert LoadSpec("m", concurrency=1024, processes="auto").resolved().processes == 4
-    assert LoadSpec("m", rate=5000.0, processes="auto").resolved().processes == 2
+    assert LoadSpec("m", rate=1000.0, processes="auto").resolved().processes == 1
+    assert LoadSpec("m", rate=2000.0, processes="auto").resolved().processes == 2
+    assert LoadSpec("m", rate=50000.0, processes="auto").resolved().processes == 4
     with pytest.raises(AxonError, match="processes"):
         LoadSpec("m", concurrency=2, processes=0).validate()
     with pytest.raises(AxonError, match="need concurrency"):
