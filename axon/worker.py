@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import multiprocessing as mp
-import os
 import signal
 import threading
 import time
@@ -23,6 +22,7 @@ import numpy as np
 import psutil
 
 from axon import loadgen, stats
+from axon.errors import AxonError
 from axon.export import INPUT_NAME, OUTPUT_NAME
 from axon.loadgen import LoadSpec, Outcome, Recorder
 from axon.schedule import arrival_offsets
@@ -39,7 +39,7 @@ def build_payloads(model: str, features: np.ndarray, rows_per_request: int, limi
     rows = np.ascontiguousarray(features, dtype=np.float32)
     n = min(limit, len(rows) // rows_per_request)
     if n == 0:
-        raise loadgen.AxonError(f"need at least {rows_per_request} validation rows, have {len(rows)}")
+        raise AxonError(f"need at least {rows_per_request} validation rows, have {len(rows)}")
     payloads, chunks = [], []
     for i in range(n):
         chunk = rows[i * rows_per_request : (i + 1) * rows_per_request]
@@ -255,7 +255,3 @@ class WorkerPool:
                 if p.is_alive():
                     p.kill()
         return list(self._outcomes)
-
-
-def cpu_count() -> int:
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
