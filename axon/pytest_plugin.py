@@ -42,7 +42,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--triton", choices=("embedded", "docker", "external"), default="embedded", help="which Triton to benchmark (default embedded)")
     group.addoption("--triton-url", help="--triton=external: HOST:PORT of Triton's gRPC endpoint")
     group.addoption("--triton-metrics-url", help="--triton=external: Triton's Prometheus metrics URL")
-    group.addoption("--triton-batching", choices=BATCHING, default="on", help="--triton=external: the batching mode that server runs")
+    group.addoption("--triton-batching", choices=BATCHING, default="on", help="--triton=external/docker: the batching mode that server runs (default on)")
     group.addoption("--axon-duration", type=float, default=3.0, help="measurement window per case, seconds (default 3)")
     group.addoption("--axon-warmup", type=float, default=1.0, help="warm-up per case, seconds (default 1)")
     group.addoption("--axon-processes", default="auto", help="load-generator processes per case (default auto)")
@@ -116,10 +116,15 @@ def axon_artifacts(axon_settings, tmp_path_factory) -> Path:
 
 
 class _Servers:
-    """One server per batching mode, started on first use, stopped at session end."""
+    """One server per batching mode, started on first use, stopped at session end.
 
-    def __init__(self, settings: Settings, artifacts: Path):
-        self.settings, self.artifacts = settings, artifacts
+    embedded: axon starts both modes as needed. docker: pytest-docker's ``docker_services``
+    brings the GPU container up and down, one batching mode per session (--triton-batching).
+    external: the one server given, whose batching mode the user states.
+    """
+
+    def __init__(self, settings: Settings, artifacts: Path, request: pytest.FixtureRequest):
+        self.settings, self.artifacts, self.request = settings, artifacts, request
         self.running: dict = {}
 
     def get(self, batching: str):
@@ -127,20 +132,38 @@ class _Servers:
         from axon.errors import ServerError
 
         s = self.settings
-        if s.backend == "external" and batching != s.external_batching:
-            pytest.skip(f"the external server runs batching {s.external_batching}; this case needs batching {batching}")
+        if s.backend in ("external", "docker") and batching != s.external_batching:
+            pytest.skip(f"this {s.backend} session serves batching {s.external_batching}; run again with --triton-batching {batching} for this case")
         if s.backend == "docker":
             reason = backends.docker_unavailable_reason()
             if reason:
                 pytest.skip(reason)
         if batching not in self.running:
-            server = backends.make_server(s.backend, batching=batching, artifacts=self.artifacts, url=s.url, metrics_url=s.metrics_url)
             try:
+                server = self._docker(batching) if s.backend == "docker" else backends.make_server(s.backend, batching=batching, artifacts=self.artifacts, url=s.url, metrics_url=s.metrics_url)
                 server.start()
             except ServerError as exc:
                 pytest.fail(f"Triton ({s.backend}, batching {batching}) did not start: {exc}", pytrace=False)
             self.running[batching] = server
         return self.running[batching]
+
+    def _docker(self, batching: str):
+        """The compose service via pytest-docker, then the same readiness check as any server."""
+        import os
+
+        from axon.backends import DOCKER_READY_TIMEOUT_S, ExternalServer
+
+        os.environ["AXON_BATCHING"] = batching  # read by docker-compose.yml's volume path
+        services = self.request.getfixturevalue("docker_services")
+        grpc = f"127.0.0.1:{services.port_for('triton', 8001)}"
+        server = ExternalServer(
+            grpc,
+            models=["particle_classifier_v1", "particle_classifier_v2"],
+            metrics_url=f"http://127.0.0.1:{services.port_for('triton', 8002)}/metrics",
+            ready_timeout_s=DOCKER_READY_TIMEOUT_S,
+        )
+        server.backend = "docker"
+        return server
 
     def stop(self) -> None:
         for server in self.running.values():
@@ -149,8 +172,16 @@ class _Servers:
 
 
 @pytest.fixture(scope="session")
-def axon_servers(axon_settings, axon_artifacts):
-    servers = _Servers(axon_settings, axon_artifacts)
+def docker_compose_file():
+    """pytest-docker: axon's compose file (the GPU container serving model_repository/)."""
+    from axon.backends import COMPOSE_FILE
+
+    return str(COMPOSE_FILE)
+
+
+@pytest.fixture(scope="session")
+def axon_servers(axon_settings, axon_artifacts, request):
+    servers = _Servers(axon_settings, axon_artifacts, request)
     yield servers
     servers.stop()
 

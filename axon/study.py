@@ -33,7 +33,7 @@ class StudyPlan:
     duration_s: float = 5.0
     warmup_s: float = 1.0
     processes: int | str = "auto"
-    capacity_start_rps: float = 250.0
+    capacity_start_rps: float = 500.0
     capacity_max_rps: float = 64_000.0
     capacity_bisect_steps: int = 2
     p50_budget_ms: float = FALLBACK_P50_MS

@@ -30,6 +30,7 @@ from axon.schedule import arrival_offsets
 MODEL_INFER = "/inference.GRPCInferenceService/ModelInfer"
 MAX_DISTINCT_PAYLOADS = 1024
 CLIENT_BOUND_CORES = 0.8  # a worker process above this share of one core is the bottleneck
+READY_TIMEOUT_S = 120.0  # spawned workers import grpc and numpy before they are ready
 
 
 def build_payloads(model: str, features: np.ndarray, rows_per_request: int, limit: int = MAX_DISTINCT_PAYLOADS) -> tuple[list[bytes], list[np.ndarray]]:
@@ -97,7 +98,6 @@ class WorkerJob:
     headers: dict
     payloads: list
     expected: list | None  # reference outputs per payload, or None to skip correctness
-    start_at: float  # time.time() at which every worker starts, so windows line up
 
 
 def _new_loop() -> asyncio.AbstractEventLoop:
@@ -109,12 +109,21 @@ def _new_loop() -> asyncio.AbstractEventLoop:
         return asyncio.new_event_loop()
 
 
-async def _run(job: WorkerJob, stop_flag: Any, progress: Any) -> dict:
+async def _run(job: WorkerJob, stop_flag: Any, progress: Any, barrier: Any) -> dict:
     spec = job.spec
     clock = time.perf_counter
     sender = GrpcSender(job.url, job.payloads, spec.timeout_s, job.tls, job.headers)
     checker = loadgen.make_checker(output_of, [np.asarray(e) for e in job.expected]) if job.expected else None
-    delay = job.start_at - time.time()
+    # Start barrier: report ready, then wait for the common start time the parent sets once
+    # every worker is ready, so all measurement windows cover the same seconds.
+    with barrier.ready.get_lock():
+        barrier.ready.value += 1
+    while barrier.start_at.value == 0.0:
+        if stop_flag is not None and stop_flag.is_set():
+            await sender.close()
+            return {"index": job.index, "error": "interrupted before the start"}
+        await asyncio.sleep(0.005)
+    delay = barrier.start_at.value - time.time()
     if delay > 0:
         await asyncio.sleep(delay)
     t0 = clock()
@@ -180,19 +189,36 @@ async def _run(job: WorkerJob, stop_flag: Any, progress: Any) -> dict:
     }
 
 
-def run_worker(job: WorkerJob, stop_flag: Any = None, progress: Any = None) -> dict:
+def run_worker(job: WorkerJob, barrier: Any, stop_flag: Any = None, progress: Any = None) -> dict:
     loop = _new_loop()
     try:
-        return loop.run_until_complete(_run(job, stop_flag, progress))
+        return loop.run_until_complete(_run(job, stop_flag, progress, barrier))
     finally:
         loop.close()
 
 
-def _process_main(job: WorkerJob, stop_flag, progress, results) -> None:
+class _ThreadValue:
+    """The part of multiprocessing.Value's interface the barrier uses, for a thread worker."""
+
+    def __init__(self, value):
+        self.value = value
+        self._lock = threading.Lock()
+
+    def get_lock(self):
+        return self._lock
+
+
+@dataclass
+class Barrier:
+    ready: Any  # count of workers set up and waiting
+    start_at: Any  # time.time() of the common start; 0.0 until every worker is ready
+
+
+def _process_main(job: WorkerJob, barrier: Barrier, stop_flag, progress, results) -> None:
     # Ctrl-C goes to the parent; it tells workers to stop through stop_flag.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     try:
-        results.put(run_worker(job, stop_flag, progress))
+        results.put(run_worker(job, barrier, stop_flag, progress))
     except BaseException as exc:  # report, don't hang the parent waiting on the queue
         results.put({"index": job.index, "error": f"{type(exc).__name__}: {exc}"})
 
@@ -206,21 +232,32 @@ class WorkerPool:
         if self._threaded:
             self.stop_flag: Any = threading.Event()
             self.progress: Any = [0.0, 0.0]
+            self.barrier = Barrier(_ThreadValue(0), _ThreadValue(0.0))
         else:
             ctx = mp.get_context("spawn")
             self.stop_flag = ctx.Event()
             self.progress = ctx.Array("d", 2 * len(jobs), lock=False)
+            self.barrier = Barrier(ctx.Value("i", 0), ctx.Value("d", 0.0))
             self._results = ctx.Queue()
-            self._procs = [ctx.Process(target=_process_main, args=(j, self.stop_flag, self.progress, self._results), daemon=True) for j in jobs]
+            self._procs = [ctx.Process(target=_process_main, args=(j, self.barrier, self.stop_flag, self.progress, self._results), daemon=True) for j in jobs]
         self._outcomes: list[dict] = []
 
-    def start(self) -> None:
+    def start(self, lead_s: float = 0.05, timeout_s: float = READY_TIMEOUT_S) -> float:
+        """Start every worker, wait until all are ready, set the common start; return it."""
         if self._threaded:
-            self._thread = threading.Thread(target=lambda: self._outcomes.append(run_worker(self.jobs[0], self.stop_flag, self.progress)), daemon=True)
+            self._thread = threading.Thread(target=lambda: self._outcomes.append(run_worker(self.jobs[0], self.barrier, self.stop_flag, self.progress)), daemon=True)
             self._thread.start()
         else:
             for p in self._procs:
                 p.start()
+        deadline = time.monotonic() + timeout_s
+        while self.barrier.ready.value < len(self.jobs):
+            if time.monotonic() > deadline or not self.running():
+                self.stop()
+                raise AxonError(f"load-generator workers did not start ({self.barrier.ready.value} of {len(self.jobs)} ready)")
+            time.sleep(0.005)
+        self.barrier.start_at.value = time.time() + lead_s
+        return self.barrier.start_at.value
 
     def running(self) -> bool:
         if self._threaded:
@@ -251,6 +288,8 @@ class WorkerPool:
                 time.sleep(0.05)
             self._drain()
             for p in self._procs:
+                if p.pid is None:  # interrupted before it was started
+                    continue
                 p.join(max(deadline - time.monotonic(), 0.1))
                 if p.is_alive():
                     p.kill()

@@ -117,7 +117,11 @@ def test_ctrl_c_keeps_what_was_measured(on_server, artifacts, tmp_path):
         stderr=subprocess.PIPE,
         text=True,
     )
-    time.sleep(4)
+    # Interrupt once the server's own counter shows the window is under way.
+    deadline = time.monotonic() + 60
+    start = metrics.scrape(on_server.endpoints.metrics, V1)["success"]
+    while metrics.scrape(on_server.endpoints.metrics, V1)["success"] < start + 2000 and time.monotonic() < deadline:
+        time.sleep(0.2)
     proc.send_signal(signal.SIGINT)
     assert proc.wait(timeout=30) == 130
     (run,) = json.loads(out.read_text())["runs"]
