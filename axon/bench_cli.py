@@ -183,7 +183,7 @@ def add_parser(sub, positive_int, positive_float, header) -> None:
         "--processes",
         type=_processes,
         default="auto",
-        help="worker processes, their histograms merged; auto (default): 1 per request in flight (or per 1500 req/s), at most 4",
+        help="worker processes, their histograms merged; auto (default): 1 on machines of up to 4 cores, else 1 per 4 cores, at most 4",
     )
     p.add_argument("--timeout", type=positive_float, default=10.0, help="client timeout per request in seconds (default 10)")
     p.add_argument("--max-error-rate", type=float, default=0.0, help="fail the run above this error fraction (default 0)")
