@@ -99,10 +99,15 @@ class Study:
         """Highest offered Poisson rate whose p99 stays within budget: double, then bisect."""
         p = self.plan
 
-        def ok(rate: float) -> bool:
+        def one(rate: float) -> bool:
             r = self._case(server, batching, "capacity", self._spec(version, rate=rate, distribution="poisson"))
             # A run where the client fell behind its schedule can't vouch for that rate.
             return r["passed"] and r["latency_ms"]["p99"] <= p.p99_budget_ms
+
+        def ok(rate: float) -> bool:
+            # A failure is confirmed by a second run: one noisy window on a shared machine
+            # should not end the search (both runs are recorded and reported).
+            return one(rate) or one(rate)
 
         good, bad = None, None
         rate = p.capacity_start_rps
@@ -123,20 +128,33 @@ class Study:
 
 
 def capacity_table(runs: list[dict], p99_budget_ms: float) -> dict[tuple[str, str], dict]:
-    """(model, batching) -> highest passing rate, first failing rate, and its p99."""
-    out: dict[tuple[str, str], dict] = {}
+    """(model, batching) -> highest passing rate, first failing rate, and what stopped the search.
+
+    A rate passes if any of its runs passed (the search retries a failure once); it fails if
+    all of its runs failed.
+    """
+    groups: dict[tuple[str, str], list[dict]] = {}
     for r in runs:
-        if r.get("study", {}).get("part") != "capacity":
-            continue
-        key = (r["model"], r["batching"])
-        entry = out.setdefault(key, {"max_rate": None, "first_fail": None, "p99_at_max": None, "stopped_by": None})
-        rate = r["load"]["rate"]
-        passed = r["passed"] and r["latency_ms"]["p99"] <= p99_budget_ms
-        if passed and (entry["max_rate"] is None or rate > entry["max_rate"]):
-            entry.update(max_rate=rate, p99_at_max=r["latency_ms"]["p99"])
-        if not passed and (entry["first_fail"] is None or rate < entry["first_fail"]):
-            entry["first_fail"] = rate
+        if r.get("study", {}).get("part") == "capacity":
+            groups.setdefault((r["model"], r["batching"]), []).append(r)
+
+    def within(r: dict) -> bool:
+        return r["passed"] and r["latency_ms"]["p99"] <= p99_budget_ms
+
+    out = {}
+    for key, rs in groups.items():
+        passing = [r for r in rs if within(r)]
+        passed_rates = {r["load"]["rate"] for r in passing}
+        failing = sorted((r for r in rs if r["load"]["rate"] not in passed_rates), key=lambda r: r["load"]["rate"])
+        best = max(passing, key=lambda r: (r["load"]["rate"], -r["latency_ms"]["p99"]), default=None)
+        entry = {"max_rate": None, "p99_at_max": None, "first_fail": None, "stopped_by": None}
+        if best is not None:
+            entry.update(max_rate=best["load"]["rate"], p99_at_max=best["latency_ms"]["p99"])
+        if failing:
+            first = failing[0]
             # Say whether the server's latency or the client's schedule ended the search.
-            behind = (r.get("schedule") or {}).get("behind")
-            entry["stopped_by"] = "client fell behind (client-limited)" if behind else "p99 over budget" if r["passed"] else "; ".join(r["verdicts"])
+            behind = (first.get("schedule") or {}).get("behind")
+            entry["first_fail"] = first["load"]["rate"]
+            entry["stopped_by"] = "client fell behind (client-limited)" if behind else "p99 over budget" if first["passed"] else "; ".join(first["verdicts"])
+        out[key] = entry
     return out
