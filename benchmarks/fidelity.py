@@ -80,7 +80,8 @@ def main() -> int:
     features, _ = load_rows(args.artifacts)
     payloads, _ = build_payloads(MODEL, features, 1, limit=1)
     report: dict = {"machine": results.machine_info(), "timestamp": results.now_iso(), "duration_s": args.duration, "cases": {}}
-    with EmbeddedServer(repo, models=[MODEL]) as server, tempfile.TemporaryDirectory() as tmp:
+    log = args.output.with_suffix(".tritonserver.log")
+    with EmbeddedServer(repo, models=[MODEL], log_path=log) as server, tempfile.TemporaryDirectory() as tmp:
         frame = Path(tmp) / "req.bin"
         frame.write_bytes(grpc_frame(payloads[0]))
         for concurrency in (1, 64):
