@@ -262,15 +262,16 @@ class WorkerPool:
     def running(self) -> bool:
         if self._threaded:
             return self._thread.is_alive()
-        return len(self._outcomes) < len(self.jobs) and any(p.is_alive() for p in self._procs) or self._drain()
+        # Drain first: a worker cannot exit while its result still sits in a full pipe.
+        self._drain()
+        return len(self._outcomes) < len(self.jobs) and any(p.is_alive() for p in self._procs)
 
-    def _drain(self) -> bool:
+    def _drain(self) -> None:
         import queue
 
         with contextlib.suppress(queue.Empty):
             while True:
                 self._outcomes.append(self._results.get_nowait())
-        return len(self._outcomes) < len(self.jobs) and any(p.is_alive() for p in self._procs)
 
     def sent_and_p99(self) -> tuple[int, float]:
         n = len(self.jobs)
