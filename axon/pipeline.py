@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import json
-import os
 import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -13,6 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from axon import data, export, repository
+from axon.atomic import write_json
 from axon.errors import AxonError
 from axon.model import ARCHITECTURES, model_name
 from axon.train import TrainConfig, train
@@ -29,20 +28,6 @@ class BuiltModel:
     val_accuracy: float
     onnx_path: Path
     metrics_path: Path
-
-
-def write_json(path: Path, payload: dict) -> None:
-    """Write JSON atomically: a reader sees the old file or the new one, never half of one."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        with os.fdopen(fd, "w") as fh:
-            json.dump(payload, fh, indent=2, sort_keys=True)
-            fh.write("\n")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def ensure_writable(directory: Path) -> None:

@@ -12,9 +12,7 @@ Configs are built as ``ModelConfig`` protobufs and printed with text_format, so 
 
 from __future__ import annotations
 
-import os
 import shutil
-import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,6 +20,7 @@ from pathlib import Path
 from google.protobuf import text_format
 from tritonclient.grpc import model_config_pb2 as mc
 
+from axon import atomic
 from axon.data import N_FEATURES
 from axon.errors import AxonError
 from axon.export import INPUT_NAME, OUTPUT_NAME
@@ -93,18 +92,6 @@ def parse_config(text: str) -> mc.ModelConfig:
     return text_format.Parse(text, mc.ModelConfig())
 
 
-def _atomic_write(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def write_repository(
     root: Path,
     target: str,
@@ -116,7 +103,7 @@ def write_repository(
     try:
         for name, onnx_path in models.items():
             model_dir = root / name
-            _atomic_write(model_dir / "config.pbtxt", config_text(name, target, batching, options).encode())
+            atomic.write_bytes(model_dir / "config.pbtxt", config_text(name, target, batching, options).encode())
             if onnx_path is not None:
                 version = model_dir / "1"
                 version.mkdir(parents=True, exist_ok=True)

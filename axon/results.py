@@ -14,8 +14,8 @@ from typing import Any
 import psutil
 
 from axon import stats
+from axon.atomic import write_json
 from axon.errors import AxonError
-from axon.pipeline import write_json
 
 SCHEMA_VERSION = 1
 
@@ -50,7 +50,7 @@ def now_iso() -> str:
 
 
 def write_results(path: Path, runs: list[dict]) -> None:
-    """Write runs atomically (see :func:`axon.pipeline.write_json`)."""
+    """Write runs atomically (see :mod:`axon.atomic`)."""
     write_json(path, {"schema_version": SCHEMA_VERSION, "runs": runs})
 
 

@@ -24,11 +24,11 @@ from pathlib import Path
 import numpy as np
 
 from axon import metrics, results
+from axon.atomic import write_json
 from axon.backends import embedded_repository
 from axon.bench import Target, run_case
 from axon.bench_cli import load_rows
 from axon.loadgen import LoadSpec
-from axon.pipeline import write_json
 from axon.server import EmbeddedServer
 from axon.worker import MODEL_INFER, build_payloads
 
