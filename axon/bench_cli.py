@@ -14,7 +14,7 @@ from axon import backends, data, pipeline, results
 from axon.bench import Target, run_case
 from axon.errors import AxonError
 from axon.loadgen import LoadSpec
-from axon.model import MODEL_PREFIX, model_name
+from axon.names import served_name
 
 SYNTHETIC_PAYLOAD_ROWS = 4096
 
@@ -94,7 +94,7 @@ def specs_from_args(args: argparse.Namespace) -> list[LoadSpec]:
 
 
 def command(args: argparse.Namespace) -> int:
-    args.model = model_name(args.model.removeprefix(MODEL_PREFIX)) if args.model.removeprefix(MODEL_PREFIX) in ("v1", "v2") else args.model
+    args.model = served_name(args.model)
     specs = specs_from_args(args)
     if args.url and args.ab:
         raise AxonError("--ab compares batching on and off on servers axon starts; it can't be used with --url")
@@ -109,7 +109,7 @@ def command(args: argparse.Namespace) -> int:
             server = backends.make_server(
                 "external" if args.url else args.backend,
                 batching=mode,
-                models=None if args.url else [args.model] if args.model.startswith(MODEL_PREFIX) else None,
+                models=None if args.url else [args.model],
                 artifacts=args.artifacts,
                 url=args.url,
                 metrics_url=args.metrics_url,

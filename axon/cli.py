@@ -70,7 +70,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
 
 def _model_versions(text: str) -> list[str]:
-    from axon.model import ARCHITECTURES, MODEL_PREFIX
+    from axon.names import ARCHITECTURES, MODEL_PREFIX
 
     versions = [v.strip().removeprefix(MODEL_PREFIX) for v in text.split(",") if v.strip()]
     unknown = [v for v in versions if v not in ARCHITECTURES]
@@ -86,7 +86,7 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     import numpy as np
 
     from axon import backends, client, export
-    from axon.model import model_name
+    from axon.names import model_name
     from axon.pipeline import VALIDATION_ROWS_FILE
 
     models = [model_name(v) for v in args.models]

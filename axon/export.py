@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import warnings
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import onnx
 import onnxruntime as ort
-import torch
 
 from axon.data import N_FEATURES
+
+if TYPE_CHECKING:
+    import torch
 from axon.errors import AxonError
 
 OPSET = 17
@@ -26,6 +29,8 @@ class ExportError(AxonError):
 
 def export_onnx(model: torch.nn.Module, path: Path) -> Path:
     """Export ``model`` (raw features -> probability) to ``path``: FP32 [batch, 28] -> [batch, 1]."""
+    import torch  # here, not at the top: benchmarking needs session() and the names, not torch
+
     path.parent.mkdir(parents=True, exist_ok=True)
     dummy = torch.zeros(2, N_FEATURES, dtype=torch.float32)
     with warnings.catch_warnings():
@@ -62,6 +67,8 @@ def validate(model: torch.nn.Module, path: Path, features: np.ndarray) -> dict:
     ``features`` are real rows (at least max(VALIDATION_BATCHES) of them).
     Returns a small report for the metrics file; raises ExportError on any failure.
     """
+    import torch
+
     proto = onnx.load(str(path))
     try:
         onnx.checker.check_model(proto, full_check=True)

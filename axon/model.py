@@ -9,15 +9,7 @@ import torch
 from torch import nn
 
 from axon.data import N_FEATURES, Scaler
-
-# name -> hidden layer sizes. v1 is the small trigger model, v2 the larger one.
-ARCHITECTURES: dict[str, tuple[int, ...]] = {"v1": (64, 32), "v2": (128, 128, 64)}
-MODEL_PREFIX = "particle_classifier_"
-
-
-def model_name(version: str) -> str:
-    """The Triton model name for an architecture, e.g. ``particle_classifier_v1``."""
-    return MODEL_PREFIX + version
+from axon.names import ARCHITECTURES, MODEL_PREFIX, model_name, served_name  # noqa: F401 (re-exported)
 
 
 class MLP(nn.Module):

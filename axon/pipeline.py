@@ -13,8 +13,7 @@ import numpy as np
 from axon import data, export, repository
 from axon.atomic import write_json
 from axon.errors import AxonError
-from axon.model import ARCHITECTURES, model_name
-from axon.train import TrainConfig, train
+from axon.names import ARCHITECTURES, model_name
 
 VALIDATION_ROWS_FILE = "validation_rows.npz"
 MANIFEST_FILE = "manifest.json"
@@ -59,6 +58,10 @@ def build(
     Writes under ``out``: ``models/<name>/{model.onnx,metrics.json}``, ``repositories/...``,
     the validation rows (the load generator's payloads) and a manifest naming the dataset.
     """
+    # Training needs torch; imported here so that benchmarking (which reads this module's
+    # file names) does not.
+    from axon.train import TrainConfig, train
+
     ensure_writable(out)
     options = options or repository.ServingOptions()
     unknown = [v for v in versions if v not in ARCHITECTURES]

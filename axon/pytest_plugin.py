@@ -207,10 +207,10 @@ def axon_bench(request, benchmark, axon_settings, axon_servers, axon_artifacts, 
     from axon.bench import Target, run_case
     from axon.bench_cli import load_rows
     from axon.loadgen import LoadSpec
-    from axon.model import model_name
+    from axon.names import served_name
 
     def measure(model: str, batching: str, concurrency: int | None = None, rate: float | None = None, distribution: str = "constant", rows_per_request: int = 1) -> dict:
-        name = model if model.startswith("particle_classifier_") else model_name(model)
+        name = served_name(model)
         server = axon_servers.get(batching)
         features, dataset = load_rows(axon_artifacts)
         spec = LoadSpec(

@@ -24,6 +24,7 @@ else:  # pragma: no cover - Python 3.10
     import tomli as tomllib
 
 from axon.errors import AxonError
+from axon.names import served_name
 
 SELECTORS = ("model", "batching", "mode", "min_concurrency", "max_concurrency")
 LATENCY_LIMITS = ("p50_ms", "p90_ms", "p95_ms", "p99_ms", "p999_ms")
@@ -41,7 +42,7 @@ class Budget:
         load = result["load"]
         concurrency = load.get("concurrency")
         checks = [
-            "model" not in s or s["model"] in (result["model"], result["model"].removeprefix("particle_classifier_")),
+            "model" not in s or served_name(str(s["model"])) == result["model"],
             "batching" not in s or s["batching"] == result.get("batching"),
             "mode" not in s or s["mode"] == load["mode"],
             "min_concurrency" not in s or (concurrency is not None and concurrency >= s["min_concurrency"]),

@@ -53,8 +53,6 @@ class LatencySummary:
     mean: float
     stddev: float
 
-    fields = ("count", "min", "p50", "p90", "p95", "p99", "p999", "max", "mean", "stddev")
-
     @classmethod
     def of(cls, histogram: HdrHistogram) -> LatencySummary:
         if histogram.get_total_count() == 0:

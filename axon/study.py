@@ -16,7 +16,7 @@ from axon.bench import Target, run_case
 from axon.bench_cli import load_rows
 from axon.errors import AxonError
 from axon.loadgen import LoadSpec
-from axon.model import model_name
+from axon.names import model_name
 
 STUDY_FILE = "study.json"
 SWEEP = (1, 4, 16, 64, 128, 256)

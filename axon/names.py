@@ -1,0 +1,25 @@
+"""Model names and architectures, without importing torch.
+
+Benchmarking an existing model needs these names but not the training stack, so they live
+apart from :mod:`axon.model`.
+"""
+
+from __future__ import annotations
+
+# name -> hidden layer sizes. v1 is the small trigger model, v2 the larger one.
+ARCHITECTURES: dict[str, tuple[int, ...]] = {"v1": (64, 32), "v2": (128, 128, 64)}
+MODEL_PREFIX = "particle_classifier_"
+
+
+def model_name(version: str) -> str:
+    """The Triton model name for an architecture, e.g. ``particle_classifier_v1``."""
+    return MODEL_PREFIX + version
+
+
+def served_name(text: str) -> str:
+    """What a user typed (``v1`` or ``particle_classifier_v1``) as a Triton model name.
+
+    Anything else is passed through unchanged: an external server may serve other models.
+    """
+    version = text.removeprefix(MODEL_PREFIX)
+    return model_name(version) if version in ARCHITECTURES else text

@@ -1,0 +1,23 @@
+"""Benchmarking an existing model must not need the training stack."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+from axon.names import served_name
+
+
+def test_benchmark_path_does_not_import_torch():
+    code = (
+        "import sys, axon.cli, axon.bench, axon.bench_cli, axon.worker, axon.pytest_plugin, axon.study, axon.report\n"
+        "assert 'torch' not in sys.modules, 'torch was imported'"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+
+
+def test_served_name():
+    assert served_name("v1") == "particle_classifier_v1"
+    assert served_name("particle_classifier_v2") == "particle_classifier_v2"
+    assert served_name("my_model") == "my_model"
