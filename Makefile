@@ -7,7 +7,7 @@ STAMP := $(VENV)/.axon-installed
 ARTIFACTS ?= artifacts
 RESULTS ?= results
 
-.PHONY: setup bench test lint clean
+.PHONY: setup h2load bench test lint clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -15,7 +15,18 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install -q --disable-pip-version-check -e '.[all]'
 	touch $(STAMP)
 
-setup: $(STAMP)
+setup: $(STAMP) h2load
+
+# The native engine drives h2load (nghttp2-client). As root with apt-get it is installed here;
+# elsewhere we say once how to install it, and --engine auto uses the python engine (saying so).
+h2load:
+	@command -v h2load >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    echo "installing h2load (apt-get install nghttp2-client)"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nghttp2-client >/dev/null; \
+	  else \
+	    echo "axon: h2load not found: the native engine needs it (Debian/Ubuntu: sudo apt-get install nghttp2-client; macOS: brew install nghttp2); until then --engine auto uses the python engine"; \
+	  fi; }
 
 # Main job: train and export v1/v2, write every repository, check the embedded server with one
 # request per model, then run the whole study and write $(RESULTS)/report.md with its plots.

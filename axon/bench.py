@@ -1,26 +1,27 @@
 """One benchmark case: offer a load to a server and return the result record.
 
-The steps: check the model is served, build payloads from real rows (and their reference
-outputs), start the workers, scrape Triton's metrics at the window's edges, merge what the
-workers measured, and judge the run (errors, mismatches, schedule lag, client CPU).
+The steps: choose the engine, check the model is served, build payloads from real rows (and
+their reference outputs), let the engine offer the load (it scrapes Triton's metrics inside
+the window), merge what its workers measured, and judge the run (errors, mismatches, schedule
+lag, client CPU, and for the native engine the cross-check against Triton's counters).
 """
 
 from __future__ import annotations
 
-import dataclasses
 import math
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from axon import export, loadgen, metrics, results, stats
+from axon import engines, loadgen, metrics, results, stats
+from axon.engines import EngineRun, native, python
+from axon.engines.python import CLIENT_BOUND_CORES
 from axon.errors import ServerError
 from axon.loadgen import LoadSpec
+from axon.payloads import MAX_DISTINCT_PAYLOADS, build_payloads, reference_outputs
 from axon.server import Endpoints, wait_ready
-from axon.worker import CLIENT_BOUND_CORES, WorkerJob, WorkerPool, build_payloads
 
 MODEL_CHECK_TIMEOUT_S = 5.0
 
@@ -36,19 +37,6 @@ class Target:
 Progress = Callable[[float, int, float], None]  # (elapsed s, requests sent, current p99 ms)
 
 
-def _reference_outputs(onnx_path: Path | None, chunks: list[np.ndarray]) -> list[np.ndarray] | None:
-    if onnx_path is None or not Path(onnx_path).is_file():
-        return None
-    sess = export.session(Path(onnx_path))
-    return [sess.run([export.OUTPUT_NAME], {export.INPUT_NAME: c})[0] for c in chunks]
-
-
-def _shares(spec: LoadSpec) -> list[LoadSpec]:
-    if spec.mode == "closed":
-        return [dataclasses.replace(spec, concurrency=c, requests=None if spec.requests is None else max(1, spec.requests // spec.processes)) for c in loadgen.split_evenly(spec.concurrency, spec.processes)]
-    return [dataclasses.replace(spec, rate=spec.rate / spec.processes) for _ in range(spec.processes)]
-
-
 def run_case(
     spec: LoadSpec,
     target: Target,
@@ -57,53 +45,41 @@ def run_case(
     dataset: dict | None = None,
     on_progress: Progress | None = None,
     client_bound_cores: float = CLIENT_BOUND_CORES,
+    repeat: tuple[int, int] | None = None,
 ) -> dict:
     """Run one load case against a ready server and return its result record.
 
-    A worker process using more than ``client_bound_cores`` of a core flags the run client-bound.
+    The engine is chosen by :func:`axon.engines.choose` from ``spec.engine``. A worker process
+    (native: an h2load thread) using more than ``client_bound_cores`` of a core flags the run
+    client-bound. ``repeat`` is (index, count) when the case is one of several repeats.
     """
     spec = spec.validate().resolved().validate()
     ep = target.endpoints
+    choice = engines.choose(spec.engine, spec.mode, ep.metrics is not None)
     try:
         wait_ready(ep.grpc, [spec.model], MODEL_CHECK_TIMEOUT_S, ssl=ep.tls, headers=ep.headers or None)
     except ServerError as exc:
         raise ServerError(f"model {spec.model!r} is not served at {ep.grpc}: {exc}") from None
-    payloads, chunks = build_payloads(spec.model, features, spec.rows_per_request)
-    expected = _reference_outputs(reference_onnx, chunks)
-    jobs = [WorkerJob(i, share, ep.grpc, ep.tls, dict(ep.headers), payloads, expected) for i, share in enumerate(_shares(spec))]
-    pool = WorkerPool(jobs)
-    before = after = None
-    interrupted = False
-    try:
-        window_start = pool.start() + spec.warmup_s
-        while pool.running():
-            if before is None and ep.metrics and time.time() >= window_start:
-                before = metrics.scrape(ep.metrics, spec.model)
-            if on_progress is not None:
-                sent, p99 = pool.sent_and_p99()
-                on_progress(max(time.time() - window_start, 0.0), sent, p99)
-            # Wake right at the window's start so the "before" scrape lines up with it.
-            wait = window_start - time.time() if before is None and ep.metrics else 0.1
-            time.sleep(min(wait, 0.1) if wait > 0 else 0.1)
-    except KeyboardInterrupt:
-        interrupted = True
-        pool.stop()
-    outcomes = pool.results(timeout_s=spec.timeout_s + 10)
-    if ep.metrics and before is not None:
-        try:
-            after = metrics.scrape(ep.metrics, spec.model)
-        except ServerError:
-            after = None  # the server died: keep what the client measured
-    record = _assemble(spec, target, outcomes, before, after, expected is not None, dataset, len(jobs), client_bound_cores)
-    if interrupted:
+    native_engine = choice.name == "native"
+    # The native engine posts one body for every request; the python engine cycles through many.
+    payloads, chunks = build_payloads(spec.model, features, spec.rows_per_request, limit=1 if native_engine else MAX_DISTINCT_PAYLOADS)
+    expected = reference_outputs(reference_onnx, chunks)
+    scrape = (lambda: metrics.scrape(ep.metrics, spec.model)) if ep.metrics else None
+    if native_engine:
+        run = native.run(spec, ep, payloads[0], expected[0] if expected else None, scrape, on_progress, client_bound_cores)
+    else:
+        run = python.run(spec, ep, payloads, expected, on_progress, scrape)
+    run.info.update(requested=choice.requested, notice=choice.notice)
+    record = _assemble(spec, target, run, expected is not None, dataset, client_bound_cores, repeat)
+    if run.interrupted:
         record["complete"] = False
         record["incomplete_reason"] = "interrupted"
+        record["passed"] = False
     return record
 
 
-def _assemble(
-    spec: LoadSpec, target: Target, outcomes: list[dict], before, after, checking: bool, dataset: dict | None, n_workers: int, client_bound_cores: float
-) -> dict:
+def _assemble(spec: LoadSpec, target: Target, run: EngineRun, checking: bool, dataset: dict | None, client_bound_cores: float, repeat: tuple[int, int] | None) -> dict:
+    outcomes, before, after, n_workers = run.outcomes, run.before, run.after, len(run.outcomes)
     errors = [o["error"] for o in outcomes if "error" in o]
     good = [o for o in outcomes if "error" not in o]
     histogram = stats.merge([o["latency"] for o in good])
@@ -129,6 +105,9 @@ def _assemble(
     elif error_rate > spec.max_error_rate:
         verdicts.append(f"error rate {error_rate:.2%} > {spec.max_error_rate:.2%} ({failures})")
     mismatches = sum(o["mismatches"] for o in good)
+    verification = run.extra.get("verification")
+    if verification is not None and not verification["verified"] and not reasons:
+        verdicts.append(_unverified_message(verification))
     if mismatches:
         verdicts.append(f"{mismatches} sampled responses differ from local onnxruntime")
     schedule = None
@@ -148,13 +127,17 @@ def _assemble(
         "distribution": spec.distribution if spec.mode == "open" else None,
         "rows_per_request": spec.rows_per_request,
         "processes": spec.processes,
+        "connections": run.info.get("connections"),
         "warmup_s": spec.warmup_s,
         "duration_s": spec.duration_s,
         "request_limit": spec.requests,
         "timeout_s": spec.timeout_s,
     }
+    correctness = {"checked": sum(o["checked"] for o in good), "mismatches": mismatches, "enabled": checking}
+    correctness["method"] = "the one request body, checked once before the run" if run.info["name"] == "native" else f"1 response in {spec.sample_every} checked"
     return {
         "schema_version": results.SCHEMA_VERSION,
+        "axon_version": results.axon_version(),
         "timestamp": results.now_iso(),
         "machine": results.machine_info(),
         "git_commit": results.git_commit(),
@@ -162,6 +145,8 @@ def _assemble(
         "model": spec.model,
         "batching": target.batching,
         "dataset": dataset,
+        "engine": run.info,
+        "repeat": {"index": repeat[0], "of": repeat[1]} if repeat else None,
         "load": load,
         "measured_s": measured_s,
         "requests": {"sent": sent, "ok": ok, "failed": sent - ok, "timed_out": failures.get(loadgen.TIMEOUT, 0), "failures": failures},
@@ -170,7 +155,8 @@ def _assemble(
         "latency_ms": stats.LatencySummary.of(histogram).as_dict(),
         "histogram": stats.encode(histogram),
         "schedule": schedule,
-        "correctness": {"checked": sum(o["checked"] for o in good), "mismatches": mismatches, "enabled": checking},
+        "correctness": correctness,
+        "verification": verification,
         "client": {"cores_per_process": cores, "client_bound": client_bound, "threshold_cores": client_bound_cores},
         "server_metrics": metrics.delta(before, after).as_dict() if before is not None and after is not None else None,
         "complete": not reasons,
@@ -180,3 +166,12 @@ def _assemble(
     }
 
 
+
+
+def _unverified_message(v: dict) -> str:
+    if "server_success" not in v:
+        return f"unverified: {v.get('reason')}"
+    return (
+        f"unverified: Triton counted {v['server_success']:,} successes and {v['server_failures_in_window']:,} failures "
+        f"while h2load completed {v['client_completed']:,} requests in the same {v['interval_s']:.2f} s (allowed difference {v['allowed_difference']:,})"
+    )

@@ -3,33 +3,19 @@
 from __future__ import annotations
 
 import argparse
-import json
+import contextlib
 import sys
 from dataclasses import replace
 from pathlib import Path
 
-import numpy as np
-
-from axon import backends, data, pipeline, results
+from axon import backends, engines, repeats, results
 from axon.bench import Target, run_case
+from axon.engines import native
 from axon.errors import AxonError
 from axon.loadgen import LoadSpec
 from axon.names import served_name
-
-SYNTHETIC_PAYLOAD_ROWS = 4096
-
-
-def load_rows(artifacts: Path, seed: int = 0) -> tuple[np.ndarray, dict]:
-    """Validation rows from `axon train`, or synthetic rows when there are none (said in the result)."""
-    rows_file = artifacts / pipeline.VALIDATION_ROWS_FILE
-    manifest = artifacts / pipeline.MANIFEST_FILE
-    if rows_file.is_file():
-        with np.load(rows_file) as npz:
-            features = npz["features"]
-        info = json.loads(manifest.read_text())["dataset"] if manifest.is_file() else {"name": "unknown"}
-        return features, {**info, "payload_rows": "validation split"}
-    events = data.synthetic(SYNTHETIC_PAYLOAD_ROWS, seed)
-    return events.features, {**events.info.as_dict(), "payload_rows": "generated (no artifacts)"}
+from axon.payloads import load_rows
+from axon.progress import CaseProgress
 
 
 def _label(spec: LoadSpec, batching: str | None) -> str:
@@ -37,21 +23,8 @@ def _label(spec: LoadSpec, batching: str | None) -> str:
     return f"{spec.model}, batching {batching or '?'}, {load}"
 
 
-def _progress_bar(spec: LoadSpec, label: str):
-    from tqdm import tqdm
-
-    bar = tqdm(total=round(spec.duration_s, 1), desc=label, unit="s", file=sys.stderr, leave=False, disable=not sys.stderr.isatty(), bar_format="{desc} {bar} {n:.0f}/{total:.0f} s {postfix}")
-
-    def update(elapsed: float, sent: int, p99_ms: float) -> None:
-        bar.n = min(round(elapsed, 1), bar.total)
-        rate = sent / elapsed if elapsed > 0 else 0.0
-        bar.set_postfix_str(f"{rate:,.0f} req/s, p99 {p99_ms:.2f} ms")
-
-    return bar, update
-
-
 def table(runs: list[dict]) -> str:
-    head = f"{'model':<24} {'batch':>5} {'load':>16} {'req/s':>9} {'p50':>7} {'p95':>7} {'p99':>7} {'err':>5} {'avg bs':>6} {'cpu':>5}  verdict"
+    head = f"{'model':<24} {'batch':>5} {'load':>16} {'engine':>6} {'rep':>3} {'req/s':>9} {'p50':>7} {'p95':>7} {'p99':>7} {'err':>5} {'avg bs':>6} {'cpu':>5}  verdict"
     lines = [head, "-" * len(head)]
     for r in runs:
         load = f"c={r['load']['concurrency']}" if r["load"]["mode"] == "closed" else f"{r['load']['rate']:g}/s {r['load']['distribution'][:4]}"
@@ -59,14 +32,16 @@ def table(runs: list[dict]) -> str:
         sm = r.get("server_metrics") or {}
         bs = sm.get("avg_batch_size")
         cpu = max(r["client"]["cores_per_process"], default=float("nan"))
+        engine = (r.get("engine") or {}).get("name", "?")
+        rep = str(r["repeat"]["index"] + 1) if r.get("repeat") else "-"
         verdict = "ok" if r["passed"] else "; ".join(r["verdicts"] + ([r["incomplete_reason"]] if r["incomplete_reason"] else []))
         if r["client"]["client_bound"]:
             verdict += " [client-bound]"
         lines.append(
-            f"{r['model']:<24} {str(r['batching']):>5} {load:>16} {r['throughput_rps']:>9,.0f} {lat['p50']:>7.2f} {lat['p95']:>7.2f} "
+            f"{r['model']:<24} {r['batching'] or '?':>5} {load:>16} {engine:>6} {rep:>3} {r['throughput_rps']:>9,.0f} {lat['p50']:>7.2f} {lat['p95']:>7.2f} "
             f"{lat['p99']:>7.2f} {r['requests']['failed']:>5} {bs if bs is None else round(bs, 1)!s:>6} {cpu:>5.2f}  {verdict}"
         )
-    return "\n".join(lines) + "\n(latencies in ms; cpu = client cores per worker process)"
+    return "\n".join(lines) + "\n(latencies in ms; cpu = client cores per worker process, or per h2load thread for the native engine)"
 
 
 def specs_from_args(args: argparse.Namespace) -> list[LoadSpec]:
@@ -80,10 +55,12 @@ def specs_from_args(args: argparse.Namespace) -> list[LoadSpec]:
         processes=args.processes,
         seed=args.seed,
         max_error_rate=args.max_error_rate,
+        engine=args.engine,
+        connections=args.connections,
         concurrency=1,  # replaced below
     )
     if args.rate is not None:
-        specs = [replace(base, concurrency=None, rate=args.rate, distribution="poisson" if args.poisson else "constant")]
+        specs = [replace(base, concurrency=None, connections=None, rate=args.rate, distribution="poisson" if args.poisson else "constant")]
     elif args.sweep:
         specs = [replace(base, concurrency=c) for c in args.sweep]
     else:
@@ -93,11 +70,40 @@ def specs_from_args(args: argparse.Namespace) -> list[LoadSpec]:
     return specs
 
 
+def _print_repeat_summary(runs: list[dict], ab: bool) -> None:
+    """Median [min–max] per case over its repeats; with --ab, ON/OFF per case or "within noise"."""
+    groups = repeats.group(runs)
+    if all(len(g) == 1 for g in groups.values()):
+        return
+    print("\nover repeats: median [min–max]")
+    for key, group in groups.items():
+        s = repeats.summarise(group)
+        print(f"  {key}: {s['throughput_rps'].format()} req/s, p50 {s['p50_ms'].format('.2f')} ms, p99 {s['p99_ms'].format('.2f')} ms ({len(group)} runs)")
+    if ab:
+        by_mode = {mode: [r for r in runs if r["batching"] == mode] for mode in ("on", "off")}
+        for key in dict.fromkeys(repeats.case_key({**r, "batching": None}) for r in runs):
+            on = [r for r in by_mode["on"] if repeats.case_key({**r, "batching": None}) == key]
+            off = [r for r in by_mode["off"] if repeats.case_key({**r, "batching": None}) == key]
+            if on and off:
+                print(f"  ON/OFF {key.replace('batching ?, ', '')}: throughput {repeats.ratio(on, off).format()}, p50 {repeats.ratio(on, off, 'p50_ms').format()}")
+
+
 def command(args: argparse.Namespace) -> int:
     args.model = served_name(args.model)
     specs = specs_from_args(args)
     if args.url and args.ab:
         raise AxonError("--ab compares batching on and off on servers axon starts; it can't be used with --url")
+    if args.poisson and args.rate is None:
+        raise AxonError("--poisson shapes open-loop arrivals: give --rate with it")
+    # Engine problems are said now, before any server starts or any load is offered.
+    choice = engines.choose(args.engine, specs[0].mode, has_metrics=not args.url or bool(args.metrics_url))
+    if choice.notice:
+        print(f"axon: notice: {choice.notice}", file=sys.stderr)
+    if args.connections is not None and choice.name != "native":
+        raise AxonError("--connections shapes the native engine's load; this case runs on the python engine")
+    for spec in specs:
+        if choice.name == "native":
+            native.topology(spec.concurrency, args.connections)
     modes = ["on", "off"] if args.ab else [args.batching]
     features, dataset = load_rows(args.artifacts, args.seed)
     reference = args.artifacts / "models" / args.model / "model.onnx"
@@ -105,40 +111,48 @@ def command(args: argparse.Namespace) -> int:
     runs: list[dict] = []
     exit_code = 0
     try:
-        for mode in modes:
-            server = backends.make_server(
-                "external" if args.url else args.backend,
-                batching=mode,
-                models=None if args.url else [args.model],
-                artifacts=args.artifacts,
-                url=args.url,
-                metrics_url=args.metrics_url,
-                tls=args.tls,
-                headers=dict(args.header),
-            )
-            with server:
-                target = Target(server.endpoints, server.backend, getattr(server, "version", None), None if args.url else mode)
-                for spec in specs:
-                    label = _label(spec, target.batching)
-                    bar, update = _progress_bar(spec, label)
-                    try:
-                        run = run_case(spec, target, features, reference, dataset, on_progress=update)
-                    finally:
-                        bar.close()
-                    runs.append(run)
-                    # After every case: an interruption or a crash later keeps what was measured.
-                    results.write_results(output, runs)
-                    status = "ok" if run["passed"] else "FAILED: " + "; ".join(run["verdicts"] or [run["incomplete_reason"] or "?"])
-                    print(f"{label}: {run['throughput_rps']:,.0f} req/s, p50 {run['latency_ms']['p50']:.2f} ms, p99 {run['latency_ms']['p99']:.2f} ms  {status}", file=sys.stderr)
-                    if run["incomplete_reason"] == "interrupted":
-                        raise KeyboardInterrupt
-                    if not run["passed"]:
-                        exit_code = 1
-                    if not run["complete"]:
-                        raise AxonError(f"run incomplete ({run['incomplete_reason']}); partial result saved in {output}")
+        with contextlib.ExitStack() as stack:
+            targets = {}
+            for mode in modes:
+                server = backends.make_server(
+                    "external" if args.url else args.backend,
+                    batching=mode,
+                    models=None if args.url else [args.model],
+                    artifacts=args.artifacts,
+                    url=args.url,
+                    metrics_url=args.metrics_url,
+                    tls=args.tls,
+                    headers=dict(args.header),
+                )
+                stack.enter_context(server)
+                targets[mode] = Target(server.endpoints, server.backend, getattr(server, "version", None), None if args.url else mode)
+            # Interleaved: every repeat runs each mode once (ON, OFF, ON, OFF, ...), both servers
+            # up, so drift over the minutes of a run hits both sides alike.
+            for spec in specs:
+                for index in range(args.repeat):
+                    for mode in modes:
+                        target = targets[mode]
+                        label = _label(spec, target.batching) + (f", repeat {index + 1}/{args.repeat}" if args.repeat > 1 else "")
+                        progress = CaseProgress(label, spec.duration_s)
+                        try:
+                            run = run_case(spec, target, features, reference, dataset, on_progress=progress, repeat=(index, args.repeat) if args.repeat > 1 else None)
+                        finally:
+                            progress.close()
+                        runs.append(run)
+                        # After every case: an interruption or a crash later keeps what was measured.
+                        results.write_results(output, runs)
+                        status = "ok" if run["passed"] else "FAILED: " + "; ".join(run["verdicts"] or [run["incomplete_reason"] or "?"])
+                        print(f"{label}: {run['throughput_rps']:,.0f} req/s, p50 {run['latency_ms']['p50']:.2f} ms, p99 {run['latency_ms']['p99']:.2f} ms  {status}", file=sys.stderr)
+                        if run["incomplete_reason"] == "interrupted":
+                            raise KeyboardInterrupt
+                        if not run["passed"]:
+                            exit_code = 1
+                        if not run["complete"]:
+                            raise AxonError(f"run incomplete ({run['incomplete_reason']}); partial result saved in {output}")
     finally:
         if runs:
             print(table(runs))
+            _print_repeat_summary(runs, args.ab)
             print(f"results: {output}")
     return exit_code
 
@@ -173,7 +187,16 @@ def add_parser(sub, positive_int, positive_float, header) -> None:
     load.add_argument("--rate", type=positive_float, help="open loop: requests per second, latency timed from intended send times")
     load.add_argument("--sweep", type=_concurrency_list, help="closed loop over several concurrencies, e.g. 1,4,16,64,128,256")
     p.add_argument("--poisson", action="store_true", help="open loop: Poisson arrivals (seeded) instead of constant spacing")
-    p.add_argument("--ab", action="store_true", help="run the same load against batching on and batching off")
+    p.add_argument("--ab", action="store_true", help="run the same load against batching on and batching off (both servers up, interleaved)")
+    p.add_argument(
+        "--engine",
+        choices=engines.ENGINES,
+        default="auto",
+        help="load engine: native (h2load, closed loop, checked against Triton's counters), python (grpc.aio: open loop, varied payloads, "
+        "sampled correctness), auto (default: native for closed loop where h2load and metrics are available, else python, said in output and record)",
+    )
+    p.add_argument("--connections", type=positive_int, help="native engine: spread the requests in flight over this many HTTP/2 connections (default 1, as one client process)")
+    p.add_argument("--repeat", type=positive_int, default=1, help="run each case this many times; tables show the median [min-max] (default 1)")
     p.add_argument("--batching", choices=("on", "off"), default="on", help="which embedded/docker repository to serve (default on)")
     p.add_argument("--duration", type=positive_float, default=30.0, help="measurement window in seconds (default 30)")
     p.add_argument("--warmup", type=float, default=5.0, help="warm-up seconds before the window (default 5)")

@@ -69,6 +69,8 @@ class LoadSpec:
     seed: int = 0
     max_error_rate: float = 0.0
     max_in_flight: int = 20_000
+    engine: str = "auto"  # auto | native | python (see axon.engines)
+    connections: int | None = None  # native engine: spread the streams over this many connections
 
     @property
     def mode(self) -> str:
@@ -99,6 +101,8 @@ class LoadSpec:
             raise AxonError("a request count must be > 0 and goes with closed-loop concurrency")
         if self.rows_per_request < 1 or self.timeout_s <= 0:
             raise AxonError("rows per request and timeout must be positive")
+        if self.connections is not None and (self.connections < 1 or self.mode != "closed"):
+            raise AxonError("connections must be >= 1 and go with closed-loop concurrency")
         if self.processes == "auto":
             return self
         if not isinstance(self.processes, int) or self.processes < 1:

@@ -205,9 +205,9 @@ def feed_benchmark(benchmark, record: dict) -> None:
 def axon_bench(request, benchmark, axon_settings, axon_servers, axon_artifacts, axon_budgets):
     """Run one case; returns axon's record. Fails on a broken budget or a failed run."""
     from axon.bench import Target, run_case
-    from axon.bench_cli import load_rows
     from axon.loadgen import LoadSpec
     from axon.names import served_name
+    from axon.payloads import load_rows
 
     def measure(model: str, batching: str, concurrency: int | None = None, rate: float | None = None, distribution: str = "constant", rows_per_request: int = 1) -> dict:
         name = served_name(model)

@@ -37,6 +37,15 @@ def machine_info() -> dict:
     }
 
 
+def axon_version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("axon")
+    except PackageNotFoundError:
+        return "unknown"
+
+
 def git_commit(cwd: Path | None = None) -> str | None:
     try:
         done = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5, cwd=cwd or Path(__file__).parent)

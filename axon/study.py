@@ -13,10 +13,10 @@ from pathlib import Path
 
 from axon import backends, results, slo
 from axon.bench import Target, run_case
-from axon.bench_cli import load_rows
 from axon.errors import AxonError
 from axon.loadgen import LoadSpec
 from axon.names import model_name
+from axon.payloads import load_rows
 
 STUDY_FILE = "study.json"
 SWEEP = (1, 4, 16, 64, 128, 256)

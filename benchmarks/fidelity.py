@@ -27,10 +27,9 @@ from axon import metrics, results
 from axon.atomic import write_json
 from axon.backends import embedded_repository
 from axon.bench import Target, run_case
-from axon.bench_cli import load_rows
 from axon.loadgen import LoadSpec
+from axon.payloads import MODEL_INFER, build_payloads, load_rows
 from axon.server import EmbeddedServer
-from axon.worker import MODEL_INFER, build_payloads
 
 MODEL = "particle_classifier_v1"
 

@@ -5,22 +5,20 @@ from __future__ import annotations
 import json
 import signal
 import subprocess
-import sys
 import time
 
 import pytest
 
-from axon import metrics
 from axon.backends import embedded_repository
 from axon.bench import Target, run_case
 from axon.errors import ServerError
 from axon.loadgen import LoadSpec
 from axon.server import EmbeddedServer
-from tests.helpers import assert_clean_error, run_axon
+from tests.helpers import LineWatcher, assert_clean_error, run_axon, start_axon, window_under_way
 
 pytestmark = pytest.mark.server
 V1 = "particle_classifier_v1"
-QUICK = {"duration_s": 2.0, "warmup_s": 0.5, "timeout_s": 5.0, "sample_every": 10}
+QUICK = {"duration_s": 2.0, "warmup_s": 0.5, "timeout_s": 5.0, "sample_every": 10, "engine": "python"}
 
 
 @pytest.fixture(scope="module")
@@ -85,43 +83,44 @@ def test_unknown_model(on_server, validation_rows):
         run_case(LoadSpec("nope", concurrency=1, **QUICK), Target(on_server.endpoints), validation_rows[0])
 
 
-def test_server_dying_mid_run_saves_a_partial_result(artifacts, tmp_path):
+def _kill_server_mid_window(artifacts, tmp_path, *engine_args: str) -> tuple[subprocess.CompletedProcess, dict]:
+    """Run `axon bench` against a server, kill the server once axon reports requests measured
+    in its window (its own progress line: independent of the machine's speed), return the result."""
     server = EmbeddedServer(embedded_repository(artifacts, "on"), models=[V1])
     server.start()
     out = tmp_path / "partial.json"
-    cmd = ["bench", "--url", server.endpoints.grpc, "--artifacts", str(artifacts), "--concurrency", "8", "--duration", "60", "--warmup", "0.5", "--timeout", "3", "--output", str(out)]
-    proc = subprocess.Popen([sys.executable, "-m", "axon.cli", *cmd], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    ep = server.endpoints
+    proc = start_axon("bench", "--url", ep.grpc, "--metrics-url", ep.metrics, "--artifacts", str(artifacts), "--concurrency", "8", "--duration", "60", "--warmup", "0.5", "--timeout", "3", "--output", str(out), *engine_args)
     try:
-        # Kill the server once its own counter shows the window is well under way.
-        deadline = time.monotonic() + 60
-        while metrics.scrape(server.endpoints.metrics, V1)["success"] < 3000 and time.monotonic() < deadline:
-            time.sleep(0.2)
+        stderr = LineWatcher(proc.stderr)
+        stderr.wait_for(window_under_way, timeout_s=120)
         server.stop()
         started = time.monotonic()
-        stdout, stderr = proc.communicate(timeout=60)
+        stdout = proc.stdout.read()
+        proc.wait(timeout=60)
+        elapsed = time.monotonic() - started
     finally:
         server.stop()
         proc.kill()
-    assert time.monotonic() - started < 30, "a dead server must not hang the run"
-    assert_clean_error(subprocess.CompletedProcess(proc.args, proc.returncode, stdout, stderr), "incomplete", "server unavailable")
+    assert elapsed < 30, "a dead server must not hang the run"
+    done = subprocess.CompletedProcess(proc.args, proc.returncode, stdout, stderr.rest())
+    assert_clean_error(done, "incomplete", "server unavailable")
     (run,) = json.loads(out.read_text())["runs"]
+    return done, run
+
+
+def test_server_dying_mid_run_saves_a_partial_result(artifacts, tmp_path):
+    _, run = _kill_server_mid_window(artifacts, tmp_path, "--engine", "python")
     assert run["complete"] is False and run["incomplete_reason"] == "server unavailable"
+    assert run["engine"]["name"] == "python"
     assert run["requests"]["ok"] > 0 and run["requests"]["failures"].get("UNAVAILABLE", 0) > 0
 
 
 def test_ctrl_c_keeps_what_was_measured(on_server, artifacts, tmp_path):
     out = tmp_path / "interrupted.json"
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "axon.cli", "bench", "--url", on_server.endpoints.grpc, "--artifacts", str(artifacts), "--concurrency", "4", "--duration", "60", "--warmup", "0.5", "--output", str(out)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    # Interrupt once the server's own counter shows the window is under way.
-    deadline = time.monotonic() + 60
-    start = metrics.scrape(on_server.endpoints.metrics, V1)["success"]
-    while metrics.scrape(on_server.endpoints.metrics, V1)["success"] < start + 2000 and time.monotonic() < deadline:
-        time.sleep(0.2)
+    proc = start_axon("bench", "--url", on_server.endpoints.grpc, "--artifacts", str(artifacts), "--concurrency", "4", "--duration", "60", "--warmup", "0.5", "--output", str(out))
+    # Interrupt once axon itself reports requests measured inside the window.
+    LineWatcher(proc.stderr).wait_for(window_under_way, timeout_s=120)
     proc.send_signal(signal.SIGINT)
     assert proc.wait(timeout=30) == 130
     (run,) = json.loads(out.read_text())["runs"]

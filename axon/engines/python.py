@@ -1,4 +1,4 @@
-"""Real gRPC load: pre-serialised requests on raw grpc.aio, one worker per thread or process.
+"""The python engine. Real gRPC load: pre-serialised requests on raw grpc.aio, one worker per thread or process.
 
 Why raw grpc.aio: tritonclient builds and serialises an InferInput per request, which on our
 2-core machine made the client, not the server, the bottleneck (FIELD-NOTES: ~0.5 of a native
@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import multiprocessing as mp
 import signal
 import threading
@@ -22,44 +23,14 @@ import numpy as np
 import psutil
 
 from axon import loadgen, stats
-from axon.errors import AxonError
-from axon.export import INPUT_NAME, OUTPUT_NAME
+from axon.engines import EngineRun
+from axon.errors import AxonError, ServerError
 from axon.loadgen import LoadSpec, Outcome, Recorder
+from axon.payloads import MODEL_INFER, output_of
 from axon.schedule import arrival_offsets
 
-MODEL_INFER = "/inference.GRPCInferenceService/ModelInfer"
-MAX_DISTINCT_PAYLOADS = 1024
 CLIENT_BOUND_CORES = 0.8  # a worker process above this share of one core is the bottleneck
 READY_TIMEOUT_S = 120.0  # spawned workers import grpc and numpy before they are ready
-
-
-def build_payloads(model: str, features: np.ndarray, rows_per_request: int, limit: int = MAX_DISTINCT_PAYLOADS) -> tuple[list[bytes], list[np.ndarray]]:
-    """Serialised ModelInferRequests over real rows, and the rows each one carries."""
-    from tritonclient.grpc import service_pb2
-
-    rows = np.ascontiguousarray(features, dtype=np.float32)
-    n = min(limit, len(rows) // rows_per_request)
-    if n == 0:
-        raise AxonError(f"need at least {rows_per_request} validation rows, have {len(rows)}")
-    payloads, chunks = [], []
-    for i in range(n):
-        chunk = rows[i * rows_per_request : (i + 1) * rows_per_request]
-        request = service_pb2.ModelInferRequest(model_name=model, id="")
-        tensor = request.inputs.add(name=INPUT_NAME, datatype="FP32", shape=list(chunk.shape))
-        del tensor  # shape and type only: the data travels in raw_input_contents
-        request.outputs.add(name=OUTPUT_NAME)
-        request.raw_input_contents.append(chunk.tobytes())
-        payloads.append(request.SerializeToString())
-        chunks.append(chunk)
-    return payloads, chunks
-
-
-def output_of(response: bytes) -> np.ndarray:
-    from tritonclient.grpc import service_pb2
-
-    message = service_pb2.ModelInferResponse.FromString(response)
-    shape = tuple(message.outputs[0].shape)
-    return np.frombuffer(message.raw_output_contents[0], dtype=np.float32).reshape(shape)
 
 
 class GrpcSender:
@@ -295,3 +266,48 @@ class WorkerPool:
                 if p.is_alive():
                     p.kill()
         return list(self._outcomes)
+
+
+def _shares(spec: LoadSpec) -> list[LoadSpec]:
+    """Each worker process's part of the load: concurrency split evenly, or rate divided."""
+    if spec.mode == "closed":
+        return [dataclasses.replace(spec, concurrency=c, requests=None if spec.requests is None else max(1, spec.requests // spec.processes)) for c in loadgen.split_evenly(spec.concurrency, spec.processes)]
+    return [dataclasses.replace(spec, rate=spec.rate / spec.processes) for _ in range(spec.processes)]
+
+
+def version() -> str:
+    import grpc
+
+    return f"grpcio/{grpc.__version__}"
+
+
+def run(spec: LoadSpec, endpoints: Any, payloads: list[bytes], expected: list | None, on_progress=None, scrape=None) -> EngineRun:
+    """Offer ``spec`` from worker threads/processes; scrape Triton at the window's edges.
+
+    ``scrape()`` returns a metrics sample (or raises ServerError); None when there is no
+    metrics endpoint. ``on_progress(elapsed_s, sent, p99_ms)`` is called about every 0.1 s.
+    """
+    jobs = [WorkerJob(i, share, endpoints.grpc, endpoints.tls, dict(endpoints.headers), payloads, expected) for i, share in enumerate(_shares(spec))]
+    pool = WorkerPool(jobs)
+    before = after = None
+    interrupted = False
+    try:
+        window_start = pool.start() + spec.warmup_s
+        while pool.running():
+            if before is None and scrape is not None and time.time() >= window_start:
+                before = scrape()
+            if on_progress is not None:
+                sent, p99 = pool.sent_and_p99()
+                on_progress(time.time() - window_start, sent, p99)
+            # Wake right at the window's start so the "before" scrape lines up with it.
+            wait = window_start - time.time() if before is None and scrape is not None else 0.1
+            time.sleep(min(wait, 0.1) if wait > 0 else 0.1)
+    except KeyboardInterrupt:
+        interrupted = True
+        pool.stop()
+    outcomes = pool.results(timeout_s=spec.timeout_s + 10)
+    if scrape is not None and before is not None:
+        with contextlib.suppress(ServerError):
+            after = scrape()  # a dead server: keep what the client measured
+    info = {"name": "python", "tool": "grpc.aio", "version": version(), "processes": len(jobs)}
+    return EngineRun(outcomes, before, after, interrupted, info)

@@ -1,0 +1,85 @@
+"""Load engines: what offers the load. Each hands the measurement core the same thing.
+
+- ``python``: raw grpc.aio with pre-serialised requests (:mod:`axon.engines.python`); closed
+  and open loop, varied payloads, sampled correctness checks.
+- ``native``: h2load, nghttp2's HTTP/2 generator (:mod:`axon.engines.native`); closed loop
+  only, one body, its counts checked against Triton's own counters.
+
+Whatever the engine, a run ends as an :class:`EngineRun`: per-worker outcomes (an encoded
+HDR histogram of OK latencies, counts by status, the window's length, client CPU), Triton's
+metrics at the window's edges, and what the engine was. :func:`axon.bench.run_case` turns that
+into the one result record, so windows, percentiles and verdicts are written once.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from dataclasses import dataclass, field
+from functools import lru_cache
+
+from axon.errors import AxonError
+
+ENGINES = ("auto", "native", "python")
+H2LOAD = "h2load"
+H2LOAD_INSTALL_HINT = "install h2load: apt-get install nghttp2-client (Debian/Ubuntu) or brew install nghttp2 (macOS)"
+
+
+@dataclass
+class EngineRun:
+    """What an engine measured; ``outcomes`` holds one dict per worker (see python.run_worker)."""
+
+    outcomes: list[dict]
+    before: dict | None  # Triton's metrics sample at the window's start (None: not scraped)
+    after: dict | None
+    interrupted: bool
+    info: dict  # name, tool, version, requested, notice
+    extra: dict = field(default_factory=dict)  # engine-specific record fields
+
+
+@dataclass(frozen=True)
+class EngineChoice:
+    name: str  # "native" or "python"
+    requested: str
+    notice: str | None  # why auto did not pick native, said in output and record
+
+
+@lru_cache(maxsize=1)
+def h2load_version() -> str | None:
+    """``nghttp2/1.52.0`` for the h2load on PATH, or None when there is none."""
+    path = shutil.which(H2LOAD)
+    if path is None:
+        return None
+    try:
+        done = subprocess.run([path, "--version"], capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    words = done.stdout.split()
+    return words[-1] if words else "unknown"
+
+
+def choose(requested: str, mode: str, has_metrics: bool) -> EngineChoice:
+    """The engine for a case. ``auto`` prefers native for closed loop; native never guesses.
+
+    Open loop always runs on python: h2load's ``--rps`` queues late requests, which is
+    coordinated omission. The native engine needs Triton's metrics to check its counts, since
+    h2load sees HTTP status but not gRPC status.
+    """
+    if requested not in ENGINES:
+        raise AxonError(f"unknown engine {requested!r}; choose from {', '.join(ENGINES)}")
+    if requested == "python":
+        return EngineChoice("python", requested, None)
+    problem = None
+    if mode != "closed":
+        problem = "open loop runs on the python engine (h2load's --rps queues late requests: coordinated omission)"
+    elif h2load_version() is None:
+        problem = f"h2load not found ({H2LOAD_INSTALL_HINT})"
+    elif not has_metrics:
+        problem = "no Triton metrics endpoint to check h2load's counts against (give --metrics-url)"
+    if problem is None:
+        return EngineChoice("native", requested, None)
+    if requested == "native":
+        raise AxonError(f"--engine native can't run this case: {problem}")
+    # auto: open loop on python is by design, not a fallback worth a warning.
+    notice = None if mode != "closed" else f"auto engine fell back to python: {problem}"
+    return EngineChoice("python", requested, notice)

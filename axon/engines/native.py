@@ -1,0 +1,329 @@
+"""The native engine: h2load (nghttp2) keeps N gRPC requests in flight from native code.
+
+Why: on our 2-core machine a request costs Triton about 70 µs of CPU and the python engine
+55-60 µs, so a Python client halves what it measures from c=16 up (issue 9: 0.56x of h2load's
+throughput at c=64). h2load posts one pre-serialised ModelInfer frame over HTTP/2 and costs
+about 0.1 core.
+
+Its blind spot: h2load sees HTTP status, not gRPC status. A failed inference is HTTP 200 with
+a non-zero grpc-status trailer, so h2load counts it as a success. Hence three checks:
+
+1. before the run, the exact body is sent once over gRPC and its answer compared with local
+   onnxruntime (:func:`precheck`): a body the server rejects never reaches the timed run;
+2. during the window, Triton's success and failure counters are scraped twice inside h2load's
+   main phase, and the successes Triton counted between the scrapes are compared with the
+   requests h2load's log says completed between them; a disagreement beyond the requests that
+   can be in flight marks the run unverified (not passed), with both numbers;
+3. Triton's failures in that interval are failures of the run (``SERVER_FAILURE``), so the
+   error budget sees them.
+
+h2load's ``--log-file`` has one row per main-phase request: start (µs since the epoch, taken
+when HEADERS is sent), HTTP status (-1: the stream failed), duration (µs). Those rows feed the
+same HDR histogram as the python engine.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import os
+import re
+import signal
+import subprocess
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import psutil
+
+from axon import stats
+from axon.engines import H2LOAD, EngineRun, h2load_version
+from axon.errors import AxonError, ServerError
+from axon.loadgen import LoadSpec
+from axon.payloads import MODEL_INFER, grpc_frame, output_of
+
+# Triton is scraped this far inside h2load's main phase at each end (at most), so that the
+# scrapes fall after the warm-up's requests and before h2load stops its streams.
+SCRAPE_MARGIN_S = 0.25
+SCRAPE_MARGIN_FRACTION = 0.2  # of the window, for short windows
+# Triton's and h2load's counts between the scrapes may differ by the requests in flight at
+# each scrape (2 N), those completed while a scrape was under way, and this share for timing.
+COUNT_SLACK_FRACTION = 0.01
+# A log that stops this long before the window's end means h2load's streams died mid-run.
+EARLY_END_S = 0.5
+EARLY_END_FRACTION = 0.05
+PRECHECK_ATOL = 1e-5
+EXIT_GRACE_S = 30.0  # h2load exits right after -D; this bounds a hung one
+HTTP_OK = 200
+STREAM_FAILED = "STREAM_FAILED"  # h2load's status -1: reset stream, lost connection
+SERVER_FAILURE = "SERVER_FAILURE"  # counted by Triton, invisible to h2load (HTTP 200)
+
+Scrape = Callable[[], dict]
+
+
+def topology(concurrency: int, connections: int | None, cores: int | None = None) -> tuple[int, int, int]:
+    """(connections, streams per connection, threads) for N requests in flight.
+
+    By default one connection carries all N streams, as one python-engine process does (one
+    gRPC channel). ``connections`` models several client nodes; it must divide N.
+    """
+    c = connections or 1
+    if c < 1 or concurrency % c:
+        raise AxonError(f"--connections must divide the concurrency: {concurrency} requests in flight over {c} connections")
+    threads = max(1, min(c, cores or os.cpu_count() or 1))
+    return c, concurrency // c, threads
+
+
+def command(url: str, frame: Path, log: Path, spec: LoadSpec, tls: bool, headers: dict[str, str]) -> list[str]:
+    c, m, t = topology(spec.concurrency, spec.connections)
+    cmd = [
+        H2LOAD,
+        "-D", f"{round(spec.duration_s * 1000)}ms",
+        f"--warm-up-time={round(spec.warmup_s * 1000)}ms",
+        "-c", str(c), "-m", str(m), "-t", str(t),
+        "-d", str(frame),
+        "-H", "content-type: application/grpc",
+        "-H", "te: trailers",
+        "--log-file", str(log),
+    ]  # fmt: skip
+    for key, value in headers.items():
+        cmd += ["-H", f"{key.lower()}: {value}"]
+    scheme = "https" if tls else "http"
+    return [*cmd, f"{scheme}://{url}{MODEL_INFER}"]
+
+
+def precheck(endpoints: Any, payload: bytes, expected: np.ndarray | None, timeout_s: float) -> None:
+    """Send the exact body once over gRPC; raise if the server rejects it or answers wrongly."""
+    import grpc
+
+    creds = grpc.ssl_channel_credentials() if endpoints.tls else None
+    channel = grpc.secure_channel(endpoints.grpc, creds) if creds else grpc.insecure_channel(endpoints.grpc)
+    metadata = tuple((k.lower(), v) for k, v in endpoints.headers.items()) or None
+    try:
+        response = channel.unary_unary(MODEL_INFER)(payload, timeout=timeout_s, metadata=metadata)
+    except grpc.RpcError as exc:
+        raise ServerError(f"native engine: the server rejected the request body before the run ({exc.code().name}: {exc.details()}); nothing was measured") from None
+    finally:
+        channel.close()
+    if expected is not None:
+        got = output_of(response)
+        if got.shape != expected.shape or not np.all(np.abs(got - expected) <= PRECHECK_ATOL):
+            raise ServerError("native engine: the server's answer to the request body differs from local onnxruntime; nothing was measured")
+
+
+def read_log(path: Path) -> np.ndarray:
+    """h2load's log as an (n, 3) int64 array: start µs since the epoch, status, duration µs."""
+    try:
+        text = path.read_bytes()
+    except FileNotFoundError:
+        return np.zeros((0, 3), dtype=np.int64)
+    values = np.array(text.split(), dtype=np.int64)
+    return values[: len(values) // 3 * 3].reshape(-1, 3)  # a row cut by a kill is dropped
+
+
+def parse_summary(stdout: str) -> dict[str, int]:
+    """h2load's 'requests:' line: total, started, done, succeeded, failed, errored, timeout."""
+    match = re.search(r"requests: (\d+) total, (\d+) started, (\d+) done, (\d+) succeeded, (\d+) failed, (\d+) errored, (\d+) timeout", stdout)
+    keys = ("total", "started", "done", "succeeded", "failed", "errored", "timeout")
+    return dict(zip(keys, map(int, match.groups()))) if match else {}
+
+
+class _Scrapes:
+    """Triton's counters and h2load's CPU, sampled together at one moment inside the window."""
+
+    def __init__(self, scrape: Scrape, proc: psutil.Process):
+        self.scrape, self.proc = scrape, proc
+        self.samples: list[dict] = []
+        self.error: str | None = None
+
+    def take(self) -> None:
+        t0 = time.time()
+        cpu = None
+        with contextlib.suppress(psutil.Error):
+            cpu = sum(self.proc.cpu_times()[:2])
+        try:
+            metrics = self.scrape()
+        except ServerError as exc:
+            self.error = str(exc)
+            return
+        t1 = time.time()
+        self.samples.append({"metrics": metrics, "t0": t0, "t1": t1, "cpu": cpu})
+
+
+def run(
+    spec: LoadSpec,
+    endpoints: Any,
+    payload: bytes,
+    expected: np.ndarray | None,
+    scrape: Scrape,
+    on_progress: Callable[[float, int, float], None] | None = None,
+    client_bound_cores: float = 0.8,
+    check_body: bool = True,
+) -> EngineRun:
+    """Run h2load for one closed-loop case and turn its log into the engines' common outcome."""
+    if h2load_version() is None:
+        raise AxonError("the native engine needs h2load on PATH")
+    if check_body:
+        precheck(endpoints, payload, expected, spec.timeout_s)
+    connections, streams, threads = topology(spec.concurrency, spec.connections)
+    info = {"name": "native", "tool": "h2load", "version": h2load_version(), "connections": connections, "streams_per_connection": streams, "threads": threads}
+    with tempfile.TemporaryDirectory(prefix="axon-h2load-") as tmp:
+        frame, log = Path(tmp) / "request.bin", Path(tmp) / "requests.log"
+        frame.write_bytes(grpc_frame(payload))
+        cmd = command(endpoints.grpc, frame, log, spec, endpoints.tls, endpoints.headers)
+        try:
+            pre = scrape()
+        except ServerError as exc:
+            raise ServerError(f"native engine: cannot read Triton's counters before the run: {exc}") from None
+        launched = time.time()
+        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        scrapes = _Scrapes(scrape, psutil.Process(proc.pid))
+        window_start = launched + spec.warmup_s
+        margin = min(SCRAPE_MARGIN_S, spec.duration_s * SCRAPE_MARGIN_FRACTION)
+        plan = [window_start + margin, window_start + spec.duration_s - margin]
+        interrupted, stopped = False, None
+        try:
+            stopped = _wait(proc, plan, scrapes, log, window_start, spec.timeout_s, on_progress)
+        except KeyboardInterrupt:
+            interrupted = True
+            # SIGINT: h2load dies, but the rows it logged so far are on disk.
+            proc.send_signal(signal.SIGINT)
+        try:
+            stdout, stderr = proc.communicate(timeout=spec.duration_s + spec.warmup_s + EXIT_GRACE_S)
+        except subprocess.TimeoutExpired:
+            proc.kill()  # reported below through its return code
+            stdout, stderr = proc.communicate()
+        rows = read_log(log)
+    post_error = None
+    try:
+        post = scrape()
+    except ServerError as exc:
+        post, post_error = None, str(exc)
+    outcome, extra = _outcome(spec, rows, proc.returncode, stdout, stderr, scrapes, pre, post, post_error or stopped, interrupted or stopped is not None, threads)
+    samples = scrapes.samples
+    before = samples[0]["metrics"] if len(samples) == 2 else None
+    after = samples[1]["metrics"] if len(samples) == 2 else None
+    return EngineRun([outcome], before, after, interrupted, info, extra)
+
+
+def _wait(proc: subprocess.Popen, plan: list[float], scrapes: _Scrapes, log: Path, window_start: float, stall_s: float, on_progress) -> str | None:
+    """Until h2load exits: scrape at the planned moments, follow its log; why it was stopped, if it was.
+
+    h2load has no per-request deadline and keeps a dead connection's window open until -D ends,
+    so a log that stops growing for ``stall_s`` inside the window prompts a liveness scrape:
+    a server that does not answer stops the run (as the python engine stops on UNAVAILABLE).
+    """
+    logged, offset = 0, 0
+    last_growth = time.time()
+    while proc.poll() is None:
+        now = time.time()
+        if plan and now >= plan[0]:
+            plan.pop(0)
+            scrapes.take()
+        # Count rows as h2load appends them: cheap, and a signal from the run itself.
+        grown = 0
+        with contextlib.suppress(FileNotFoundError), open(log, "rb") as fh:
+            fh.seek(offset)
+            chunk = fh.read()
+            offset += len(chunk)
+            grown = chunk.count(b"\n")
+        if grown or now < window_start:
+            logged += grown
+            last_growth = now
+        elif now - last_growth > stall_s:
+            try:
+                scrapes.scrape()
+                last_growth = now  # alive but slow: the latencies will show the stall
+            except ServerError:
+                proc.send_signal(signal.SIGINT)
+                return "server unavailable"
+        if on_progress is not None:
+            on_progress(now - window_start, logged, math.nan)
+        wake = min([0.1] + [max(t - time.time(), 0.0) for t in plan[:1]])
+        time.sleep(max(wake, 0.001))
+    return None
+
+
+def _outcome(spec, rows, returncode, stdout, stderr, scrapes, pre, post, post_error, cut_short, threads) -> tuple[dict, dict]:
+    """The common outcome from h2load's rows; ``cut_short``: stopped by Ctrl-C or a dead server."""
+    starts, status, durations = rows[:, 0] / 1e6, rows[:, 1], rows[:, 2]
+    ok_mask = status == HTTP_OK
+    histogram = stats.new_histogram()
+    values, counts = np.unique(np.clip(durations[ok_mask], stats.LOWEST_US, stats.HIGHEST_US), return_counts=True)
+    for value, count in zip(values.tolist(), counts.tolist()):
+        histogram.record_value(value, count)
+    failures: dict[str, int] = {}
+    for code, n in zip(*np.unique(status[~ok_mask], return_counts=True)):
+        key = STREAM_FAILED if code == -1 else f"HTTP_{code}"
+        failures[key] = int(n)
+    reasons: list[str] = []
+    summary = parse_summary(stdout)
+    if cut_short and post_error is None:
+        reasons.append("interrupted")
+    elif returncode != 0 and not cut_short:
+        reasons.append(f"h2load exited with code {returncode}: {(stderr or stdout).strip().splitlines()[-1:] or ''}")
+    if not len(rows) and not cut_short:
+        reasons.append("h2load completed no request (connection refused or closed)")
+    first = float(starts.min()) if len(rows) else math.nan
+    last_end = float((starts + durations / 1e6).max()) if len(rows) else math.nan
+    measured_s = spec.duration_s if not cut_short else max(last_end - first, 1e-9) if len(rows) else 1e-9
+    if len(rows) and not cut_short:
+        stopped_early = first + spec.duration_s - float(starts.max())
+        if stopped_early > max(EARLY_END_S, EARLY_END_FRACTION * spec.duration_s):
+            reasons.append(f"h2load's streams stopped {stopped_early:.1f} s before the window's end (connection lost)")
+    server_gone = post_error is not None or scrapes.error is not None
+    if server_gone:
+        reasons.append("server unavailable")
+    verification = _verify(spec, rows, ok_mask, scrapes, pre, post)
+    server_failures = verification.get("server_failures_in_window") or 0
+    if server_failures:
+        failures[SERVER_FAILURE] = server_failures
+    ok = max(int(ok_mask.sum()) - server_failures, 0)
+    sent = int(len(rows))
+    cpu = [s["cpu"] for s in scrapes.samples if s["cpu"] is not None]
+    cores = (cpu[1] - cpu[0]) / (scrapes.samples[1]["t0"] - scrapes.samples[0]["t0"]) if len(cpu) == 2 else math.nan
+    outcome = {
+        "index": 0,
+        "latency": stats.encode(histogram),
+        "lag": "",
+        "sent": sent,
+        "ok": ok,
+        "failures": failures,
+        "checked": 1,  # the pre-run check of the one body every request carries
+        "mismatches": 0,
+        "measured_s": measured_s,
+        # Per h2load thread: each runs one event loop, so a thread near one core is the limit.
+        "client_cores": cores / threads,
+        "incomplete_reason": "; ".join(dict.fromkeys(reasons)) or None,
+    }
+    return outcome, {"verification": verification, "h2load_summary": summary}
+
+
+def _verify(spec, rows, ok_mask, scrapes, pre, post) -> dict:
+    """Triton's successes between the two in-window scrapes against h2load's completions."""
+    whole = {"server_failures_whole_run": int(post["failure"] - pre["failure"]) if post else None}
+    if len(scrapes.samples) != 2:
+        return {**whole, "verified": False, "reason": scrapes.error or "the window was too short or ended before both scrapes"}
+    a, b = scrapes.samples
+    a_mid, b_mid = (a["t0"] + a["t1"]) / 2, (b["t0"] + b["t1"]) / 2
+    done_at = rows[:, 0] / 1e6 + rows[:, 2] / 1e6
+    client = int(np.count_nonzero(ok_mask & (done_at >= a_mid) & (done_at < b_mid)))
+    server_success = int(b["metrics"]["success"] - a["metrics"]["success"])
+    server_failures = int(b["metrics"]["failure"] - a["metrics"]["failure"])
+    rate = client / max(b_mid - a_mid, 1e-9)
+    slack = 2 * spec.concurrency + math.ceil(rate * ((a["t1"] - a["t0"]) + (b["t1"] - b["t0"]))) + math.ceil(COUNT_SLACK_FRACTION * client)
+    # Every request h2load saw as HTTP 200 is either a Triton success or a Triton failure.
+    verified = abs(server_success + server_failures - client) <= slack and server_success > 0
+    return {
+        **whole,
+        "verified": bool(verified),
+        "method": "Triton's success+failure counters vs requests h2load's log shows completed, between two scrapes inside the window",
+        "interval_s": b_mid - a_mid,
+        "client_completed": client,
+        "server_success": server_success,
+        "server_failures_in_window": server_failures,
+        "allowed_difference": slack,
+    }

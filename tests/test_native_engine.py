@@ -1,0 +1,146 @@
+"""The native engine (h2load) against the real embedded Triton, and how engines are chosen."""
+
+from __future__ import annotations
+
+import os
+import shutil
+
+import pytest
+
+from axon import engines
+from axon.backends import embedded_repository
+from axon.bench import Target, run_case
+from axon.engines import native
+from axon.errors import AxonError, ServerError
+from axon.loadgen import LoadSpec
+from axon.server import EmbeddedServer
+from tests.helpers import assert_clean_error, run_axon
+from tests.test_bench import _kill_server_mid_window
+
+V1 = "particle_classifier_v1"
+QUICK = {"duration_s": 2.0, "warmup_s": 0.5, "timeout_s": 5.0, "engine": "native"}
+
+
+def _need_h2load() -> None:
+    # CI installs h2load (make setup): there a missing h2load is a failure, not a skip.
+    if shutil.which("h2load") is None:
+        if os.environ.get("CI"):
+            pytest.fail("h2load is missing on CI: make setup should have installed nghttp2-client")
+        pytest.skip("h2load not installed (apt-get install nghttp2-client)")
+
+
+@pytest.fixture(scope="module")
+def on_server(artifacts):
+    _need_h2load()
+    with EmbeddedServer(embedded_repository(artifacts, "on"), models=[V1]) as server:
+        yield server
+
+
+def _run(server, artifacts, features, batching="on", **spec):
+    target = Target(server.endpoints, "embedded", server.version, batching)
+    return run_case(LoadSpec(V1, **{**QUICK, **spec}), target, features, artifacts / "models" / V1 / "model.onnx", {"name": "synthetic"})
+
+
+@pytest.mark.server
+def test_counts_agree_with_tritons_counters(on_server, artifacts, validation_rows):
+    r = _run(on_server, artifacts, validation_rows[0], concurrency=16)
+    assert r["passed"] and r["complete"], (r["verdicts"], r["incomplete_reason"])
+    assert r["engine"]["name"] == "native" and r["engine"]["tool"] == "h2load" and r["engine"]["version"].startswith("nghttp2/")
+    assert (r["engine"]["connections"], r["engine"]["streams_per_connection"]) == (1, 16)
+    v = r["verification"]
+    assert v["verified"] and v["server_failures_in_window"] == 0 and v["server_failures_whole_run"] == 0
+    assert abs(v["server_success"] - v["client_completed"]) <= v["allowed_difference"] and v["client_completed"] > 100
+    assert r["requests"]["ok"] == r["requests"]["sent"] > v["client_completed"]
+    assert r["throughput_rps"] == pytest.approx(r["requests"]["ok"] / r["measured_s"]) and r["measured_s"] == 2.0
+    lat = r["latency_ms"]
+    assert 0 < lat["min"] <= lat["p50"] <= lat["p99"] <= lat["max"]
+    assert r["correctness"]["enabled"] and r["correctness"]["checked"] == 1 and r["correctness"]["mismatches"] == 0
+    assert r["server_metrics"]["avg_batch_size"] >= 1
+    assert 0 <= r["client"]["cores_per_process"][0] < 1.5
+
+
+@pytest.mark.server
+def test_connections_spread_the_streams(on_server, artifacts, validation_rows):
+    r = _run(on_server, artifacts, validation_rows[0], concurrency=8, connections=4)
+    assert r["passed"] and (r["engine"]["connections"], r["engine"]["streams_per_connection"]) == (4, 2)
+    assert r["load"]["connections"] == 4
+
+
+@pytest.mark.server
+def test_a_body_the_server_rejects_is_never_a_passing_run(artifacts, validation_rows, monkeypatch):
+    _need_h2load()
+    with EmbeddedServer(embedded_repository(artifacts, "off"), models=[V1]) as off:
+        # Batching off takes one row per request: a 2-row body is rejected (HTTP 200, grpc-status 3).
+        with pytest.raises(ServerError, match="rejected the request body.*INVALID_ARGUMENT"):
+            _run(off, artifacts, validation_rows[0], batching="off", concurrency=2, rows_per_request=2)
+        # Without the pre-run check, the cross-check with Triton's counters still catches it.
+        monkeypatch.setattr(native, "precheck", lambda *a, **k: None)
+        r = _run(off, artifacts, validation_rows[0], batching="off", concurrency=2, rows_per_request=2)
+    assert not r["passed"]
+    assert r["verification"]["verified"] is False and r["verification"]["server_success"] == 0
+    assert any(v.startswith("unverified: Triton counted 0 successes") for v in r["verdicts"]), r["verdicts"]
+
+
+@pytest.mark.server
+def test_unknown_model(on_server, validation_rows):
+    with pytest.raises(ServerError, match="not served"):
+        run_case(LoadSpec("nope", concurrency=1, **QUICK), Target(on_server.endpoints), validation_rows[0])
+
+
+@pytest.mark.server
+def test_server_killed_mid_run(artifacts, tmp_path):
+    _need_h2load()
+    _, run = _kill_server_mid_window(artifacts, tmp_path, "--engine", "native")
+    assert run["engine"]["name"] == "native"
+    assert run["complete"] is False and "server unavailable" in run["incomplete_reason"]
+    assert run["requests"]["ok"] > 0 and not run["passed"]
+
+
+def test_choose_engine(monkeypatch):
+    monkeypatch.setattr(engines, "h2load_version", lambda: "nghttp2/1.52.0")
+    assert engines.choose("auto", "closed", True) == engines.EngineChoice("native", "auto", None)
+    # Open loop is python by design (h2load's --rps is coordinated omission): no fallback notice.
+    assert engines.choose("auto", "open", True) == engines.EngineChoice("python", "auto", None)
+    fallback = engines.choose("auto", "closed", False)
+    assert fallback.name == "python" and "no Triton metrics endpoint" in fallback.notice
+    with pytest.raises(AxonError, match="coordinated omission"):
+        engines.choose("native", "open", True)
+    monkeypatch.setattr(engines, "h2load_version", lambda: None)
+    fallback = engines.choose("auto", "closed", True)
+    assert fallback.name == "python" and "h2load not found" in fallback.notice and "nghttp2-client" in fallback.notice
+    with pytest.raises(AxonError, match="h2load not found"):
+        engines.choose("native", "closed", True)
+
+
+def test_topology():
+    assert native.topology(64, None, cores=2) == (1, 64, 1)
+    assert native.topology(64, 4, cores=2) == (4, 16, 2)
+    with pytest.raises(AxonError, match="must divide"):
+        native.topology(64, 3)
+
+
+def test_read_log_and_summary(tmp_path):
+    log = tmp_path / "h2.log"
+    log.write_text("1795920423478333\t200\t2576\n1795920423478588\t-1\t2676\n17959204234")  # last row cut by a kill
+    rows = native.read_log(log)
+    assert rows.tolist() == [[1795920423478333, 200, 2576], [1795920423478588, -1, 2676]]
+    assert native.read_log(tmp_path / "missing.log").shape == (0, 3)
+    summary = native.parse_summary("requests: 10 total, 10 started, 9 done, 8 succeeded, 1 failed, 1 errored, 0 timeout\n")
+    assert summary == {"total": 10, "started": 10, "done": 9, "succeeded": 8, "failed": 1, "errored": 1, "timeout": 0}
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--engine", "native", "--rate", "100"], "coordinated omission"),
+        (["--engine", "native", "--url", "127.0.0.1:9"], "no Triton metrics endpoint"),
+        (["--engine", "python", "--connections", "2"], "--connections shapes the native engine"),
+        (["--engine", "native", "--metrics-url", "http://127.0.0.1:9/metrics", "--url", "127.0.0.1:9", "--concurrency", "64", "--connections", "3"], "must divide"),
+        (["--engine", "nope"], "invalid choice"),
+        (["--poisson"], "--poisson shapes open-loop arrivals"),
+    ],
+)
+def test_engine_bad_input(args, message, monkeypatch, tmp_path):
+    if "nope" not in args and "--poisson" not in args and "python" not in args:
+        _need_h2load()
+    assert_clean_error(run_axon("bench", "--artifacts", str(tmp_path), *args), message)
