@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import math
 import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -17,6 +18,18 @@ from axon.names import ARCHITECTURES, model_name
 
 VALIDATION_ROWS_FILE = "validation_rows.npz"
 MANIFEST_FILE = "manifest.json"
+# The export check runs batches of up to max(VALIDATION_BATCHES) real rows drawn from the
+# training and validation splits; the stratified split may round away one row per class.
+MIN_ROWS = math.ceil((max(export.VALIDATION_BATCHES) + 2) / (1 - data.SPLIT_FRACTIONS[2]))
+
+
+def check_rows(rows: int) -> None:
+    """Refuse, before any data is read or model trained, a dataset too small to validate."""
+    if rows < MIN_ROWS:
+        raise AxonError(
+            f"training needs at least {MIN_ROWS} rows, got {rows} "
+            f"(the export check runs a batch of {max(export.VALIDATION_BATCHES)} rows from the train and validation splits)"
+        )
 
 
 @dataclass(frozen=True)
@@ -63,6 +76,7 @@ def build(
     from axon.train import TrainConfig, train
 
     ensure_writable(out)
+    check_rows(len(dataset.labels))
     options = options or repository.ServingOptions()
     unknown = [v for v in versions if v not in ARCHITECTURES]
     if unknown:
