@@ -55,12 +55,15 @@ def _cmd_train(args: argparse.Namespace) -> int:
     pipeline.check_rows(args.rows)  # before a download or an epoch is spent on too few rows
     dataset = data.load(args.dataset, rows=args.rows, seed=args.seed, progress=True)
     total_epochs = args.epochs * len(args.models)
-    with tqdm(total=total_epochs, desc="training", unit="epoch", file=sys.stderr) as bar:
+    bars: list = []  # opened at the first epoch, so a dataset refused before training leaves one line
 
-        def on_epoch(name: str, epoch: int, loss: float) -> None:
-            bar.set_postfix_str(f"{name} loss {loss:.4f}")
-            bar.update(1)
+    def on_epoch(name: str, epoch: int, loss: float) -> None:
+        if not bars:
+            bars.append(tqdm(total=total_epochs, desc="training", unit="epoch", file=sys.stderr))
+        bars[0].set_postfix_str(f"{name} loss {loss:.4f}")
+        bars[0].update(1)
 
+    try:
         built = pipeline.build(
             dataset,
             args.out,
@@ -70,6 +73,9 @@ def _cmd_train(args: argparse.Namespace) -> int:
             gpu_repository=args.gpu_repository,
             on_epoch=on_epoch,
         )
+    finally:
+        for bar in bars:
+            bar.close()
     info = dataset.info
     print(f"dataset: {info.name} ({info.rows} rows, seed {info.seed}, from {info.origin})")
     header = f"{'model':<24} {'params':>8} {'val AUC':>8} {'val acc':>8}  onnx"

@@ -71,17 +71,18 @@ def build(
     Writes under ``out``: ``models/<name>/{model.onnx,metrics.json}``, ``repositories/...``,
     the validation rows (the load generator's payloads) and a manifest naming the dataset.
     """
+    # Every check before the first directory is made or torch is imported (seconds).
+    unknown = [v for v in versions if v not in ARCHITECTURES]
+    if unknown:
+        raise AxonError(f"unknown model version(s) {unknown}; known: {sorted(ARCHITECTURES)}")
+    check_rows(len(dataset.labels))
+    splits = data.split(dataset, seed=seed)
+    ensure_writable(out)
+    options = options or repository.ServingOptions()
     # Training needs torch; imported here so that benchmarking (which reads this module's
     # file names) does not.
     from axon.train import TrainConfig, train
 
-    ensure_writable(out)
-    check_rows(len(dataset.labels))
-    options = options or repository.ServingOptions()
-    unknown = [v for v in versions if v not in ARCHITECTURES]
-    if unknown:
-        raise AxonError(f"unknown model version(s) {unknown}; known: {sorted(ARCHITECTURES)}")
-    splits = data.split(dataset, seed=seed)
     built: list[BuiltModel] = []
     for version in versions:
         name = model_name(version)
