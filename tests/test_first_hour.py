@@ -253,3 +253,12 @@ def test_budgets(axon_budgets):
     pytester.makefile(".toml", slo='[[slo]]\nname = "fast"\nbatching = "on"\np50_ms = 7\n')
     result = pytester.runpytest_subprocess("--axon-slo-file", "slo.toml", "-p", "no:cacheprovider")
     assert result.ret == pytest.ExitCode.OK, result.stdout.str()
+
+
+def test_docker_backend_names_the_missing_gpu_repository(tmp_path, monkeypatch):
+    from axon import backends
+
+    monkeypatch.setattr(backends, "docker_unavailable_reason", lambda: None)  # as on a GPU machine
+    server = backends.DockerServer("off", models=["particle_classifier_v1"], compose_file=tmp_path / "docker-compose.yml")
+    with pytest.raises(ServerError, match=r"batching_off, which lacks particle_classifier_v1; write it with `axon train --gpu-repository model_repository`"):
+        server.start()
