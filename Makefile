@@ -31,7 +31,7 @@ h2load:
 # Main job: train and export v1/v2, write every repository, check the embedded server with one
 # request per model, then run the whole study and write $(RESULTS)/report.md with its plots.
 bench: setup
-	$(VENV)/bin/axon train --dataset $${AXON_DATA:-synthetic} --out $(ARTIFACTS)
+	$(VENV)/bin/axon train --dataset $${AXON_DATA:-synthetic} --out $(ARTIFACTS) --gpu-repository model_repository
 	$(VENV)/bin/axon serve --check --artifacts $(ARTIFACTS) --batching both
 	$(VENV)/bin/axon study --artifacts $(ARTIFACTS) --out $(RESULTS)
 

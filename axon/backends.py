@@ -63,10 +63,21 @@ class DockerServer(_ContextServer):
         cmd = ["docker", "compose", "-f", str(self.compose_file), "-p", self.project, *args]
         return subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=timeout)
 
+    def _check_repository(self) -> None:
+        """The ONNX files the container will mount must exist: `axon train` writes them only when asked."""
+        repo = self.compose_file.parent / "model_repository" / f"batching_{self.batching}"
+        missing = [m for m in self.models if not (repo / m / "1" / "model.onnx").is_file()]
+        if missing:
+            raise ServerError(
+                f"the GPU container mounts {repo}, which lacks {', '.join(missing)}; "
+                "write it with `axon train --gpu-repository model_repository`"
+            )
+
     def start(self) -> Endpoints:
         reason = docker_unavailable_reason()
         if reason:
             raise ServerError(reason)
+        self._check_repository()
         done = self._compose("up", "-d", "--wait", timeout=self.ready_timeout_s)
         self._up = True
         if done.returncode != 0:

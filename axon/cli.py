@@ -1,12 +1,13 @@
 """``axon`` command line: a thin shell over the library's functions.
 
 User errors (:class:`axon.errors.AxonError`) print one line and exit with code 2; Ctrl-C exits
-with 130 after whatever was running has cleaned up.
+with 130 and SIGTERM with 143, each after whatever was running has cleaned up.
 """
 
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -14,6 +15,16 @@ from pathlib import Path
 from axon.errors import EXIT_USAGE, AxonError
 
 EXIT_INTERRUPTED = 130
+EXIT_TERMINATED = 128 + signal.SIGTERM
+
+
+class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Shows every option's default, except where there is none to show (None, a flag's False, [])."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        if action.default is None or action.default is False or action.default == []:
+            return action.help
+        return super()._get_help_string(action)
 
 
 def positive_int(text: str) -> int:
@@ -41,14 +52,18 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
     from axon import data, pipeline
 
+    pipeline.check_rows(args.rows)  # before a download or an epoch is spent on too few rows
     dataset = data.load(args.dataset, rows=args.rows, seed=args.seed, progress=True)
     total_epochs = args.epochs * len(args.models)
-    with tqdm(total=total_epochs, desc="training", unit="epoch", file=sys.stderr) as bar:
+    bars: list = []  # opened at the first epoch, so a dataset refused before training leaves one line
 
-        def on_epoch(name: str, epoch: int, loss: float) -> None:
-            bar.set_postfix_str(f"{name} loss {loss:.4f}")
-            bar.update(1)
+    def on_epoch(name: str, epoch: int, loss: float) -> None:
+        if not bars:
+            bars.append(tqdm(total=total_epochs, desc="training", unit="epoch", file=sys.stderr))
+        bars[0].set_postfix_str(f"{name} loss {loss:.4f}")
+        bars[0].update(1)
 
+    try:
         built = pipeline.build(
             dataset,
             args.out,
@@ -58,6 +73,9 @@ def _cmd_train(args: argparse.Namespace) -> int:
             gpu_repository=args.gpu_repository,
             on_epoch=on_epoch,
         )
+    finally:
+        for bar in bars:
+            bar.close()
     info = dataset.info
     print(f"dataset: {info.name} ({info.rows} rows, seed {info.seed}, from {info.origin})")
     header = f"{'model':<24} {'params':>8} {'val AUC':>8} {'val acc':>8}  onnx"
@@ -207,35 +225,39 @@ def _header(text: str) -> tuple[str, str]:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from axon import version
+
     parser = argparse.ArgumentParser(prog="axon", description="Measure ML inference served by NVIDIA Triton.")
+    parser.add_argument("--version", action="version", version=f"axon {version()}")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    p = sub.add_parser("train", help="train v1 and v2, export to ONNX, write the model repositories")
+    p = sub.add_parser("train", help="train v1 and v2, export to ONNX, write the model repositories", formatter_class=_HelpFormatter)
     p.add_argument("--dataset", default="synthetic", help="synthetic (offline), higgs (UCI download), or a path/URL to HIGGS.csv[.gz]")
-    p.add_argument("--rows", type=positive_int, default=100_000, help="rows to read or generate (default 100000)")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--epochs", type=positive_int, default=8)
-    p.add_argument("--models", type=_model_versions, default=["v1", "v2"], help="comma-separated versions (default v1,v2)")
-    p.add_argument("--out", type=Path, default=Path("artifacts"), help="output directory (default artifacts)")
+    p.add_argument("--rows", type=positive_int, default=100_000, help="rows to read or generate")
+    p.add_argument("--seed", type=int, default=0, help="seed of the data generator, the split, the weights and the shuffling")
+    p.add_argument("--epochs", type=positive_int, default=8, help="training epochs per model")
+    # A string default goes through type=, so --help shows it as a user would type it.
+    p.add_argument("--models", type=_model_versions, default="v1,v2", help="comma-separated versions")
+    p.add_argument("--out", type=Path, default=Path("artifacts"), help="output directory: models, repositories, validation rows")
     p.add_argument(
         "--gpu-repository",
         type=Path,
-        default=Path("model_repository"),
-        help="where the GPU-container repository goes (default model_repository, mounted by docker-compose.yml)",
+        help="also write the GPU-container repository here (docker-compose.yml mounts model_repository); "
+        "by default nothing is written outside --out",
     )
     p.set_defaults(func=_cmd_train)
 
-    p = sub.add_parser("serve", help="start Triton (embedded by default), print its endpoints, keep it up until Ctrl-C")
-    p.add_argument("--backend", choices=("embedded", "docker", "external"), default="embedded")
-    p.add_argument("--batching", choices=("on", "off", "both"), default="on")
-    p.add_argument("--models", type=_model_versions, default=["v1", "v2"], help="comma-separated versions (default v1,v2)")
-    p.add_argument("--artifacts", type=Path, default=Path("artifacts"), help="output of `axon train` (default artifacts)")
-    p.add_argument("--repository", type=Path, help="serve this embedded repository instead of the one under --artifacts")
+    p = sub.add_parser("serve", help="start Triton (embedded by default), print its endpoints, keep it up until Ctrl-C", formatter_class=_HelpFormatter)
+    p.add_argument("--backend", choices=("embedded", "docker", "external"), default="embedded", help="which Triton: a child process, the GPU container, or one already running")
+    p.add_argument("--batching", choices=("on", "off", "both"), default="on", help="dynamic batching of the served repository; both starts two servers")
+    p.add_argument("--models", type=_model_versions, default="v1,v2", help="comma-separated versions")
+    p.add_argument("--artifacts", type=Path, default=Path("artifacts"), help="output of `axon train`")
+    p.add_argument("--repository", type=Path, help="serve this embedded repository instead of the one under --artifacts (default: that one)")
     p.add_argument("--url", help="external backend: HOST:PORT of Triton's gRPC endpoint")
     p.add_argument("--metrics-url", help="external backend: Triton's Prometheus metrics URL")
     p.add_argument("--tls", action="store_true", help="external backend: gRPC over TLS")
     p.add_argument("--header", type=_header, action="append", default=[], metavar="KEY=VALUE", help="external backend: extra gRPC header (repeatable)")
-    p.add_argument("--log-dir", type=Path, help="write the embedded server log here")
+    p.add_argument("--log-dir", type=Path, help="keep the embedded server log here (default: a temporary folder, removed at stop)")
     p.add_argument("--check", action="store_true", help="send one real request per model, compare with local onnxruntime, then stop")
     p.set_defaults(func=_cmd_serve)
 
@@ -261,24 +283,53 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--pyproject", type=Path, default=Path("pyproject.toml"), help="where the [[tool.axon.slo]] budgets are")
     p.set_defaults(func=_cmd_study)
 
-    p = sub.add_parser("report", help="tables and plots from a study's results folder")
-    p.add_argument("directory", type=Path, nargs="?", default=Path("results"))
+    p = sub.add_parser("report", help="tables and plots from a study's results folder", formatter_class=_HelpFormatter)
+    p.add_argument("directory", type=Path, nargs="?", default=Path("results"), help="the folder `axon study --out` wrote")
     p.set_defaults(func=_cmd_report)
     return parser
 
+
+class _Termination:
+    """SIGTERM taken the way Ctrl-C is: as KeyboardInterrupt, so every ``with`` and ``finally``
+    (servers stopped, temporary folders removed, partial results saved) runs, as it does not
+    when Python dies of the default SIGTERM action.
+    """
+
+    def __init__(self) -> None:
+        self.received = False
+
+    def __call__(self, signum, frame) -> None:
+        if self.received:
+            return  # a second SIGTERM must not interrupt the cleanup the first one started
+        self.received = True
+        raise KeyboardInterrupt
+
+    def install(self):
+        try:
+            return signal.signal(signal.SIGTERM, self)
+        except ValueError:  # not the main thread (main() called from a test's thread): leave it
+            return None
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    termination = _Termination()
+    previous = termination.install()
     try:
         return args.func(args)
     except AxonError as exc:
         print(f"axon: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
+        if termination.received:
+            print("axon: terminated", file=sys.stderr)
+            return EXIT_TERMINATED
         print("axon: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
 
 
 if __name__ == "__main__":

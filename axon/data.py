@@ -40,6 +40,8 @@ N_FEATURES = len(FEATURES)  # 28
 N_COLUMNS = N_FEATURES + 1  # label first
 
 PARSE_CHUNK_ROWS = 50_000
+# train, validation, test
+SPLIT_FRACTIONS = (0.7, 0.15, 0.15)
 
 
 @dataclass(frozen=True)
@@ -258,23 +260,28 @@ def load(spec: str, rows: int, seed: int = 0, cache_dir: Path = DEFAULT_CACHE, p
     return read_higgs(source, rows=rows, seed=seed, cache_dir=cache_dir, progress=progress)
 
 
-def split(data: Dataset, fractions: tuple[float, float, float] = (0.7, 0.15, 0.15), seed: int = 0) -> Splits:
-    """Stratified, seeded train/validation/test split."""
+def split(data: Dataset, fractions: tuple[float, float, float] = SPLIT_FRACTIONS, seed: int = 0) -> Splits:
+    """Stratified, seeded train/validation/test split; each part holds both classes."""
     if abs(sum(fractions) - 1.0) > 1e-9:
         raise ValueError(f"split fractions must sum to 1, got {fractions}")
     rng = np.random.default_rng(seed)
     parts: list[list[np.ndarray]] = [[], [], []]
-    for label in (0.0, 1.0):
+    for label, kind in ((0.0, "background"), (1.0, "signal")):
         idx = np.flatnonzero(data.labels == label)
         rng.shuffle(idx)
         cut1 = int(round(len(idx) * fractions[0]))
         cut2 = cut1 + int(round(len(idx) * fractions[1]))
-        for part, chunk in zip(parts, (idx[:cut1], idx[cut1:cut2], idx[cut2:])):
+        chunks = (idx[:cut1], idx[cut1:cut2], idx[cut2:])
+        # AUC and accuracy on a split without one class are undefined: say so before training.
+        if any(len(chunk) == 0 for chunk in chunks):
+            raise DataError(
+                f"dataset of {len(data.labels)} rows has {len(idx)} {kind} rows: too few for the train, validation "
+                "and test splits to each hold both classes"
+            )
+        for part, chunk in zip(parts, chunks):
             part.append(chunk)
     out = []
     for chunks in parts:
         idx = np.sort(np.concatenate(chunks))
-        if len(idx) == 0:
-            raise DataError(f"dataset of {len(data.labels)} rows is too small to split")
         out.append(Dataset(data.features[idx], data.labels[idx], data.info))
     return Splits(*out)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import math
 import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -17,6 +18,18 @@ from axon.names import ARCHITECTURES, model_name
 
 VALIDATION_ROWS_FILE = "validation_rows.npz"
 MANIFEST_FILE = "manifest.json"
+# The export check runs batches of up to max(VALIDATION_BATCHES) real rows drawn from the
+# training and validation splits; the stratified split may round away one row per class.
+MIN_ROWS = math.ceil((max(export.VALIDATION_BATCHES) + 2) / (1 - data.SPLIT_FRACTIONS[2]))
+
+
+def check_rows(rows: int) -> None:
+    """Refuse, before any data is read or model trained, a dataset too small to validate."""
+    if rows < MIN_ROWS:
+        raise AxonError(
+            f"training needs at least {MIN_ROWS} rows, got {rows} "
+            f"(the export check runs a batch of {max(export.VALIDATION_BATCHES)} rows from the train and validation splits)"
+        )
 
 
 @dataclass(frozen=True)
@@ -58,16 +71,18 @@ def build(
     Writes under ``out``: ``models/<name>/{model.onnx,metrics.json}``, ``repositories/...``,
     the validation rows (the load generator's payloads) and a manifest naming the dataset.
     """
+    # Every check before the first directory is made or torch is imported (seconds).
+    unknown = [v for v in versions if v not in ARCHITECTURES]
+    if unknown:
+        raise AxonError(f"unknown model version(s) {unknown}; known: {sorted(ARCHITECTURES)}")
+    check_rows(len(dataset.labels))
+    splits = data.split(dataset, seed=seed)
+    ensure_writable(out)
+    options = options or repository.ServingOptions()
     # Training needs torch; imported here so that benchmarking (which reads this module's
     # file names) does not.
     from axon.train import TrainConfig, train
 
-    ensure_writable(out)
-    options = options or repository.ServingOptions()
-    unknown = [v for v in versions if v not in ARCHITECTURES]
-    if unknown:
-        raise AxonError(f"unknown model version(s) {unknown}; known: {sorted(ARCHITECTURES)}")
-    splits = data.split(dataset, seed=seed)
     built: list[BuiltModel] = []
     for version in versions:
         name = model_name(version)

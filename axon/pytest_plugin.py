@@ -83,6 +83,7 @@ def _settings(config: pytest.Config) -> Settings:
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "axon_smoke: a quick benchmark case run by the test command")
     config._axon_settings = _settings(config)  # validated once, before any case runs
+    config._axon_budgets = _budgets(config._axon_settings)  # likewise: one message, not one per case
     config._axon_notes = []
 
 
@@ -91,16 +92,22 @@ def axon_settings(pytestconfig) -> Settings:
     return pytestconfig._axon_settings
 
 
-@pytest.fixture(scope="session")
-def axon_budgets(axon_settings) -> list[slo.Budget]:
+def _budgets(settings: Settings) -> list[slo.Budget]:
     from axon.errors import AxonError
 
-    if axon_settings.slo_file is None:
+    if settings.slo_file is None:
         return []
+    # An external server may serve any model, so only then are model names left unchecked.
+    models = None if settings.backend == "external" else slo.KNOWN_MODELS
     try:
-        return slo.load_budgets(axon_settings.slo_file)
+        return slo.load_budgets(settings.slo_file, models=models)
     except AxonError as exc:
         raise pytest.UsageError(str(exc)) from None
+
+
+@pytest.fixture(scope="session")
+def axon_budgets(pytestconfig) -> list[slo.Budget]:
+    return pytestconfig._axon_budgets
 
 
 @pytest.fixture(scope="session")

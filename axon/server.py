@@ -234,6 +234,7 @@ class EmbeddedServer(_ContextServer):
         self.models = list(models) if models is not None else None
         self.ports = {"grpc": grpc_port, "http": http_port, "metrics": metrics_port}
         self.log_path = log_path
+        self._requested_log_path = log_path  # log_path may later name a temporary or kept copy
         self.ready_timeout_s = ready_timeout_s
         self.log_verbose = log_verbose
         self.extra_args = list(extra_args)
@@ -242,10 +243,23 @@ class EmbeddedServer(_ContextServer):
         self.startup_s: float | None = None
         self._workdir: tempfile.TemporaryDirectory | None = None
 
-    def _model_names(self) -> list[str]:
-        if self.models is not None:
-            return self.models
+    def available_models(self) -> list[str]:
+        """The models the repository holds (folders with a config.pbtxt)."""
         return sorted(p.name for p in self.repository.iterdir() if (p / "config.pbtxt").is_file())
+
+    def _model_names(self) -> list[str]:
+        available = self.available_models()
+        if self.models is None:
+            return available
+        # Asked of Triton, an unknown model fails minutes later as "failed to start", under
+        # log lines (CUDA stubs, say) that point elsewhere; the repository answers at once.
+        unknown = [m for m in self.models if m not in available]
+        if unknown:
+            raise ServerError(
+                f"model(s) {', '.join(map(repr, unknown))} not in the repository {self.repository}; "
+                f"it has: {', '.join(available) or 'no models'}"
+            )
+        return self.models
 
     def _check_ports(self) -> dict[str, int]:
         chosen: dict[str, int] = {}
@@ -294,8 +308,7 @@ class EmbeddedServer(_ContextServer):
         workdir = Path(self._workdir.name)
         backend_dir = prepare_backend_dir(install, workdir / "backends")
         ports = self._check_ports()
-        if self.log_path is None:
-            self.log_path = workdir / "tritonserver.log"
+        self.log_path = self._requested_log_path or workdir / "tritonserver.log"
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         started = time.monotonic()
         with open(self.log_path, "wb") as log:
@@ -313,8 +326,9 @@ class EmbeddedServer(_ContextServer):
             self.version = wait_ready(grpc, models, self.ready_timeout_s, alive=self._raise_if_exited)
         except ServerError as exc:
             tail = self.log_tail()
+            self.log_path = self._keep_log()
             self.stop()
-            raise ServerError(f"embedded Triton failed to start: {exc}\n--- {self.log_path} (last lines) ---\n{tail}") from None
+            raise ServerError(f"embedded Triton failed to start: {exc}\n--- {self.log_path} (last lines; the whole log is kept there) ---\n{tail}") from None
         except BaseException:
             self.stop()
             raise
@@ -325,6 +339,17 @@ class EmbeddedServer(_ContextServer):
             metrics=f"http://{LOOPBACK}:{ports['metrics']}/metrics",
         )
         return self._endpoints
+
+    def _keep_log(self) -> Path | None:
+        """The log, copied out of the work directory that stop() removes, so a path we print exists."""
+        if self.log_path is None or not self.log_path.is_file():
+            return self.log_path
+        if self._workdir is None or Path(self._workdir.name) not in self.log_path.parents:
+            return self.log_path  # the user's --log-dir: it stays where it is
+        fd, kept = tempfile.mkstemp(prefix="axon-tritonserver-failed-", suffix=".log")
+        os.close(fd)
+        shutil.copyfile(self.log_path, kept)
+        return Path(kept)
 
     def _raise_if_exited(self) -> None:
         if self.process is not None and self.process.poll() is not None:

@@ -1,0 +1,264 @@
+"""A user's first hour: every mistake is one line and exit code 2, before any work starts.
+
+Each bad input goes through the real command line, in a child process, as a user types it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import psutil
+import pytest
+
+import axon
+from axon import atomic, data
+from axon.backends import embedded_repository
+from axon.cli import build_parser
+from axon.errors import ServerError
+from axon.server import EmbeddedServer
+from tests.helpers import assert_clean_error, run_axon
+
+pytest_plugins = ["pytester"]
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _slo_file(tmp_path: Path, text: str, name: str = "slo.toml") -> str:
+    path = tmp_path / name
+    path.write_text(text)
+    return str(path)
+
+
+# (name of the budget file, its text, the message fragment)
+SLO_CASES = {
+    "batching-upper-case": ("slo.toml", '[[slo]]\nbatching = "ON"\np50_ms = 7\n', "batching must be one of on, off, got 'ON'"),
+    "mode-misspelt": ("slo.toml", '[[slo]]\nmode = "closd"\np50_ms = 7\n', "mode must be one of closed, open"),
+    "model-unknown": ("slo.toml", '[[slo]]\nmodel = "v3"\np50_ms = 7\n', "model 'v3' is not a known model; known: particle_classifier_v1"),
+    "limit-bool": ("slo.toml", "[[slo]]\np50_ms = true\n", "p50_ms must be a number, got True"),
+    "limit-negative": ("slo.toml", "[[slo]]\np99_ms = -1\n", "p99_ms must be >= 0"),
+    "error-rate-percent": ("slo.toml", "[[slo]]\nmax_error_rate = 5\n", "max_error_rate is a fraction between 0 and 1"),
+    "concurrency-zero": ("slo.toml", "[[slo]]\nmin_concurrency = 0\np50_ms = 7\n", "min_concurrency must be a whole number >= 1"),
+    "concurrency-min-over-max": ("slo.toml", "[[slo]]\nmin_concurrency = 64\nmax_concurrency = 4\np50_ms = 7\n", "min_concurrency 64 > max_concurrency 4"),
+    "table-misspelt": ("slo.toml", "[[slos]]\np50_ms = 7\n", "unknown key(s) ['slos'] in the top level; known: slo"),
+    "table-not-array": ("slo.toml", "[slo]\np50_ms = 7\n", "must be an array of tables"),
+    "pyproject-table-misspelt": ("pyproject.toml", "[[tool.axon.slos]]\np50_ms = 7\n", "unknown key(s) ['slos'] in [tool.axon]; known: slo"),
+    "key-misspelt": ("pyproject.toml", '[[tool.axon.slo]]\nname = "fast"\np50ms = 7\n', "SLO #1 (fast): unknown keys ['p50ms']; known keys: name, model"),
+}
+
+
+@pytest.mark.parametrize("case", SLO_CASES.values(), ids=SLO_CASES.keys())
+def test_bad_budgets_stop_a_study_before_it_starts(tmp_path, case):
+    name, text, message = case
+    # No artifacts exist: a study that got past its budgets would fail differently.
+    done = run_axon("study", "--pyproject", _slo_file(tmp_path, text, name), "--artifacts", str(tmp_path / "none"), "--out", str(tmp_path / "out"))
+    assert_clean_error(done, f"axon: error: {tmp_path / name}", message)
+    assert len(done.stderr.strip().splitlines()) == 1, done.stderr
+    assert not (tmp_path / "out").exists()
+
+
+def _repository_with(where: Path, *models: str) -> Path:
+    """A repository of empty configs: enough for axon's checks, which run before any server."""
+    for model in models:
+        (where / model).mkdir(parents=True)
+        (where / model / "config.pbtxt").write_text(f'name: "{model}"\n')
+    return where
+
+
+def _one_class_csv(tmp_path: Path) -> str:
+    events = data.synthetic(400, seed=2)
+    path = tmp_path / "signal-only.csv"
+    data.write_higgs_csv(path, events.features, events.labels * 0 + 1)
+    return str(path)
+
+
+CLI_CASES = {
+    "train-too-few-rows": (lambda t: ["train", "--rows", "100", "--out", str(t / "out")], "training needs at least 304 rows, got 100"),
+    "train-one-class": (lambda t: ["train", "--dataset", _one_class_csv(t), "--rows", "400", "--out", str(t / "out")], "has 0 background rows"),
+    "bench-unknown-model": (
+        lambda t: ["bench", "--model", "v3", "--duration", "1", "--output", str(t / "out" / "r.json"),
+                   "--artifacts", str(_repository_with(embedded_repository(t / "art", "on"), "particle_classifier_v1").parents[2])],
+        "model(s) 'v3' not in the repository",
+    ),
+    "serve-model-not-in-repository": (
+        lambda t: ["serve", "--repository", str(_repository_with(t / "repo", "particle_classifier_v1")), "--models", "v2"],
+        "'particle_classifier_v2' not in the repository",
+    ),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("case", CLI_CASES.values(), ids=CLI_CASES.keys())
+def test_bad_inputs_fail_before_any_work(tmp_path, case):
+    make_args, message = case
+    started = time.monotonic()
+    done = run_axon(*make_args(tmp_path), cwd=ROOT)
+    assert_clean_error(done, "axon: error:", message)
+    assert len(done.stderr.strip().splitlines()) == 1, done.stderr
+    assert time.monotonic() - started < 60  # no server started, no model trained
+    assert not (tmp_path / "out").exists()
+
+
+def test_version():
+    for command in (["-m", "axon", "--version"], ["-m", "axon.cli", "--version"]):
+        done = subprocess.run([sys.executable, *command], capture_output=True, text=True, timeout=60, cwd=ROOT)
+        assert done.returncode == 0, done.stderr
+        assert done.stdout.strip() == f"axon {axon.version()}"
+    assert axon.__version__ == axon.version() != ""
+
+
+@pytest.mark.parametrize("command", ["train", "serve", "report"])
+def test_help_shows_every_default(command):
+    done = run_axon(command, "--help", cwd=ROOT)
+    assert done.returncode == 0, done.stderr
+    text = " ".join(done.stdout.split())  # argparse wraps lines
+    expected = {
+        "train": ["(default: 0)", "(default: 8)", "(default: 100000)", "(default: v1,v2)", "(default: artifacts)", "(default: synthetic)"],
+        "serve": ["(default: embedded)", "(default: on)", "(default: v1,v2)", "(default: artifacts)", "(default: that one)"],
+        "report": ["(default: results)"],
+    }[command]
+    for fragment in expected:
+        assert fragment in text, (fragment, text)
+    # Every option and positional has a help string.
+    (sub,) = [a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction)]
+    assert [a.dest for a in sub.choices[command]._actions if not a.help] == []
+
+
+@pytest.mark.parametrize(("umask", "mode"), [(0o022, 0o644), (0o077, 0o600), (0o002, 0o664)])
+def test_files_are_written_with_the_usual_mode(tmp_path, umask, mode):
+    previous = os.umask(umask)
+    try:
+        atomic.write_json(tmp_path / "r.json", {"a": 1})
+    finally:
+        os.umask(previous)
+    assert (tmp_path / "r.json").stat().st_mode & 0o777 == mode
+
+
+def test_train_writes_only_under_out(tmp_path, monkeypatch):
+    run_dir = tmp_path / "elsewhere"
+    run_dir.mkdir()
+    # The child runs in run_dir; this checkout's axon must still be the one imported.
+    monkeypatch.setenv("PYTHONPATH", str(ROOT))
+    done = run_axon("train", "--rows", "400", "--epochs", "1", "--models", "v1", "--out", str(tmp_path / "out"), cwd=run_dir)
+    assert done.returncode == 0, done.stderr
+    assert list(run_dir.iterdir()) == []
+    assert (tmp_path / "out" / "repositories" / "embedded" / "batching_on" / "particle_classifier_v1" / "1" / "model.onnx").is_file()
+    assert (tmp_path / "out" / "manifest.json").stat().st_mode & 0o777 == 0o666 & ~_current_umask()
+
+
+def _current_umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+# Cases that only ask for the budgets: cheap, and enough to show whether any case ran.
+PLUGIN_CASES = """
+import pytest
+
+@pytest.mark.parametrize("n", range(3))
+def test_case(axon_budgets, n):
+    pass
+"""
+
+
+@pytest.fixture
+def pytester(pytester, monkeypatch):
+    # The child pytest runs in a temporary folder; this checkout's plugin must be the one loaded.
+    monkeypatch.setenv("PYTHONPATH", str(ROOT))
+    return pytester
+
+
+def test_plugin_refuses_a_bad_budget_file_once_before_any_case(pytester):
+    pytester.makepyfile(PLUGIN_CASES)
+    pytester.makefile(".toml", slo='[[slo]]\nname = "fast"\np50ms = 7\n')
+    result = pytester.runpytest_subprocess("--axon-slo-file", "slo.toml", "-p", "no:cacheprovider")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    err = result.stderr.str()
+    assert err.count("SLO #1 (fast): unknown keys ['p50ms']") == 1, err
+    assert "Traceback" not in err and "test_case" not in result.stdout.str()
+
+
+def test_plugin_budgets_from_the_rootdir_pyproject_are_checked_too(pytester):
+    pytester.makepyfile(PLUGIN_CASES)
+    pytester.makefile(".toml", pyproject='[[tool.axon.slo]]\nbatching = "ON"\np50_ms = 7\n')
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    assert "batching must be one of on, off, got 'ON'" in result.stderr.str()
+
+
+# --------------------------------------------------------------------------- real servers
+
+
+@pytest.mark.server
+def test_sigterm_stops_serve_and_removes_its_temporary_folder(artifacts):
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "axon.cli", "serve", "--artifacts", str(artifacts), "--models", "v1"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=ROOT,
+    )
+    try:
+        workdir = None
+        for line in proc.stdout:  # the CLI's own "serving" line says it is ready
+            if line.strip().startswith("log "):
+                workdir = Path(line.split()[1]).parent
+            if "press Ctrl-C" in line:
+                break
+        assert workdir is not None and workdir.name.startswith("axon-triton-") and workdir.is_dir()
+        children = psutil.Process(proc.pid).children(recursive=True)
+        assert children, "expected tritonserver to be running"
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=40) == 128 + signal.SIGTERM
+        err = proc.stderr.read()
+        assert "axon: terminated" in err and "Traceback" not in err, err
+        assert not workdir.exists()
+        _gone, alive = psutil.wait_procs(children, timeout=15)
+        assert [p for p in alive if p.status() != psutil.STATUS_ZOMBIE] == []
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
+@pytest.mark.server
+def test_a_failed_start_keeps_the_log_it_names(artifacts, tmp_path):
+    repo = tmp_path / "repo"
+    shutil.copytree(embedded_repository(artifacts, "on"), repo)
+    (repo / "particle_classifier_v1" / "config.pbtxt").write_text("name: 'particle_classifier_v1'\nmax_batch_size: banana\n")
+    server = EmbeddedServer(repo, models=["particle_classifier_v1"], ready_timeout_s=40)
+    with pytest.raises(ServerError, match="failed to start") as err:
+        server.start()
+    kept = Path(re.search(r"--- (\S+) \(last lines", str(err.value)).group(1))
+    try:
+        assert kept.is_file() and "banana" in kept.read_text()
+        assert "axon-triton-" not in str(kept)  # not inside the removed work directory
+    finally:
+        kept.unlink(missing_ok=True)
+
+
+def test_plugin_hands_valid_budgets_to_the_fixture(pytester):
+    pytester.makepyfile("""
+def test_budgets(axon_budgets):
+    assert [b.name for b in axon_budgets] == ["fast"]
+    assert axon_budgets[0].selector == {"batching": "on"}
+""")
+    pytester.makefile(".toml", slo='[[slo]]\nname = "fast"\nbatching = "on"\np50_ms = 7\n')
+    result = pytester.runpytest_subprocess("--axon-slo-file", "slo.toml", "-p", "no:cacheprovider")
+    assert result.ret == pytest.ExitCode.OK, result.stdout.str()
+
+
+def test_docker_backend_names_the_missing_gpu_repository(tmp_path, monkeypatch):
+    from axon import backends
+
+    monkeypatch.setattr(backends, "docker_unavailable_reason", lambda: None)  # as on a GPU machine
+    server = backends.DockerServer("off", models=["particle_classifier_v1"], compose_file=tmp_path / "docker-compose.yml")
+    with pytest.raises(ServerError, match=r"batching_off, which lacks particle_classifier_v1; write it with `axon train --gpu-repository model_repository`"):
+        server.start()
