@@ -14,7 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from axon import slo
+from axon import engines, repeats, slo
+from axon.errors import AxonError
 
 BATCHING = ("on", "off")
 
@@ -35,6 +36,8 @@ class Settings:
     client_bound_cores: float
     artifacts: Path
     slo_file: Path | None
+    engine: str = "auto"
+    repeat: int = 1
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -48,6 +51,13 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--axon-processes", default="auto", help="load-generator processes per case (default auto)")
     group.addoption("--axon-client-bound-cores", type=float, default=0.8, help="flag a case client-bound above this share of a core per process")
     group.addoption("--axon-artifacts", default="artifacts", help="output of `axon train` (trained on the fly if missing)")
+    group.addoption(
+        "--axon-engine",
+        choices=("auto", "native", "python"),
+        default="auto",
+        help="load engine: auto (default: native h2load for closed loop where available, else python, said in the output), native or python",
+    )
+    group.addoption("--axon-repeat", type=int, default=1, help="run each case this many times; the gate compares run-level values (default 1)")
     group.addoption("--axon-slo-file", help="TOML with [[slo]] budgets (default: [[tool.axon.slo]] in the rootdir's pyproject.toml)")
 
 
@@ -63,6 +73,8 @@ def _settings(config: pytest.Config) -> Settings:
         if not str(processes).isdigit() or int(processes) < 1:
             raise pytest.UsageError(f"--axon-processes must be a whole number >= 1 or auto, got {processes!r}")
         processes = int(processes)
+    if opt("--axon-repeat") < 1:
+        raise pytest.UsageError(f"--axon-repeat must be >= 1, got {opt('--axon-repeat')}")
     slo_file = opt("--axon-slo-file")
     if slo_file is None and (config.rootpath / "pyproject.toml").is_file():
         slo_file = config.rootpath / "pyproject.toml"
@@ -77,6 +89,8 @@ def _settings(config: pytest.Config) -> Settings:
         client_bound_cores=opt("--axon-client-bound-cores"),
         artifacts=Path(opt("--axon-artifacts")),
         slo_file=Path(slo_file) if slo_file else None,
+        engine=opt("--axon-engine"),
+        repeat=opt("--axon-repeat"),
     )
 
 
@@ -85,6 +99,7 @@ def pytest_configure(config: pytest.Config) -> None:
     config._axon_settings = _settings(config)  # validated once, before any case runs
     config._axon_budgets = _budgets(config._axon_settings)  # likewise: one message, not one per case
     config._axon_notes = []
+    config._axon_cases = []  # one line per measured case, printed in the terminal summary
 
 
 @pytest.fixture(scope="session")
@@ -93,8 +108,6 @@ def axon_settings(pytestconfig) -> Settings:
 
 
 def _budgets(settings: Settings) -> list[slo.Budget]:
-    from axon.errors import AxonError
-
     if settings.slo_file is None:
         return []
     # An external server may serve any model, so only then are model names left unchecked.
@@ -218,8 +231,6 @@ def axon_bench(request, benchmark, axon_settings, axon_servers, axon_artifacts, 
 
     def measure(model: str, batching: str, concurrency: int | None = None, rate: float | None = None, distribution: str = "constant", rows_per_request: int = 1) -> dict:
         name = served_name(model)
-        server = axon_servers.get(batching)
-        features, dataset = load_rows(axon_artifacts)
         spec = LoadSpec(
             name,
             concurrency=concurrency,
@@ -230,9 +241,21 @@ def axon_bench(request, benchmark, axon_settings, axon_servers, axon_artifacts, 
             processes=axon_settings.processes,
             rows_per_request=rows_per_request,
             max_error_rate=1.0,  # errors are judged by the SLO budgets, with a readable message
+            engine=axon_settings.engine,
         )
+        server = axon_servers.get(batching)
+        try:
+            engines.choose(spec.engine, spec.mode, server.endpoints.metrics is not None)
+        except AxonError as exc:
+            pytest.fail(str(exc), pytrace=False)
+        features, dataset = load_rows(axon_artifacts)
         target = Target(server.endpoints, server.backend, getattr(server, "version", None), batching)
-        record = run_case(spec, target, features, axon_artifacts / "models" / name / "model.onnx", dataset, client_bound_cores=axon_settings.client_bound_cores)
+        n = axon_settings.repeat
+        runs = [
+            run_case(spec, target, features, axon_artifacts / "models" / name / "model.onnx", dataset, client_bound_cores=axon_settings.client_bound_cores, repeat=(i, n) if n > 1 else None)
+            for i in range(n)
+        ]
+        record = repeats.pool(runs)
         feed_benchmark(benchmark, record)
         problems = slo.violations(record, axon_budgets)
         if not record["complete"]:
@@ -240,6 +263,9 @@ def axon_bench(request, benchmark, axon_settings, axon_servers, axon_artifacts, 
         if record["requests"]["ok"] == 0:
             problems.append(f"no successful request ({record['requests']['failures']})")
         label = slo.case_label(record)
+        notice = record["engine"].get("notice")
+        if notice:
+            request.config._axon_notes.append(f"{notice} ({label})")
         if record["client"]["client_bound"]:
             cores = max(record["client"]["cores_per_process"])
             note = f"client-bound: a load-generator process used {cores:.2f} cores ({label}); the client, not the server, may be the limit"
@@ -248,6 +274,7 @@ def axon_bench(request, benchmark, axon_settings, axon_servers, axon_artifacts, 
             problems = [f"{p} [client-bound run]" for p in problems]
         if not slo.covered(record, axon_budgets):
             request.config._axon_notes.append(f"no SLO budget covers {label}; recorded only")
+        request.config._axon_cases.append(CaseLine.of(request.node.name, runs, record, problems))
         if problems:
             pytest.fail("\n".join(problems), pytrace=False)
         return record
@@ -255,9 +282,48 @@ def axon_bench(request, benchmark, axon_settings, axon_servers, axon_artifacts, 
     return measure
 
 
+@dataclass(frozen=True)
+class CaseLine:
+    """What the terminal says of one case: the real throughput, not pytest-benchmark's OPS."""
+
+    name: str
+    throughput: str
+    p50: str
+    p99: str
+    engine: str
+    client_bound: bool
+    verdict: str
+
+    @classmethod
+    def of(cls, name: str, runs: list[dict], record: dict, problems: list[str]) -> CaseLine:
+        spread = repeats.summarise(runs)
+        return cls(
+            name,
+            spread["throughput_rps"].format(),
+            spread["p50_ms"].format(".2f"),
+            spread["p99_ms"].format(".2f"),
+            record["engine"]["name"],
+            record["client"]["client_bound"],
+            "ok" if not problems else "FAILED: " + problems[0] + (f" (+{len(problems) - 1} more)" if len(problems) > 1 else ""),
+        )
+
+
 def pytest_terminal_summary(terminalreporter, exitstatus, config) -> None:
+    cases = getattr(config, "_axon_cases", [])
     notes = getattr(config, "_axon_notes", [])
-    if notes:
-        terminalreporter.section("axon")
-        for note in notes:
-            terminalreporter.write_line(note)
+    if not cases and not notes:
+        return
+    terminalreporter.section("axon")
+    if cases:
+        # pytest-benchmark's OPS column is 1 / mean request latency, not throughput: say the real one.
+        repeat = config._axon_settings.repeat
+        over = f" (median [min-max] over {repeat} repeats)" if repeat > 1 else ""
+        terminalreporter.write_line(f"{'case':<48} {'req/s':>22} {'p50 ms':>20} {'p99 ms':>20} {'engine':>6}  verdict{over}")
+        for c in cases:
+            flag = " [client-bound]" if c.client_bound else ""
+            terminalreporter.write_line(f"{c.name[:48]:<48} {c.throughput:>22} {c.p50:>20} {c.p99:>20} {c.engine:>6}  {c.verdict}{flag}")
+        bound = sum(c.client_bound for c in cases)
+        failing = sum(not c.verdict.startswith("ok") for c in cases)
+        terminalreporter.write_line(f"{len(cases)} case(s): {failing} failing, {bound} client-bound")
+    for note in notes:
+        terminalreporter.write_line(note)

@@ -110,3 +110,42 @@ def ratio(a_runs: list[dict], b_runs: list[dict], metric: str = "throughput_rps"
     else:
         pairs = [statistics.median(a_values) / statistics.median(b_values)] if b_values and statistics.median(b_values) else []
     return Ratio(Spread.of(a_values), Spread.of(b_values), Spread.of(pairs))
+
+
+def pool(records: list[dict]) -> dict:
+    """One record for a case measured several times: the repeats kept whole under ``repeats``.
+
+    Latency percentiles come from the merged histogram (exact); throughput is the median of
+    the repeats' (a rate does not add up over runs one after another); counts add up; the case
+    passed only if every repeat passed.
+    """
+    from axon import stats
+
+    if len(records) == 1:
+        return records[0]
+    histogram = stats.merge([r["histogram"] for r in records])
+    failures: dict[str, int] = {}
+    for r in records:
+        for code, n in r["requests"]["failures"].items():
+            failures[code] = failures.get(code, 0) + n
+    sent = sum(r["requests"]["sent"] for r in records)
+    ok = sum(r["requests"]["ok"] for r in records)
+    spread = summarise(records)
+    reasons = [r["incomplete_reason"] for r in records if r["incomplete_reason"]]
+    return {
+        **records[-1],
+        "repeat": None,
+        "requests": {"sent": sent, "ok": ok, "failed": sent - ok, "timed_out": sum(r["requests"]["timed_out"] for r in records), "failures": failures},
+        "throughput_rps": spread["throughput_rps"].median,
+        "throughput_inferences_per_s": statistics.median(r["throughput_inferences_per_s"] for r in records),
+        "latency_ms": stats.LatencySummary.of(histogram).as_dict(),
+        "histogram": stats.encode(histogram),
+        "correctness": {**records[-1]["correctness"], "checked": sum(r["correctness"]["checked"] for r in records), "mismatches": sum(r["correctness"]["mismatches"] for r in records)},
+        "client": {**records[-1]["client"], "client_bound": any(r["client"]["client_bound"] for r in records), "cores_per_process": [c for r in records for c in r["client"]["cores_per_process"]]},
+        "complete": all(r["complete"] for r in records),
+        "incomplete_reason": "; ".join(dict.fromkeys(reasons)) or None,
+        "passed": all(r["passed"] for r in records),
+        "verdicts": list(dict.fromkeys(v for r in records for v in r["verdicts"])),
+        "over_repeats": {name: s.as_dict() for name, s in spread.items()},
+        "repeats": records,
+    }

@@ -38,12 +38,9 @@ def machine_info() -> dict:
 
 
 def axon_version() -> str:
-    from importlib.metadata import PackageNotFoundError, version
+    from axon import version
 
-    try:
-        return version("axon")
-    except PackageNotFoundError:
-        return "unknown"
+    return version()
 
 
 def git_commit(cwd: Path | None = None) -> str | None:
