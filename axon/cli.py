@@ -195,12 +195,19 @@ def _cmd_study(args: argparse.Namespace) -> int:
         duration_s=args.duration,
         warmup_s=args.warmup,
         capacity_start_rps=args.capacity_start,
+        repeat=args.repeat,
+        engine=args.engine,
     )
     plan = study.plan_with_budgets(plan, args.pyproject)
+    from axon import engines
+
+    choice = engines.choose(args.engine, "closed", has_metrics=True)  # said now, before any server starts
+    if choice.notice:
+        print(f"axon: notice: {choice.notice}", file=sys.stderr)
     from axon.pipeline import ensure_writable
 
     ensure_writable(args.out)
-    print(f"study: {len(plan.sweep)}-point sweep x 2 batching modes, models at c={plan.compare_at}, capacity search; "
+    print(f"study: {len(plan.sweep)}-point sweep x 2 batching modes, models at c={plan.compare_at}, capacity search; {plan.repeat} interleaved repeats; "
           f"{plan.warmup_s:g} s warm-up + {plan.duration_s:g} s per case; budgets p50 {plan.p50_budget_ms:g} ms, p99 {plan.p99_budget_ms:g} ms ({plan.budgets_from})")
     runs = study.Study(args.artifacts, args.out, plan).run()
     path = report.write_report(args.out)
@@ -276,7 +283,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("study", help="the whole study on the embedded server: sweep, A/B, models, capacity; then the report")
     p.add_argument("--artifacts", type=Path, default=Path("artifacts"), help="output of `axon train` (default artifacts)")
     p.add_argument("--out", type=Path, default=Path("results"), help="where study.json, report.md and the plots go (default results)")
-    p.add_argument("--duration", type=positive_float, default=5.0, help="measurement window per case in seconds (default 5)")
+    p.add_argument("--duration", type=positive_float, default=3.0, help="measurement window per case in seconds (default 3)")
+    p.add_argument("--repeat", type=positive_int, default=3, help="runs per case, interleaved ON/OFF; tables show median [min-max] (default 3)")
+    p.add_argument("--engine", choices=("auto", "native", "python"), default="auto", help="closed-loop engine (default auto: native where h2load is found); open loop is python")
     p.add_argument("--warmup", type=float, default=1.0, help="warm-up per case in seconds (default 1)")
     p.add_argument("--sweep", type=bench_cli._concurrency_list, default=[1, 4, 16, 64, 128, 256], help="concurrencies (default 1,4,16,64,128,256)")
     p.add_argument("--capacity-start", type=positive_float, default=500.0, help="first offered rate of the capacity search (default 500/s)")

@@ -7,6 +7,7 @@ pixels; :func:`write_report` saves them next to report.md.
 from __future__ import annotations
 
 import math
+import statistics
 from pathlib import Path
 
 import matplotlib
@@ -15,7 +16,7 @@ matplotlib.use("Agg")  # no display on our machines; PNGs only
 import matplotlib.pyplot as plt
 import numpy as np
 
-from axon import stats
+from axon import repeats, stats
 from axon.errors import AxonError
 from axon.results import read_results
 from axon.study import COMPARE_AT, FALLBACK_P50_MS, FALLBACK_P99_MS, STUDY_FILE, capacity_table
@@ -34,15 +35,26 @@ def _part(runs: list[dict], part: str) -> list[dict]:
     return [r for r in runs if r.get("study", {}).get("part") == part]
 
 
-def _sweep(runs: list[dict], batching: str, model: str = "particle_classifier_v1") -> list[dict]:
-    return sorted((r for r in _part(runs, "sweep") if r["batching"] == batching and r["model"] == model), key=lambda r: r["load"]["concurrency"])
+def _sweep(runs: list[dict], batching: str, model: str = "particle_classifier_v1") -> dict[int, list[dict]]:
+    """concurrency -> the sweep's repeats at it, in concurrency order."""
+    out: dict[int, list[dict]] = {}
+    for r in sorted((r for r in _part(runs, "sweep") if r["batching"] == batching and r["model"] == model), key=lambda r: r["load"]["concurrency"]):
+        out.setdefault(r["load"]["concurrency"], []).append(r)
+    return out
 
 
-def _at(runs: list[dict], model: str, batching: str, concurrency: int) -> dict | None:
-    for r in runs:
-        if r["model"] == model and r["batching"] == batching and r["load"]["mode"] == "closed" and r["load"]["concurrency"] == concurrency:
-            return r
-    return None
+def _at(runs: list[dict], model: str, batching: str, concurrency: int) -> list[dict]:
+    """Every closed-loop repeat of one case (sweep or model comparison)."""
+    return [
+        r
+        for r in runs
+        if r["model"] == model and r["batching"] == batching and r["load"]["mode"] == "closed" and r["load"]["concurrency"] == concurrency and r.get("study", {}).get("part") != "capacity"
+    ]
+
+
+def _median(values) -> float | None:
+    values = [v for v in values if v is not None]
+    return statistics.median(values) if values else None
 
 
 def _plan(runs: list[dict]) -> dict:
@@ -69,50 +81,61 @@ def _fmt(value, digits=2) -> str:
 
 
 def ab_table(runs: list[dict], concurrency: int | None = None, model: str = "particle_classifier_v1") -> str:
+    """ON vs OFF as median [min–max] over repeats; the ratio only where the ranges do not overlap."""
     concurrency = concurrency or compare_at(runs)
     on, off = _at(runs, model, "on", concurrency), _at(runs, model, "off", concurrency)
     if not on or not off:
         return "_no A/B pair in these results_"
-    rows = [("throughput (req/s)", on["throughput_rps"], off["throughput_rps"], 0)]
-    rows += [(f"{k} latency (ms)", on["latency_ms"][k], off["latency_ms"][k], 2) for k in ("p50", "p95", "p99")]
     lines = [f"| {model}, c={concurrency} | batching ON | batching OFF | ON / OFF |", "|---|---:|---:|---:|"]
-    for name, a, b, digits in rows:
-        lines.append(f"| {name} | {_fmt(a, digits)} | {_fmt(b, digits)} | {a / b:.2f}× |")
-    return "\n".join(lines)
+    rows = [("throughput (req/s)", "throughput_rps", ",.0f")] + [(f"{k} latency (ms)", f"{k}_ms", ".2f") for k in ("p50", "p95", "p99")]
+    for name, metric, spec in rows:
+        ratio = repeats.ratio(on, off, metric)
+        lines.append(f"| {name} | {ratio.a.format(spec)} | {ratio.b.format(spec)} | {ratio.format()} |")
+    return "\n".join(lines) + f"\n\n_median [min–max] over {len(on)} interleaved runs a side; ON / OFF per pair, or \"within noise\" where the ranges overlap_"
+
+
+def _cells(group: list[dict] | None) -> list[str]:
+    if not group:
+        return ["–"] * 3
+    s = repeats.summarise(group)
+    return [s["throughput_rps"].format(), s["p50_ms"].format(".2f"), s["p99_ms"].format(".2f")]
 
 
 def sweep_table(runs: list[dict]) -> str:
     lines = ["| concurrency | ON req/s | ON p50 | ON p99 | OFF req/s | OFF p50 | OFF p99 |", "|---:|---:|---:|---:|---:|---:|---:|"]
-    on = {r["load"]["concurrency"]: r for r in _sweep(runs, "on")}
-    off = {r["load"]["concurrency"]: r for r in _sweep(runs, "off")}
+    on, off = _sweep(runs, "on"), _sweep(runs, "off")
     for c in sorted(set(on) | set(off)):
-        cells = []
-        for r in (on.get(c), off.get(c)):
-            cells += [_fmt(r["throughput_rps"], 0), _fmt(r["latency_ms"]["p50"]), _fmt(r["latency_ms"]["p99"])] if r else ["–"] * 3
-        lines.append(f"| {c} | " + " | ".join(cells) + " |")
-    return "\n".join(lines) + "\n\n_latencies in ms_"
+        lines.append(f"| {c} | " + " | ".join(_cells(on.get(c)) + _cells(off.get(c))) + " |")
+    return "\n".join(lines) + "\n\n_median [min–max] over repeats; latencies in ms_"
 
 
 def model_table(runs: list[dict], concurrency: int | None = None) -> str:
     concurrency = concurrency or compare_at(runs)
-    lines = ["| model | batching | req/s | p50 ms | p99 ms | avg batch |", "|---|---|---:|---:|---:|---:|"]
+    lines = ["| model | batching | req/s | p50 ms | p99 ms | avg batch | engine |", "|---|---|---:|---:|---:|---:|---|"]
     for model in sorted({r["model"] for r in runs}):
         for batching in ("on", "off"):
-            r = _at(runs, model, batching, concurrency)
-            if r:
-                sm = r.get("server_metrics") or {}
-                lines.append(f"| {model} | {batching} | {_fmt(r['throughput_rps'], 0)} | {_fmt(r['latency_ms']['p50'])} | {_fmt(r['latency_ms']['p99'])} | {_fmt(sm.get('avg_batch_size'), 1)} |")
+            group = _at(runs, model, batching, concurrency)
+            if group:
+                batch = _median((r.get("server_metrics") or {}).get("avg_batch_size") for r in group)
+                engine = ",".join(sorted({(r.get("engine") or {}).get("name", "?") for r in group}))
+                lines.append(f"| {model} | {batching} | " + " | ".join(_cells(group)) + f" | {_fmt(batch, 1)} | {engine} |")
     return "\n".join(lines)
+
+
+BREAKDOWN = ("avg_batch_size", "queue_us_per_request", "compute_input_us_per_request", "compute_infer_us_per_request", "compute_output_us_per_request")
+
+
+def _server_medians(group: list[dict]) -> dict[str, float | None]:
+    return {k: _median((r.get("server_metrics") or {}).get(k) for r in group) for k in BREAKDOWN}
 
 
 def breakdown_table(runs: list[dict]) -> str:
     lines = ["| batching | c | avg batch | queue µs | compute in µs | infer µs | out µs |", "|---|---:|---:|---:|---:|---:|---:|"]
     for batching in ("on", "off"):
-        for r in _sweep(runs, batching):
-            sm = r.get("server_metrics") or {}
-            cells = [sm.get(k) for k in ("avg_batch_size", "queue_us_per_request", "compute_input_us_per_request", "compute_infer_us_per_request", "compute_output_us_per_request")]
-            lines.append(f"| {batching} | {r['load']['concurrency']} | {_fmt(cells[0], 1)} | " + " | ".join(_fmt(c, 0) for c in cells[1:]) + " |")
-    return "\n".join(lines) + "\n\n_per request, from Triton's own counters over each window_"
+        for c, group in _sweep(runs, batching).items():
+            m = _server_medians(group)
+            lines.append(f"| {batching} | {c} | {_fmt(m['avg_batch_size'], 1)} | " + " | ".join(_fmt(m[k], 0) for k in BREAKDOWN[1:]) + " |")
+    return "\n".join(lines) + "\n\n_per request, from Triton's own counters over each window; median over repeats_"
 
 
 def capacity_markdown(runs: list[dict]) -> str:
@@ -120,32 +143,53 @@ def capacity_markdown(runs: list[dict]) -> str:
     table = capacity_table(runs, p99_budget)
     if not table:
         return "_no capacity search in these results_"
-    lines = [f"| model | batching | highest rate with p99 ≤ {p99_budget:g} ms | p99 there | first failing rate | what stopped it |", "|---|---|---:|---:|---:|---|"]
+    lines = [f"| model | batching | highest rate with p99 ≤ {p99_budget:g} ms | runs passing there | p99 there (median) | first failing rate | runs passing there | what stopped it |", "|---|---|---:|---:|---:|---:|---:|---|"]
     for (model, batching), e in sorted(table.items()):
-        lines.append(f"| {model} | {batching} | {_fmt(e['max_rate'], 0)} req/s | {_fmt(e['p99_at_max'])} ms | {_fmt(e['first_fail'], 0)} | {e['stopped_by'] or '–'} |")
-    return "\n".join(lines)
+        lines.append(
+            f"| {model} | {batching} | {_fmt(e['max_rate'], 0)} req/s | {e['runs_at_max'] or '–'} | {_fmt(e['p99_at_max'])} ms | {_fmt(e['first_fail'], 0)} | {e['runs_at_fail'] or '–'} | {e['stopped_by'] or '–'} |"
+        )
+    return "\n".join(lines) + "\n\n_a rate holds when at least half of its runs pass; the boundary is confirmed with repeats_"
 
 
 # ----------------------------------------------------------------------------- plots
 
 
-def plot_sweep(runs: list[dict]):
+def _spread_points(groups: dict[int, list[dict]], metric: str) -> tuple[list[int], list[float], list[list[float]]]:
+    """x, medians and [below, above] error bar lengths (min–max over repeats)."""
+    xs, ys, lo, hi = [], [], [], []
+    for x, group in groups.items():
+        s = repeats.summarise(group)[metric]
+        xs.append(x)
+        ys.append(s.median)
+        lo.append(s.median - s.lo)
+        hi.append(s.hi - s.median)
+    return xs, ys, [lo, hi]
+
+
+def plot_sweep(runs: list[dict], model: str = "particle_classifier_v1"):
     fig, (ax_t, ax_l) = plt.subplots(1, 2, figsize=(11, 4.2))
+    measured: set[int] = set()
     for batching in ("on", "off"):
-        rs = _sweep(runs, batching)
-        c = [r["load"]["concurrency"] for r in rs]
-        ax_t.plot(c, [r["throughput_rps"] for r in rs], "o-", color=COLORS[batching], label=f"batching {batching}")
-        ax_l.plot(c, [r["latency_ms"]["p99"] for r in rs], "o-", color=COLORS[batching], label=f"batching {batching}")
+        groups = _sweep(runs, batching, model)
+        measured |= set(groups)
+        for ax, metric in ((ax_t, "throughput_rps"), (ax_l, "p99_ms")):
+            xs, ys, err = _spread_points(groups, metric)
+            ax.errorbar(xs, ys, yerr=err, fmt="o-", capsize=3, color=COLORS[batching], label=f"batching {batching}")
+            bound = [(x, y) for x, y in zip(xs, ys) if any(r["client"]["client_bound"] for r in groups[x])]
+            if bound:
+                ax.plot(*zip(*bound), "x", color="black", markersize=9, label=f"client-bound ({batching})")
     for ax in (ax_t, ax_l):
         ax.set_xscale("log", base=2)
+        ax.set_xticks(sorted(measured), [str(c) for c in sorted(measured)])
         ax.set_xlabel("concurrency (requests in flight)")
         ax.grid(alpha=0.3)
         ax.legend()
-    ax_t.set_ylabel("throughput (inferences/s)")
-    ax_t.set_title("Throughput vs concurrency")
+    short = model.removeprefix("particle_classifier_")
+    ax_t.set_ylabel("throughput (req/s)")
+    ax_t.set_title(f"{short}: throughput vs concurrency (median, min–max)")
     ax_l.set_ylabel("p99 latency (ms)")
     ax_l.set_yscale("log")
-    ax_l.set_title("p99 latency vs concurrency")
+    ax_l.set_title(f"{short}: p99 latency vs concurrency")
     fig.tight_layout()
     return fig
 
@@ -155,17 +199,27 @@ def plot_ab(runs: list[dict], concurrency: int | None = None, model: str = "part
     on, off = _at(runs, model, "on", concurrency), _at(runs, model, "off", concurrency)
     if not on or not off:
         raise AxonError("A/B plot needs batching on and off at the same concurrency")
+    son, soff = repeats.summarise(on), repeats.summarise(off)
+    short = model.removeprefix("particle_classifier_")
     fig, (ax_t, ax_l) = plt.subplots(1, 2, figsize=(10, 4), gridspec_kw={"width_ratios": [1, 2]})
-    ax_t.bar(["ON", "OFF"], [on["throughput_rps"], off["throughput_rps"]], color=[COLORS["on"], COLORS["off"]])
-    ax_t.set_ylabel("throughput (inferences/s)")
-    ax_t.set_title(f"Throughput, c={concurrency}")
+
+    def err(spreads):
+        return [[s.median - s.lo for s in spreads], [s.hi - s.median for s in spreads]]
+
+    t = [son["throughput_rps"], soff["throughput_rps"]]
+    bars = ax_t.bar(["ON", "OFF"], [s.median for s in t], yerr=err(t), capsize=4, color=[COLORS["on"], COLORS["off"]])
+    ax_t.bar_label(bars, labels=[f"{s.median:,.0f}" for s in t], padding=2)
+    ax_t.set_ylabel("throughput (req/s)")
+    ax_t.set_title(f"{short}: throughput, c={concurrency}")
     keys = ("p50", "p95", "p99")
     x = np.arange(len(keys))
-    ax_l.bar(x - 0.2, [on["latency_ms"][k] for k in keys], 0.4, label="batching ON", color=COLORS["on"])
-    ax_l.bar(x + 0.2, [off["latency_ms"][k] for k in keys], 0.4, label="batching OFF", color=COLORS["off"])
+    for shift, summary, name in ((-0.2, son, "on"), (0.2, soff, "off")):
+        spreads = [summary[f"{k}_ms"] for k in keys]
+        bars = ax_l.bar(x + shift, [s.median for s in spreads], 0.4, yerr=err(spreads), capsize=3, label=f"batching {name.upper()}", color=COLORS[name])
+        ax_l.bar_label(bars, labels=[f"{s.median:.2f}" for s in spreads], padding=2, fontsize=8)
     ax_l.set_xticks(x, keys)
     ax_l.set_ylabel("latency (ms)")
-    ax_l.set_title(f"Latency, c={concurrency}")
+    ax_l.set_title(f"{short}: latency, c={concurrency} (median, min–max over {len(on)} runs)")
     ax_l.legend()
     fig.tight_layout()
     return fig
@@ -176,12 +230,13 @@ def plot_cdf(runs: list[dict], concurrency: int | None = None, model: str = "par
     p50_budget, _ = budgets(runs)
     fig, ax = plt.subplots(figsize=(7, 4.2))
     for batching in ("on", "off"):
-        r = _at(runs, model, batching, concurrency)
-        if r is None:
+        group = _at(runs, model, batching, concurrency)
+        if not group:
             continue
-        values, counts = stats.histogram_values_seconds(stats.decode(r["histogram"]))
+        # All repeats pooled: an exact merge of their histograms.
+        values, counts = stats.histogram_values_seconds(stats.merge([r["histogram"] for r in group]))
         ax.plot(np.array(values) * 1e3, np.cumsum(counts) / np.sum(counts), color=COLORS[batching], label=f"batching {batching}")
-    ax.axvline(p50_budget, color="red", linestyle="--", label=f"budget {p50_budget:g} ms")
+    ax.axvline(p50_budget, color="red", linestyle="--", label=f"p50 budget {p50_budget:g} ms")
     ax.set_xscale("log")
     ax.set_xlabel("request latency (ms)")
     ax.set_ylabel("fraction of requests (CDF)")
@@ -193,40 +248,52 @@ def plot_cdf(runs: list[dict], concurrency: int | None = None, model: str = "par
 
 
 def plot_rate(runs: list[dict]):
+    """Capacity search runs, joined in order of offered rate (median p99 per rate); every run a point."""
     _, p99_budget = budgets(runs)
-    fig, ax = plt.subplots(figsize=(7, 4.2))
+    fig, ax = plt.subplots(figsize=(8.5, 4.2))
     groups: dict[tuple[str, str], list[dict]] = {}
     for r in _part(runs, "capacity"):
         groups.setdefault((r["model"], r["batching"]), []).append(r)
     for (model, batching), rs in sorted(groups.items()):
-        rs.sort(key=lambda r: r["load"]["rate"])
-        style = "o-" if model.endswith("v1") else "s--"
-        ax.plot([r["throughput_rps"] for r in rs], [r["latency_ms"]["p99"] for r in rs], style, color=COLORS[batching], label=f"{model.removeprefix('particle_classifier_')} batching {batching}")
+        by_rate: dict[float, list[dict]] = {}
+        for r in sorted(rs, key=lambda r: r["load"]["rate"]):
+            by_rate.setdefault(r["load"]["rate"], []).append(r)
+        style = "-" if model.endswith("v1") else "--"
+        name = f"{model.removeprefix('particle_classifier_')} batching {batching}"
+        xs = [statistics.median(r["throughput_rps"] for r in g) for g in by_rate.values()]
+        ys = [statistics.median(r["latency_ms"]["p99"] for r in g) for g in by_rate.values()]
+        ax.plot(xs, ys, style, color=COLORS[batching], label=name)
+        ok = [r for r in rs if not (r.get("schedule") or {}).get("behind")]
+        behind = [r for r in rs if (r.get("schedule") or {}).get("behind")]
+        marker = "o" if model.endswith("v1") else "s"
+        ax.plot([r["throughput_rps"] for r in ok], [r["latency_ms"]["p99"] for r in ok], marker, color=COLORS[batching], alpha=0.6, linestyle="none")
+        if behind:
+            ax.plot([r["throughput_rps"] for r in behind], [r["latency_ms"]["p99"] for r in behind], "x", color=COLORS[batching], markersize=8, linestyle="none", label=f"{name}: client fell behind")
     ax.axhline(p99_budget, color="red", linestyle="--", label=f"p99 budget {p99_budget:g} ms")
     ax.set_yscale("log")
-    ax.set_xlabel("achieved throughput (inferences/s), open loop, Poisson arrivals")
+    ax.set_xlabel("achieved throughput (req/s), open loop, Poisson arrivals")
     ax.set_ylabel("p99 latency (ms), from intended send time")
-    ax.set_title("Latency vs throughput")
+    ax.set_title("Latency vs throughput (lines: median per offered rate)")
     ax.grid(alpha=0.3)
-    ax.legend()
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8)
     fig.tight_layout()
     return fig
 
 
 def plot_breakdown(runs: list[dict]):
+    """Triton's time per request by component, on linear axes so the proportions are true."""
     parts = [("queue_us_per_request", "queue"), ("compute_input_us_per_request", "compute input"), ("compute_infer_us_per_request", "compute infer"), ("compute_output_us_per_request", "compute output")]
-    cases = [r for b in ("on", "off") for r in _sweep(runs, b) if r.get("server_metrics")]
+    cases = [(b, c, _server_medians(g)) for b in ("on", "off") for c, g in _sweep(runs, b).items() if any(r.get("server_metrics") for r in g)]
     fig, ax = plt.subplots(figsize=(10, 4.2))
-    labels = [f"{r['batching']}\nc={r['load']['concurrency']}" for r in cases]
+    labels = [f"{b}\nc={c}" for b, c, _ in cases]
     bottom = np.zeros(len(cases))
     for key, name in parts:
-        values = np.array([r["server_metrics"].get(key) or 0.0 for r in cases])
+        values = np.array([m.get(key) or 0.0 for _, _, m in cases])
         ax.bar(labels, values, bottom=bottom, label=name)
         bottom += values
-    ax.set_yscale("symlog", linthresh=100)
     ax.set_xlabel("batching mode and concurrency")
     ax.set_ylabel("server time per request (µs)")
-    ax.set_title("Where Triton spends each request's time")
+    ax.set_title("Where Triton spends each request's time (median over repeats)")
     ax.legend()
     fig.tight_layout()
     return fig
@@ -248,7 +315,8 @@ def markdown(runs: list[dict]) -> str:
             f"Measured {first['timestamp'][:10]} on {m['cpu']} ({m['cores']} cores, {m['memory_gib']} GiB), "
             f"{first['server']['backend']} Triton {first['server']['version']}, git {str(first.get('git_commit'))[:10]}. "
             f"Data: {data.get('name', '?')} ({data.get('rows', '?')} rows, seed {data.get('seed', '?')}). "
-            f"Each case: {first['load']['warmup_s']:g} s warm-up, {first['load']['duration_s']:g} s window. "
+            f"Each case: {first['load']['warmup_s']:g} s warm-up, {first['load']['duration_s']:g} s window, "
+            f"{_plan(runs).get('repeat', 1)} interleaved repeats (ON, OFF, ON, OFF, ...). Engines: {_engines(runs)}. "
             f"Budgets: p50 {p50_budget:g} ms, p99 {p99_budget:g} ms.",
             "",
             f"## Batching ON vs OFF (c={compare_at(runs)})",
@@ -281,6 +349,15 @@ def markdown(runs: list[dict]) -> str:
     )
 
 
+def _engines(runs: list[dict]) -> str:
+    found: dict[str, int] = {}
+    for r in runs:
+        e = r.get("engine") or {}
+        name = f"{e.get('name', '?')} ({e.get('tool', '?')} {e.get('version', '')})".replace(" )", ")")
+        found[name] = found.get(name, 0) + 1
+    return ", ".join(f"{name} for {n} runs" for name, n in found.items())
+
+
 def _flags(runs: list[dict]) -> str:
     hot = [r for r in runs if r["client"]["client_bound"]]
     behind = [r for r in runs if (r.get("schedule") or {}).get("behind")]
@@ -288,7 +365,13 @@ def _flags(runs: list[dict]) -> str:
     lines.append(f"- {len(hot)} of {len(runs)} runs were client-bound (a load-generator process above {runs[0]['client']['threshold_cores']:g} of a core).")
     lines.append(f"- {len(behind)} open-loop runs fell behind their schedule; their rates count as failures in the capacity search.")
     bad = sum(r["correctness"]["mismatches"] for r in runs)
-    lines.append(f"- correctness: {sum(r['correctness']['checked'] for r in runs)} sampled responses checked against local onnxruntime, {bad} mismatches.")
+    lines.append(f"- correctness: {sum(r['correctness']['checked'] for r in runs)} responses checked against local onnxruntime, {bad} mismatches (native runs: the one body, checked before the run).")
+    unverified = [r for r in runs if (r.get("verification") or {}).get("verified") is False]
+    native_runs = [r for r in runs if r.get("verification")]
+    if native_runs:
+        lines.append(f"- native engine: {len(native_runs) - len(unverified)} of {len(native_runs)} runs verified against Triton's success counter.")
+    notices = sorted({r["engine"]["notice"] for r in runs if (r.get("engine") or {}).get("notice")})
+    lines += [f"- notice: {n}" for n in notices]
     return "\n".join(lines)
 
 

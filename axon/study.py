@@ -6,6 +6,8 @@ to the study file as soon as it finishes, so an interruption keeps everything me
 
 from __future__ import annotations
 
+import contextlib
+import statistics
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass, replace
@@ -30,8 +32,10 @@ class StudyPlan:
     sweep: tuple[int, ...] = SWEEP
     compare_at: int = COMPARE_AT
     models: tuple[str, ...] = ("v1", "v2")
-    duration_s: float = 5.0
+    duration_s: float = 3.0
     warmup_s: float = 1.0
+    repeat: int = 3  # a run is one sample: each case is measured this often, interleaved
+    engine: str = "auto"  # closed-loop cases; open loop is always the python engine
     processes: int | str = "auto"
     capacity_start_rps: float = 500.0
     capacity_max_rps: float = 64_000.0
@@ -64,49 +68,67 @@ class Study:
         self.runs: list[dict] = []
         self.path = out / STUDY_FILE
 
-    def _case(self, server, batching: str, part: str, spec: LoadSpec) -> dict:
+    def _case(self, server, batching: str, part: str, spec: LoadSpec, repeat: tuple[int, int] | None = None) -> dict:
         target = Target(server.endpoints, server.backend, server.version, batching)
-        record = run_case(spec, target, self.features, self.artifacts / "models" / spec.model / "model.onnx", self.dataset)
-        record["study"] = {"part": part, "plan": {"p50_budget_ms": self.plan.p50_budget_ms, "p99_budget_ms": self.plan.p99_budget_ms, "compare_at": self.plan.compare_at}}
+        record = run_case(spec, target, self.features, self.artifacts / "models" / spec.model / "model.onnx", self.dataset, repeat=repeat)
+        record["study"] = {"part": part, "plan": {"p50_budget_ms": self.plan.p50_budget_ms, "p99_budget_ms": self.plan.p99_budget_ms, "compare_at": self.plan.compare_at, "repeat": self.plan.repeat}}
         self.runs.append(record)
         results.write_results(self.path, self.runs)  # after every case: nothing measured is lost
         lat = record["latency_ms"]
         flag = "" if record["passed"] else "  [" + "; ".join(record["verdicts"] or [record["incomplete_reason"] or ""]) + "]"
-        self.log(f"  {part:<9} {slo.case_label(record):<55} {record['throughput_rps']:>9,.0f} req/s  p50 {lat['p50']:7.2f}  p99 {lat['p99']:7.2f} ms{flag}")
+        rep = f" #{repeat[0] + 1}" if repeat else ""
+        engine = record["engine"]["name"]
+        self.log(f"  {part:<9} {slo.case_label(record) + rep:<58} {engine:<6} {record['throughput_rps']:>9,.0f} req/s  p50 {lat['p50']:7.2f}  p99 {lat['p99']:7.2f} ms{flag}")
+        if record["engine"].get("notice"):
+            self.log(f"  notice: {record['engine']['notice']}")
         if not record["complete"]:
             raise AxonError(f"study stopped: run incomplete ({record['incomplete_reason']}); partial results in {self.path}")
         return record
 
     def _spec(self, version: str, **load) -> LoadSpec:
         p = self.plan
-        return LoadSpec(model_name(version), duration_s=p.duration_s, warmup_s=p.warmup_s, processes=p.processes, max_error_rate=0.0, **load)
+        return LoadSpec(model_name(version), duration_s=p.duration_s, warmup_s=p.warmup_s, processes=p.processes, max_error_rate=0.0, engine=p.engine, **load)
+
+    def _interleaved(self, servers: dict, part: str, spec: LoadSpec) -> None:
+        """Every repeat runs ON then OFF, both servers up: drift over the study hits both alike."""
+        n = self.plan.repeat
+        for index in range(n):
+            for batching, server in servers.items():
+                self._case(server, batching, part, spec, (index, n) if n > 1 else None)
 
     def run(self) -> list[dict]:
         p = self.plan
-        for batching in ("on", "off"):
-            with backends.make_server("embedded", batching=batching, artifacts=self.artifacts, log_path=self.out / f"tritonserver-batching-{batching}.log") as server:
+        with contextlib.ExitStack() as stack:
+            servers = {}
+            for batching in ("on", "off"):
+                server = stack.enter_context(backends.make_server("embedded", batching=batching, artifacts=self.artifacts, log_path=self.out / f"tritonserver-batching-{batching}.log"))
                 self.log(f"batching {batching}: embedded Triton {server.version} ready in {server.startup_s:.1f} s")
-                for concurrency in p.sweep:
-                    self._case(server, batching, "sweep", self._spec("v1", concurrency=concurrency))
-                for version in p.models:
-                    if version != "v1" or p.compare_at not in p.sweep:
-                        self._case(server, batching, "models", self._spec(version, concurrency=p.compare_at))
+                servers[batching] = server
+            for concurrency in p.sweep:
+                self._interleaved(servers, "sweep", self._spec("v1", concurrency=concurrency))
+            for version in p.models:
+                if version != "v1" or p.compare_at not in p.sweep:
+                    self._interleaved(servers, "models", self._spec(version, concurrency=p.compare_at))
+            for batching, server in servers.items():
                 for version in p.models:
                     self.capacity(server, batching, version)
         return self.runs
 
     def capacity(self, server, batching: str, version: str) -> float | None:
-        """Highest offered Poisson rate whose p99 stays within budget: double, then bisect."""
+        """Highest offered Poisson rate whose p99 stays within budget: double, bisect, confirm.
+
+        A failing rate is retried once during the search (one noisy window on a shared machine
+        should not end it); at the end the boundary, the best passing rate and the first failing
+        one, is measured until each has ``repeat`` runs, and a rate holds only if at least half
+        of its runs passed (see :func:`capacity_table`).
+        """
         p = self.plan
 
         def one(rate: float) -> bool:
             r = self._case(server, batching, "capacity", self._spec(version, rate=rate, distribution="poisson"))
-            # A run where the client fell behind its schedule can't vouch for that rate.
-            return r["passed"] and r["latency_ms"]["p99"] <= p.p99_budget_ms
+            return _within(r, p.p99_budget_ms)
 
         def ok(rate: float) -> bool:
-            # A failure is confirmed by a second run: one noisy window on a shared machine
-            # should not end the search (both runs are recorded and reported).
             return one(rate) or one(rate)
 
         good, bad = None, None
@@ -124,37 +146,50 @@ class Study:
                     good = middle
                 else:
                     bad = middle
-        return good
+        for boundary in (good, bad):
+            if boundary is None:
+                continue
+            done = sum(1 for r in self.runs if r["study"]["part"] == "capacity" and r["model"] == model_name(version) and r["batching"] == batching and r["load"]["rate"] == boundary)
+            for _ in range(p.repeat - done):
+                one(boundary)
+        table = capacity_table([r for r in self.runs if r["model"] == model_name(version) and r["batching"] == batching], p.p99_budget_ms)
+        return next(iter(table.values()))["max_rate"] if table else None
+
+
+def _within(r: dict, p99_budget_ms: float) -> bool:
+    # A run where the client fell behind its schedule can't vouch for that rate.
+    return r["passed"] and r["latency_ms"]["p99"] <= p99_budget_ms
 
 
 def capacity_table(runs: list[dict], p99_budget_ms: float) -> dict[tuple[str, str], dict]:
-    """(model, batching) -> highest passing rate, first failing rate, and what stopped the search.
+    """(model, batching) -> highest holding rate, first failing rate, and what stopped the search.
 
-    A rate passes if any of its runs passed (the search retries a failure once); it fails if
-    all of its runs failed.
+    A rate holds if at least half of its runs passed (a failure retried once and then passed
+    holds; a confirmed boundary needs a majority of its repeats); it fails otherwise.
     """
     groups: dict[tuple[str, str], list[dict]] = {}
     for r in runs:
         if r.get("study", {}).get("part") == "capacity":
             groups.setdefault((r["model"], r["batching"]), []).append(r)
-
-    def within(r: dict) -> bool:
-        return r["passed"] and r["latency_ms"]["p99"] <= p99_budget_ms
-
     out = {}
     for key, rs in groups.items():
-        passing = [r for r in rs if within(r)]
-        passed_rates = {r["load"]["rate"] for r in passing}
-        failing = sorted((r for r in rs if r["load"]["rate"] not in passed_rates), key=lambda r: r["load"]["rate"])
-        best = max(passing, key=lambda r: (r["load"]["rate"], -r["latency_ms"]["p99"]), default=None)
-        entry = {"max_rate": None, "p99_at_max": None, "first_fail": None, "stopped_by": None}
-        if best is not None:
-            entry.update(max_rate=best["load"]["rate"], p99_at_max=best["latency_ms"]["p99"])
+        by_rate: dict[float, list[dict]] = {}
+        for r in rs:
+            by_rate.setdefault(r["load"]["rate"], []).append(r)
+        holds = {rate: 2 * sum(_within(r, p99_budget_ms) for r in group) >= len(group) for rate, group in by_rate.items()}
+        entry = {"max_rate": None, "p99_at_max": None, "runs_at_max": None, "first_fail": None, "runs_at_fail": None, "stopped_by": None}
+        passing = sorted(rate for rate, held in holds.items() if held)
+        if passing:
+            best = passing[-1]
+            group = by_rate[best]
+            entry.update(max_rate=best, p99_at_max=statistics.median(r["latency_ms"]["p99"] for r in group), runs_at_max=f"{sum(_within(r, p99_budget_ms) for r in group)}/{len(group)}")
+        failing = sorted(rate for rate, held in holds.items() if not held and (not passing or rate > passing[-1]))
         if failing:
-            first = failing[0]
+            first = by_rate[failing[0]]
             # Say whether the server's latency or the client's schedule ended the search.
-            behind = (first.get("schedule") or {}).get("behind")
-            entry["first_fail"] = first["load"]["rate"]
-            entry["stopped_by"] = "client fell behind (client-limited)" if behind else "p99 over budget" if first["passed"] else "; ".join(first["verdicts"])
+            behind = sum(bool((r.get("schedule") or {}).get("behind")) for r in first)
+            entry.update(first_fail=failing[0], runs_at_fail=f"{sum(_within(r, p99_budget_ms) for r in first)}/{len(first)}")
+            failed_run = next(r for r in first if not _within(r, p99_budget_ms))
+            entry["stopped_by"] = "client fell behind (client-limited)" if 2 * behind >= len(first) else "p99 over budget" if failed_run["passed"] else "; ".join(failed_run["verdicts"])
         out[key] = entry
     return out

@@ -17,7 +17,7 @@ pytestmark = pytest.mark.server
 @pytest.fixture(scope="module")
 def study_dir(artifacts, tmp_path_factory):
     out = tmp_path_factory.mktemp("study")
-    plan = StudyPlan(sweep=(1, 4), compare_at=4, duration_s=0.6, warmup_s=0.2, capacity_start_rps=150.0, capacity_max_rps=300.0, capacity_bisect_steps=1, p99_budget_ms=500.0)
+    plan = StudyPlan(sweep=(1, 4), compare_at=4, duration_s=0.6, warmup_s=0.2, capacity_start_rps=150.0, capacity_max_rps=300.0, capacity_bisect_steps=1, p99_budget_ms=500.0, repeat=2)
     Study(artifacts, out, plan, log=lambda s: None).run()
     report.write_report(out)
     return out
@@ -26,9 +26,14 @@ def study_dir(artifacts, tmp_path_factory):
 def test_study_records_every_part(study_dir):
     runs = json.loads((study_dir / STUDY_FILE).read_text())["runs"]
     parts = [r["study"]["part"] for r in runs]
-    assert parts.count("sweep") == 4  # 2 concurrencies x 2 batching modes
-    assert parts.count("models") == 2  # v2 at c=4, on and off (v1 is in the sweep)
+    assert parts.count("sweep") == 8  # 2 concurrencies x 2 batching modes x 2 repeats
+    assert parts.count("models") == 4  # v2 at c=4, on and off, 2 repeats (v1 is in the sweep)
     assert parts.count("capacity") >= 8  # 2 models x 2 modes x (150/s, 300/s at least)
+    # Interleaved: ON, OFF, ON, OFF for each case, repeats numbered.
+    sweep = [(r["load"]["concurrency"], r["batching"], r["repeat"]["index"]) for r in runs if r["study"]["part"] == "sweep"]
+    assert sweep[:4] == [(1, "on", 0), (1, "off", 0), (1, "on", 1), (1, "off", 1)]
+    closed = [r for r in runs if r["load"]["mode"] == "closed"]
+    assert {r["engine"]["name"] for r in closed} <= {"native", "python"} and all(r["engine"]["name"] == "python" for r in runs if r["load"]["mode"] == "open")
     assert all(r["dataset"]["name"] == "synthetic" for r in runs)
     table = capacity_table(runs, 500.0)
     assert set(table) == {(m, b) for m in ("particle_classifier_v1", "particle_classifier_v2") for b in ("on", "off")}
@@ -40,7 +45,8 @@ def test_report_markdown(study_dir):
     text = (study_dir / "report.md").read_text()
     for heading in ("Batching ON vs OFF (c=4)", "Concurrency sweep", "Models at c=4", "Capacity under the p99 budget", "Server-side breakdown"):
         assert heading in text
-    assert "| throughput (req/s) |" in text and "ON / OFF" in text
+    assert "| throughput (req/s) |" in text and "ON / OFF" in text and "interleaved repeats" in text
+    assert "[" in text.split("## Concurrency sweep")[1].split("##")[0]  # median [min–max] cells
     for name in report.PLOTS.values():
         assert (study_dir / name).stat().st_size > 5000
 
@@ -53,23 +59,31 @@ def test_plot_objects(study_dir):
     runs = json.loads((study_dir / STUDY_FILE).read_text())["runs"]
     figs = report.figures(runs)
     t, lat = figs["sweep"].axes
-    assert _labels(t) == ("concurrency (requests in flight)", "throughput (inferences/s)")
+    assert _labels(t) == ("concurrency (requests in flight)", "throughput (req/s)")
     assert _labels(lat) == ("concurrency (requests in flight)", "p99 latency (ms)")
-    assert [line.get_label() for line in t.get_lines()] == ["batching on", "batching off"]
-    assert list(t.get_lines()[0].get_xdata()) == [1, 4]
+    named = [c for c in t.containers if c.get_label().startswith("batching")]  # median line with min–max bars
+    assert [c.get_label() for c in named] == ["batching on", "batching off"]
+    assert list(named[0].lines[0].get_xdata()) == [1, 4] and list(t.get_xticks()) == [1, 4]
+    assert "v1" in t.get_title()
     ab_t, ab_l = figs["ab"].axes
-    assert ab_t.get_ylabel() == "throughput (inferences/s)" and ab_l.get_ylabel() == "latency (ms)"
+    assert ab_t.get_ylabel() == "throughput (req/s)" and ab_l.get_ylabel() == "latency (ms)"
+    assert "v1" in ab_t.get_title() and ab_t.texts  # the bars carry their values
     assert [tick.get_text() for tick in ab_l.get_xticklabels()] == ["p50", "p95", "p99"]
     (cdf,) = figs["cdf"].axes
     assert _labels(cdf) == ("request latency (ms)", "fraction of requests (CDF)")
-    budget_line = [line for line in cdf.get_lines() if line.get_label().startswith("budget")]
+    budget_line = [line for line in cdf.get_lines() if line.get_label().startswith("p50 budget")]
     assert budget_line and budget_line[0].get_xdata()[0] == 7.0
     assert max(cdf.get_lines()[0].get_ydata()) == pytest.approx(1.0)
     (rate,) = figs["rate"].axes
     assert rate.get_xlabel().startswith("achieved throughput") and rate.get_ylabel().startswith("p99 latency")
-    assert len([ln for ln in rate.get_lines() if "batching" in ln.get_label()]) == 4
+    joined = [ln for ln in rate.get_lines() if "batching" in ln.get_label() and "behind" not in ln.get_label()]
+    assert len(joined) == 4
+    # Each curve joins one point per offered rate, in order of offered rate (retries are points, not detours).
+    capacity = [r for r in runs if r["study"]["part"] == "capacity"]
+    for line, (model, batching) in zip(joined, sorted({(r["model"], r["batching"]) for r in capacity})):
+        assert len(line.get_xdata()) == len({r["load"]["rate"] for r in capacity if (r["model"], r["batching"]) == (model, batching)})
     (bd,) = figs["breakdown"].axes
-    assert bd.get_ylabel() == "server time per request (µs)" and len(bd.containers) == 4
+    assert bd.get_ylabel() == "server time per request (µs)" and len(bd.containers) == 4 and bd.get_yscale() == "linear"
     for fig in figs.values():
         matplotlib.pyplot.close(fig)
 
