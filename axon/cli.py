@@ -160,31 +160,20 @@ def _cmd_serve(args: argparse.Namespace) -> int:
 
 
 def _cmd_compare(args: argparse.Namespace) -> int:
-    from axon import compare
+    from axon.verdicts import commands, gate, history
 
+    threshold = commands.fraction(args.threshold, "threshold", gate.DEFAULT_THRESHOLD)
     if args.storage:
         if args.files:
-            raise AxonError("give either two result files or --storage, not both")
-        old_path, new_path = compare.latest_two(args.storage)
-    elif len(args.files) == 2:
-        old_path, new_path = args.files
-    else:
-        raise AxonError("give two result files (OLD NEW) or --storage DIR")
-    old, new = compare.load_cases(old_path), compare.load_cases(new_path)
-    changes = compare.compare(old, new, metric=args.metric, threshold=args.threshold, alpha=args.alpha)
-    if not changes:
-        raise AxonError(f"no case appears in both {old_path} and {new_path}")
-    print(f"old: {old_path}\nnew: {new_path}")
-    print(compare.table(changes))
-    regressions = [c for c in changes if c.regression]
-    only = sorted(set(old) ^ set(new))
-    if only:
-        print(f"({len(only)} case(s) in only one file, not compared)")
-    if regressions:
-        print(f"{len(regressions)} regression(s): {args.metric} worse by > {args.threshold:.0%} and significant (p < {args.alpha:g})")
-        return 1
-    print(f"no regression ({args.metric}, threshold {args.threshold:.0%}, alpha {args.alpha:g})")
-    return 0
+            raise AxonError("give either OLD NEW or --storage, not both")
+        alpha = commands.fraction(args.alpha, "alpha", history.DEFAULT_ALPHA)
+        return commands.history_gate(args.storage, args.metric, threshold, alpha, args.strict, args.json, args.plot_dir)
+    if len(args.files) != 2:
+        raise AxonError("give two result files or folders (OLD NEW), or --storage DIR")
+    if args.plot_dir:
+        raise AxonError("--plot-dir draws histories: use it with --storage")
+    alpha = commands.fraction(args.alpha, "alpha", gate.DEFAULT_ALPHA)
+    return commands.two_sample([args.files[0]], [args.files[1]], args.metric, threshold, alpha, args.strict, args.json, args.single_run_fails)
 
 
 def _cmd_study(args: argparse.Namespace) -> int:
@@ -272,12 +261,19 @@ def build_parser() -> argparse.ArgumentParser:
 
     bench_cli.add_parser(sub, positive_int, positive_float, _header)
 
-    p = sub.add_parser("compare", help="compare two saved runs (pytest-benchmark or axon JSON); exit 1 on a real regression")
-    p.add_argument("files", nargs="*", type=Path, metavar="OLD NEW")
-    p.add_argument("--storage", type=Path, help="compare the two newest runs saved by --benchmark-autosave here (e.g. .benchmarks)")
-    p.add_argument("--metric", choices=("p50_ms", "p99_ms", "mean_ms"), default="p50_ms", help="latency statistic the threshold applies to")
-    p.add_argument("--threshold", type=positive_float, default=0.10, help="relative change that counts (default 0.10)")
-    p.add_argument("--alpha", type=positive_float, default=0.01, help="significance level of the Mann-Whitney test (default 0.01)")
+    p = sub.add_parser(
+        "compare",
+        help="regression gate: OLD vs NEW on run-level values, or the newest run vs its history (--storage); exit 1 on a real regression",
+    )
+    p.add_argument("files", nargs="*", type=Path, metavar="OLD NEW", help="two results files or folders of them (pytest-benchmark or axon JSON)")
+    p.add_argument("--storage", type=Path, help="judge the newest run of each case against every run saved here (e.g. .benchmarks)")
+    p.add_argument("--metric", choices=("p50_ms", "p99_ms", "mean_ms", "throughput_rps"), default="p50_ms", help="run-level value to judge (default p50_ms)")
+    p.add_argument("--threshold", help="relative change that matters, between 0 and 1 (default 0.10)")
+    p.add_argument("--alpha", help="significance level across runs (default 0.01 for OLD NEW, 0.05 for --storage change points)")
+    p.add_argument("--strict", action="store_true", help="a different machine, engine, dataset, server or axon version is an error, not a warning")
+    p.add_argument("--json", action="store_true", help="print the verdicts as JSON")
+    p.add_argument("--plot-dir", type=Path, help="with --storage: one PNG per case's history here")
+    p.add_argument("--single-run-fails", action="store_true", help="with 1 run per side, fail on the threshold alone")
     p.set_defaults(func=_cmd_compare)
 
     p = sub.add_parser("study", help="the whole study on the embedded server: sweep, A/B, models, capacity; then the report")

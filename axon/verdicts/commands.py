@@ -1,0 +1,97 @@
+"""``axon compare``: the two-sample gate (OLD NEW) and the history gate (--storage DIR).
+
+Kept out of cli.py so that the CLI stays a thin shell: this module turns arguments into
+verdicts, lines of output and an exit code.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from axon.errors import AxonError
+from axon.verdicts import context, gate, history, runs
+
+EXIT_OK = 0
+EXIT_REGRESSION = 1
+
+
+def fraction(text: str | float | None, name: str, default: float) -> float:
+    """A number strictly between 0 and 1 (``--threshold``, ``--alpha``), or a one-line error."""
+    if text is None:
+        return default
+    try:
+        value = float(text)
+    except ValueError:
+        raise AxonError(f"--{name} must be a number between 0 and 1, got {text!r}") from None
+    if not 0 < value < 1:
+        raise AxonError(f"--{name} must be between 0 and 1 (exclusive), got {text}")
+    return value
+
+
+def _emit(payload: dict, lines: list[str], as_json: bool) -> None:
+    print(json.dumps(payload, indent=2) if as_json else "\n".join(lines))
+
+
+def two_sample(old_paths: list[Path], new_paths: list[Path], metric: str, threshold: float, alpha: float,
+               strict: bool = False, as_json: bool = False, single_run_fails: bool = False) -> int:
+    """Compare OLD and NEW (each a results file or a folder of them) on run-level values."""
+    old, new = runs.load_many(old_paths), runs.load_many(new_paths)
+    both = sorted(set(old) & set(new))
+    if not both:
+        raise AxonError(f"no case appears in both {', '.join(map(str, old_paths))} and {', '.join(map(str, new_paths))}")
+    diffs = [line for case in both for line in context.differences(case, [r.record for r in old[case]], [r.record for r in new[case]])]
+    warnings = context.enforce(diffs, strict)
+    verdicts = gate.compare(old, new, metric, threshold, alpha, single_run_fails)
+    regressions = [v for v in verdicts if v.regression]
+    only = sorted(set(old) ^ set(new))
+    methods = sorted({v.method for v in verdicts})
+    lines = [f"old: {', '.join(map(str, old_paths))}", f"new: {', '.join(map(str, new_paths))}",
+             f"method: {'; '.join(methods)}; alpha {alpha:g}, threshold {threshold:.0%} on {metric}. "
+             "A regression is significant across runs AND beyond the threshold; requests within a run are not evidence.",
+             *warnings, gate.table(verdicts)]
+    if any(v.p_value is None for v in verdicts):
+        lines.append(f"note: {gate.SINGLE_RUN_NOTE}" + (" (--single-run-fails: over threshold fails)" if single_run_fails else ""))
+    if only:
+        lines.append(f"({len(only)} case(s) on only one side, not compared)")
+    if regressions:
+        lines.append(f"{len(regressions)} regression(s): {metric} worse by > {threshold:.0%}" + ("" if single_run_fails else f" and significant across runs (p < {alpha:g})"))
+    else:
+        lines.append(f"no regression ({metric}, threshold {threshold:.0%}, alpha {alpha:g})")
+    payload = {"mode": "compare", "metric": metric, "threshold": threshold, "alpha": alpha, "warnings": warnings,
+               "verdicts": [v.as_dict() for v in verdicts], "only_one_side": only, "regressions": len(regressions)}
+    _emit(payload, lines, as_json)
+    return EXIT_REGRESSION if regressions else EXIT_OK
+
+
+def history_gate(storage: Path, metric: str, threshold: float, alpha: float, strict: bool = False,
+                 as_json: bool = False, plot_dir: Path | None = None) -> int:
+    """Judge the newest run of every case in a storage folder against its history."""
+    if not Path(storage).is_dir():
+        raise AxonError(f"{storage}: no such folder")
+    cases = runs.load_many([storage])
+    sources = {r.source for rs in cases.values() for r in rs}
+    if len(sources) < 2 and sum(len(rs) for rs in cases.values()) < 2:
+        raise AxonError(f"{storage}: need at least two saved runs to judge a history, found {sum(len(rs) for rs in cases.values())}")
+    changes = [line for case, rs in sorted(cases.items()) for line in context.changes_over(case, [(Path(r.source).name, r.record) for r in rs])]
+    warnings = context.enforce(changes, strict)
+    verdicts = [history.judge_history(case, rs, metric, threshold, alpha) for case, rs in sorted(cases.items())]
+    regressions = [v for v in verdicts if v.regression]
+    lines = [f"storage: {storage} ({len(sources)} file(s), {len(cases)} case(s))",
+             f"method: E-divisive means over each case's runs, permutation test (alpha {alpha:g}); the newest run fails when "
+             f"its segment's median {metric} is worse than the previous segment's by > {threshold:.0%}.",
+             *warnings, history.table(verdicts)]
+    plots: list[str] = []
+    if plot_dir is not None:
+        from axon.verdicts import plot
+
+        plots = [str(p) for p in plot.write_plots(verdicts, threshold, plot_dir)]
+        lines.append(f"plots: {plot_dir} ({len(plots)} file(s))")
+    if regressions:
+        lines.append(f"{len(regressions)} regression(s) in the newest run: {metric} in a new segment worse by > {threshold:.0%}")
+    else:
+        lines.append(f"no regression in the newest run ({metric}, threshold {threshold:.0%}, alpha {alpha:g})")
+    payload = {"mode": "history", "metric": metric, "threshold": threshold, "alpha": alpha, "warnings": warnings,
+               "verdicts": [v.as_dict() for v in verdicts], "plots": plots, "regressions": len(regressions)}
+    _emit(payload, lines, as_json)
+    return EXIT_REGRESSION if regressions else EXIT_OK
