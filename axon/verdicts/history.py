@@ -1,6 +1,10 @@
 """History gate (``axon compare --storage DIR``): change points over every saved run of a case.
 
-Each case's runs (every repeat of every saved file, in time order) form a series per metric.
+Each case's saved runs (files, in time order) form a series per metric: one point per saved
+run, the median of its repeats. The repeats of one CI run share that minute's machine (measured
+2026-11-29: two back-to-back CI runs of unchanged code, 3 repeats each, differed by 33% in p50
+while each run's repeats agreed within a few %), so treating them as separate points would let
+one slow minute open a "significant" segment of its own.
 E-divisive means with a permutation test (:mod:`axon.verdicts.edivisive`) splits the series into
 segments of significantly different level. The newest run fails the gate when it lies in a last
 segment whose median is worse than the previous segment's median by more than the threshold
@@ -10,7 +14,7 @@ point) nor a significant but small shift (under the threshold) fails a build.
 Segment levels are medians, not means: one run slowed 65% by a busy machine (it happens in the
 recorded history in tests/data/history_noise) moves a 5-run mean by 13%, more than the threshold.
 A new segment needs two points (:data:`~axon.verdicts.edivisive.MIN_SEGMENT`), so a single slow run
-never fails the gate on its own; with ``--axon-repeat 3`` one CI run brings three points.
+never fails the gate on its own: a regression must persist over two saved runs.
 """
 
 from __future__ import annotations
@@ -78,8 +82,11 @@ def judge_history(case: str, runs: list[Run], metric: str = "p50_ms", threshold:
     alpha
         Significance level of each change point's permutation test.
     """
-    values = np.array([r.value(metric) for r in runs])
-    sources = tuple(r.source for r in runs)
+    per_source: dict[str, list[float]] = {}
+    for r in runs:  # already in time order, then repeat order
+        per_source.setdefault(r.source, []).append(r.value(metric))
+    values = np.array([float(np.median(v)) for v in per_source.values()])
+    sources = tuple(per_source)
     if len(values) < MIN_HISTORY:
         return HistoryVerdict(case, metric, tuple(values), sources, (), None, float(np.median(values)), None,
                               f"history too short ({len(values)} runs, need {MIN_HISTORY}): not judged", False)
