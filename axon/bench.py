@@ -16,9 +16,9 @@ from pathlib import Path
 import numpy as np
 
 from axon import engines, loadgen, metrics, results, stats
-from axon.engines import EngineRun, native, python
+from axon.engines import EngineRun, direct, native, python
 from axon.engines.python import CLIENT_BOUND_CORES
-from axon.errors import ServerError
+from axon.errors import AxonError, ServerError
 from axon.loadgen import LoadSpec
 from axon.payloads import MAX_DISTINCT_PAYLOADS, build_payloads, reference_outputs
 from axon.server import Endpoints, wait_ready
@@ -92,6 +92,9 @@ def _assemble(spec: LoadSpec, target: Target, run: EngineRun, checking: bool, da
             failures[code] = failures.get(code, 0) + n
     measured_s = max((o["measured_s"] for o in good), default=float("nan"))
     cores = [o["client_cores"] for o in good]
+    cpu_s = sum(o.get("client_cpu_s", math.nan) for o in good)
+    cpu_requests = sum(o.get("client_cpu_requests", 0) for o in good)
+    cpu_us_per_request = cpu_s / cpu_requests * 1e6 if cpu_requests and not math.isnan(cpu_s) else None
     client_bound = any(c > client_bound_cores for c in cores if not math.isnan(c))
     # Every worker sees the same dead server: say each reason once.
     reasons = list(dict.fromkeys([o["incomplete_reason"] for o in good if o["incomplete_reason"]] + errors))
@@ -157,7 +160,13 @@ def _assemble(spec: LoadSpec, target: Target, run: EngineRun, checking: bool, da
         "schedule": schedule,
         "correctness": correctness,
         "verification": verification,
-        "client": {"cores_per_process": cores, "client_bound": client_bound, "threshold_cores": client_bound_cores},
+        "client": {
+            "cores_per_process": cores,
+            "client_bound": client_bound,
+            "threshold_cores": client_bound_cores,
+            "cpu_us_per_request": cpu_us_per_request,
+            "cpu_us_per_row": cpu_us_per_request / spec.rows_per_request if cpu_us_per_request is not None else None,
+        },
         "server_metrics": metrics.delta(before, after).as_dict() if before is not None and after is not None else None,
         "complete": not reasons,
         "incomplete_reason": "; ".join(reasons) or None,
@@ -175,3 +184,31 @@ def _unverified_message(v: dict) -> str:
         f"unverified: Triton counted {v['server_success']:,} successes and {v['server_failures_in_window']:,} failures "
         f"while h2load completed {v['client_completed']:,} requests in the same {v['interval_s']:.2f} s (allowed difference {v['allowed_difference']:,})"
     )
+
+
+def run_direct(
+    model: str,
+    onnx_path: Path,
+    features: np.ndarray,
+    rows_per_request: int = 1,
+    threads: int = 1,
+    duration_s: float = 2.0,
+    warmup_s: float = 0.5,
+    dataset: dict | None = None,
+    on_progress: Progress | None = None,
+    repeat: tuple[int, int] | None = None,
+) -> dict:
+    """The model in-process (no server), as one result record of the same schema, engine ``direct``."""
+    spec = LoadSpec(model, concurrency=1, duration_s=duration_s, warmup_s=warmup_s, rows_per_request=rows_per_request, engine="direct").validate()
+    if threads < 1:
+        raise AxonError(f"threads must be >= 1, got {threads}")
+    run = direct.run(onnx_path, features, rows_per_request, threads, duration_s, warmup_s, on_progress)
+    run.info.update(requested="direct", notice=None)
+    target = Target(Endpoints("in-process"), backend="in-process", version=run.info["version"], batching=None)
+    record = _assemble(spec, target, run, False, dataset, CLIENT_BOUND_CORES * threads, repeat)
+    record["load"]["threads"] = threads
+    # In-process, the client is the whole measurement: "client-bound" (a hot client limiting a
+    # server) does not apply.
+    record["client"]["client_bound"] = False
+    record["correctness"]["method"] = "none needed: the reference itself (local onnxruntime)"
+    return record

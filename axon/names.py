@@ -6,8 +6,11 @@ apart from :mod:`axon.model`.
 
 from __future__ import annotations
 
-# name -> hidden layer sizes. v1 is the small trigger model, v2 the larger one.
-ARCHITECTURES: dict[str, tuple[int, ...]] = {"v1": (64, 32), "v2": (128, 128, 64)}
+# name -> hidden layer sizes. v1 is the small trigger model, v2 the larger one; v3 (optional,
+# `axon train --models v1,v2,v3`, ~410k parameters) is big enough that running it in-process
+# costs a CPU client more than a remote call does, so the direct-vs-service break-even shows.
+ARCHITECTURES: dict[str, tuple[int, ...]] = {"v1": (64, 32), "v2": (128, 128, 64), "v3": (512, 512, 256)}
+DEFAULT_VERSIONS = ("v1", "v2")
 MODEL_PREFIX = "particle_classifier_"
 
 

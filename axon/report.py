@@ -28,11 +28,15 @@ PLOTS = {
     "cdf": "latency_cdf.png",
     "rate": "latency_vs_throughput.png",
     "breakdown": "server_breakdown.png",
+    "direct": "direct_vs_service.png",
 }
 
 
 def _part(runs: list[dict], part: str) -> list[dict]:
     return [r for r in runs if r.get("study", {}).get("part") == part]
+
+
+CLOSED_PARTS = ("sweep", "models")  # the closed-loop comparisons (not direct-vs-service's c=1 cases)
 
 
 def _sweep(runs: list[dict], batching: str, model: str = "particle_classifier_v1") -> dict[int, list[dict]]:
@@ -48,7 +52,7 @@ def _at(runs: list[dict], model: str, batching: str, concurrency: int) -> list[d
     return [
         r
         for r in runs
-        if r["model"] == model and r["batching"] == batching and r["load"]["mode"] == "closed" and r["load"]["concurrency"] == concurrency and r.get("study", {}).get("part") != "capacity"
+        if r["model"] == model and r["batching"] == batching and r["load"]["mode"] == "closed" and r["load"]["concurrency"] == concurrency and r.get("study", {}).get("part") in CLOSED_PARTS
     ]
 
 
@@ -149,6 +153,70 @@ def capacity_markdown(runs: list[dict]) -> str:
             f"| {model} | {batching} | {_fmt(e['max_rate'], 0)} req/s | {e['runs_at_max'] or '–'} | {_fmt(e['p99_at_max'])} ms | {_fmt(e['first_fail'], 0)} | {e['runs_at_fail'] or '–'} | {e['stopped_by'] or '–'} |"
         )
     return "\n".join(lines) + "\n\n_a rate holds when at least half of its runs pass; the boundary is confirmed with repeats_"
+
+
+# ----------------------------------------------------------------------------- direct vs service
+
+
+def direct_vs_service(runs: list[dict]) -> list[dict]:
+    """Per model and rows per request: client CPU per row in-process and through Triton.
+
+    Every number is a median over that case's repeats, computed from the records' own
+    ``client.cpu_us_per_row`` and latencies. ``break_even_us_per_row`` is the native client's
+    CPU per row for a remote call: a model that costs more than that per row in-process is
+    cheaper for the client to offload.
+    """
+    out = []
+    direct = repeats.group(_part(runs, "direct"), key=lambda r: f"{r['model']}|{r['load']['rows_per_request']}")
+    service = _part(runs, "service")
+    for key, group in direct.items():
+        model, rows = key.split("|")
+        row = {"model": model, "rows": int(rows), "direct_cpu_us_per_row": _median(r["client"]["cpu_us_per_row"] for r in group)}
+        for engine in ("native", "python"):
+            svc = [r for r in service if r["model"] == model and r["load"]["rows_per_request"] == int(rows) and r["engine"]["name"] == engine]
+            row[f"{engine}_cpu_us_per_row"] = _median(r["client"]["cpu_us_per_row"] for r in svc)
+            row[f"{engine}_p50_ms"] = _median(r["latency_ms"]["p50"] for r in svc)
+            row[f"{engine}_p99_ms"] = _median(r["latency_ms"]["p99"] for r in svc)
+            row[f"{engine}_runs"] = len(svc)
+        row["break_even_us_per_row"] = row["native_cpu_us_per_row"]
+        out.append(row)
+    return out
+
+
+def _times(a: float | None, b: float | None) -> str:
+    return f"{a / b:,.1f}×" if a is not None and b else "–"
+
+
+def direct_markdown(runs: list[dict]) -> str:
+    rows = direct_vs_service(runs)
+    if not rows:
+        return "_no direct-vs-service cases in these results_"
+    lines = [
+        "| model | rows/request | direct CPU µs/row | service CPU µs/row, native client | service CPU µs/row, python client | service p50 ms (native) | service p99 ms (native) | break-even model cost µs/row |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for r in rows:
+        lines.append(
+            f"| {r['model']} | {r['rows']} | {_fmt(r['direct_cpu_us_per_row'], 3)} | {_fmt(r['native_cpu_us_per_row'], 3)} | {_fmt(r['python_cpu_us_per_row'], 3)} "
+            f"| {_fmt(r['native_p50_ms'], 3)} | {_fmt(r['native_p99_ms'], 3)} | {_fmt(r['break_even_us_per_row'], 3)} |"
+        )
+    lines += ["", "_client CPU = the client process's user+system time per row (direct: onnxruntime, 1 thread, in-process; service: Triton batching on, "
+              "one request in flight); median over repeats. Offloading saves client CPU for a model that costs more per row in-process than the break-even._", ""]
+    lines += direct_sentences(rows)
+    return "\n".join(lines)
+
+
+def direct_sentences(rows: list[dict]) -> list[str]:
+    """One plain sentence per model, at one row per request (one event, one jet)."""
+    out = []
+    for r in (r for r in rows if r["rows"] == min(x["rows"] for x in rows if x["model"] == r["model"])):
+        short = r["model"].removeprefix("particle_classifier_")
+        out.append(
+            f"- For {short}, at {r['rows']} row per request, a remote call costs the client {_times(r['native_cpu_us_per_row'], r['direct_cpu_us_per_row'])} "
+            f"the CPU of running the model in-process with a native client, and {_times(r['python_cpu_us_per_row'], r['direct_cpu_us_per_row'])} with a Python one; "
+            f"offloading would pay only for a model costing more than {_fmt(r['break_even_us_per_row'], 1)} µs per row in-process."
+        )
+    return out
 
 
 # ----------------------------------------------------------------------------- plots
@@ -299,8 +367,35 @@ def plot_breakdown(runs: list[dict]):
     return fig
 
 
+def plot_direct(runs: list[dict]):
+    """Client CPU per row against rows per request, direct vs service, one panel per model (log-log)."""
+    rows = direct_vs_service(runs)
+    models = sorted({r["model"] for r in rows})
+    fig, axes = plt.subplots(1, max(len(models), 1), figsize=(5 * max(len(models), 1), 4), squeeze=False)
+    styles = {"direct_cpu_us_per_row": ("direct (in-process, 1 thread)", "k-o"), "native_cpu_us_per_row": ("service, native client", "C0-s"), "python_cpu_us_per_row": ("service, python client", "C1-^")}
+    for ax, model in zip(axes[0], models):
+        mine = sorted((r for r in rows if r["model"] == model), key=lambda r: r["rows"])
+        for key, (label, style) in styles.items():
+            points = [(r["rows"], r[key]) for r in mine if r[key]]
+            if points:
+                ax.plot(*zip(*points), style, label=label)
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_xticks([r["rows"] for r in mine], [str(r["rows"]) for r in mine])
+        ax.set_xlabel("rows per request")
+        ax.set_ylabel("client CPU per row (µs)")
+        ax.set_title(f"{model.removeprefix('particle_classifier_')}: client CPU per row, direct vs service")
+        ax.grid(alpha=0.3, which="both")
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
 def figures(runs: list[dict]) -> dict:
-    return {"sweep": plot_sweep(runs), "ab": plot_ab(runs), "cdf": plot_cdf(runs), "rate": plot_rate(runs), "breakdown": plot_breakdown(runs)}
+    figs = {"sweep": plot_sweep(runs), "ab": plot_ab(runs), "cdf": plot_cdf(runs), "rate": plot_rate(runs), "breakdown": plot_breakdown(runs)}
+    if _part(runs, "direct"):
+        figs["direct"] = plot_direct(runs)
+    return figs
 
 
 def markdown(runs: list[dict]) -> str:
@@ -338,6 +433,11 @@ def markdown(runs: list[dict]) -> str:
             capacity_markdown(runs),
             "",
             f"![rate]({PLOTS['rate']})",
+            "",
+            "## Direct vs service",
+            direct_markdown(runs),
+            "",
+            f"![direct]({PLOTS['direct']})" if _part(runs, "direct") else "",
             "",
             "## Server-side breakdown",
             breakdown_table(runs),

@@ -14,7 +14,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from axon import backends, results, slo
-from axon.bench import Target, run_case
+from axon.bench import Target, run_case, run_direct
 from axon.errors import AxonError
 from axon.loadgen import LoadSpec
 from axon.names import model_name
@@ -25,6 +25,8 @@ SWEEP = (1, 4, 16, 64, 128, 256)
 COMPARE_AT = 64
 FALLBACK_P50_MS = 7.0
 FALLBACK_P99_MS = 25.0
+DIRECT_ROWS = (1, 16, 256)
+SERVICE_ENGINES = ("native", "python")  # what a remote call costs the client, per engine
 
 
 @dataclass(frozen=True)
@@ -40,6 +42,8 @@ class StudyPlan:
     capacity_start_rps: float = 500.0
     capacity_max_rps: float = 64_000.0
     capacity_bisect_steps: int = 2
+    direct_rows: tuple[int, ...] = DIRECT_ROWS  # rows per request for direct vs service; () skips it
+    direct_duration_s: float = 1.5  # short windows: this part has many small cases
     p50_budget_ms: float = FALLBACK_P50_MS
     p99_budget_ms: float = FALLBACK_P99_MS
     budgets_from: str = "defaults"
@@ -71,9 +75,15 @@ class Study:
     def _case(self, server, batching: str, part: str, spec: LoadSpec, repeat: tuple[int, int] | None = None) -> dict:
         target = Target(server.endpoints, server.backend, server.version, batching)
         record = run_case(spec, target, self.features, self.artifacts / "models" / spec.model / "model.onnx", self.dataset, repeat=repeat)
+        self._keep(record, part)
+        return record
+
+    def _keep(self, record: dict, part: str) -> None:
+        """Tag, save (after every case: nothing measured is lost) and log one record."""
         record["study"] = {"part": part, "plan": {"p50_budget_ms": self.plan.p50_budget_ms, "p99_budget_ms": self.plan.p99_budget_ms, "compare_at": self.plan.compare_at, "repeat": self.plan.repeat}}
         self.runs.append(record)
-        results.write_results(self.path, self.runs)  # after every case: nothing measured is lost
+        results.write_results(self.path, self.runs)
+        repeat = (record["repeat"]["index"], record["repeat"]["of"]) if record.get("repeat") else None
         lat = record["latency_ms"]
         flag = "" if record["passed"] else "  [" + "; ".join(record["verdicts"] or [record["incomplete_reason"] or ""]) + "]"
         rep = f" #{repeat[0] + 1}" if repeat else ""
@@ -83,7 +93,6 @@ class Study:
             self.log(f"  notice: {record['engine']['notice']}")
         if not record["complete"]:
             raise AxonError(f"study stopped: run incomplete ({record['incomplete_reason']}); partial results in {self.path}")
-        return record
 
     def _spec(self, version: str, **load) -> LoadSpec:
         p = self.plan
@@ -109,10 +118,34 @@ class Study:
             for version in p.models:
                 if version != "v1" or p.compare_at not in p.sweep:
                     self._interleaved(servers, "models", self._spec(version, concurrency=p.compare_at))
+            if p.direct_rows:
+                self.direct_vs_service(servers["on"])
             for batching, server in servers.items():
                 for version in p.models:
                     self.capacity(server, batching, version)
         return self.runs
+
+    def direct_vs_service(self, server) -> None:
+        """The same model in-process and through Triton (batching on, c=1), per rows per request.
+
+        Direct: onnxruntime with one thread in this process. Service: one request in flight, on
+        each engine (a native client and a Python one cost the client very different CPU), all
+        interleaved repeat by repeat. The report turns these records into client CPU per row and
+        the break-even model cost.
+        """
+        p = self.plan
+        n = p.repeat
+        for version in p.models:
+            name = model_name(version)
+            onnx_path = self.artifacts / "models" / name / "model.onnx"
+            for rows in p.direct_rows:
+                for index in range(n):
+                    repeat = (index, n) if n > 1 else None
+                    record = run_direct(name, onnx_path, self.features, rows, 1, p.direct_duration_s, p.warmup_s / 2, self.dataset, repeat=repeat)
+                    self._keep(record, "direct")
+                    for engine in SERVICE_ENGINES:
+                        spec = replace(self._spec(version, concurrency=1, rows_per_request=rows), engine=engine, duration_s=p.direct_duration_s, warmup_s=p.warmup_s / 2)
+                        self._case(server, "on", "service", spec, repeat)
 
     def capacity(self, server, batching: str, version: str) -> float | None:
         """Highest offered Poisson rate whose p99 stays within budget: double, bisect, confirm.

@@ -41,7 +41,7 @@ def _slo_file(tmp_path: Path, text: str, name: str = "slo.toml") -> str:
 SLO_CASES = {
     "batching-upper-case": ("slo.toml", '[[slo]]\nbatching = "ON"\np50_ms = 7\n', "batching must be one of on, off, got 'ON'"),
     "mode-misspelt": ("slo.toml", '[[slo]]\nmode = "closd"\np50_ms = 7\n', "mode must be one of closed, open"),
-    "model-unknown": ("slo.toml", '[[slo]]\nmodel = "v3"\np50_ms = 7\n', "model 'v3' is not a known model; known: particle_classifier_v1"),
+    "model-unknown": ("slo.toml", '[[slo]]\nmodel = "v7"\np50_ms = 7\n', "model 'v7' is not a known model; known: particle_classifier_v1"),
     "limit-bool": ("slo.toml", "[[slo]]\np50_ms = true\n", "p50_ms must be a number, got True"),
     "limit-negative": ("slo.toml", "[[slo]]\np99_ms = -1\n", "p99_ms must be >= 0"),
     "error-rate-percent": ("slo.toml", "[[slo]]\nmax_error_rate = 5\n", "max_error_rate is a fraction between 0 and 1"),
@@ -83,9 +83,9 @@ CLI_CASES = {
     "train-too-few-rows": (lambda t: ["train", "--rows", "100", "--out", str(t / "out")], "training needs at least 304 rows, got 100"),
     "train-one-class": (lambda t: ["train", "--dataset", _one_class_csv(t), "--rows", "400", "--out", str(t / "out")], "has 0 background rows"),
     "bench-unknown-model": (
-        lambda t: ["bench", "--model", "v3", "--duration", "1", "--output", str(t / "out" / "r.json"),
+        lambda t: ["bench", "--model", "v7", "--duration", "1", "--output", str(t / "out" / "r.json"),
                    "--artifacts", str(_repository_with(embedded_repository(t / "art", "on"), "particle_classifier_v1").parents[2])],
-        "model(s) 'v3' not in the repository",
+        "model(s) 'v7' not in the repository",
     ),
     "serve-model-not-in-repository": (
         lambda t: ["serve", "--repository", str(_repository_with(t / "repo", "particle_classifier_v1")), "--models", "v2"],

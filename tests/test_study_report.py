@@ -17,7 +17,7 @@ pytestmark = pytest.mark.server
 @pytest.fixture(scope="module")
 def study_dir(artifacts, tmp_path_factory):
     out = tmp_path_factory.mktemp("study")
-    plan = StudyPlan(sweep=(1, 4), compare_at=4, duration_s=0.6, warmup_s=0.2, capacity_start_rps=150.0, capacity_max_rps=300.0, capacity_bisect_steps=1, p99_budget_ms=500.0, repeat=2)
+    plan = StudyPlan(sweep=(1, 4), compare_at=4, duration_s=0.6, warmup_s=0.2, capacity_start_rps=150.0, capacity_max_rps=300.0, capacity_bisect_steps=1, p99_budget_ms=500.0, repeat=2, direct_rows=(1, 4), direct_duration_s=0.4)
     Study(artifacts, out, plan, log=lambda s: None).run()
     report.write_report(out)
     return out
@@ -29,10 +29,13 @@ def test_study_records_every_part(study_dir):
     assert parts.count("sweep") == 8  # 2 concurrencies x 2 batching modes x 2 repeats
     assert parts.count("models") == 4  # v2 at c=4, on and off, 2 repeats (v1 is in the sweep)
     assert parts.count("capacity") >= 8  # 2 models x 2 modes x (150/s, 300/s at least)
+    assert parts.count("direct") == 8  # 2 models x 2 rows-per-request x 2 repeats
+    assert parts.count("service") == 16  # the same on the native and the python engine
+    assert {r["engine"]["name"] for r in runs if r["study"]["part"] == "service"} == {"native", "python"}
     # Interleaved: ON, OFF, ON, OFF for each case, repeats numbered.
     sweep = [(r["load"]["concurrency"], r["batching"], r["repeat"]["index"]) for r in runs if r["study"]["part"] == "sweep"]
     assert sweep[:4] == [(1, "on", 0), (1, "off", 0), (1, "on", 1), (1, "off", 1)]
-    closed = [r for r in runs if r["load"]["mode"] == "closed"]
+    closed = [r for r in runs if r["load"]["mode"] == "closed" and r["study"]["part"] != "direct"]
     assert {r["engine"]["name"] for r in closed} <= {"native", "python"} and all(r["engine"]["name"] == "python" for r in runs if r["load"]["mode"] == "open")
     assert all(r["dataset"]["name"] == "synthetic" for r in runs)
     table = capacity_table(runs, 500.0)
@@ -92,3 +95,38 @@ def test_report_cli(study_dir, tmp_path):
     done = run_axon("report", str(study_dir))
     assert done.returncode == 0 and "Concurrency sweep" in done.stdout
     assert_clean_error(run_axon("report", str(tmp_path)), "no study.json")
+
+
+def test_direct_vs_service_numbers_come_from_the_records(study_dir):
+    import statistics
+
+    runs = json.loads((study_dir / STUDY_FILE).read_text())["runs"]
+    rows = report.direct_vs_service(runs)
+    assert {(r["model"], r["rows"]) for r in rows} == {(m, k) for m in ("particle_classifier_v1", "particle_classifier_v2") for k in (1, 4)}
+    for row in rows:
+        mine = [r for r in runs if r["model"] == row["model"] and r["load"]["rows_per_request"] == row["rows"]]
+        direct = [r["client"]["cpu_us_per_row"] for r in mine if r["study"]["part"] == "direct"]
+        native = [r for r in mine if r["study"]["part"] == "service" and r["engine"]["name"] == "native"]
+        assert row["direct_cpu_us_per_row"] == statistics.median(direct) > 0
+        assert row["native_cpu_us_per_row"] == statistics.median(r["client"]["cpu_us_per_row"] for r in native) > 0
+        assert row["native_p50_ms"] == statistics.median(r["latency_ms"]["p50"] for r in native)
+        assert row["break_even_us_per_row"] == row["native_cpu_us_per_row"] and row["native_runs"] == 2
+        # CPU per row is CPU per request over the rows each request carries.
+        assert all(r["client"]["cpu_us_per_row"] == r["client"]["cpu_us_per_request"] / row["rows"] for r in native)
+    text = (study_dir / "report.md").read_text()
+    section = text.split("## Direct vs service")[1].split("##")[0]
+    first = rows[0]
+    assert f"| {first['model']} | {first['rows']} | {first['direct_cpu_us_per_row']:,.3f} |" in section
+    assert section.count("- For v") == 2 and "the CPU of running the model in-process" in section
+
+
+def test_direct_plot_objects(study_dir):
+    runs = json.loads((study_dir / STUDY_FILE).read_text())["runs"]
+    fig = report.plot_direct(runs)
+    assert len(fig.axes) == 2
+    for ax in fig.axes:
+        assert _labels(ax) == ("rows per request", "client CPU per row (µs)")
+        assert ax.get_xscale() == "log" and ax.get_yscale() == "log"
+        assert [ln.get_label() for ln in ax.get_lines()] == ["direct (in-process, 1 thread)", "service, native client", "service, python client"]
+        assert list(ax.get_lines()[0].get_xdata()) == [1, 4]
+    matplotlib.pyplot.close(fig)

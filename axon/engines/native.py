@@ -40,6 +40,7 @@ import numpy as np
 import psutil
 
 from axon import stats
+from axon.cpu import process_cpu_s
 from axon.engines import H2LOAD, EngineRun, h2load_version
 from axon.errors import AxonError, ServerError
 from axon.loadgen import LoadSpec
@@ -134,8 +135,8 @@ def parse_summary(stdout: str) -> dict[str, int]:
 class _Scrapes:
     """Triton's counters and h2load's CPU, sampled together at one moment inside the window."""
 
-    def __init__(self, scrape: Scrape, proc: psutil.Process):
-        self.scrape, self.proc = scrape, proc
+    def __init__(self, scrape: Scrape, pid: int):
+        self.scrape, self.pid = scrape, pid
         self.samples: list[dict] = []
         self.error: str | None = None
 
@@ -143,7 +144,7 @@ class _Scrapes:
         t0 = time.time()
         cpu = None
         with contextlib.suppress(psutil.Error):
-            cpu = sum(self.proc.cpu_times()[:2])
+            cpu = process_cpu_s(self.pid)
         try:
             metrics = self.scrape()
         except ServerError as exc:
@@ -180,7 +181,7 @@ def run(
             raise ServerError(f"native engine: cannot read Triton's counters before the run: {exc}") from None
         launched = time.time()
         proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        scrapes = _Scrapes(scrape, psutil.Process(proc.pid))
+        scrapes = _Scrapes(scrape, proc.pid)
         window_start = launched + spec.warmup_s
         margin = min(SCRAPE_MARGIN_S, spec.duration_s * SCRAPE_MARGIN_FRACTION)
         plan = [window_start + margin, window_start + spec.duration_s - margin]
@@ -297,6 +298,9 @@ def _outcome(spec, rows, returncode, stdout, stderr, scrapes, pre, post, post_er
         "measured_s": measured_s,
         # Per h2load thread: each runs one event loop, so a thread near one core is the limit.
         "client_cores": cores / threads,
+        # h2load's CPU between the two scrapes and the requests completed between them.
+        "client_cpu_s": cpu[1] - cpu[0] if len(cpu) == 2 else math.nan,
+        "client_cpu_requests": verification.get("client_completed", 0),
         "incomplete_reason": "; ".join(dict.fromkeys(reasons)) or None,
     }
     return outcome, {"verification": verification, "h2load_summary": summary}

@@ -20,9 +20,9 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-import psutil
 
 from axon import loadgen, stats
+from axon.cpu import own_cpu_s
 from axon.engines import EngineRun
 from axon.errors import AxonError, ServerError
 from axon.loadgen import LoadSpec, Outcome, Recorder
@@ -101,7 +101,6 @@ async def _run(job: WorkerJob, stop_flag: Any, progress: Any, barrier: Any) -> d
     window_start, window_end = loadgen.window_bounds(t0, spec.warmup_s, spec.duration_s, spec.requests)
     recorder = Recorder(window_start, window_end, checker, spec.sample_every)
     stop = asyncio.Event()
-    me = psutil.Process()
     cpu: dict[str, float] = {}
     reason: list[str] = []
 
@@ -110,8 +109,7 @@ async def _run(job: WorkerJob, stop_flag: Any, progress: Any, barrier: Any) -> d
         while not stop.is_set():
             now = clock()
             if "start" not in cpu and now >= window_start:
-                t = me.cpu_times()
-                cpu.update(start=t.user + t.system, start_wall=now)
+                cpu.update(start=own_cpu_s(), start_wall=now)
             if progress is not None:
                 progress[2 * job.index] = recorder.sent
                 progress[2 * job.index + 1] = recorder.latency.get_value_at_percentile(99) / 1e3 if recorder.ok else 0.0
@@ -120,11 +118,12 @@ async def _run(job: WorkerJob, stop_flag: Any, progress: Any, barrier: Any) -> d
                 stop.set()
             if now >= window_end:
                 return
-            await asyncio.sleep(min(loadgen.PROGRESS_INTERVAL_S, max(window_end - now, 0.001)) if window_end != float("inf") else loadgen.PROGRESS_INTERVAL_S)
+            # Wake at the window's start (the CPU sample must line up with it) and at its end.
+            next_edge = window_start if "start" not in cpu else window_end
+            await asyncio.sleep(min(loadgen.PROGRESS_INTERVAL_S, max(next_edge - now, 0.001)))
 
     def window_closed() -> None:
-        t = me.cpu_times()
-        cpu.update(end=t.user + t.system, end_wall=clock())
+        cpu.update(end=own_cpu_s(), end_wall=clock())
 
     monitor_task = asyncio.ensure_future(monitor())
     try:
@@ -156,6 +155,9 @@ async def _run(job: WorkerJob, stop_flag: Any, progress: Any, barrier: Any) -> d
         "mismatches": recorder.mismatches,
         "measured_s": measured_s,
         "client_cores": cores,
+        # CPU over the window and the requests it paid for: the client's cost per request.
+        "client_cpu_s": cpu["end"] - cpu["start"] if "start" in cpu and "end" in cpu else float("nan"),
+        "client_cpu_requests": recorder.sent,
         "incomplete_reason": reason[0] if reason else None,
     }
 
