@@ -78,7 +78,7 @@ def history_gate(storage: Path, metric: str, threshold: float, alpha: float, str
     verdicts = [history.judge_history(case, rs, metric, threshold, alpha) for case, rs in sorted(cases.items())]
     regressions = [v for v in verdicts if v.regression]
     lines = [f"storage: {storage} ({len(sources)} file(s), {len(cases)} case(s))",
-             f"method: E-divisive means over each case's runs, permutation test (alpha {alpha:g}); the newest run fails when "
+             f"method: E-divisive means over each case's saved runs (one point each: the median of its repeats), permutation test (alpha {alpha:g}); the newest run fails when "
              f"its segment's median {metric} is worse than the previous segment's by > {threshold:.0%}.",
              *warnings, history.table(verdicts)]
     plots: list[str] = []
