@@ -43,7 +43,7 @@ class StudyPlan:
     capacity_max_rps: float = 64_000.0
     capacity_bisect_steps: int = 2
     direct_rows: tuple[int, ...] = DIRECT_ROWS  # rows per request for direct vs service; () skips it
-    direct_duration_s: float = 1.5  # short windows: this part has many small cases
+    direct_duration_s: float = 1.0  # short windows: this part has many small cases
     p50_budget_ms: float = FALLBACK_P50_MS
     p99_budget_ms: float = FALLBACK_P99_MS
     budgets_from: str = "defaults"

@@ -82,3 +82,41 @@ def test_docker_cases_skip_with_the_reason(pytester, artifacts):
     result = pytester.runpytest_subprocess(*_args(artifacts, "--triton=docker", "-rs"))
     assert result.ret == pytest.ExitCode.OK
     result.stdout.fnmatch_lines([f"*SKIPPED*{reason[:40]}*"])
+
+
+@pytest.mark.server
+def test_terminal_shows_real_throughput_engine_and_repeats(pytester, artifacts):
+    pytester.makepyfile(CASE)
+    out = pytester.path / "out.json"
+    result = pytester.runpytest_subprocess(*_args(artifacts, "--axon-repeat", "2", f"--benchmark-json={out}"))
+    assert result.ret == pytest.ExitCode.OK
+    (bench,) = json.loads(out.read_text())["benchmarks"]
+    record = bench["extra_info"]["axon"]
+    assert len(record["repeats"]) == 2 and [r["repeat"]["index"] for r in record["repeats"]] == [0, 1]
+    assert record["requests"]["ok"] == sum(r["requests"]["ok"] for r in record["repeats"]) == bench["stats"]["rounds"]
+    engine = record["engine"]["name"]
+    # The axon section: the case's real req/s as median [min-max] over repeats, the engine, the verdict.
+    result.stdout.re_match_lines([r"test_case\s+[\d,]+ \[[\d,]+–[\d,]+\]\s+.*\s" + engine + r"\s+ok$", r"1 case\(s\): 0 failing, 0 client-bound"])
+
+
+@pytest.mark.server
+def test_benchmark_compare_fail_judges_request_latency(pytester, artifacts):
+    """pytest-benchmark's own gate reads these records: its columns are request latencies."""
+    pytester.makepyfile(CASE)
+    storage = pytester.path / "history"
+    saved = pytester.runpytest_subprocess(*_args(artifacts, "--benchmark-autosave", f"--benchmark-storage=file://{storage}"))
+    assert saved.ret == pytest.ExitCode.OK
+    (path,) = storage.rglob("0001_*.json")
+    lenient = pytester.runpytest_subprocess(*_args(artifacts, f"--benchmark-storage=file://{storage}", "--benchmark-compare=0001", "--benchmark-compare-fail=median:1000%"))
+    assert lenient.ret == pytest.ExitCode.OK
+    # Make the saved run 100x faster than any real one: the new run's median request latency regressed.
+    payload = json.loads(path.read_text())
+    stats = payload["benchmarks"][0]["stats"]
+    for key in ("min", "max", "mean", "median", "q1", "q3", "iqr", "stddev"):
+        stats[key] = stats[key] / 100
+    path.write_text(json.dumps(payload))
+    strict = pytester.runpytest_subprocess(*_args(artifacts, f"--benchmark-storage=file://{storage}", "--benchmark-compare=0001", "--benchmark-compare-fail=median:10%"))
+    assert strict.ret != pytest.ExitCode.OK
+    # pytest-benchmark reports it by raising PerformanceRegression from its terminal summary.
+    output = strict.stdout.str() + strict.stderr.str()
+    assert "Performance has regressed" in output and "median" in output
