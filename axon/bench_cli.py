@@ -129,8 +129,6 @@ def command(args: argparse.Namespace) -> int:
     for spec in specs:
         if choice.name == "native":
             native.topology(spec.concurrency, args.connections)
-    output = args.output or results.default_output(Path("results"), "bench")
-    results.check_writable(output)  # before the load: a run must never be measured, then lost
     artifacts = resolve_artifacts(args.artifacts)
     if artifacts is None and not args.url:
         raise AxonError("no artifacts: run `axon train` first (it writes ./artifacts), or give --artifacts DIR, or --url for a running server")
@@ -139,22 +137,30 @@ def command(args: argparse.Namespace) -> int:
         print(f"axon: notice: {dataset['notice']}", file=sys.stderr)
     reference = artifacts / "models" / args.model / "model.onnx" if artifacts else None
     modes = ["on", "off"] if args.ab else [args.batching or "on"]
+    servers = {
+        mode: backends.make_server(
+            "external" if args.url else args.backend or "embedded",
+            batching=mode,
+            models=None if args.url else [args.model],
+            artifacts=artifacts or Path("artifacts"),
+            url=args.url,
+            metrics_url=args.metrics_url,
+            tls=args.tls,
+            headers=dict(args.header),
+        )
+        for mode in modes
+    }
+    for server in servers.values():
+        if hasattr(server, "check_models"):  # an unknown model is said now, not after a start
+            server.check_models()
+    output = args.output or results.default_output(Path("results"), "bench")
+    results.check_writable(output)  # before the load: a run must never be measured, then lost
     runs: list[dict] = []
     exit_code = 0
     try:
         with contextlib.ExitStack() as stack:
             targets = {}
-            for mode in modes:
-                server = backends.make_server(
-                    "external" if args.url else args.backend or "embedded",
-                    batching=mode,
-                    models=None if args.url else [args.model],
-                    artifacts=artifacts or Path("artifacts"),
-                    url=args.url,
-                    metrics_url=args.metrics_url,
-                    tls=args.tls,
-                    headers=dict(args.header),
-                )
+            for mode, server in servers.items():
                 started = time.monotonic()
                 if not args.url:  # a server axon starts takes seconds: say so, rather than sit silent
                     print(f"starting {server.backend} Triton (batching {mode})…", file=sys.stderr, flush=True)

@@ -211,6 +211,22 @@ def _cmd_study(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_merge(args: argparse.Namespace) -> int:
+    from axon import merge, results
+
+    runs = merge.merge_files(args.files)
+    results.check_writable(args.output)
+    results.write_results(args.output, runs)
+    for r in runs:
+        lat = r["latency_ms"]
+        print(
+            f"{merge.case_key(r)}: {r['merged']['from']} runs ({', '.join(r['merged']['hosts'])}) -> "
+            f"{r['throughput_rps']:,.0f} req/s, p50 {lat['p50']:.2f} ms, p99 {lat['p99']:.2f} ms, {r['requests']['ok']:,} ok"
+        )
+    print(f"merged: {args.output}")
+    return 0
+
+
 def _cmd_report(args: argparse.Namespace) -> int:
     from axon import report
 
@@ -294,6 +310,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--capacity-start", type=positive_float, default=500.0, help="first offered rate of the capacity search (default 500/s)")
     p.add_argument("--pyproject", type=Path, default=Path("pyproject.toml"), help="where the [[tool.axon.slo]] budgets are")
     p.set_defaults(func=_cmd_study)
+
+    p = sub.add_parser("merge", help="merge runs of the same cases measured side by side on several hosts (exact, through the histograms)", formatter_class=_HelpFormatter)
+    p.add_argument("files", nargs="+", type=Path, metavar="FILE", help="results files, one per host, holding the same cases")
+    p.add_argument("--output", type=Path, required=True, help="the merged results file")
+    p.set_defaults(func=_cmd_merge)
 
     p = sub.add_parser("report", help="tables and plots from a study's folder or any axon results file (bench, sweep, A/B, merged)", formatter_class=_HelpFormatter)
     p.add_argument("path", type=Path, nargs="?", default=Path("results"), help="the folder `axon study --out` wrote, or a results JSON file")

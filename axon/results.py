@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
 import os
@@ -65,16 +66,21 @@ def check_writable(path: Path) -> None:
     """Fail before the load, not after it, on a results file that can't be written.
 
     The file is written atomically (a temporary file beside it, then a rename), so what must
-    be writable is its folder; it is created here as it would be at the first write.
+    be writable is its folder: a probe file is made there. Folders made for the probe are
+    kept when it succeeds (the first write would make them) and removed when it fails.
     """
     path = Path(path)
     if path.is_dir():
         raise AxonError(f"cannot write results to {path}: it is a folder; give a file name")
+    missing = [p for p in [path.parent, *path.parent.parents] if not p.exists()]
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         with tempfile.NamedTemporaryFile(dir=path.parent, prefix=".axon-probe-"):
             pass
     except OSError as exc:
+        for folder in missing:  # innermost first
+            with contextlib.suppress(OSError):
+                folder.rmdir()
         raise AxonError(f"cannot write results to {path}: {exc.strerror or exc}") from None
 
 

@@ -6,6 +6,7 @@ Each bad input goes through the real command line, in a child process, as a user
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import re
 import shutil
@@ -15,6 +16,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import psutil
 import pytest
 
@@ -23,6 +25,7 @@ from axon import atomic, data
 from axon.backends import embedded_repository
 from axon.cli import build_parser
 from axon.errors import ServerError
+from axon.pipeline import VALIDATION_ROWS_FILE
 from axon.server import EmbeddedServer
 from tests.helpers import assert_clean_error, run_axon
 
@@ -79,17 +82,73 @@ def _one_class_csv(tmp_path: Path) -> str:
     return str(path)
 
 
+def _fake_artifacts(where: Path, *models: str) -> Path:
+    """What axon's checks read before any server starts: validation rows and repository configs."""
+    _repository_with(embedded_repository(where, "on"), *models)
+    where.mkdir(parents=True, exist_ok=True)
+    np.savez(where / VALIDATION_ROWS_FILE, features=np.zeros((8, 28), dtype=np.float32), labels=np.zeros(8))
+    return where
+
+
+def _results_file(where: Path, concurrency: int) -> str:
+    """A results file holding one (minimal) run: enough for the checks merge makes before merging."""
+    run = {"model": "particle_classifier_v1", "batching": "on", "load": {"mode": "closed", "concurrency": concurrency}, "repeat": None}
+    path = where / f"c{concurrency}.json"
+    path.write_text(json.dumps({"schema_version": 1, "runs": [run]}))
+    return str(path)
+
+
+def _text_file(where: Path) -> str:
+    (where / "notes.txt").write_text("not json\n")
+    return str(where / "notes.txt")
+
+
+QUICK_BENCH = ["--duration", "1", "--warmup", "0"]
+
 CLI_CASES = {
     "train-too-few-rows": (lambda t: ["train", "--rows", "100", "--out", str(t / "out")], "training needs at least 304 rows, got 100"),
     "train-one-class": (lambda t: ["train", "--dataset", _one_class_csv(t), "--rows", "400", "--out", str(t / "out")], "has 0 background rows"),
     "bench-unknown-model": (
-        lambda t: ["bench", "--model", "v3", "--duration", "1", "--output", str(t / "out" / "r.json"),
-                   "--artifacts", str(_repository_with(embedded_repository(t / "art", "on"), "particle_classifier_v1").parents[2])],
+        lambda t: ["bench", "--model", "v3", *QUICK_BENCH, "--output", str(t / "out" / "r.json"), "--artifacts", str(_fake_artifacts(t / "art", "particle_classifier_v1"))],
         "model(s) 'v3' not in the repository",
     ),
     "serve-model-not-in-repository": (
         lambda t: ["serve", "--repository", str(_repository_with(t / "repo", "particle_classifier_v1")), "--models", "v2"],
         "'particle_classifier_v2' not in the repository",
+    ),
+    # A path the user gave that does not exist is an error, never a reason to measure something else.
+    "bench-artifacts-missing": (lambda t: ["bench", "--artifacts", str(t / "nonexistent-art"), *QUICK_BENCH], "--artifacts {t}/nonexistent-art: no such folder"),
+    "bench-artifacts-not-trained": (lambda t: ["bench", "--artifacts", str(t), "--url", "127.0.0.1:1", "--engine", "python", *QUICK_BENCH], "--artifacts {t}: no validation_rows.npz there"),
+    "bench-output-unwritable": (
+        lambda t: ["bench", "--artifacts", str(_fake_artifacts(t / "art", "particle_classifier_v1")), "--output", "/proc/x/y.json", *QUICK_BENCH],
+        "cannot write results to /proc/x/y.json",
+    ),
+    "bench-output-is-a-folder": (
+        lambda t: ["bench", "--artifacts", str(_fake_artifacts(t / "art", "particle_classifier_v1")), "--output", str(t), *QUICK_BENCH], "it is a folder"
+    ),
+    "bench-repository-missing": (lambda t: ["bench", "--artifacts", str(_fake_artifacts(t / "art")), *QUICK_BENCH], "model repository not found: {t}/art/repositories"),
+    "bench-url-without-port": (lambda t: ["bench", "--url", "localhost", *QUICK_BENCH], "--url must be HOST:PORT of Triton's gRPC endpoint, got 'localhost'"),
+    "bench-backend-with-url": (lambda t: ["bench", "--url", "127.0.0.1:1", "--backend", "docker"], "--backend picks the server axon starts; with --url axon starts none"),
+    "bench-metrics-url-without-url": (lambda t: ["bench", "--metrics-url", "http://127.0.0.1:1/metrics"], "--metrics-url describe(s) a server given with --url"),
+    "bench-tls-without-url": (lambda t: ["bench", "--tls", "--header", "a=b"], "--tls, --header describe(s) a server given with --url"),
+    "bench-ab-with-batching": (lambda t: ["bench", "--ab", "--batching", "off"], "--batching names one mode, and --ab runs both"),
+    "bench-ab-with-url": (lambda t: ["bench", "--ab", "--url", "127.0.0.1:1"], "--ab compares batching on and off on servers axon starts"),
+    "bench-poisson-without-rate": (lambda t: ["bench", "--poisson"], "--poisson shapes open-loop arrivals: give --rate with it"),
+    "bench-connections-on-python": (lambda t: ["bench", "--engine", "python", "--connections", "2"], "--connections shapes the native engine's load"),
+    "serve-url-without-port": (lambda t: ["serve", "--backend", "external", "--url", "localhost"], "--url must be HOST:PORT"),
+    "study-artifacts-missing": (
+        lambda t: ["study", "--artifacts", str(t / "none"), "--out", str(t / "out"), "--pyproject", str(t / "no.toml")],
+        "--artifacts {t}/none: no such folder",
+    ),
+    "study-out-unwritable": (lambda t: ["study", "--artifacts", str(t), "--out", "/proc/x", "--pyproject", str(t / "no.toml")], "output directory /proc/x is not writable"),
+    "report-missing-path": (lambda t: ["report", str(t / "nothing.json")], "{t}/nothing.json: no such file or folder"),
+    "report-folder-without-study": (lambda t: ["report", str(t)], "no study.json in {t}; give a results file"),
+    "report-not-a-results-file": (lambda t: ["report", _text_file(t)], "cannot read results {t}/notes.txt"),
+    "merge-one-file": (lambda t: ["merge", _results_file(t, 4), "--output", str(t / "out" / "m.json")], "give two or more results files to merge"),
+    "merge-missing-file": (lambda t: ["merge", _results_file(t, 4), str(t / "gone.json"), "--output", str(t / "out" / "m.json")], "cannot read results {t}/gone.json"),
+    "merge-different-cases": (
+        lambda t: ["merge", _results_file(t, 4), _results_file(t, 16), "--output", str(t / "out" / "m.json")],
+        "runs of different cases don't merge: {t}/c16.json has 'particle_classifier_v1, batching on, c=16'",
     ),
 }  # fmt: skip
 
@@ -99,7 +158,7 @@ def test_bad_inputs_fail_before_any_work(tmp_path, case):
     make_args, message = case
     started = time.monotonic()
     done = run_axon(*make_args(tmp_path), cwd=ROOT)
-    assert_clean_error(done, "axon: error:", message)
+    assert_clean_error(done, "axon: error:", message.format(t=tmp_path))
     assert len(done.stderr.strip().splitlines()) == 1, done.stderr
     assert time.monotonic() - started < 60  # no server started, no model trained
     assert not (tmp_path / "out").exists()
