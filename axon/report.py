@@ -384,8 +384,13 @@ def cases_table(runs: list[dict]) -> str:
     return "\n".join(lines) + "\n\n_median [min–max] over repeats_"
 
 
-def _image(key: str, skip: dict[str, str]) -> str:
-    return f"_{PLOTS[key]} not drawn: {skip[key]}_" if key in skip else f"![{key}]({PLOTS[key]})"
+def _image(key: str, skip: dict[str, str], said: set[str]) -> str:
+    said.add(key)
+    return _not_drawn(key, skip) if key in skip else f"![{key}]({PLOTS[key]})"
+
+
+def _not_drawn(key: str, skip: dict[str, str]) -> str:
+    return f"_{PLOTS[key]} not drawn: {skip[key]}_"
 
 
 def markdown(runs: list[dict], source: str | None = None) -> str:
@@ -398,6 +403,7 @@ def markdown(runs: list[dict], source: str | None = None) -> str:
     model = main_model(runs)
     c = compare_at(runs, model)
     skip = not_drawn(runs)
+    said: set[str] = set()
     repeat = f"{_plan(runs).get('repeat', 1)} interleaved repeats (ON, OFF, ON, OFF, ...). " if study else ""
     lines = [
         "# axon study" if study else f"# axon results{f': {source}' if source else ''}",
@@ -412,20 +418,22 @@ def markdown(runs: list[dict], source: str | None = None) -> str:
     if not study:
         lines += ["## Cases", cases_table(runs), ""]
     if study or "ab" not in skip:
-        lines += [f"## Batching ON vs OFF (c={c})", ab_table(runs), "", _image("ab", skip), ""]
+        lines += [f"## Batching ON vs OFF (c={c})", ab_table(runs), "", _image("ab", skip, said), ""]
     if study or "sweep" not in skip:
-        lines += [f"## Concurrency sweep ({model.removeprefix('particle_classifier_')})", sweep_table(runs), "", _image("sweep", skip), ""]
-    lines += [_image("cdf", skip), ""]
+        lines += [f"## Concurrency sweep ({model.removeprefix('particle_classifier_')})", sweep_table(runs), "", _image("sweep", skip, said), ""]
+    lines += [_image("cdf", skip, said), ""]
     if study or len({r["model"] for r in runs}) > 1:
         lines += [f"## Models at c={c}", model_table(runs, c), ""]
     if study:
         lines += ["## Capacity under the p99 budget (open loop, Poisson)", capacity_markdown(runs), ""]
-    elif "rate" not in skip:
-        lines += ["## Open loop: latency vs throughput"]
-    lines += [_image("rate", skip), ""]
+    if study or "rate" not in skip:
+        lines += ([] if study else ["## Open loop: latency vs throughput"]) + [_image("rate", skip, said), ""]
     if study or "breakdown" not in skip:
-        lines += ["## Server-side breakdown", breakdown_table(runs), ""]
-    lines += [_image("breakdown", skip), "", _flags(runs)]
+        lines += ["## Server-side breakdown", breakdown_table(runs), "", _image("breakdown", skip, said), ""]
+    unsaid = [key for key in PLOTS if key in skip and key not in said]
+    if unsaid:
+        lines += ["## Plots not drawn", *(f"- {_not_drawn(key, skip)}" for key in unsaid), ""]
+    lines.append(_flags(runs))
     return "\n".join(lines)
 
 

@@ -21,10 +21,10 @@ import psutil
 import pytest
 
 import axon
-from axon import atomic, data
+from axon import atomic, backends, data
 from axon.backends import embedded_repository
 from axon.cli import build_parser
-from axon.errors import ServerError
+from axon.errors import AxonError, ServerError
 from axon.pipeline import VALIDATION_ROWS_FILE
 from axon.server import EmbeddedServer
 from tests.helpers import assert_clean_error, run_axon
@@ -321,3 +321,50 @@ def test_docker_backend_names_the_missing_gpu_repository(tmp_path, monkeypatch):
     server = backends.DockerServer("off", models=["particle_classifier_v1"], compose_file=tmp_path / "docker-compose.yml")
     with pytest.raises(ServerError, match=r"batching_off, which lacks particle_classifier_v1; write it with `axon train --gpu-repository model_repository`"):
         server.start()
+
+
+# --------------------------------------------------------------------------- the plugin's own bad inputs
+
+PLUGIN_BAD = {
+    "artifacts-missing": (["--axon-artifacts", "/nonexistent-art"], "--axon-artifacts /nonexistent-art: no such folder"),
+    "artifacts-not-trained": (["--axon-artifacts", "."], "--axon-artifacts .: no manifest.json there"),
+    "url-without-port": (["--triton=external", "--triton-url", "localhost"], "--triton-url must be HOST:PORT of Triton's gRPC endpoint, got 'localhost'"),
+    "docker-without-engine": (["--triton=docker"], "--triton=docker: the docker backend needs"),
+}
+
+
+@pytest.mark.parametrize("case", PLUGIN_BAD.values(), ids=PLUGIN_BAD.keys())
+def test_plugin_bad_inputs_stop_the_session_before_any_case(pytester, case):
+    args, message = case
+    if args == ["--triton=docker"] and backends.docker_unavailable_reason() is None:
+        pytest.skip("Docker and a GPU are here: the docker backend would run")
+    pytester.makepyfile(PLUGIN_CASES)
+    result = pytester.runpytest_subprocess(*args, "-p", "no:cacheprovider")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR, result.stdout.str()
+    err = result.stderr.str()
+    assert err.count(message) == 1 and "Traceback" not in err, err
+    if args == ["--triton=docker"]:
+        assert "pass --triton-skip-unavailable to skip the benchmark cases instead" in err
+    assert "test_case" not in result.stdout.str()
+
+
+def test_plugin_skips_docker_cases_only_when_asked(pytester, artifacts):
+    if backends.docker_unavailable_reason() is None:
+        pytest.skip("Docker and a GPU are here: the docker backend would run")
+    pytester.makepyfile("def test_docker(axon_servers):\n    axon_servers.get('on')\n")
+    result = pytester.runpytest_subprocess("--triton=docker", "--triton-skip-unavailable", "--axon-artifacts", str(artifacts), "-p", "no:cacheprovider", "-rs")
+    result.assert_outcomes(skipped=1)
+    result.stdout.fnmatch_lines(["*SKIPPED*the docker backend needs*"])
+
+
+def test_engine_messages_name_the_plugins_options():
+    from axon import engines
+    from axon.pytest_plugin import OPTIONS
+
+    with pytest.raises(AxonError) as err:
+        engines.choose("native", "closed", has_metrics=False, options=OPTIONS)
+    assert str(err.value).startswith("--axon-engine native can't run this case") or "h2load not found" in str(err.value)
+    if engines.h2load_version() is not None:
+        assert "(give --triton-metrics-url)" in str(err.value)
+        assert "give --triton-metrics-url" in engines.choose("auto", "closed", has_metrics=False, options=OPTIONS).notice
+        assert "give --metrics-url" in engines.choose("auto", "closed", has_metrics=False).notice
