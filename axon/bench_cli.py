@@ -250,7 +250,7 @@ def add_parser(sub, positive_int, positive_float, header) -> None:
     p.add_argument("--duration", type=positive_float, default=30.0, help="measurement window in seconds (default 30)")
     p.add_argument("--warmup", type=float, default=5.0, help="warm-up seconds before the window (default 5)")
     p.add_argument("--requests", type=positive_int, help="closed loop: measure this many requests instead of a duration")
-    p.add_argument("--rows-per-request", type=positive_int, default=1)
+    p.add_argument("--rows-per-request", type=positive_int, default=1, help="FP32 rows of 28 features in each request (default 1)")
     p.add_argument(
         "--processes",
         type=_processes,
@@ -259,7 +259,7 @@ def add_parser(sub, positive_int, positive_float, header) -> None:
     )
     p.add_argument("--timeout", type=positive_float, default=10.0, help="client timeout per request in seconds (default 10)")
     p.add_argument("--max-error-rate", type=float, default=0.0, help="fail the run above this error fraction (default 0)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0, help="seed of the Poisson arrivals and of synthetic rows (default 0)")
     p.add_argument("--output", type=Path, help="results JSON (default results/bench-<time>.json)")
     p.add_argument(
         "--artifacts",
@@ -270,8 +270,8 @@ def add_parser(sub, positive_int, positive_float, header) -> None:
     p.add_argument("--backend", choices=("embedded", "docker"), help="server axon starts when there is no --url (default embedded)")
     p.add_argument("--url", help="an existing server: HOST:PORT of Triton's gRPC endpoint")
     p.add_argument("--metrics-url", help="with --url: Triton's metrics URL (default: none scraped)")
-    p.add_argument("--tls", action="store_true")
-    p.add_argument("--header", type=header, action="append", default=[], metavar="KEY=VALUE")
+    p.add_argument("--tls", action="store_true", help="with --url: gRPC over TLS")
+    p.add_argument("--header", type=header, action="append", default=[], metavar="KEY=VALUE", help="with --url: extra gRPC header, e.g. a bearer token (repeatable)")
     p.set_defaults(func=command)
 
 

@@ -172,7 +172,7 @@ def test_version():
     assert axon.__version__ == axon.version() != ""
 
 
-@pytest.mark.parametrize("command", ["train", "serve", "report"])
+@pytest.mark.parametrize("command", ["train", "serve", "report", "bench", "merge"])
 def test_help_shows_every_default(command):
     done = run_axon(command, "--help", cwd=ROOT)
     assert done.returncode == 0, done.stderr
@@ -180,7 +180,9 @@ def test_help_shows_every_default(command):
     expected = {
         "train": ["(default: 0)", "(default: 8)", "(default: 100000)", "(default: v1,v2)", "(default: artifacts)", "(default: synthetic)"],
         "serve": ["(default: embedded)", "(default: on)", "(default: v1,v2)", "(default: artifacts)", "(default: that one)"],
-        "report": ["(default: results)"],
+        "report": ["(default: results)", "<file name>-report/"],
+        "bench": ["(default 64)", "(default 30)", "(default 1)", "(default 0)", "(default ./artifacts;", "(default embedded)"],
+        "merge": ["one per host"],
     }[command]
     for fragment in expected:
         assert fragment in text, (fragment, text)
