@@ -411,8 +411,8 @@ def markdown(runs: list[dict], source: str | None = None) -> str:
         f"Measured {first['timestamp'][:10]} on {m['cpu']} ({m['cores']} cores, {m['memory_gib']} GiB), "
         f"{first['server']['backend']} Triton {first['server']['version']}, git {str(first.get('git_commit'))[:10]}. "
         f"Data: {data.get('name', '?')} ({data.get('rows', '?')} rows, seed {data.get('seed', '?')}). "
-        f"Each case: {first['load']['warmup_s']:g} s warm-up, {first['load']['duration_s']:g} s window, "
-        f"{repeat}Engines: {_engines(runs)}." + (f" Budgets: p50 {p50_budget:g} ms, p99 {p99_budget:g} ms." if study else ""),
+        f"Each case: {first['load']['warmup_s']:g} s warm-up, {first['load']['duration_s']:g} s window"
+        f"{', ' + repeat if repeat else '. '}Engines: {_engines(runs)}." + (f" Budgets: p50 {p50_budget:g} ms, p99 {p99_budget:g} ms." if study else ""),
         "",
     ]
     if not study:
@@ -451,7 +451,8 @@ def _flags(runs: list[dict]) -> str:
     behind = [r for r in runs if (r.get("schedule") or {}).get("behind")]
     lines = ["## Measurement notes"]
     lines.append(f"- {len(hot)} of {len(runs)} runs were client-bound (a load-generator process above {runs[0]['client']['threshold_cores']:g} of a core).")
-    lines.append(f"- {len(behind)} open-loop runs fell behind their schedule; their rates count as failures in the capacity search.")
+    study = " their rates count as failures in the capacity search." if is_study(runs) else ""
+    lines.append(f"- {len(behind)} open-loop runs fell behind their schedule.{study}")
     bad = sum(r["correctness"]["mismatches"] for r in runs)
     lines.append(f"- correctness: {sum(r['correctness']['checked'] for r in runs)} responses checked against local onnxruntime, {bad} mismatches (native runs: the one body, checked before the run).")
     unverified = [r for r in runs if (r.get("verification") or {}).get("verified") is False]
