@@ -119,8 +119,7 @@ class ExternalServer(_ContextServer):
         self.version: str | None = None
 
     def start(self) -> Endpoints:
-        if ":" not in self.url:
-            raise ServerError(f"--triton-url must be HOST:PORT for gRPC, got {self.url!r}")
+        check_url(self.url, "the server URL")
         try:
             self.version = wait_ready(self.url, self.models, self.ready_timeout_s, ssl=self.tls, headers=self.headers)
         except ServerError as exc:
@@ -130,6 +129,13 @@ class ExternalServer(_ContextServer):
 
     def stop(self) -> None:
         self._endpoints = None
+
+
+def check_url(url: str, option: str) -> None:
+    """A gRPC address is HOST:PORT; ``option`` is what the user typed it as (``--url``, ``--triton-url``)."""
+    host, sep, port = url.removeprefix("grpc://").removeprefix("grpcs://").rpartition(":")
+    if not sep or not host or not port.isdigit():
+        raise ServerError(f"{option} must be HOST:PORT of Triton's gRPC endpoint, got {url!r}")
 
 
 def embedded_repository(artifacts: Path, batching: str) -> Path:

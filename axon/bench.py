@@ -46,16 +46,20 @@ def run_case(
     on_progress: Progress | None = None,
     client_bound_cores: float = CLIENT_BOUND_CORES,
     repeat: tuple[int, int] | None = None,
+    options: dict[str, str] = engines.CLI_OPTIONS,
 ) -> dict:
     """Run one load case against a ready server and return its result record.
 
     The engine is chosen by :func:`axon.engines.choose` from ``spec.engine``. A worker process
     (native: an h2load thread) using more than ``client_bound_cores`` of a core flags the run
     client-bound. ``repeat`` is (index, count) when the case is one of several repeats.
+    ``options`` names the calling face's options (engine, metrics URL) in notices and errors.
+    Without ``reference_onnx`` (or with a path that is not a file) correctness is not checked,
+    and the record says so, with the reason, under ``correctness``.
     """
     spec = spec.validate().resolved().validate()
     ep = target.endpoints
-    choice = engines.choose(spec.engine, spec.mode, ep.metrics is not None)
+    choice = engines.choose(spec.engine, spec.mode, ep.metrics is not None, options)
     try:
         wait_ready(ep.grpc, [spec.model], MODEL_CHECK_TIMEOUT_S, ssl=ep.tls, headers=ep.headers or None)
     except ServerError as exc:
@@ -70,7 +74,8 @@ def run_case(
     else:
         run = python.run(spec, ep, payloads, expected, on_progress, scrape)
     run.info.update(requested=choice.requested, notice=choice.notice)
-    record = _assemble(spec, target, run, expected is not None, dataset, client_bound_cores, repeat)
+    unchecked = None if expected is not None else unchecked_reason(reference_onnx)
+    record = _assemble(spec, target, run, unchecked, dataset, client_bound_cores, repeat)
     if run.interrupted:
         record["complete"] = False
         record["incomplete_reason"] = "interrupted"
@@ -78,7 +83,14 @@ def run_case(
     return record
 
 
-def _assemble(spec: LoadSpec, target: Target, run: EngineRun, checking: bool, dataset: dict | None, client_bound_cores: float, repeat: tuple[int, int] | None) -> dict:
+def unchecked_reason(reference_onnx: Path | None) -> str:
+    """Why responses can't be checked: no local model to compute the expected answers."""
+    if reference_onnx is None:
+        return "no local model given (give the artifacts of `axon train`)"
+    return f"no local model at {reference_onnx}"
+
+
+def _assemble(spec: LoadSpec, target: Target, run: EngineRun, unchecked: str | None, dataset: dict | None, client_bound_cores: float, repeat: tuple[int, int] | None) -> dict:
     outcomes, before, after, n_workers = run.outcomes, run.before, run.after, len(run.outcomes)
     errors = [o["error"] for o in outcomes if "error" in o]
     good = [o for o in outcomes if "error" not in o]
@@ -136,8 +148,14 @@ def _assemble(spec: LoadSpec, target: Target, run: EngineRun, checking: bool, da
         "request_limit": spec.requests,
         "timeout_s": spec.timeout_s,
     }
-    correctness = {"checked": sum(o["checked"] for o in good), "mismatches": mismatches, "enabled": checking}
-    correctness["method"] = "the one request body, checked once before the run" if run.info["name"] == "native" else f"1 response in {spec.sample_every} checked"
+    correctness = {
+        # Nothing was compared without a reference, whatever the engine counted as "checked".
+        "checked": sum(o["checked"] for o in good) if unchecked is None else 0,
+        "mismatches": mismatches,
+        "enabled": unchecked is None,
+        "reason": unchecked,
+        "method": "the one request body, checked once before the run" if run.info["name"] == "native" else f"1 response in {spec.sample_every} checked",
+    }
     return {
         "schema_version": results.SCHEMA_VERSION,
         "axon_version": results.axon_version(),

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import sys
+import time
 from dataclasses import replace
 from pathlib import Path
 
@@ -14,13 +15,18 @@ from axon.engines import native
 from axon.errors import AxonError
 from axon.loadgen import LoadSpec
 from axon.names import served_name
-from axon.payloads import load_rows
+from axon.payloads import load_rows, resolve_artifacts
 from axon.progress import CaseProgress
 
 
 def _label(spec: LoadSpec, batching: str | None) -> str:
     load = f"c={spec.concurrency}" if spec.mode == "closed" else f"rate={spec.rate:g}/s {spec.distribution}"
     return f"{spec.model}, batching {batching or '?'}, {load}"
+
+
+def _status(run: dict) -> str:
+    """A passing run's verdict: "ok" only when its responses were checked, else "unchecked"."""
+    return "ok" if run["correctness"]["enabled"] else "unchecked"
 
 
 def table(runs: list[dict]) -> str:
@@ -31,17 +37,21 @@ def table(runs: list[dict]) -> str:
         lat = r["latency_ms"]
         sm = r.get("server_metrics") or {}
         bs = sm.get("avg_batch_size")
+        bs_text = "?" if bs is None else f"{bs:.1f}"
         cpu = max(r["client"]["cores_per_process"], default=float("nan"))
         engine = (r.get("engine") or {}).get("name", "?")
         rep = str(r["repeat"]["index"] + 1) if r.get("repeat") else "-"
-        verdict = "ok" if r["passed"] else "; ".join(r["verdicts"] + ([r["incomplete_reason"]] if r["incomplete_reason"] else []))
+        verdict = _status(r) if r["passed"] else "; ".join(r["verdicts"] + ([r["incomplete_reason"]] if r["incomplete_reason"] else []))
         if r["client"]["client_bound"]:
             verdict += " [client-bound]"
         lines.append(
             f"{r['model']:<24} {r['batching'] or '?':>5} {load:>16} {engine:>6} {rep:>3} {r['throughput_rps']:>9,.0f} {lat['p50']:>7.2f} {lat['p95']:>7.2f} "
-            f"{lat['p99']:>7.2f} {r['requests']['failed']:>5} {bs if bs is None else round(bs, 1)!s:>6} {cpu:>5.2f}  {verdict}"
+            f"{lat['p99']:>7.2f} {r['requests']['failed']:>5} {bs_text:>6} {cpu:>5.2f}  {verdict}"
         )
-    return "\n".join(lines) + "\n(latencies in ms; cpu = client cores per worker process, or per h2load thread for the native engine)"
+    notes = "\n(latencies in ms; cpu = client cores per worker process, or per h2load thread for the native engine)"
+    for reason in dict.fromkeys(r["correctness"]["reason"] for r in runs if not r["correctness"]["enabled"]):
+        notes += f"\n(unchecked: responses not compared with local onnxruntime: {reason})"
+    return "\n".join(lines) + notes
 
 
 def specs_from_args(args: argparse.Namespace) -> list[LoadSpec]:
@@ -88,13 +98,28 @@ def _print_repeat_summary(runs: list[dict], ab: bool) -> None:
                 print(f"  ON/OFF {key.replace('batching ?, ', '')}: throughput {repeats.ratio(on, off).format()}, p50 {repeats.ratio(on, off, 'p50_ms').format()}")
 
 
+def _check_options(args: argparse.Namespace) -> None:
+    """Options that do nothing in the mode given are errors, said before any work starts."""
+    if args.url:
+        backends.check_url(args.url, "--url")
+        if args.ab:
+            raise AxonError("--ab compares batching on and off on servers axon starts; it can't be used with --url")
+        if args.backend is not None:
+            raise AxonError("--backend picks the server axon starts; with --url axon starts none")
+    else:
+        given = [name for name, value in (("--metrics-url", args.metrics_url), ("--tls", args.tls), ("--header", args.header)) if value]
+        if given:
+            raise AxonError(f"{', '.join(given)} describe(s) a server given with --url; axon starts this one itself")
+    if args.ab and args.batching is not None:
+        raise AxonError("--batching names one mode, and --ab runs both: give one of them")
+    if args.poisson and args.rate is None:
+        raise AxonError("--poisson shapes open-loop arrivals: give --rate with it")
+
+
 def command(args: argparse.Namespace) -> int:
     args.model = served_name(args.model)
     specs = specs_from_args(args)
-    if args.url and args.ab:
-        raise AxonError("--ab compares batching on and off on servers axon starts; it can't be used with --url")
-    if args.poisson and args.rate is None:
-        raise AxonError("--poisson shapes open-loop arrivals: give --rate with it")
+    _check_options(args)
     # Engine problems are said now, before any server starts or any load is offered.
     choice = engines.choose(args.engine, specs[0].mode, has_metrics=not args.url or bool(args.metrics_url))
     if choice.notice:
@@ -104,28 +129,46 @@ def command(args: argparse.Namespace) -> int:
     for spec in specs:
         if choice.name == "native":
             native.topology(spec.concurrency, args.connections)
-    modes = ["on", "off"] if args.ab else [args.batching]
-    features, dataset = load_rows(args.artifacts, args.seed)
-    reference = args.artifacts / "models" / args.model / "model.onnx"
+    artifacts = resolve_artifacts(args.artifacts)
+    if artifacts is None and not args.url:
+        raise AxonError("no artifacts: run `axon train` first (it writes ./artifacts), or give --artifacts DIR, or --url for a running server")
+    features, dataset = load_rows(artifacts, args.seed)
+    if dataset.get("notice"):
+        print(f"axon: notice: {dataset['notice']}", file=sys.stderr)
+    reference = artifacts / "models" / args.model / "model.onnx" if artifacts else None
+    modes = ["on", "off"] if args.ab else [args.batching or "on"]
+    servers = {
+        mode: backends.make_server(
+            "external" if args.url else args.backend or "embedded",
+            batching=mode,
+            models=None if args.url else [args.model],
+            artifacts=artifacts or Path("artifacts"),
+            url=args.url,
+            metrics_url=args.metrics_url,
+            tls=args.tls,
+            headers=dict(args.header),
+        )
+        for mode in modes
+    }
+    for server in servers.values():
+        if hasattr(server, "check_models"):  # an unknown model is said now, not after a start
+            server.check_models()
     output = args.output or results.default_output(Path("results"), "bench")
+    results.check_writable(output)  # before the load: a run must never be measured, then lost
     runs: list[dict] = []
     exit_code = 0
     try:
         with contextlib.ExitStack() as stack:
             targets = {}
-            for mode in modes:
-                server = backends.make_server(
-                    "external" if args.url else args.backend,
-                    batching=mode,
-                    models=None if args.url else [args.model],
-                    artifacts=args.artifacts,
-                    url=args.url,
-                    metrics_url=args.metrics_url,
-                    tls=args.tls,
-                    headers=dict(args.header),
-                )
+            for mode, server in servers.items():
+                started = time.monotonic()
+                if not args.url:  # a server axon starts takes seconds: say so, rather than sit silent
+                    print(f"starting {server.backend} Triton (batching {mode})…", file=sys.stderr, flush=True)
                 stack.enter_context(server)
-                targets[mode] = Target(server.endpoints, server.backend, getattr(server, "version", None), None if args.url else mode)
+                if not args.url:
+                    print(f"{server.backend} Triton {getattr(server, 'version', '') or ''} (batching {mode}) ready in {time.monotonic() - started:.1f} s", file=sys.stderr)
+                # An external server's mode is what the user stated (--batching), or unknown.
+                targets[mode] = Target(server.endpoints, server.backend, getattr(server, "version", None), args.batching if args.url else mode)
             # Interleaved: every repeat runs each mode once (ON, OFF, ON, OFF, ...), both servers
             # up, so drift over the minutes of a run hits both sides alike.
             for spec in specs:
@@ -141,7 +184,7 @@ def command(args: argparse.Namespace) -> int:
                         runs.append(run)
                         # After every case: an interruption or a crash later keeps what was measured.
                         results.write_results(output, runs)
-                        status = "ok" if run["passed"] else "FAILED: " + "; ".join(run["verdicts"] or [run["incomplete_reason"] or "?"])
+                        status = _status(run) if run["passed"] else "FAILED: " + "; ".join(run["verdicts"] or [run["incomplete_reason"] or "?"])
                         print(f"{label}: {run['throughput_rps']:,.0f} req/s, p50 {run['latency_ms']['p50']:.2f} ms, p99 {run['latency_ms']['p99']:.2f} ms  {status}", file=sys.stderr)
                         if run["incomplete_reason"] == "interrupted":
                             raise KeyboardInterrupt
@@ -153,6 +196,7 @@ def command(args: argparse.Namespace) -> int:
         if runs:
             print(table(runs))
             _print_repeat_summary(runs, args.ab)
+            print(results.client_bound_summary(runs))
             print(f"results: {output}")
     return exit_code
 
@@ -197,11 +241,16 @@ def add_parser(sub, positive_int, positive_float, header) -> None:
     )
     p.add_argument("--connections", type=positive_int, help="native engine: spread the requests in flight over this many HTTP/2 connections (default 1, as one client process)")
     p.add_argument("--repeat", type=positive_int, default=1, help="run each case this many times; tables show the median [min-max] (default 1)")
-    p.add_argument("--batching", choices=("on", "off"), default="on", help="which embedded/docker repository to serve (default on)")
+    p.add_argument(
+        "--batching",
+        choices=("on", "off"),
+        help="the server's dynamic batching: for a server axon starts, which repository it serves (default on); "
+        "with --url, the mode that server runs, stated for the record (default: unknown, shown as ?)",
+    )
     p.add_argument("--duration", type=positive_float, default=30.0, help="measurement window in seconds (default 30)")
     p.add_argument("--warmup", type=float, default=5.0, help="warm-up seconds before the window (default 5)")
     p.add_argument("--requests", type=positive_int, help="closed loop: measure this many requests instead of a duration")
-    p.add_argument("--rows-per-request", type=positive_int, default=1)
+    p.add_argument("--rows-per-request", type=positive_int, default=1, help="FP32 rows of 28 features in each request (default 1)")
     p.add_argument(
         "--processes",
         type=_processes,
@@ -210,14 +259,19 @@ def add_parser(sub, positive_int, positive_float, header) -> None:
     )
     p.add_argument("--timeout", type=positive_float, default=10.0, help="client timeout per request in seconds (default 10)")
     p.add_argument("--max-error-rate", type=float, default=0.0, help="fail the run above this error fraction (default 0)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0, help="seed of the Poisson arrivals and of synthetic rows (default 0)")
     p.add_argument("--output", type=Path, help="results JSON (default results/bench-<time>.json)")
-    p.add_argument("--artifacts", type=Path, default=Path("artifacts"), help="output of `axon train`: rows, models, repositories")
-    p.add_argument("--backend", choices=("embedded", "docker"), default="embedded", help="server axon starts when there is no --url")
+    p.add_argument(
+        "--artifacts",
+        type=Path,
+        help="output of `axon train`: rows, models, repositories (default ./artifacts; with --url and no artifacts, "
+        "synthetic rows and no correctness check, said in output and record)",
+    )
+    p.add_argument("--backend", choices=("embedded", "docker"), help="server axon starts when there is no --url (default embedded)")
     p.add_argument("--url", help="an existing server: HOST:PORT of Triton's gRPC endpoint")
     p.add_argument("--metrics-url", help="with --url: Triton's metrics URL (default: none scraped)")
-    p.add_argument("--tls", action="store_true")
-    p.add_argument("--header", type=header, action="append", default=[], metavar="KEY=VALUE")
+    p.add_argument("--tls", action="store_true", help="with --url: gRPC over TLS")
+    p.add_argument("--header", type=header, action="append", default=[], metavar="KEY=VALUE", help="with --url: extra gRPC header, e.g. a bearer token (repeatable)")
     p.set_defaults(func=command)
 
 

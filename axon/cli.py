@@ -109,6 +109,8 @@ def _cmd_serve(args: argparse.Namespace) -> int:
 
     models = [model_name(v) for v in args.models]
     modes = ["on", "off"] if args.batching == "both" else [args.batching]
+    if args.url:
+        backends.check_url(args.url, "--url")
     if args.repository is not None and len(modes) > 1:
         raise AxonError("--repository names one repository; use --batching on or off with it")
     with contextlib.ExitStack() as stack:
@@ -193,21 +195,42 @@ def _cmd_study(args: argparse.Namespace) -> int:
     choice = engines.choose(args.engine, "closed", has_metrics=True)  # said now, before any server starts
     if choice.notice:
         print(f"axon: notice: {choice.notice}", file=sys.stderr)
+    from axon.payloads import resolve_artifacts
     from axon.pipeline import ensure_writable
 
+    resolve_artifacts(args.artifacts)  # a missing folder is said now, before the output folder is made
     ensure_writable(args.out)
     print(f"study: {len(plan.sweep)}-point sweep x 2 batching modes, models at c={plan.compare_at}, capacity search; {plan.repeat} interleaved repeats; "
           f"{plan.warmup_s:g} s warm-up + {plan.duration_s:g} s per case; budgets p50 {plan.p50_budget_ms:g} ms, p99 {plan.p99_budget_ms:g} ms ({plan.budgets_from})")
     runs = study.Study(args.artifacts, args.out, plan).run()
     path = report.write_report(args.out)
+    from axon.results import client_bound_summary
+
+    print(client_bound_summary(runs))
     print(f"study: {len(runs)} runs in {args.out / study.STUDY_FILE}; report {path}")
+    return 0
+
+
+def _cmd_merge(args: argparse.Namespace) -> int:
+    from axon import merge, results
+
+    runs = merge.merge_files(args.files)
+    results.check_writable(args.output)
+    results.write_results(args.output, runs)
+    for r in runs:
+        lat = r["latency_ms"]
+        print(
+            f"{merge.case_key(r)}: {r['merged']['from']} runs ({', '.join(r['merged']['hosts'])}) -> "
+            f"{r['throughput_rps']:,.0f} req/s, p50 {lat['p50']:.2f} ms, p99 {lat['p99']:.2f} ms, {r['requests']['ok']:,} ok"
+        )
+    print(f"merged: {args.output}")
     return 0
 
 
 def _cmd_report(args: argparse.Namespace) -> int:
     from axon import report
 
-    path = report.write_report(args.directory)
+    path = report.write_report(args.path, args.out)
     print(path.read_text())
     print(f"report: {path} (plots beside it)")
     return 0
@@ -292,8 +315,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--pyproject", type=Path, default=Path("pyproject.toml"), help="where the [[tool.axon.slo]] budgets are")
     p.set_defaults(func=_cmd_study)
 
-    p = sub.add_parser("report", help="tables and plots from a study's results folder", formatter_class=_HelpFormatter)
-    p.add_argument("directory", type=Path, nargs="?", default=Path("results"), help="the folder `axon study --out` wrote")
+    p = sub.add_parser("merge", help="merge runs of the same cases measured side by side on several hosts (exact, through the histograms)", formatter_class=_HelpFormatter)
+    p.add_argument("files", nargs="+", type=Path, metavar="FILE", help="results files, one per host, holding the same cases")
+    p.add_argument("--output", type=Path, required=True, help="the merged results file")
+    p.set_defaults(func=_cmd_merge)
+
+    p = sub.add_parser("report", help="tables and plots from a study's folder or any axon results file (bench, sweep, A/B, merged)", formatter_class=_HelpFormatter)
+    p.add_argument("path", type=Path, nargs="?", default=Path("results"), help="the folder `axon study --out` wrote, or a results JSON file")
+    p.add_argument("--out", type=Path, help="where report.md and the plots go (default: the study folder, or <file name>-report/ beside a file)")
     p.set_defaults(func=_cmd_report)
     return parser
 

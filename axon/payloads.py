@@ -22,17 +22,43 @@ MAX_DISTINCT_PAYLOADS = 1024
 SYNTHETIC_PAYLOAD_ROWS = 4096
 
 
-def load_rows(artifacts: Path, seed: int = 0) -> tuple[np.ndarray, dict]:
-    """Validation rows from `axon train`, or synthetic rows when there are none (said in the result)."""
+DEFAULT_ARTIFACTS = Path("artifacts")
+SYNTHETIC_NOTICE = (
+    "no artifacts (no --artifacts given and no ./artifacts): requests carry {rows:,} generated synthetic rows "
+    "and responses are not checked; give the output of `axon train` to send and check real validation rows"
+)
+
+
+def resolve_artifacts(given: Path | None, option: str = "--artifacts") -> Path | None:
+    """The artifacts folder to use: the one given, which must exist; else ./artifacts if it exists; else None.
+
+    A path the user typed that does not exist is a mistake, never a reason to measure
+    something else; only when no path was given may a caller fall back (and say so).
+    """
+    if given is not None:
+        if not Path(given).is_dir():
+            raise AxonError(f"{option} {given}: no such folder (expected the output of `axon train`)")
+        return Path(given)
+    return DEFAULT_ARTIFACTS if DEFAULT_ARTIFACTS.is_dir() else None
+
+
+def load_rows(artifacts: Path | None, seed: int = 0, option: str = "--artifacts") -> tuple[np.ndarray, dict]:
+    """Validation rows from `axon train`; synthetic rows only when there are no artifacts at all.
+
+    The synthetic fallback is loud: the dataset dict carries a ``notice`` that faces print and
+    the record keeps. Artifacts without validation rows are an error, not a fallback.
+    """
+    if artifacts is None:
+        events = data.synthetic(SYNTHETIC_PAYLOAD_ROWS, seed)
+        return events.features, {**events.info.as_dict(), "payload_rows": "generated (no artifacts)", "notice": SYNTHETIC_NOTICE.format(rows=SYNTHETIC_PAYLOAD_ROWS)}
     rows_file = Path(artifacts) / VALIDATION_ROWS_FILE
     manifest = Path(artifacts) / MANIFEST_FILE
-    if rows_file.is_file():
-        with np.load(rows_file) as npz:
-            features = npz["features"]
-        info = json.loads(manifest.read_text())["dataset"] if manifest.is_file() else {"name": "unknown"}
-        return features, {**info, "payload_rows": "validation split"}
-    events = data.synthetic(SYNTHETIC_PAYLOAD_ROWS, seed)
-    return events.features, {**events.info.as_dict(), "payload_rows": "generated (no artifacts)"}
+    if not rows_file.is_file():
+        raise AxonError(f"{option} {artifacts}: no {VALIDATION_ROWS_FILE} there; is it the output of `axon train`?")
+    with np.load(rows_file) as npz:
+        features = npz["features"]
+    info = json.loads(manifest.read_text())["dataset"] if manifest.is_file() else {"name": "unknown"}
+    return features, {**info, "payload_rows": "validation split"}
 
 
 def build_payloads(model: str, features: np.ndarray, rows_per_request: int, limit: int = MAX_DISTINCT_PAYLOADS) -> tuple[list[bytes], list[np.ndarray]]:

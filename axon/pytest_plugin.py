@@ -14,10 +14,14 @@ from pathlib import Path
 
 import pytest
 
-from axon import engines, repeats, slo
+from axon import backends, engines, repeats, slo
 from axon.errors import AxonError
 
 BATCHING = ("on", "off")
+# Messages from shared code name these options, not the CLI's.
+OPTIONS = {"engine": "--axon-engine", "metrics_url": "--triton-metrics-url"}
+ON_THE_FLY_ROWS = 20_000
+ON_THE_FLY_EPOCHS = 2
 
 
 class ClientBoundWarning(UserWarning):
@@ -34,23 +38,33 @@ class Settings:
     warmup_s: float
     processes: int | str
     client_bound_cores: float
-    artifacts: Path
+    artifacts: Path | None  # None: none given and no ./artifacts, so small models are trained on the fly
     slo_file: Path | None
     engine: str = "auto"
     repeat: int = 1
+    skip_unavailable: bool = False
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("axon", "axon: Triton inference benchmarks")
     group.addoption("--triton", choices=("embedded", "docker", "external"), default="embedded", help="which Triton to benchmark (default embedded)")
     group.addoption("--triton-url", help="--triton=external: HOST:PORT of Triton's gRPC endpoint")
+    group.addoption(
+        "--triton-skip-unavailable",
+        action="store_true",
+        help="--triton=docker: skip the benchmark cases where Docker or a GPU is missing (default: that is an error)",
+    )
     group.addoption("--triton-metrics-url", help="--triton=external: Triton's Prometheus metrics URL")
     group.addoption("--triton-batching", choices=BATCHING, default="on", help="--triton=external/docker: the batching mode that server runs (default on)")
     group.addoption("--axon-duration", type=float, default=3.0, help="measurement window per case, seconds (default 3)")
     group.addoption("--axon-warmup", type=float, default=1.0, help="warm-up per case, seconds (default 1)")
     group.addoption("--axon-processes", default="auto", help="load-generator processes per case (default auto)")
     group.addoption("--axon-client-bound-cores", type=float, default=0.8, help="flag a case client-bound above this share of a core per process")
-    group.addoption("--axon-artifacts", default="artifacts", help="output of `axon train` (trained on the fly if missing)")
+    group.addoption(
+        "--axon-artifacts",
+        help="output of `axon train` (default ./artifacts; if there is none, small synthetic models are trained on the fly, "
+        "said in the summary and in each record)",
+    )
     group.addoption(
         "--axon-engine",
         choices=("auto", "native", "python"),
@@ -62,12 +76,29 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 
 def _settings(config: pytest.Config) -> Settings:
+    # Imported here: the plugin loads in every pytest session, benchmarks or not.
+    from axon.payloads import resolve_artifacts
+    from axon.pipeline import MANIFEST_FILE
+
     opt = config.getoption
     duration, warmup = opt("--axon-duration"), opt("--axon-warmup")
     if not duration > 0 or warmup < 0:
         raise pytest.UsageError(f"--axon-duration must be > 0 and --axon-warmup >= 0, got {duration} and {warmup}")
     if opt("--triton") == "external" and not opt("--triton-url"):
         raise pytest.UsageError("--triton=external needs --triton-url HOST:PORT")
+    if opt("--triton-url"):
+        _usage(backends.check_url, opt("--triton-url"), "--triton-url")
+    if opt("--triton") == "docker" and not opt("--triton-skip-unavailable"):
+        # A CI job must not go green having run nothing: a missing engine is an error unless asked.
+        reason = backends.docker_unavailable_reason()
+        if reason:
+            raise pytest.UsageError(f"--triton=docker: {reason}; pass --triton-skip-unavailable to skip the benchmark cases instead")
+    given = opt("--axon-artifacts")
+    artifacts = _usage(resolve_artifacts, Path(given) if given else None, "--axon-artifacts")
+    if artifacts is not None and not (artifacts / MANIFEST_FILE).is_file():
+        if given:
+            raise pytest.UsageError(f"--axon-artifacts {given}: no {MANIFEST_FILE} there; is it the output of `axon train`?")
+        artifacts = None  # a ./artifacts that `axon train` did not write: as if there were none
     processes = opt("--axon-processes")
     if processes != "auto":
         if not str(processes).isdigit() or int(processes) < 1:
@@ -87,11 +118,20 @@ def _settings(config: pytest.Config) -> Settings:
         warmup_s=warmup,
         processes=processes,
         client_bound_cores=opt("--axon-client-bound-cores"),
-        artifacts=Path(opt("--axon-artifacts")),
+        artifacts=artifacts,
         slo_file=Path(slo_file) if slo_file else None,
         engine=opt("--axon-engine"),
         repeat=opt("--axon-repeat"),
+        skip_unavailable=opt("--triton-skip-unavailable"),
     )
+
+
+def _usage(check, *args):
+    """Run a check from shared code; its AxonError becomes pytest's usage error, said once."""
+    try:
+        return check(*args)
+    except AxonError as exc:
+        raise pytest.UsageError(str(exc)) from None
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -123,15 +163,24 @@ def axon_budgets(pytestconfig) -> list[slo.Budget]:
     return pytestconfig._axon_budgets
 
 
+def on_the_fly_notice(out: Path) -> str:
+    return (
+        f"no --axon-artifacts and no ./artifacts: benchmarked small models trained on the fly "
+        f"({ON_THE_FLY_ROWS:,} synthetic rows, {ON_THE_FLY_EPOCHS} epochs, in {out}); run `axon train` for the real ones"
+    )
+
+
 @pytest.fixture(scope="session")
-def axon_artifacts(axon_settings, tmp_path_factory) -> Path:
-    """`axon train` output; a small synthetic set is trained on the fly if there is none."""
+def axon_artifacts(axon_settings, tmp_path_factory, pytestconfig) -> Path:
+    """`axon train` output; only when none was given and there is no ./artifacts, a small synthetic set trained now."""
     from axon import data, pipeline
 
-    if (axon_settings.artifacts / pipeline.MANIFEST_FILE).is_file():
+    if axon_settings.artifacts is not None:
         return axon_settings.artifacts
     out = tmp_path_factory.mktemp("axon-artifacts")
-    pipeline.build(data.synthetic(20_000, seed=0), out, epochs=2)
+    pipeline.build(data.synthetic(ON_THE_FLY_ROWS, seed=0), out, epochs=ON_THE_FLY_EPOCHS)
+    pytestconfig._axon_on_the_fly = on_the_fly_notice(out)
+    pytestconfig._axon_notes.append(pytestconfig._axon_on_the_fly)
     return out
 
 
@@ -148,7 +197,6 @@ class _Servers:
         self.running: dict = {}
 
     def get(self, batching: str):
-        from axon import backends
         from axon.errors import ServerError
 
         s = self.settings
@@ -156,7 +204,7 @@ class _Servers:
             pytest.skip(f"this {s.backend} session serves batching {s.external_batching}; run again with --triton-batching {batching} for this case")
         if s.backend == "docker":
             reason = backends.docker_unavailable_reason()
-            if reason:
+            if reason:  # only reached with --triton-skip-unavailable: without it the session refused to start
                 pytest.skip(reason)
         if batching not in self.running:
             try:
@@ -245,14 +293,17 @@ def axon_bench(request, benchmark, axon_settings, axon_servers, axon_artifacts, 
         )
         server = axon_servers.get(batching)
         try:
-            engines.choose(spec.engine, spec.mode, server.endpoints.metrics is not None)
+            engines.choose(spec.engine, spec.mode, server.endpoints.metrics is not None, OPTIONS)
         except AxonError as exc:
             pytest.fail(str(exc), pytrace=False)
-        features, dataset = load_rows(axon_artifacts)
+        features, dataset = load_rows(axon_artifacts, option="--axon-artifacts")
+        on_the_fly = getattr(request.config, "_axon_on_the_fly", None)
+        if on_the_fly:
+            dataset = {**dataset, "notice": on_the_fly}
         target = Target(server.endpoints, server.backend, getattr(server, "version", None), batching)
         n = axon_settings.repeat
         runs = [
-            run_case(spec, target, features, axon_artifacts / "models" / name / "model.onnx", dataset, client_bound_cores=axon_settings.client_bound_cores, repeat=(i, n) if n > 1 else None)
+            run_case(spec, target, features, axon_artifacts / "models" / name / "model.onnx", dataset, client_bound_cores=axon_settings.client_bound_cores, repeat=(i, n) if n > 1 else None, options=OPTIONS)
             for i in range(n)
         ]
         record = repeats.pool(runs)
@@ -304,7 +355,7 @@ class CaseLine:
             spread["p99_ms"].format(".2f"),
             record["engine"]["name"],
             record["client"]["client_bound"],
-            "ok" if not problems else "FAILED: " + problems[0] + (f" (+{len(problems) - 1} more)" if len(problems) > 1 else ""),
+            ("ok" if record["correctness"]["enabled"] else "unchecked") if not problems else "FAILED: " + problems[0] + (f" (+{len(problems) - 1} more)" if len(problems) > 1 else ""),
         )
 
 
@@ -323,7 +374,7 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config) -> None:
             flag = " [client-bound]" if c.client_bound else ""
             terminalreporter.write_line(f"{c.name[:48]:<48} {c.throughput:>22} {c.p50:>20} {c.p99:>20} {c.engine:>6}  {c.verdict}{flag}")
         bound = sum(c.client_bound for c in cases)
-        failing = sum(not c.verdict.startswith("ok") for c in cases)
-        terminalreporter.write_line(f"{len(cases)} case(s): {failing} failing, {bound} client-bound")
+        failing = sum(c.verdict.startswith("FAILED") for c in cases)
+        terminalreporter.write_line(f"{len(cases)} case(s): {failing} failing; client-bound: {bound} of {len(cases)} cases")
     for note in notes:
         terminalreporter.write_line(note)

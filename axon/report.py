@@ -1,4 +1,4 @@
-"""Tables (markdown) and plots (PNG) from a study's results.
+"""Tables (markdown) and plots (PNG) from a study's results, or from any axon results file.
 
 Each plot function returns its matplotlib Figure, so tests check axes and labels rather than
 pixels; :func:`write_report` saves them next to report.md.
@@ -21,7 +21,8 @@ from axon.errors import AxonError
 from axon.results import read_results
 from axon.study import COMPARE_AT, FALLBACK_P50_MS, FALLBACK_P99_MS, STUDY_FILE, capacity_table
 
-COLORS = {"on": "tab:blue", "off": "tab:orange"}
+COLORS = {"on": "tab:blue", "off": "tab:orange", None: "tab:gray"}  # None: an external server's unstated mode
+MODES = ("on", "off", None)
 PLOTS = {
     "sweep": "throughput_p99_vs_concurrency.png",
     "ab": "ab_bars.png",
@@ -32,8 +33,23 @@ PLOTS = {
 }
 
 
+def is_study(runs: list[dict]) -> bool:
+    return any("study" in r for r in runs)
+
+
 def _part(runs: list[dict], part: str) -> list[dict]:
-    return [r for r in runs if r.get("study", {}).get("part") == part]
+    """A study's part; in any other file (bench, sweep, A/B) closed-loop runs count as the
+    sweep and open-loop runs as the rate runs, so each plot finds what applies to it."""
+    if is_study(runs):
+        return [r for r in runs if r.get("study", {}).get("part") == part]
+    mode = {"sweep": "closed", "capacity": "open"}.get(part)
+    return [r for r in runs if r["load"]["mode"] == mode]
+
+
+def main_model(runs: list[dict]) -> str:
+    """The model the sweep, A/B and CDF describe: v1 when present (the study's), else the first."""
+    models = [r["model"] for r in runs]
+    return "particle_classifier_v1" if "particle_classifier_v1" in models else models[0]
 
 
 CLOSED_PARTS = ("sweep", "models")  # the closed-loop comparisons (not direct-vs-service's c=1 cases)
@@ -48,11 +64,18 @@ def _sweep(runs: list[dict], batching: str, model: str = "particle_classifier_v1
 
 
 def _at(runs: list[dict], model: str, batching: str, concurrency: int) -> list[dict]:
-    """Every closed-loop repeat of one case (sweep or model comparison)."""
+    """Every closed-loop repeat of one case (in a study: the sweep or the model comparison)."""
+    study = is_study(runs)
+
+    def comparable(r: dict) -> bool:
+        if study:
+            return r.get("study", {}).get("part") in CLOSED_PARTS
+        return (r.get("engine") or {}).get("name") != "direct"  # in-process runs have no server to compare
+
     return [
         r
         for r in runs
-        if r["model"] == model and r["batching"] == batching and r["load"]["mode"] == "closed" and r["load"]["concurrency"] == concurrency and r.get("study", {}).get("part") in CLOSED_PARTS
+        if r["model"] == model and r["batching"] == batching and r["load"]["mode"] == "closed" and r["load"]["concurrency"] == concurrency and comparable(r)
     ]
 
 
@@ -70,9 +93,16 @@ def budgets(runs: list[dict]) -> tuple[float, float]:
     return plan.get("p50_budget_ms", FALLBACK_P50_MS), plan.get("p99_budget_ms", FALLBACK_P99_MS)
 
 
-def compare_at(runs: list[dict]) -> int:
-    """The concurrency of the A/B and model comparisons (64 in the standard study)."""
-    return _plan(runs).get("compare_at", COMPARE_AT)
+def compare_at(runs: list[dict], model: str | None = None) -> int:
+    """The concurrency of the A/B, CDF and model comparisons: the study's (64 in the standard
+    study); in other files the highest one with both batching modes, else the highest measured."""
+    plan = _plan(runs)
+    if "compare_at" in plan:
+        return plan["compare_at"]
+    closed = [r for r in runs if r["load"]["mode"] == "closed" and r["model"] == (model or main_model(runs))]
+    both = {r["load"]["concurrency"] for r in closed if r["batching"] == "on"} & {r["load"]["concurrency"] for r in closed if r["batching"] == "off"}
+    found = both or {r["load"]["concurrency"] for r in closed}
+    return max(found) if found else COMPARE_AT
 
 
 def _fmt(value, digits=2) -> str:
@@ -84,9 +114,10 @@ def _fmt(value, digits=2) -> str:
 # ----------------------------------------------------------------------------- tables
 
 
-def ab_table(runs: list[dict], concurrency: int | None = None, model: str = "particle_classifier_v1") -> str:
+def ab_table(runs: list[dict], concurrency: int | None = None, model: str | None = None) -> str:
     """ON vs OFF as median [min–max] over repeats; the ratio only where the ranges do not overlap."""
-    concurrency = concurrency or compare_at(runs)
+    model = model or main_model(runs)
+    concurrency = concurrency or compare_at(runs, model)
     on, off = _at(runs, model, "on", concurrency), _at(runs, model, "off", concurrency)
     if not on or not off:
         return "_no A/B pair in these results_"
@@ -105,11 +136,14 @@ def _cells(group: list[dict] | None) -> list[str]:
     return [s["throughput_rps"].format(), s["p50_ms"].format(".2f"), s["p99_ms"].format(".2f")]
 
 
-def sweep_table(runs: list[dict]) -> str:
-    lines = ["| concurrency | ON req/s | ON p50 | ON p99 | OFF req/s | OFF p50 | OFF p99 |", "|---:|---:|---:|---:|---:|---:|---:|"]
-    on, off = _sweep(runs, "on"), _sweep(runs, "off")
-    for c in sorted(set(on) | set(off)):
-        lines.append(f"| {c} | " + " | ".join(_cells(on.get(c)) + _cells(off.get(c))) + " |")
+def sweep_table(runs: list[dict], model: str | None = None) -> str:
+    model = model or main_model(runs)
+    groups = {b: _sweep(runs, b, model) for b in MODES}
+    modes = [b for b in MODES if groups[b]]
+    names = [(b or "?").upper() for b in modes]
+    lines = ["| concurrency | " + " | ".join(f"{n} req/s | {n} p50 | {n} p99" for n in names) + " |", "|---:|" + "---:|" * 3 * len(modes)]
+    for c in sorted(set().union(*(groups[b] for b in modes))):
+        lines.append(f"| {c} | " + " | ".join(cell for b in modes for cell in _cells(groups[b].get(c))) + " |")
     return "\n".join(lines) + "\n\n_median [min–max] over repeats; latencies in ms_"
 
 
@@ -117,12 +151,12 @@ def model_table(runs: list[dict], concurrency: int | None = None) -> str:
     concurrency = concurrency or compare_at(runs)
     lines = ["| model | batching | req/s | p50 ms | p99 ms | avg batch | engine |", "|---|---|---:|---:|---:|---:|---|"]
     for model in sorted({r["model"] for r in runs}):
-        for batching in ("on", "off"):
+        for batching in MODES:
             group = _at(runs, model, batching, concurrency)
             if group:
                 batch = _median((r.get("server_metrics") or {}).get("avg_batch_size") for r in group)
                 engine = ",".join(sorted({(r.get("engine") or {}).get("name", "?") for r in group}))
-                lines.append(f"| {model} | {batching} | " + " | ".join(_cells(group)) + f" | {_fmt(batch, 1)} | {engine} |")
+                lines.append(f"| {model} | {batching or '?'} | " + " | ".join(_cells(group)) + f" | {_fmt(batch, 1)} | {engine} |")
     return "\n".join(lines)
 
 
@@ -135,10 +169,10 @@ def _server_medians(group: list[dict]) -> dict[str, float | None]:
 
 def breakdown_table(runs: list[dict]) -> str:
     lines = ["| batching | c | avg batch | queue µs | compute in µs | infer µs | out µs |", "|---|---:|---:|---:|---:|---:|---:|"]
-    for batching in ("on", "off"):
-        for c, group in _sweep(runs, batching).items():
+    for batching in MODES:
+        for c, group in _sweep(runs, batching, main_model(runs)).items():
             m = _server_medians(group)
-            lines.append(f"| {batching} | {c} | {_fmt(m['avg_batch_size'], 1)} | " + " | ".join(_fmt(m[k], 0) for k in BREAKDOWN[1:]) + " |")
+            lines.append(f"| {batching or '?'} | {c} | {_fmt(m['avg_batch_size'], 1)} | " + " | ".join(_fmt(m[k], 0) for k in BREAKDOWN[1:]) + " |")
     return "\n".join(lines) + "\n\n_per request, from Triton's own counters over each window; median over repeats_"
 
 
@@ -234,18 +268,21 @@ def _spread_points(groups: dict[int, list[dict]], metric: str) -> tuple[list[int
     return xs, ys, [lo, hi]
 
 
-def plot_sweep(runs: list[dict], model: str = "particle_classifier_v1"):
+def plot_sweep(runs: list[dict], model: str | None = None):
+    model = model or main_model(runs)
     fig, (ax_t, ax_l) = plt.subplots(1, 2, figsize=(11, 4.2))
     measured: set[int] = set()
-    for batching in ("on", "off"):
+    for batching in MODES:
         groups = _sweep(runs, batching, model)
+        if not groups:
+            continue
         measured |= set(groups)
         for ax, metric in ((ax_t, "throughput_rps"), (ax_l, "p99_ms")):
             xs, ys, err = _spread_points(groups, metric)
-            ax.errorbar(xs, ys, yerr=err, fmt="o-", capsize=3, color=COLORS[batching], label=f"batching {batching}")
+            ax.errorbar(xs, ys, yerr=err, fmt="o-", capsize=3, color=COLORS[batching], label=f"batching {batching or '?'}")
             bound = [(x, y) for x, y in zip(xs, ys) if any(r["client"]["client_bound"] for r in groups[x])]
             if bound:
-                ax.plot(*zip(*bound), "x", color="black", markersize=9, label=f"client-bound ({batching})")
+                ax.plot(*zip(*bound), "x", color="black", markersize=9, label=f"client-bound ({batching or '?'})")
     for ax in (ax_t, ax_l):
         ax.set_xscale("log", base=2)
         ax.set_xticks(sorted(measured), [str(c) for c in sorted(measured)])
@@ -262,8 +299,9 @@ def plot_sweep(runs: list[dict], model: str = "particle_classifier_v1"):
     return fig
 
 
-def plot_ab(runs: list[dict], concurrency: int | None = None, model: str = "particle_classifier_v1"):
-    concurrency = concurrency or compare_at(runs)
+def plot_ab(runs: list[dict], concurrency: int | None = None, model: str | None = None):
+    model = model or main_model(runs)
+    concurrency = concurrency or compare_at(runs, model)
     on, off = _at(runs, model, "on", concurrency), _at(runs, model, "off", concurrency)
     if not on or not off:
         raise AxonError("A/B plot needs batching on and off at the same concurrency")
@@ -293,18 +331,20 @@ def plot_ab(runs: list[dict], concurrency: int | None = None, model: str = "part
     return fig
 
 
-def plot_cdf(runs: list[dict], concurrency: int | None = None, model: str = "particle_classifier_v1"):
-    concurrency = concurrency or compare_at(runs)
+def plot_cdf(runs: list[dict], concurrency: int | None = None, model: str | None = None):
+    model = model or main_model(runs)
+    concurrency = concurrency or compare_at(runs, model)
     p50_budget, _ = budgets(runs)
     fig, ax = plt.subplots(figsize=(7, 4.2))
-    for batching in ("on", "off"):
-        group = _at(runs, model, batching, concurrency)
+    for batching in MODES:
+        group = [r for r in _at(runs, model, batching, concurrency) if r["latency_ms"]["count"]]
         if not group:
             continue
         # All repeats pooled: an exact merge of their histograms.
         values, counts = stats.histogram_values_seconds(stats.merge([r["histogram"] for r in group]))
-        ax.plot(np.array(values) * 1e3, np.cumsum(counts) / np.sum(counts), color=COLORS[batching], label=f"batching {batching}")
-    ax.axvline(p50_budget, color="red", linestyle="--", label=f"p50 budget {p50_budget:g} ms")
+        ax.plot(np.array(values) * 1e3, np.cumsum(counts) / np.sum(counts), color=COLORS[batching], label=f"batching {batching or '?'}")
+    if _plan(runs):  # a budget line only where a study set the budget
+        ax.axvline(p50_budget, color="red", linestyle="--", label=f"p50 budget {p50_budget:g} ms")
     ax.set_xscale("log")
     ax.set_xlabel("request latency (ms)")
     ax.set_ylabel("fraction of requests (CDF)")
@@ -322,12 +362,12 @@ def plot_rate(runs: list[dict]):
     groups: dict[tuple[str, str], list[dict]] = {}
     for r in _part(runs, "capacity"):
         groups.setdefault((r["model"], r["batching"]), []).append(r)
-    for (model, batching), rs in sorted(groups.items()):
+    for (model, batching), rs in sorted(groups.items(), key=lambda kv: (kv[0][0], str(kv[0][1]))):
         by_rate: dict[float, list[dict]] = {}
         for r in sorted(rs, key=lambda r: r["load"]["rate"]):
             by_rate.setdefault(r["load"]["rate"], []).append(r)
         style = "-" if model.endswith("v1") else "--"
-        name = f"{model.removeprefix('particle_classifier_')} batching {batching}"
+        name = f"{model.removeprefix('particle_classifier_')} batching {batching or '?'}"
         xs = [statistics.median(r["throughput_rps"] for r in g) for g in by_rate.values()]
         ys = [statistics.median(r["latency_ms"]["p99"] for r in g) for g in by_rate.values()]
         ax.plot(xs, ys, style, color=COLORS[batching], label=name)
@@ -337,9 +377,11 @@ def plot_rate(runs: list[dict]):
         ax.plot([r["throughput_rps"] for r in ok], [r["latency_ms"]["p99"] for r in ok], marker, color=COLORS[batching], alpha=0.6, linestyle="none")
         if behind:
             ax.plot([r["throughput_rps"] for r in behind], [r["latency_ms"]["p99"] for r in behind], "x", color=COLORS[batching], markersize=8, linestyle="none", label=f"{name}: client fell behind")
-    ax.axhline(p99_budget, color="red", linestyle="--", label=f"p99 budget {p99_budget:g} ms")
+    if _plan(runs):
+        ax.axhline(p99_budget, color="red", linestyle="--", label=f"p99 budget {p99_budget:g} ms")
     ax.set_yscale("log")
-    ax.set_xlabel("achieved throughput (req/s), open loop, Poisson arrivals")
+    poisson = all(r["load"].get("distribution") == "poisson" for r in _part(runs, "capacity"))
+    ax.set_xlabel(f"achieved throughput (req/s), open loop, {'Poisson' if poisson else 'constant or mixed'} arrivals")
     ax.set_ylabel("p99 latency (ms), from intended send time")
     ax.set_title("Latency vs throughput (lines: median per offered rate)")
     ax.grid(alpha=0.3)
@@ -351,9 +393,10 @@ def plot_rate(runs: list[dict]):
 def plot_breakdown(runs: list[dict]):
     """Triton's time per request by component, on linear axes so the proportions are true."""
     parts = [("queue_us_per_request", "queue"), ("compute_input_us_per_request", "compute input"), ("compute_infer_us_per_request", "compute infer"), ("compute_output_us_per_request", "compute output")]
-    cases = [(b, c, _server_medians(g)) for b in ("on", "off") for c, g in _sweep(runs, b).items() if any(r.get("server_metrics") for r in g)]
+    model = main_model(runs)
+    cases = [(b, c, _server_medians(g)) for b in MODES for c, g in _sweep(runs, b, model).items() if any(r.get("server_metrics") for r in g)]
     fig, ax = plt.subplots(figsize=(10, 4.2))
-    labels = [f"{b}\nc={c}" for b, c, _ in cases]
+    labels = [f"{b or '?'}\nc={c}" for b, c, _ in cases]
     bottom = np.zeros(len(cases))
     for key, name in parts:
         values = np.array([m.get(key) or 0.0 for _, _, m in cases])
@@ -361,7 +404,7 @@ def plot_breakdown(runs: list[dict]):
         bottom += values
     ax.set_xlabel("batching mode and concurrency")
     ax.set_ylabel("server time per request (µs)")
-    ax.set_title("Where Triton spends each request's time (median over repeats)")
+    ax.set_title(f"{model.removeprefix('particle_classifier_')}: where Triton spends each request's time (median over repeats)")
     ax.legend()
     fig.tight_layout()
     return fig
@@ -391,62 +434,111 @@ def plot_direct(runs: list[dict]):
     return fig
 
 
+def _measured(runs: list[dict]) -> list[dict]:
+    """Runs with at least one successful request: the others have no latency to draw."""
+    return [r for r in runs if r["requests"]["ok"] > 0 and r["latency_ms"]["count"]]
+
+
+def not_drawn(runs: list[dict]) -> dict[str, str]:
+    """The plots these runs can't support, each with the reason the report gives instead."""
+    runs = _measured(runs)
+    if not runs:
+        return dict.fromkeys(PLOTS, "no run measured a successful request")
+    model = main_model(runs)
+    closed = [r for r in _part(runs, "sweep") if r["model"] == model]
+    c = compare_at(runs, model)
+    out = {}
+    if len({r["load"]["concurrency"] for r in closed}) < 2:
+        out["sweep"] = f"needs closed-loop runs of {model} at two or more concurrencies (`axon bench --sweep`)"
+    if not (_at(runs, model, "on", c) and _at(runs, model, "off", c)):
+        out["ab"] = "needs batching on and off at the same concurrency (`axon bench --ab`)"
+    if not any(_at(runs, model, b, c) for b in MODES):
+        out["cdf"] = "needs closed-loop runs"
+    if not _part(runs, "capacity"):
+        out["rate"] = "needs open-loop runs (`axon bench --rate`)"
+    if not any(r.get("server_metrics") for r in closed):
+        out["breakdown"] = "needs closed-loop runs with Triton's metrics (a server axon starts, or --metrics-url)"
+    return out
+
+
 def figures(runs: list[dict]) -> dict:
-    figs = {"sweep": plot_sweep(runs), "ab": plot_ab(runs), "cdf": plot_cdf(runs), "rate": plot_rate(runs), "breakdown": plot_breakdown(runs)}
-    if _part(runs, "direct"):
-        figs["direct"] = plot_direct(runs)
+    """The plots that apply to these runs (see :func:`not_drawn` for the others), by key of PLOTS."""
+    draw = {"sweep": plot_sweep, "ab": plot_ab, "cdf": plot_cdf, "rate": plot_rate, "breakdown": plot_breakdown}
+    skip = not_drawn(runs)
+    measured = _measured(runs)
+    figs = {key: plot(measured) for key, plot in draw.items() if key not in skip}
+    if _part(measured, "direct"):
+        figs["direct"] = plot_direct(measured)
     return figs
 
 
-def markdown(runs: list[dict]) -> str:
+def cases_table(runs: list[dict]) -> str:
+    """Every case in the file: median [min–max] over its repeats, and what its runs said."""
+    lines = ["| case | runs | req/s | p50 ms | p99 ms | engine | verdict |", "|---|---:|---:|---:|---:|---|---|"]
+    for key, group in repeats.group(runs).items():
+        engine = ",".join(sorted({(r.get("engine") or {}).get("name", "?") for r in group}))
+        verdicts = [v for r in group for v in r["verdicts"] + ([r["incomplete_reason"]] if r["incomplete_reason"] else [])]
+        unchecked = not all(r["correctness"].get("enabled", True) for r in group)
+        verdict = "; ".join(dict.fromkeys(verdicts)) or ("unchecked" if unchecked else "ok")
+        if any(r["client"]["client_bound"] for r in group):
+            verdict += " [client-bound]"
+        lines.append(f"| {key} | {len(group)} | " + " | ".join(_cells(group)) + f" | {engine} | {verdict} |")
+    return "\n".join(lines) + "\n\n_median [min–max] over repeats_"
+
+
+def _image(key: str, skip: dict[str, str], said: set[str]) -> str:
+    said.add(key)
+    return _not_drawn(key, skip) if key in skip else f"![{key}]({PLOTS[key]})"
+
+
+def _not_drawn(key: str, skip: dict[str, str]) -> str:
+    return f"_{PLOTS[key]} not drawn: {skip[key]}_"
+
+
+def markdown(runs: list[dict], source: str | None = None) -> str:
+    """report.md: a study's full report, or for any other results file the parts that apply."""
     first = runs[0]
     m = first["machine"]
     p50_budget, p99_budget = budgets(runs)
     data = first.get("dataset") or {}
-    return "\n".join(
-        [
-            "# axon study",
-            "",
-            f"Measured {first['timestamp'][:10]} on {m['cpu']} ({m['cores']} cores, {m['memory_gib']} GiB), "
-            f"{first['server']['backend']} Triton {first['server']['version']}, git {str(first.get('git_commit'))[:10]}. "
-            f"Data: {data.get('name', '?')} ({data.get('rows', '?')} rows, seed {data.get('seed', '?')}). "
-            f"Each case: {first['load']['warmup_s']:g} s warm-up, {first['load']['duration_s']:g} s window, "
-            f"{_plan(runs).get('repeat', 1)} interleaved repeats (ON, OFF, ON, OFF, ...). Engines: {_engines(runs)}. "
-            f"Budgets: p50 {p50_budget:g} ms, p99 {p99_budget:g} ms.",
-            "",
-            f"## Batching ON vs OFF (c={compare_at(runs)})",
-            ab_table(runs),
-            "",
-            f"![A/B]({PLOTS['ab']})",
-            "",
-            "## Concurrency sweep (v1)",
-            sweep_table(runs),
-            "",
-            f"![sweep]({PLOTS['sweep']})",
-            "",
-            f"![CDF]({PLOTS['cdf']})",
-            "",
-            f"## Models at c={compare_at(runs)}",
-            model_table(runs),
-            "",
-            "## Capacity under the p99 budget (open loop, Poisson)",
-            capacity_markdown(runs),
-            "",
-            f"![rate]({PLOTS['rate']})",
-            "",
-            "## Direct vs service",
-            direct_markdown(runs),
-            "",
-            f"![direct]({PLOTS['direct']})" if _part(runs, "direct") else "",
-            "",
-            "## Server-side breakdown",
-            breakdown_table(runs),
-            "",
-            f"![breakdown]({PLOTS['breakdown']})",
-            "",
-            _flags(runs),
-        ]
-    )
+    study = is_study(runs)
+    model = main_model(runs)
+    c = compare_at(runs, model)
+    skip = not_drawn(runs)
+    said: set[str] = set()
+    repeat = f"{_plan(runs).get('repeat', 1)} interleaved repeats (ON, OFF, ON, OFF, ...). " if study else ""
+    lines = [
+        "# axon study" if study else f"# axon results{f': {source}' if source else ''}",
+        "",
+        f"Measured {first['timestamp'][:10]} on {m['cpu']} ({m['cores']} cores, {m['memory_gib']} GiB), "
+        f"{first['server']['backend']} Triton {first['server']['version']}, git {str(first.get('git_commit'))[:10]}. "
+        f"Data: {data.get('name', '?')} ({data.get('rows', '?')} rows, seed {data.get('seed', '?')}). "
+        f"Each case: {first['load']['warmup_s']:g} s warm-up, {first['load']['duration_s']:g} s window"
+        f"{', ' + repeat if repeat else '. '}Engines: {_engines(runs)}." + (f" Budgets: p50 {p50_budget:g} ms, p99 {p99_budget:g} ms." if study else ""),
+        "",
+    ]
+    if not study:
+        lines += ["## Cases", cases_table(runs), ""]
+    if study or "ab" not in skip:
+        lines += [f"## Batching ON vs OFF (c={c})", ab_table(runs), "", _image("ab", skip, said), ""]
+    if study or "sweep" not in skip:
+        lines += [f"## Concurrency sweep ({model.removeprefix('particle_classifier_')})", sweep_table(runs), "", _image("sweep", skip, said), ""]
+    lines += [_image("cdf", skip, said), ""]
+    if study or len({r["model"] for r in runs}) > 1:
+        lines += [f"## Models at c={c}", model_table(runs, c), ""]
+    if study:
+        lines += ["## Capacity under the p99 budget (open loop, Poisson)", capacity_markdown(runs), ""]
+    if study or "rate" not in skip:
+        lines += ([] if study else ["## Open loop: latency vs throughput"]) + [_image("rate", skip, said), ""]
+    if _part(runs, "direct"):
+        lines += ["## Direct vs service", direct_markdown(runs), "", f"![direct]({PLOTS['direct']})", ""]
+    if study or "breakdown" not in skip:
+        lines += ["## Server-side breakdown", breakdown_table(runs), "", _image("breakdown", skip, said), ""]
+    unsaid = [key for key in PLOTS if key in skip and key not in said]
+    if unsaid:
+        lines += ["## Plots not drawn", *(f"- {_not_drawn(key, skip)}" for key in unsaid), ""]
+    lines.append(_flags(runs))
+    return "\n".join(lines)
 
 
 def _engines(runs: list[dict]) -> str:
@@ -463,29 +555,52 @@ def _flags(runs: list[dict]) -> str:
     behind = [r for r in runs if (r.get("schedule") or {}).get("behind")]
     lines = ["## Measurement notes"]
     lines.append(f"- {len(hot)} of {len(runs)} runs were client-bound (a load-generator process above {runs[0]['client']['threshold_cores']:g} of a core).")
-    lines.append(f"- {len(behind)} open-loop runs fell behind their schedule; their rates count as failures in the capacity search.")
+    study = " their rates count as failures in the capacity search." if is_study(runs) else ""
+    lines.append(f"- {len(behind)} open-loop runs fell behind their schedule.{study}")
     bad = sum(r["correctness"]["mismatches"] for r in runs)
     lines.append(f"- correctness: {sum(r['correctness']['checked'] for r in runs)} responses checked against local onnxruntime, {bad} mismatches (native runs: the one body, checked before the run).")
     unverified = [r for r in runs if (r.get("verification") or {}).get("verified") is False]
     native_runs = [r for r in runs if r.get("verification")]
     if native_runs:
         lines.append(f"- native engine: {len(native_runs) - len(unverified)} of {len(native_runs)} runs verified against Triton's success counter.")
+    unchecked = [r for r in runs if not r["correctness"].get("enabled", True)]
+    if unchecked:
+        reasons = "; ".join(dict.fromkeys(str(r["correctness"].get("reason")) for r in unchecked))
+        lines.append(f"- correctness unchecked in {len(unchecked)} of {len(runs)} runs: {reasons}.")
     notices = sorted({r["engine"]["notice"] for r in runs if (r.get("engine") or {}).get("notice")})
+    notices += sorted({r["dataset"]["notice"] for r in runs if (r.get("dataset") or {}).get("notice")})
     lines += [f"- notice: {n}" for n in notices]
     return "\n".join(lines)
 
 
-def write_report(directory: Path) -> Path:
-    """Read ``directory/study.json``; write report.md and the PNGs beside it."""
-    path = Path(directory) / STUDY_FILE
-    if not path.is_file():
-        raise AxonError(f"no {STUDY_FILE} in {directory}; run the study first (`make bench` or `axon study`)")
-    runs = read_results(path)
+def load(path: Path) -> tuple[list[dict], Path, str | None]:
+    """The runs of a results folder (its study.json) or of any axon results file, where the
+    report goes (the folder; beside a file, ``<name>-report/``), and the file's name."""
+    path = Path(path)
+    if path.is_dir():
+        study_file = path / STUDY_FILE
+        if not study_file.is_file():
+            raise AxonError(f"no {STUDY_FILE} in {path}; give a results file (axon bench --output) or run the study first (`make bench` or `axon study`)")
+        return read_results(study_file), path, None
+    if not path.exists():
+        raise AxonError(f"{path}: no such file or folder")
+    return read_results(path), path.parent / f"{path.stem}-report", path.name
+
+
+def write_report(path: Path, out: Path | None = None) -> Path:
+    """Read a study folder or any axon results file; write report.md and the plots that apply.
+
+    Plots that the runs can't support (a sweep of one concurrency, an A/B without both modes)
+    are not drawn; report.md says which, and why.
+    """
+    runs, default_out, source = load(path)
     if not runs:
         raise AxonError(f"{path} holds no runs")
+    out = Path(out or default_out)
+    out.mkdir(parents=True, exist_ok=True)
     for key, fig in figures(runs).items():
-        fig.savefig(Path(directory) / PLOTS[key], dpi=110)
+        fig.savefig(out / PLOTS[key], dpi=110)
         plt.close(fig)
-    report = Path(directory) / "report.md"
-    report.write_text(markdown(runs) + "\n")
+    report = out / "report.md"
+    report.write_text(markdown(runs, source) + "\n")
     return report

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
 import os
 import platform
 import subprocess
+import tempfile
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -60,6 +62,28 @@ def write_results(path: Path, runs: list[dict]) -> None:
     write_json(path, {"schema_version": SCHEMA_VERSION, "runs": runs})
 
 
+def check_writable(path: Path) -> None:
+    """Fail before the load, not after it, on a results file that can't be written.
+
+    The file is written atomically (a temporary file beside it, then a rename), so what must
+    be writable is its folder: a probe file is made there. Folders made for the probe are
+    kept when it succeeds (the first write would make them) and removed when it fails.
+    """
+    path = Path(path)
+    if path.is_dir():
+        raise AxonError(f"cannot write results to {path}: it is a folder; give a file name")
+    missing = [p for p in [path.parent, *path.parent.parents] if not p.exists()]
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=path.parent, prefix=".axon-probe-"):
+            pass
+    except OSError as exc:
+        for folder in missing:  # innermost first
+            with contextlib.suppress(OSError):
+                folder.rmdir()
+        raise AxonError(f"cannot write results to {path}: {exc.strerror or exc}") from None
+
+
 def read_results(path: Path) -> list[dict]:
     try:
         payload = json.loads(Path(path).read_text())
@@ -90,6 +114,14 @@ def merge_runs(runs: Iterable[dict]) -> dict[str, Any]:
         "latency_ms": stats.LatencySummary.of(histogram).as_dict(),
         "histogram": stats.encode(histogram),
     }
+
+
+def client_bound_summary(runs: list[dict]) -> str:
+    """One line for the end of a command: how many runs the client, not the server, may have limited."""
+    bound = sum(bool(r["client"]["client_bound"]) for r in runs)
+    threshold = runs[0]["client"]["threshold_cores"] if runs else float("nan")
+    line = f"client-bound: {bound} of {len(runs)} runs (a load-generator process above {threshold:g} of a core)"
+    return line + ("; for those, the client, not the server, may have set the numbers" if bound else "")
 
 
 def default_output(directory: Path, label: str) -> Path:

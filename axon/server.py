@@ -247,6 +247,15 @@ class EmbeddedServer(_ContextServer):
         """The models the repository holds (folders with a config.pbtxt)."""
         return sorted(p.name for p in self.repository.iterdir() if (p / "config.pbtxt").is_file())
 
+    def check_models(self) -> list[str]:
+        """The models to load; a missing repository, or a model it lacks, is an error said before any start."""
+        if not self.repository.is_dir():
+            raise ServerError(f"model repository not found: {self.repository} (run `axon train` first)")
+        models = self._model_names()
+        if not models:
+            raise ServerError(f"no models (folders with config.pbtxt) in {self.repository}")
+        return models
+
     def _model_names(self) -> list[str]:
         available = self.available_models()
         if self.models is None:
@@ -298,11 +307,7 @@ class EmbeddedServer(_ContextServer):
     def start(self) -> Endpoints:
         if self.process is not None:
             return self.endpoints
-        if not self.repository.is_dir():
-            raise ServerError(f"model repository not found: {self.repository} (run `axon train` first)")
-        models = self._model_names()
-        if not models:
-            raise ServerError(f"no models (folders with config.pbtxt) in {self.repository}")
+        models = self.check_models()
         install = find_embedded()
         self._workdir = tempfile.TemporaryDirectory(prefix="axon-triton-")
         workdir = Path(self._workdir.name)

@@ -62,6 +62,11 @@ def plan_with_budgets(plan: StudyPlan, pyproject: Path) -> StudyPlan:
     return replace(plan, p50_budget_ms=p50 or plan.p50_budget_ms, p99_budget_ms=p99 or plan.p99_budget_ms, budgets_from=str(pyproject))
 
 
+def study_key(plan: StudyPlan, part: str) -> dict:
+    """What a study adds to each record: which part of the study it is, and the plan's budgets."""
+    return {"part": part, "plan": {"p50_budget_ms": plan.p50_budget_ms, "p99_budget_ms": plan.p99_budget_ms, "compare_at": plan.compare_at, "repeat": plan.repeat}}
+
+
 Log = Callable[[str], None]
 
 
@@ -80,7 +85,7 @@ class Study:
 
     def _keep(self, record: dict, part: str) -> None:
         """Tag, save (after every case: nothing measured is lost) and log one record."""
-        record["study"] = {"part": part, "plan": {"p50_budget_ms": self.plan.p50_budget_ms, "p99_budget_ms": self.plan.p99_budget_ms, "compare_at": self.plan.compare_at, "repeat": self.plan.repeat}}
+        record["study"] = study_key(self.plan, part)
         self.runs.append(record)
         results.write_results(self.path, self.runs)
         repeat = (record["repeat"]["index"], record["repeat"]["of"]) if record.get("repeat") else None
@@ -110,6 +115,7 @@ class Study:
         with contextlib.ExitStack() as stack:
             servers = {}
             for batching in ("on", "off"):
+                self.log(f"starting embedded Triton (batching {batching})…")
                 server = stack.enter_context(backends.make_server("embedded", batching=batching, artifacts=self.artifacts, log_path=self.out / f"tritonserver-batching-{batching}.log"))
                 self.log(f"batching {batching}: embedded Triton {server.version} ready in {server.startup_s:.1f} s")
                 servers[batching] = server

@@ -6,6 +6,7 @@ Each bad input goes through the real command line, in a child process, as a user
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import re
 import shutil
@@ -15,14 +16,16 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import psutil
 import pytest
 
 import axon
-from axon import atomic, data
+from axon import atomic, backends, data
 from axon.backends import embedded_repository
 from axon.cli import build_parser
-from axon.errors import ServerError
+from axon.errors import AxonError, ServerError
+from axon.pipeline import VALIDATION_ROWS_FILE
 from axon.server import EmbeddedServer
 from tests.helpers import assert_clean_error, run_axon
 
@@ -79,17 +82,73 @@ def _one_class_csv(tmp_path: Path) -> str:
     return str(path)
 
 
+def _fake_artifacts(where: Path, *models: str) -> Path:
+    """What axon's checks read before any server starts: validation rows and repository configs."""
+    _repository_with(embedded_repository(where, "on"), *models)
+    where.mkdir(parents=True, exist_ok=True)
+    np.savez(where / VALIDATION_ROWS_FILE, features=np.zeros((8, 28), dtype=np.float32), labels=np.zeros(8))
+    return where
+
+
+def _results_file(where: Path, concurrency: int) -> str:
+    """A results file holding one (minimal) run: enough for the checks merge makes before merging."""
+    run = {"model": "particle_classifier_v1", "batching": "on", "load": {"mode": "closed", "concurrency": concurrency}, "repeat": None}
+    path = where / f"c{concurrency}.json"
+    path.write_text(json.dumps({"schema_version": 1, "runs": [run]}))
+    return str(path)
+
+
+def _text_file(where: Path) -> str:
+    (where / "notes.txt").write_text("not json\n")
+    return str(where / "notes.txt")
+
+
+QUICK_BENCH = ["--duration", "1", "--warmup", "0"]
+
 CLI_CASES = {
     "train-too-few-rows": (lambda t: ["train", "--rows", "100", "--out", str(t / "out")], "training needs at least 304 rows, got 100"),
     "train-one-class": (lambda t: ["train", "--dataset", _one_class_csv(t), "--rows", "400", "--out", str(t / "out")], "has 0 background rows"),
     "bench-unknown-model": (
-        lambda t: ["bench", "--model", "v7", "--duration", "1", "--output", str(t / "out" / "r.json"),
-                   "--artifacts", str(_repository_with(embedded_repository(t / "art", "on"), "particle_classifier_v1").parents[2])],
+        lambda t: ["bench", "--model", "v7", *QUICK_BENCH, "--output", str(t / "out" / "r.json"), "--artifacts", str(_fake_artifacts(t / "art", "particle_classifier_v1"))],
         "model(s) 'v7' not in the repository",
     ),
     "serve-model-not-in-repository": (
         lambda t: ["serve", "--repository", str(_repository_with(t / "repo", "particle_classifier_v1")), "--models", "v2"],
         "'particle_classifier_v2' not in the repository",
+    ),
+    # A path the user gave that does not exist is an error, never a reason to measure something else.
+    "bench-artifacts-missing": (lambda t: ["bench", "--artifacts", str(t / "nonexistent-art"), *QUICK_BENCH], "--artifacts {t}/nonexistent-art: no such folder"),
+    "bench-artifacts-not-trained": (lambda t: ["bench", "--artifacts", str(t), "--url", "127.0.0.1:1", "--engine", "python", *QUICK_BENCH], "--artifacts {t}: no validation_rows.npz there"),
+    "bench-output-unwritable": (
+        lambda t: ["bench", "--artifacts", str(_fake_artifacts(t / "art", "particle_classifier_v1")), "--output", "/proc/x/y.json", *QUICK_BENCH],
+        "cannot write results to /proc/x/y.json",
+    ),
+    "bench-output-is-a-folder": (
+        lambda t: ["bench", "--artifacts", str(_fake_artifacts(t / "art", "particle_classifier_v1")), "--output", str(t), *QUICK_BENCH], "it is a folder"
+    ),
+    "bench-repository-missing": (lambda t: ["bench", "--artifacts", str(_fake_artifacts(t / "art")), *QUICK_BENCH], "model repository not found: {t}/art/repositories"),
+    "bench-url-without-port": (lambda t: ["bench", "--url", "localhost", *QUICK_BENCH], "--url must be HOST:PORT of Triton's gRPC endpoint, got 'localhost'"),
+    "bench-backend-with-url": (lambda t: ["bench", "--url", "127.0.0.1:1", "--backend", "docker"], "--backend picks the server axon starts; with --url axon starts none"),
+    "bench-metrics-url-without-url": (lambda t: ["bench", "--metrics-url", "http://127.0.0.1:1/metrics"], "--metrics-url describe(s) a server given with --url"),
+    "bench-tls-without-url": (lambda t: ["bench", "--tls", "--header", "a=b"], "--tls, --header describe(s) a server given with --url"),
+    "bench-ab-with-batching": (lambda t: ["bench", "--ab", "--batching", "off"], "--batching names one mode, and --ab runs both"),
+    "bench-ab-with-url": (lambda t: ["bench", "--ab", "--url", "127.0.0.1:1"], "--ab compares batching on and off on servers axon starts"),
+    "bench-poisson-without-rate": (lambda t: ["bench", "--poisson"], "--poisson shapes open-loop arrivals: give --rate with it"),
+    "bench-connections-on-python": (lambda t: ["bench", "--engine", "python", "--connections", "2"], "--connections shapes the native engine's load"),
+    "serve-url-without-port": (lambda t: ["serve", "--backend", "external", "--url", "localhost"], "--url must be HOST:PORT"),
+    "study-artifacts-missing": (
+        lambda t: ["study", "--artifacts", str(t / "none"), "--out", str(t / "out"), "--pyproject", str(t / "no.toml")],
+        "--artifacts {t}/none: no such folder",
+    ),
+    "study-out-unwritable": (lambda t: ["study", "--artifacts", str(t), "--out", "/proc/x", "--pyproject", str(t / "no.toml")], "output directory /proc/x is not writable"),
+    "report-missing-path": (lambda t: ["report", str(t / "nothing.json")], "{t}/nothing.json: no such file or folder"),
+    "report-folder-without-study": (lambda t: ["report", str(t)], "no study.json in {t}; give a results file"),
+    "report-not-a-results-file": (lambda t: ["report", _text_file(t)], "cannot read results {t}/notes.txt"),
+    "merge-one-file": (lambda t: ["merge", _results_file(t, 4), "--output", str(t / "out" / "m.json")], "give two or more results files to merge"),
+    "merge-missing-file": (lambda t: ["merge", _results_file(t, 4), str(t / "gone.json"), "--output", str(t / "out" / "m.json")], "cannot read results {t}/gone.json"),
+    "merge-different-cases": (
+        lambda t: ["merge", _results_file(t, 4), _results_file(t, 16), "--output", str(t / "out" / "m.json")],
+        "runs of different cases don't merge: {t}/c16.json has 'particle_classifier_v1, batching on, c=16'",
     ),
 }  # fmt: skip
 
@@ -99,7 +158,7 @@ def test_bad_inputs_fail_before_any_work(tmp_path, case):
     make_args, message = case
     started = time.monotonic()
     done = run_axon(*make_args(tmp_path), cwd=ROOT)
-    assert_clean_error(done, "axon: error:", message)
+    assert_clean_error(done, "axon: error:", message.format(t=tmp_path))
     assert len(done.stderr.strip().splitlines()) == 1, done.stderr
     assert time.monotonic() - started < 60  # no server started, no model trained
     assert not (tmp_path / "out").exists()
@@ -113,7 +172,7 @@ def test_version():
     assert axon.__version__ == axon.version() != ""
 
 
-@pytest.mark.parametrize("command", ["train", "serve", "report"])
+@pytest.mark.parametrize("command", ["train", "serve", "report", "bench", "merge"])
 def test_help_shows_every_default(command):
     done = run_axon(command, "--help", cwd=ROOT)
     assert done.returncode == 0, done.stderr
@@ -121,7 +180,9 @@ def test_help_shows_every_default(command):
     expected = {
         "train": ["(default: 0)", "(default: 8)", "(default: 100000)", "(default: v1,v2)", "(default: artifacts)", "(default: synthetic)"],
         "serve": ["(default: embedded)", "(default: on)", "(default: v1,v2)", "(default: artifacts)", "(default: that one)"],
-        "report": ["(default: results)"],
+        "report": ["(default: results)", "<file name>-report/"],
+        "bench": ["(default 64)", "(default 30)", "(default 1)", "(default 0)", "(default ./artifacts;", "(default embedded)"],
+        "merge": ["one per host"],
     }[command]
     for fragment in expected:
         assert fragment in text, (fragment, text)
@@ -262,3 +323,50 @@ def test_docker_backend_names_the_missing_gpu_repository(tmp_path, monkeypatch):
     server = backends.DockerServer("off", models=["particle_classifier_v1"], compose_file=tmp_path / "docker-compose.yml")
     with pytest.raises(ServerError, match=r"batching_off, which lacks particle_classifier_v1; write it with `axon train --gpu-repository model_repository`"):
         server.start()
+
+
+# --------------------------------------------------------------------------- the plugin's own bad inputs
+
+PLUGIN_BAD = {
+    "artifacts-missing": (["--axon-artifacts", "/nonexistent-art"], "--axon-artifacts /nonexistent-art: no such folder"),
+    "artifacts-not-trained": (["--axon-artifacts", "."], "--axon-artifacts .: no manifest.json there"),
+    "url-without-port": (["--triton=external", "--triton-url", "localhost"], "--triton-url must be HOST:PORT of Triton's gRPC endpoint, got 'localhost'"),
+    "docker-without-engine": (["--triton=docker"], "--triton=docker: the docker backend needs"),
+}
+
+
+@pytest.mark.parametrize("case", PLUGIN_BAD.values(), ids=PLUGIN_BAD.keys())
+def test_plugin_bad_inputs_stop_the_session_before_any_case(pytester, case):
+    args, message = case
+    if args == ["--triton=docker"] and backends.docker_unavailable_reason() is None:
+        pytest.skip("Docker and a GPU are here: the docker backend would run")
+    pytester.makepyfile(PLUGIN_CASES)
+    result = pytester.runpytest_subprocess(*args, "-p", "no:cacheprovider")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR, result.stdout.str()
+    err = result.stderr.str()
+    assert err.count(message) == 1 and "Traceback" not in err, err
+    if args == ["--triton=docker"]:
+        assert "pass --triton-skip-unavailable to skip the benchmark cases instead" in err
+    assert "test_case" not in result.stdout.str()
+
+
+def test_plugin_skips_docker_cases_only_when_asked(pytester, artifacts):
+    if backends.docker_unavailable_reason() is None:
+        pytest.skip("Docker and a GPU are here: the docker backend would run")
+    pytester.makepyfile("def test_docker(axon_servers):\n    axon_servers.get('on')\n")
+    result = pytester.runpytest_subprocess("--triton=docker", "--triton-skip-unavailable", "--axon-artifacts", str(artifacts), "-p", "no:cacheprovider", "-rs")
+    result.assert_outcomes(skipped=1)
+    result.stdout.fnmatch_lines(["*SKIPPED*the docker backend needs*"])
+
+
+def test_engine_messages_name_the_plugins_options():
+    from axon import engines
+    from axon.pytest_plugin import OPTIONS
+
+    with pytest.raises(AxonError) as err:
+        engines.choose("native", "closed", has_metrics=False, options=OPTIONS)
+    assert str(err.value).startswith("--axon-engine native can't run this case") or "h2load not found" in str(err.value)
+    if engines.h2load_version() is not None:
+        assert "(give --triton-metrics-url)" in str(err.value)
+        assert "give --triton-metrics-url" in engines.choose("auto", "closed", has_metrics=False, options=OPTIONS).notice
+        assert "give --metrics-url" in engines.choose("auto", "closed", has_metrics=False).notice

@@ -44,6 +44,11 @@ class EngineChoice:
     notice: str | None  # why auto did not pick native, said in output and record
 
 
+# The options that name the engine and the metrics URL: the CLI's by default; the pytest
+# plugin passes its own, so every message names an option the user can actually type.
+CLI_OPTIONS = {"engine": "--engine", "metrics_url": "--metrics-url"}
+
+
 @lru_cache(maxsize=1)
 def h2load_version() -> str | None:
     """``nghttp2/1.52.0`` for the h2load on PATH, or None when there is none."""
@@ -58,12 +63,12 @@ def h2load_version() -> str | None:
     return words[-1] if words else "unknown"
 
 
-def choose(requested: str, mode: str, has_metrics: bool) -> EngineChoice:
+def choose(requested: str, mode: str, has_metrics: bool, options: dict[str, str] = CLI_OPTIONS) -> EngineChoice:
     """The engine for a case. ``auto`` prefers native for closed loop; native never guesses.
 
     Open loop always runs on python: h2load's ``--rps`` queues late requests, which is
     coordinated omission. The native engine needs Triton's metrics to check its counts, since
-    h2load sees HTTP status but not gRPC status.
+    h2load sees HTTP status but not gRPC status. ``options`` names the face's options in messages.
     """
     if requested not in ENGINES:
         raise AxonError(f"unknown engine {requested!r}; choose from {', '.join(ENGINES)}")
@@ -75,11 +80,11 @@ def choose(requested: str, mode: str, has_metrics: bool) -> EngineChoice:
     elif h2load_version() is None:
         problem = f"h2load not found ({H2LOAD_INSTALL_HINT})"
     elif not has_metrics:
-        problem = "no Triton metrics endpoint to check h2load's counts against (give --metrics-url)"
+        problem = f"no Triton metrics endpoint to check h2load's counts against (give {options['metrics_url']})"
     if problem is None:
         return EngineChoice("native", requested, None)
     if requested == "native":
-        raise AxonError(f"--engine native can't run this case: {problem}")
+        raise AxonError(f"{options['engine']} native can't run this case: {problem}")
     # auto: open loop on python is by design, not a fallback worth a warning.
     notice = None if mode != "closed" else f"auto engine fell back to python: {problem}"
     return EngineChoice("python", requested, notice)
