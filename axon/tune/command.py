@@ -80,7 +80,7 @@ def command(args: argparse.Namespace) -> int:
     with contextlib.ExitStack() as stack:
         stack.enter_context(server)
         ep = server.endpoints
-        control = ModelControl(ep.grpc, args.model, ssl=ep.tls, headers=ep.headers)
+        control = ModelControl(ep.grpc, args.model, ssl=ep.tls, headers=ep.headers, log_path=getattr(server, "log_path", None))
         stack.callback(control.close)
         initial = control.check()
         seed, batches = seed_options(initial)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from pathlib import Path
 
 from google.protobuf import json_format
 from tritonclient.grpc import model_config_pb2 as mc
@@ -49,10 +50,13 @@ class ModelControl:
         The served model's name.
     """
 
-    def __init__(self, url: str, model: str, ssl: bool = False, headers: dict[str, str] | None = None):
+    def __init__(self, url: str, model: str, ssl: bool = False, headers: dict[str, str] | None = None, log_path: Path | None = None):
         import tritonclient.grpc as grpcclient
 
         self.url, self.model = url, model
+        # The server's log, when axon started the server: Triton's gRPC answer to a refused load is
+        # "failed to poll from model repository"; the reason is in the log's error line.
+        self.log_path = log_path
         self.headers = headers or None
         self.client = grpcclient.InferenceServerClient(url, ssl=ssl)
         self.initial: dict | None = None  # the served config before tuning, as Triton reports it
@@ -105,13 +109,38 @@ class ModelControl:
         """Load a candidate and wait until the model is ready; the time covers both."""
         from tritonclient.utils import InferenceServerException
 
+        offset = self._log_size()
         started = time.monotonic()
         try:
             self.client.load_model(self.model, config=config_json, headers=self.headers, client_timeout=LOAD_TIMEOUT_S)
         except InferenceServerException as exc:
-            return LoadResult(False, time.monotonic() - started, _message(exc))
+            seconds = time.monotonic() - started
+            reason = self._logged_error(offset)
+            return LoadResult(False, seconds, _message(exc) + (f" ({reason})" if reason else ""))
         self.wait_ready()
         return LoadResult(True, time.monotonic() - started)
+
+    def _log_size(self) -> int:
+        try:
+            return self.log_path.stat().st_size if self.log_path else 0
+        except OSError:
+            return 0
+
+    def _logged_error(self, offset: int) -> str | None:
+        """The last error line about this model that the server logged since ``offset``."""
+        if not self.log_path:
+            return None
+        try:
+            with open(self.log_path, "rb") as fh:
+                fh.seek(offset)
+                text = fh.read().decode(errors="replace")
+        except OSError:
+            return None
+        errors = [ln for ln in text.splitlines() if ln.startswith("E") and self.model in ln]
+        if not errors:
+            return None
+        message = errors[-1].split("] ", 1)[-1].strip().strip('"')
+        return message.split("': ", 1)[-1]
 
     def wait_ready(self, timeout_s: float = READY_TIMEOUT_S) -> None:
         deadline = time.monotonic() + timeout_s
