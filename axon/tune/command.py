@@ -22,12 +22,28 @@ from axon.payloads import load_rows
 from axon.repository import ServingOptions, apply_serving, config_text
 from axon.tune import report, search, verdict
 from axon.tune import space as space_mod
-from axon.tune.control import ModelControl, seed_options
+from axon.tune.control import ModelControl, ServerGone, seed_options
 
 DEFAULT_CONCURRENCY = "16,64,128"
 OBJECTIVES = ("throughput", "capacity")
 SCHEMA_VERSION = 1
 CAPACITY_START_RPS = 500.0
+MAX_RESTARTS = 2  # embedded server crashes survived before the tune gives up
+
+
+def _restart(server, out: Path, index: int) -> Path:
+    """Start a crashed embedded server again on its ports (clients reconnect); keep the crash's log."""
+    import shutil
+
+    ep = server.endpoints
+    ports = {"grpc": int(ep.grpc.rsplit(":", 1)[1]), "http": int(ep.http.rsplit(":", 1)[1]), "metrics": int(ep.metrics.rsplit(":", 1)[1].split("/")[0])}
+    kept = out / f"tritonserver-crash-{index + 1}.log"
+    if server.log_path and Path(server.log_path).is_file():
+        shutil.copyfile(server.log_path, kept)
+    server.stop()
+    server.ports = ports
+    server.start()
+    return kept
 
 
 def _log(text: str) -> None:
@@ -114,7 +130,21 @@ def _tune(args, server, control: ModelControl, space: space_mod.Space, budget: v
             raise AxonError(f"tune stopped: {label}: run incomplete ({record['incomplete_reason']}); partial results in {out / report.RECORD_FILE}")
         return record
 
-    tuner = search.Search(space, plan, lambda o: control.load(control.candidate_json(o, batching)), measure, _log)
+    restarts: list[dict] = []
+    doc["server_restarts"] = restarts
+
+    def load(options: ServingOptions):
+        try:
+            return control.load(control.candidate_json(options, batching))
+        except ServerGone as exc:
+            if args.url or len(restarts) >= MAX_RESTARTS:
+                raise AxonError(f"tune stopped: {exc}; partial results in {out / report.RECORD_FILE}") from None
+            _log(f"{exc}; restarting the embedded server on the same ports and loading the candidate again")
+            restarts.append({"at_candidate": space_mod.label(options, space.batching), "runs_before": len(tuner.runs), "log": str(_restart(server, out, len(restarts)))})
+            control.wait_ready()
+            return control.load(control.candidate_json(options, batching))
+
+    tuner = search.Search(space, plan, load, measure, _log)
 
     def save() -> None:
         doc.update(strategy=tuner.strategy, candidates=tuner.candidates, runs=tuner.runs, wall_s=time.monotonic() - started)
@@ -127,7 +157,7 @@ def _tune(args, server, control: ModelControl, space: space_mod.Space, budget: v
     try:
         tuner.run()
         if args.objective == "capacity":
-            capacities = _capacities(args, server, control, tuner, batching, budget, out)
+            capacities = _capacities(args, server, load, tuner, batching, budget, out)
     finally:
         # Triton keeps the last override even across a plain load: restore explicitly, whatever happened.
         with contextlib.suppress(Exception):
@@ -170,7 +200,7 @@ def _tune(args, server, control: ModelControl, space: space_mod.Space, budget: v
     return 0
 
 
-def _capacities(args, server, control: ModelControl, tuner: search.Search, batching: str, budget: verdict.Budget, out: Path) -> dict[str, dict]:
+def _capacities(args, server, load, tuner: search.Search, batching: str, budget: verdict.Budget, out: Path) -> dict[str, dict]:
     """The open-loop capacity search under the p99 budget, per measured candidate (loaded again first)."""
     from axon import study
 
@@ -181,7 +211,7 @@ def _capacities(args, server, control: ModelControl, tuner: search.Search, batch
         options = tuner.options_of(cand["id"])
         if cand["error"]:
             continue
-        loaded = control.load(control.candidate_json(options, batching))
+        loaded = load(options)
         if not loaded.ok:
             cand["capacity_error"] = loaded.error
             continue

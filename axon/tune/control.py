@@ -27,6 +27,10 @@ CALL_TIMEOUT_S = 10.0
 LOAD_TIMEOUT_S = 300.0
 
 
+class ServerGone(AxonError):
+    """Triton stopped answering while a candidate loaded: not the candidate's failure."""
+
+
 @dataclass(frozen=True)
 class LoadResult:
     ok: bool
@@ -115,10 +119,22 @@ class ModelControl:
             self.client.load_model(self.model, config=config_json, headers=self.headers, client_timeout=LOAD_TIMEOUT_S)
         except InferenceServerException as exc:
             seconds = time.monotonic() - started
+            if not self._live():
+                # Triton 2.51 has crashed (SIGSEGV) on a reload here after dozens of reloads;
+                # a dead server must not be mistaken for a refused candidate.
+                raise ServerGone(f"Triton at {self.url} stopped answering while {self.model} loaded ({_message(exc)})") from None
             reason = self._logged_error(offset)
             return LoadResult(False, seconds, _message(exc) + (f" ({reason})" if reason else ""))
         self.wait_ready()
         return LoadResult(True, time.monotonic() - started)
+
+    def _live(self) -> bool:
+        from tritonclient.utils import InferenceServerException
+
+        try:
+            return bool(self.client.is_server_live(headers=self.headers, client_timeout=CALL_TIMEOUT_S))
+        except InferenceServerException:
+            return False
 
     def _log_size(self) -> int:
         try:
