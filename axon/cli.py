@@ -288,6 +288,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     direct_cli.add_parser(sub, positive_float)
 
+    from axon.tune import command as tune_command
+
+    tune_command.add_parser(sub, positive_int, positive_float)
+
     p = sub.add_parser(
         "compare",
         help="regression gate: OLD vs NEW on run-level values, or the newest run vs its history (--storage); exit 1 on a real regression",

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import shutil
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from google.protobuf import text_format
@@ -64,22 +64,39 @@ def model_config(name: str, target: str, batching: str, options: ServingOptions 
         config.backend = "python"
     config.input.add(name=INPUT_NAME, data_type=mc.TYPE_FP32, dims=[N_FEATURES])
     config.output.add(name=OUTPUT_NAME, data_type=mc.TYPE_FP32, dims=[1])
-    if batching == "on":
-        config.max_batch_size = options.max_batch_size
-        config.dynamic_batching.max_queue_delay_microseconds = options.max_queue_delay_us
-        config.dynamic_batching.preferred_batch_size.extend(
-            size for size in options.preferred_batch_sizes if size <= options.max_batch_size
-        )
-    else:
+    if batching == "off":
         # One request per execution: Triton forms no batches.
         config.max_batch_size = 1
     kind = mc.ModelInstanceGroup.KIND_GPU if target == "gpu" else mc.ModelInstanceGroup.KIND_CPU
-    group = config.instance_group.add(count=options.instances, kind=kind)
+    group = config.instance_group.add(kind=kind)
+    preferred = tuple(size for size in options.preferred_batch_sizes if size <= options.max_batch_size)
+    apply_serving(config, replace(options, preferred_batch_sizes=preferred), batching)
     if target == "gpu":
         group.gpus.append(0)
     else:
         for key, value in (("engine", options.engine), ("device", options.device), ("threads", str(options.threads))):
             config.parameters[key].string_value = value
+    return config
+
+
+def apply_serving(config: mc.ModelConfig, options: ServingOptions, batching: str = "on") -> mc.ModelConfig:
+    """Set the tuned knobs of ``config`` in place (and return it): instances, and with batching on,
+    max batch size, queue delay and preferred sizes.
+
+    Exactly what ``options`` says, unfiltered: ``axon tune`` edits a served config with this and
+    lets Triton judge it (a preferred size above the max batch size is Triton's to refuse), and
+    :func:`model_config` builds every repository's config through it, so a tuned winner's
+    config.pbtxt is the measured candidate's.
+    """
+    batching_dir(batching)
+    if batching == "on":
+        config.max_batch_size = options.max_batch_size
+        config.dynamic_batching.max_queue_delay_microseconds = options.max_queue_delay_us
+        del config.dynamic_batching.preferred_batch_size[:]
+        config.dynamic_batching.preferred_batch_size.extend(options.preferred_batch_sizes)
+    if not config.instance_group:
+        config.instance_group.add()
+    config.instance_group[0].count = options.instances
     return config
 
 
