@@ -12,6 +12,7 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -23,7 +24,16 @@ from axon.loadgen import LoadSpec
 from axon.payloads import MAX_DISTINCT_PAYLOADS, build_payloads, reference_outputs
 from axon.server import Endpoints, wait_ready
 
+if TYPE_CHECKING:
+    from axon.hosts.dask import DaskHosts
+
 MODEL_CHECK_TIMEOUT_S = 5.0
+
+
+def hosts_engine_choice(requested: str, mode: str) -> engines.EngineChoice:
+    from axon.hosts.dask import engine_choice  # Dask only when asked for
+
+    return engine_choice(requested, mode)
 
 
 @dataclass(frozen=True)
@@ -46,16 +56,19 @@ def run_case(
     on_progress: Progress | None = None,
     client_bound_cores: float = CLIENT_BOUND_CORES,
     repeat: tuple[int, int] | None = None,
+    hosts: DaskHosts | None = None,
 ) -> dict:
     """Run one load case against a ready server and return its result record.
 
     The engine is chosen by :func:`axon.engines.choose` from ``spec.engine``. A worker process
     (native: an h2load thread) using more than ``client_bound_cores`` of a core flags the run
     client-bound. ``repeat`` is (index, count) when the case is one of several repeats.
+    ``hosts`` (:class:`axon.hosts.dask.DaskHosts`) offers the load from many hosts instead;
+    ``processes`` then counts per host, and "auto" is resolved on each host's own cores.
     """
-    spec = spec.validate().resolved().validate()
+    spec = spec.validate() if hosts is not None else spec.validate().resolved().validate()
     ep = target.endpoints
-    choice = engines.choose(spec.engine, spec.mode, ep.metrics is not None)
+    choice = hosts_engine_choice(spec.engine, spec.mode) if hosts is not None else engines.choose(spec.engine, spec.mode, ep.metrics is not None)
     try:
         wait_ready(ep.grpc, [spec.model], MODEL_CHECK_TIMEOUT_S, ssl=ep.tls, headers=ep.headers or None)
     except ServerError as exc:
@@ -65,12 +78,18 @@ def run_case(
     payloads, chunks = build_payloads(spec.model, features, spec.rows_per_request, limit=1 if native_engine else MAX_DISTINCT_PAYLOADS)
     expected = reference_outputs(reference_onnx, chunks)
     scrape = (lambda: metrics.scrape(ep.metrics, spec.model)) if ep.metrics else None
-    if native_engine:
+    if hosts is not None:
+        run = hosts.run(spec, ep, payloads, expected, scrape, on_progress, client_bound_cores)
+    elif native_engine:
         run = native.run(spec, ep, payloads[0], expected[0] if expected else None, scrape, on_progress, client_bound_cores)
     else:
         run = python.run(spec, ep, payloads, expected, on_progress, scrape)
     run.info.update(requested=choice.requested, notice=choice.notice)
     record = _assemble(spec, target, run, expected is not None, dataset, client_bound_cores, repeat)
+    record.update(run.extra.get("record", {}))  # many hosts: clock sync and per-host breakdown
+    for reason in run.extra.get("incomplete", []):
+        record["complete"], record["passed"] = False, False
+        record["incomplete_reason"] = "; ".join(filter(None, [record["incomplete_reason"], reason]))
     if run.interrupted:
         record["complete"] = False
         record["incomplete_reason"] = "interrupted"
