@@ -22,13 +22,14 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from axon import stats
 from axon.engines import EngineChoice, EngineRun
 from axon.errors import AxonError, ServerError
 from axon.hosts import clock
 from axon.hosts.host import HostJob, HostLoad, RunNames, host_main, host_shares, probe
 from axon.loadgen import LoadSpec
 
-CONNECT_TIMEOUT_S = 10.0  # reaching the scheduler, said in one line if it fails
+CONNECT_TIMEOUT_S = 5.0  # reaching the scheduler, said in one line if it fails
 READY_WAIT_S = 180.0  # every host's load processes spawned, connected and ready
 RESULT_GRACE_S = 30.0  # after the window (and one request timeout) a host that has not reported is lost
 MEMBERSHIP_CHECK_S = 1.0  # how often the coordinator asks the scheduler which workers are alive
@@ -197,7 +198,7 @@ class DaskHosts:
                 after = scrape()
         with contextlib.suppress(Exception):
             start_var.delete()
-        return self._engine_run(spec, states, before, after, interrupted, client_bound_cores, start, lead, worst_rtt, mine)
+        return self._engine_run(spec, names, states, before, after, interrupted, client_bound_cores, start, lead, worst_rtt, mine)
 
     def _drain(self, states: list[_HostState], events) -> None:
         for event in events.get(batch=True):
@@ -280,7 +281,7 @@ class DaskHosts:
         if s.lost:
             s.future.cancel()
 
-    def _engine_run(self, spec, states, before, after, interrupted, client_bound_cores, start, lead, worst_rtt, mine) -> EngineRun:
+    def _engine_run(self, spec, names, states, before, after, interrupted, client_bound_cores, start, lead, worst_rtt, mine) -> EngineRun:
         outcomes: list[dict] = []
         per_host, starts, uncertainties = [], [], []
         for s in states:
@@ -310,6 +311,7 @@ class DaskHosts:
                 h["window_start_offset_ms"] = (h["window_start_s"] - (start + spec.warmup_s)) * 1e3
         sync = {
             "scheduler": self.address,
+            "run_id": names.run_id,  # names its Dask queue and variables
             "method": "one pinned Dask task per worker; ready via a Dask Queue, start time T via a Dask Variable; "
             f"offsets NTP-style through the scheduler ({clock.PINGS} pings, shortest round trip kept)",
             "start_s": start,
@@ -348,6 +350,7 @@ def _breakdown(s: _HostState, worker: dict, client_bound_cores: float) -> dict:
             failures[code] = failures.get(code, 0) + n
     ready = s.ready or {}
     offset = r.get("offset") or ready.get("offset") or {}
+    lags = [o["lag"] for o in good if o.get("lag")]
     return {
         "host": s.index,
         "address": s.address,
@@ -363,6 +366,9 @@ def _breakdown(s: _HostState, worker: dict, client_bound_cores: float) -> dict:
         "sent": sum(o["sent"] for o in good) if s.result else None,
         "ok": sum(o["ok"] for o in good) if s.result else None,
         "failures": failures if s.result else None,
+        # This host's own histograms (its processes merged): the record's are their exact sum.
+        "histogram": stats.encode(stats.merge([o["latency"] for o in good])) if s.result else None,
+        "lag_histogram": stats.encode(stats.merge(lags)) if lags else None,
         "client_cores": cores,
         "client_bound": any(c > client_bound_cores for c in cores if not math.isnan(c)),
         "lost": s.lost,
@@ -376,3 +382,23 @@ def _result_or_error(future) -> dict:
         return future.result(timeout=RESULT_FETCH_S)
     except Exception as exc:  # a killed worker (KilledWorker), a cancelled task, a crash on the host
         return {"error": f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}".rstrip(": ")}
+
+
+def describe(record: dict) -> str:
+    """A few lines on a many-host run: the window alignment, then one line per host."""
+    hosts = record.get("hosts") or {}
+    sync = hosts.get("sync") or {}
+    lines = [
+        f"  {hosts.get('count')} hosts via {sync.get('scheduler')}: window starts within {sync.get('spread_bound_s', math.nan) * 1e3:.1f} ms "
+        f"(limit {sync.get('spread_limit_s', math.nan) * 1e3:.1f} ms){'' if sync.get('aligned') else '  MISALIGNED'}"
+    ]
+    for h in hosts.get("per_host", []):
+        if h["lost"]:
+            lines.append(f"  host {h['host']} {h['address']}: LOST ({h['lost']}); last heard: {h['last_progress_sent']:,} requests")
+            continue
+        cores = max(h["client_cores"], default=math.nan)
+        lines.append(
+            f"  host {h['host']} {h['address']} ({h['hostname']}): {h['ok']:,} ok / {h['sent']:,} sent, offset {h['offset_s'] * 1e3:+.2f} ms, "
+            f"cpu {cores:.2f}{' [client-bound]' if h['client_bound'] else ''}"
+        )
+    return "\n".join(lines)
