@@ -73,9 +73,11 @@ def cluster():
     from distributed import LocalCluster
 
     # As deploy/ asks of a real cluster: workers may start processes; a lost task is never retried.
-    with dask.config.set({"distributed.worker.daemon": False, "distributed.scheduler.allowed-failures": 0}):
-        with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1", dashboard_address=None) as c:
-            yield c
+    with (
+        dask.config.set({"distributed.worker.daemon": False, "distributed.scheduler.allowed-failures": 0}),
+        LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1", dashboard_address=None) as c,
+    ):
+        yield c
 
 
 @pytest.fixture(scope="module")
