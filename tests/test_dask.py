@@ -27,8 +27,13 @@ from axon.server import EmbeddedServer
 from tests.helpers import assert_clean_error, run_axon
 
 pytestmark = pytest.mark.server
+pytest_plugins = ["pytester"]
 V1 = "particle_classifier_v1"
 QUICK = {"duration_s": 1.5, "warmup_s": 0.5, "timeout_s": 5.0, "sample_every": 10, "engine": "python"}
+CASE = """
+def test_case(axon_bench):
+    assert axon_bench("v1", "on", concurrency=4)["requests"]["ok"] > 0
+"""
 SKEW_S = 0.3  # the test-only clock error of one host: far beyond the spread limit (10% of 0.5 s)
 SKEW_TOLERANCE_S = 0.05  # how closely the measured offset must find it (loopback round trips are ~ms)
 POISSON_SIGMAS = 4.0
@@ -167,6 +172,23 @@ def test_cli_many_hosts_and_its_bad_input(cluster, server, artifacts, tmp_path):
     assert_clean_error(run_axon(*base, "--hosts", "2"), "give --dask")
     assert_clean_error(run_axon(*base, "--dask", cluster.scheduler_address, "--engine", "native"), "--dask runs the python engine")
     assert_clean_error(run_axon(*base, "--dask", cluster.scheduler_address, "--requests", "100"), "not --requests")
+
+
+def test_pytest_plugin_runs_cases_on_the_hosts(cluster, server, artifacts, pytester, monkeypatch):
+    # The inner pytest must load this checkout's plugin, not an installed one.
+    monkeypatch.setenv("PYTHONPATH", str(Path(axon.__file__).parent.parent))
+    pytester.makepyfile(CASE)
+    ep = server.endpoints
+    out = pytester.path / "out.json"
+    args = ["--triton=external", f"--triton-url={ep.grpc}", f"--triton-metrics-url={ep.metrics}", "--axon-artifacts", str(artifacts)]
+    args += ["--axon-duration", "1", "--axon-warmup", "0.5", "-p", "no:cacheprovider", f"--benchmark-json={out}"]
+    result = pytester.runpytest_subprocess(*args, "--axon-dask", cluster.scheduler_address, "--axon-hosts", "2")
+    assert result.ret == pytest.ExitCode.OK, result.stdout.str()[-2000:]
+    (bench,) = json.loads(out.read_text())["benchmarks"]
+    record = bench["extra_info"]["axon"]
+    assert record["hosts"]["count"] == 2 and record["complete"] and bench["stats"]["rounds"] == record["requests"]["ok"]
+    bad = pytester.runpytest_subprocess(*args, "--axon-dask", "tcp://127.0.0.1:9")
+    assert bad.ret == pytest.ExitCode.USAGE_ERROR and "cannot reach the Dask scheduler" in bad.stdout.str() + bad.stderr.str()
 
 
 def test_lost_host_gives_an_incomplete_result_and_is_never_rerun(cluster, server, artifacts, validation_rows):
