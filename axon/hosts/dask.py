@@ -191,6 +191,8 @@ class DaskHosts:
         except KeyboardInterrupt:
             interrupted, before = True, None
             stop_event.set()
+            if math.isnan(start):  # hosts still waiting for T: tell them, rather than let them time out
+                start_var.set({"abort": "interrupted"})
             self._collect(states, events, deadline=time.time() + spec.timeout_s + RESULT_GRACE_S)
         after = None
         if scrape is not None and before is not None:
@@ -234,14 +236,17 @@ class DaskHosts:
 
     def _follow(self, states, events, spec: LoadSpec, window_start: float, scrape, on_progress) -> dict | None:
         """Phase two: scrape Triton as the window opens, report progress, collect results."""
-        before = None
+        before, scraped = None, scrape is None
         deadline = window_start + spec.duration_s + spec.timeout_s + RESULT_GRACE_S
         next_membership = 0.0
         while not all(s.result is not None or s.lost for s in states):
             self._drain(states, events)
             now = time.time()
-            if before is None and scrape is not None and now >= window_start:
-                before = scrape()
+            if not scraped and now >= window_start:
+                scraped = True
+                # A server gone at the window's start: the hosts' outcomes will say so; keep them.
+                with contextlib.suppress(ServerError):
+                    before = scrape()
             if on_progress is not None:
                 on_progress(now - window_start, sum(s.sent for s in states), max(s.p99_ms for s in states))
             if time.monotonic() >= next_membership:
@@ -252,7 +257,7 @@ class DaskHosts:
             for s in states:
                 if s.result is None and not s.lost:
                     self._settle(s, alive, now > deadline)
-            wait = window_start - time.time() if before is None and scrape is not None else POLL_S
+            wait = window_start - time.time() if not scraped else POLL_S
             time.sleep(min(max(wait, 0.001), POLL_S))
         self._drain(states, events)
         return before
