@@ -12,6 +12,7 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -23,7 +24,16 @@ from axon.loadgen import LoadSpec
 from axon.payloads import MAX_DISTINCT_PAYLOADS, build_payloads, reference_outputs
 from axon.server import Endpoints, wait_ready
 
+if TYPE_CHECKING:
+    from axon.hosts.dask import DaskHosts
+
 MODEL_CHECK_TIMEOUT_S = 5.0
+
+
+def hosts_engine_choice(requested: str, mode: str) -> engines.EngineChoice:
+    from axon.hosts.dask import engine_choice  # Dask only when asked for
+
+    return engine_choice(requested, mode)
 
 
 @dataclass(frozen=True)
@@ -47,6 +57,7 @@ def run_case(
     client_bound_cores: float = CLIENT_BOUND_CORES,
     repeat: tuple[int, int] | None = None,
     options: dict[str, str] = engines.CLI_OPTIONS,
+    hosts: DaskHosts | None = None,
 ) -> dict:
     """Run one load case against a ready server and return its result record.
 
@@ -56,10 +67,12 @@ def run_case(
     ``options`` names the calling face's options (engine, metrics URL) in notices and errors.
     Without ``reference_onnx`` (or with a path that is not a file) correctness is not checked,
     and the record says so, with the reason, under ``correctness``.
+    ``hosts`` (:class:`axon.hosts.dask.DaskHosts`) offers the load from many hosts instead;
+    ``processes`` then counts per host, and "auto" is resolved on each host's own cores.
     """
-    spec = spec.validate().resolved().validate()
+    spec = spec.validate() if hosts is not None else spec.validate().resolved().validate()
     ep = target.endpoints
-    choice = engines.choose(spec.engine, spec.mode, ep.metrics is not None, options)
+    choice = hosts_engine_choice(spec.engine, spec.mode) if hosts is not None else engines.choose(spec.engine, spec.mode, ep.metrics is not None, options)
     try:
         wait_ready(ep.grpc, [spec.model], MODEL_CHECK_TIMEOUT_S, ssl=ep.tls, headers=ep.headers or None)
     except ServerError as exc:
@@ -69,13 +82,19 @@ def run_case(
     payloads, chunks = build_payloads(spec.model, features, spec.rows_per_request, limit=1 if native_engine else MAX_DISTINCT_PAYLOADS)
     expected = reference_outputs(reference_onnx, chunks)
     scrape = (lambda: metrics.scrape(ep.metrics, spec.model)) if ep.metrics else None
-    if native_engine:
+    if hosts is not None:
+        run = hosts.run(spec, ep, payloads, expected, scrape, on_progress, client_bound_cores)
+    elif native_engine:
         run = native.run(spec, ep, payloads[0], expected[0] if expected else None, scrape, on_progress, client_bound_cores)
     else:
         run = python.run(spec, ep, payloads, expected, on_progress, scrape)
     run.info.update(requested=choice.requested, notice=choice.notice)
     unchecked = None if expected is not None else unchecked_reason(reference_onnx)
     record = _assemble(spec, target, run, unchecked, dataset, client_bound_cores, repeat)
+    record.update(run.extra.get("record", {}))  # many hosts: clock sync and per-host breakdown
+    for reason in run.extra.get("incomplete", []):
+        record["complete"], record["passed"] = False, False
+        record["incomplete_reason"] = "; ".join(filter(None, [record["incomplete_reason"], reason]))
     if run.interrupted:
         record["complete"] = False
         record["incomplete_reason"] = "interrupted"

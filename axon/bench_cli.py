@@ -120,8 +120,17 @@ def command(args: argparse.Namespace) -> int:
     args.model = served_name(args.model)
     specs = specs_from_args(args)
     _check_options(args)
+    if args.hosts is not None and not args.dask:
+        raise AxonError("--hosts places load on a Dask cluster: give --dask SCHEDULER_ADDRESS with it")
     # Engine problems are said now, before any server starts or any load is offered.
-    choice = engines.choose(args.engine, specs[0].mode, has_metrics=not args.url or bool(args.metrics_url))
+    if args.dask:
+        from axon.hosts import dask as many
+
+        choice = many.engine_choice(args.engine, specs[0].mode)
+        for spec in specs:
+            many.check_spec(spec, 1)  # what no number of hosts can honour, before connecting
+    else:
+        choice = engines.choose(args.engine, specs[0].mode, has_metrics=not args.url or bool(args.metrics_url))
     if choice.notice:
         print(f"axon: notice: {choice.notice}", file=sys.stderr)
     if args.connections is not None and choice.name != "native":
@@ -159,6 +168,13 @@ def command(args: argparse.Namespace) -> int:
     exit_code = 0
     try:
         with contextlib.ExitStack() as stack:
+            hosts = None
+            if args.dask:  # the scheduler, its workers and the split of the load, checked before any server starts
+                hosts = stack.enter_context(many.DaskHosts(args.dask, args.hosts))
+                for spec in specs:
+                    many.check_spec(spec, hosts.n)
+                for notice in hosts.notices():
+                    print(f"axon: notice: {notice}", file=sys.stderr)
             targets = {}
             for mode, server in servers.items():
                 started = time.monotonic()
@@ -178,9 +194,11 @@ def command(args: argparse.Namespace) -> int:
                         label = _label(spec, target.batching) + (f", repeat {index + 1}/{args.repeat}" if args.repeat > 1 else "")
                         progress = CaseProgress(label, spec.duration_s)
                         try:
-                            run = run_case(spec, target, features, reference, dataset, on_progress=progress, repeat=(index, args.repeat) if args.repeat > 1 else None)
+                            run = run_case(spec, target, features, reference, dataset, on_progress=progress, repeat=(index, args.repeat) if args.repeat > 1 else None, hosts=hosts)
                         finally:
                             progress.close()
+                        if hosts is not None:
+                            print(many.describe(run), file=sys.stderr)
                         runs.append(run)
                         # After every case: an interruption or a crash later keeps what was measured.
                         results.write_results(output, runs)
@@ -272,6 +290,8 @@ def add_parser(sub, positive_int, positive_float, header) -> None:
     p.add_argument("--metrics-url", help="with --url: Triton's metrics URL (default: none scraped)")
     p.add_argument("--tls", action="store_true", help="with --url: gRPC over TLS")
     p.add_argument("--header", type=header, action="append", default=[], metavar="KEY=VALUE", help="with --url: extra gRPC header, e.g. a bearer token (repeatable)")
+    p.add_argument("--dask", metavar="SCHEDULER_ADDRESS", help="offer the load from the workers of this Dask scheduler (one host each; docs/many-hosts.md)")
+    p.add_argument("--hosts", type=positive_int, help="with --dask: how many workers offer load (default all); --processes then counts per host")
     p.set_defaults(func=command)
 
 

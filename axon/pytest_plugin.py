@@ -43,6 +43,8 @@ class Settings:
     engine: str = "auto"
     repeat: int = 1
     skip_unavailable: bool = False
+    dask: str | None = None  # a Dask scheduler: offer each case's load from its workers
+    hosts: int | None = None
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -72,6 +74,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         help="load engine: auto (default: native h2load for closed loop where available, else python, said in the output), native or python",
     )
     group.addoption("--axon-repeat", type=int, default=1, help="run each case this many times; the gate compares run-level values (default 1)")
+    group.addoption("--axon-dask", metavar="ADDRESS", help="offer the load from the workers of this Dask scheduler (docs/many-hosts.md)")
+    group.addoption("--axon-hosts", type=int, help="with --axon-dask: how many workers offer load (default all)")
     group.addoption("--axon-slo-file", help="TOML with [[slo]] budgets (default: [[tool.axon.slo]] in the rootdir's pyproject.toml)")
 
 
@@ -104,6 +108,8 @@ def _settings(config: pytest.Config) -> Settings:
         if not str(processes).isdigit() or int(processes) < 1:
             raise pytest.UsageError(f"--axon-processes must be a whole number >= 1 or auto, got {processes!r}")
         processes = int(processes)
+    if opt("--axon-hosts") is not None and (not opt("--axon-dask") or opt("--axon-hosts") < 1):
+        raise pytest.UsageError("--axon-hosts must be >= 1 and goes with --axon-dask ADDRESS")
     if opt("--axon-repeat") < 1:
         raise pytest.UsageError(f"--axon-repeat must be >= 1, got {opt('--axon-repeat')}")
     slo_file = opt("--axon-slo-file")
@@ -123,6 +129,8 @@ def _settings(config: pytest.Config) -> Settings:
         engine=opt("--axon-engine"),
         repeat=opt("--axon-repeat"),
         skip_unavailable=opt("--triton-skip-unavailable"),
+        dask=opt("--axon-dask"),
+        hosts=opt("--axon-hosts"),
     )
 
 
@@ -269,8 +277,24 @@ def feed_benchmark(benchmark, record: dict) -> None:
     benchmark.extra_info["axon"] = record
 
 
+@pytest.fixture(scope="session")
+def axon_hosts(axon_settings):
+    """The Dask hosts of --axon-dask (None without it); a bad scheduler stops the session at once."""
+    if not axon_settings.dask:
+        yield None
+        return
+    from axon.hosts.dask import DaskHosts
+
+    try:
+        hosts = DaskHosts(axon_settings.dask, axon_settings.hosts)
+    except AxonError as exc:
+        pytest.exit(f"axon: error: {exc}", returncode=pytest.ExitCode.USAGE_ERROR)
+    with hosts:
+        yield hosts
+
+
 @pytest.fixture
-def axon_bench(request, benchmark, axon_settings, axon_servers, axon_artifacts, axon_budgets):
+def axon_bench(request, benchmark, axon_settings, axon_hosts, axon_servers, axon_artifacts, axon_budgets):
     """Run one case; returns axon's record. Fails on a broken budget or a failed run."""
     from axon.bench import Target, run_case
     from axon.loadgen import LoadSpec
@@ -293,7 +317,13 @@ def axon_bench(request, benchmark, axon_settings, axon_servers, axon_artifacts, 
         )
         server = axon_servers.get(batching)
         try:
-            engines.choose(spec.engine, spec.mode, server.endpoints.metrics is not None, OPTIONS)
+            if axon_hosts is not None:
+                from axon.hosts.dask import check_spec, engine_choice
+
+                engine_choice(spec.engine, spec.mode)
+                check_spec(spec, axon_hosts.n)
+            else:
+                engines.choose(spec.engine, spec.mode, server.endpoints.metrics is not None, OPTIONS)
         except AxonError as exc:
             pytest.fail(str(exc), pytrace=False)
         features, dataset = load_rows(axon_artifacts, option="--axon-artifacts")
@@ -303,7 +333,7 @@ def axon_bench(request, benchmark, axon_settings, axon_servers, axon_artifacts, 
         target = Target(server.endpoints, server.backend, getattr(server, "version", None), batching)
         n = axon_settings.repeat
         runs = [
-            run_case(spec, target, features, axon_artifacts / "models" / name / "model.onnx", dataset, client_bound_cores=axon_settings.client_bound_cores, repeat=(i, n) if n > 1 else None, options=OPTIONS)
+            run_case(spec, target, features, axon_artifacts / "models" / name / "model.onnx", dataset, client_bound_cores=axon_settings.client_bound_cores, repeat=(i, n) if n > 1 else None, options=OPTIONS, hosts=axon_hosts)
             for i in range(n)
         ]
         record = repeats.pool(runs)

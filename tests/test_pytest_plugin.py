@@ -26,6 +26,7 @@ def _args(artifacts, *extra):
         (["--axon-duration", "0"], "--axon-duration must be > 0"),
         (["--axon-processes", "many"], "--axon-processes must be a whole number"),
         (["--triton=tpu"], "invalid choice"),
+        (["--axon-hosts", "2"], "--axon-hosts must be >= 1 and goes with --axon-dask"),
     ],
 )
 def test_option_errors(pytester, args, message):

@@ -54,6 +54,10 @@ class GrpcSender:
         except self._grpc.aio.AioRpcError as exc:
             return Outcome(exc.code().name)
 
+    async def connect(self, timeout_s: float) -> None:
+        """Open the connection now rather than on the first request (many hosts: before the start)."""
+        await asyncio.wait_for(self.channel.channel_ready(), timeout_s)
+
     async def close(self) -> None:
         await self.channel.close()
 
@@ -69,6 +73,7 @@ class WorkerJob:
     headers: dict
     payloads: list
     expected: list | None  # reference outputs per payload, or None to skip correctness
+    connect_first: bool = False  # open the channel before reporting ready (many hosts)
 
 
 def _new_loop() -> asyncio.AbstractEventLoop:
@@ -85,6 +90,12 @@ async def _run(job: WorkerJob, stop_flag: Any, progress: Any, barrier: Any) -> d
     clock = time.perf_counter
     sender = GrpcSender(job.url, job.payloads, spec.timeout_s, job.tls, job.headers)
     checker = loadgen.make_checker(output_of, [np.asarray(e) for e in job.expected]) if job.expected else None
+    if job.connect_first:
+        try:
+            await sender.connect(spec.timeout_s)
+        except (asyncio.TimeoutError, OSError) as exc:
+            await sender.close()
+            return {"index": job.index, "error": f"cannot connect to {job.url} before the start ({type(exc).__name__})"}
     # Start barrier: report ready, then wait for the common start time the parent sets once
     # every worker is ready, so all measurement windows cover the same seconds.
     with barrier.ready.get_lock():
@@ -98,6 +109,7 @@ async def _run(job: WorkerJob, stop_flag: Any, progress: Any, barrier: Any) -> d
     if delay > 0:
         await asyncio.sleep(delay)
     t0 = clock()
+    start_wall = time.time()  # where this worker's window sits on the wall clock (many hosts)
     window_start, window_end = loadgen.window_bounds(t0, spec.warmup_s, spec.duration_s, spec.requests)
     recorder = Recorder(window_start, window_end, checker, spec.sample_every)
     stop = asyncio.Event()
@@ -159,6 +171,7 @@ async def _run(job: WorkerJob, stop_flag: Any, progress: Any, barrier: Any) -> d
         "client_cpu_s": cpu["end"] - cpu["start"] if "start" in cpu and "end" in cpu else float("nan"),
         "client_cpu_requests": recorder.sent,
         "incomplete_reason": reason[0] if reason else None,
+        "window_start_wall": start_wall + spec.warmup_s,
     }
 
 
@@ -187,9 +200,20 @@ class Barrier:
     start_at: Any  # time.time() of the common start; 0.0 until every worker is ready
 
 
+def _exit_with_parent() -> None:
+    """Linux: SIGTERM this worker when the thread that started it dies, even by SIGKILL, so a
+    killed parent (a lost Dask worker, say) leaves no load generator running on its own."""
+    with contextlib.suppress(Exception):
+        import ctypes
+
+        pr_set_pdeathsig = 1
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(pr_set_pdeathsig, signal.SIGTERM)
+
+
 def _process_main(job: WorkerJob, barrier: Barrier, stop_flag, progress, results) -> None:
     # Ctrl-C goes to the parent; it tells workers to stop through stop_flag.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    _exit_with_parent()
     try:
         results.put(run_worker(job, barrier, stop_flag, progress))
     except BaseException as exc:  # report, don't hang the parent waiting on the queue
@@ -197,11 +221,15 @@ def _process_main(job: WorkerJob, barrier: Barrier, stop_flag, progress, results
 
 
 class WorkerPool:
-    """Runs jobs in a thread (one worker) or in spawned processes (several), with progress."""
+    """Runs jobs in a thread (one worker) or in spawned processes (several), with progress.
 
-    def __init__(self, jobs: list[WorkerJob]):
+    ``spawn=True`` uses a process even for one job (many hosts: the load runs outside the Dask
+    worker's process, so Dask's own event loop never shares a GIL with request timing).
+    """
+
+    def __init__(self, jobs: list[WorkerJob], spawn: bool | None = None):
         self.jobs = jobs
-        self._threaded = len(jobs) == 1
+        self._threaded = len(jobs) == 1 if spawn is None else not spawn
         if self._threaded:
             self.stop_flag: Any = threading.Event()
             self.progress: Any = [0.0, 0.0]
@@ -217,20 +245,33 @@ class WorkerPool:
 
     def start(self, lead_s: float = 0.05, timeout_s: float = READY_TIMEOUT_S) -> float:
         """Start every worker, wait until all are ready, set the common start; return it."""
+        self.launch()
+        self.wait_ready(timeout_s)
+        return self.release(time.time() + lead_s)
+
+    def launch(self) -> None:
+        """Start every worker; each reports ready, then waits for :meth:`release`."""
         if self._threaded:
             self._thread = threading.Thread(target=lambda: self._outcomes.append(run_worker(self.jobs[0], self.barrier, self.stop_flag, self.progress)), daemon=True)
             self._thread.start()
         else:
             for p in self._procs:
                 p.start()
+
+    def wait_ready(self, timeout_s: float = READY_TIMEOUT_S) -> None:
         deadline = time.monotonic() + timeout_s
         while self.barrier.ready.value < len(self.jobs):
-            if time.monotonic() > deadline or not self.running():
+            failed = [o["error"] for o in self._outcomes if "error" in o]
+            if time.monotonic() > deadline or not self.running() or failed:
                 self.stop()
-                raise AxonError(f"load-generator workers did not start ({self.barrier.ready.value} of {len(self.jobs)} ready)")
+                why = f": {failed[0]}" if failed else ""
+                raise AxonError(f"load-generator workers did not start ({self.barrier.ready.value} of {len(self.jobs)} ready){why}")
             time.sleep(0.005)
-        self.barrier.start_at.value = time.time() + lead_s
-        return self.barrier.start_at.value
+
+    def release(self, start_at: float) -> float:
+        """Let every ready worker start at ``start_at`` (``time.time()`` on this machine)."""
+        self.barrier.start_at.value = start_at
+        return start_at
 
     def running(self) -> bool:
         if self._threaded:

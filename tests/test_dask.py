@@ -1,0 +1,230 @@
+"""Load from many hosts on Dask distributed: real worker processes and real gRPC on loopback.
+
+A LocalCluster of two worker processes plays two hosts against the embedded Triton. These
+tests prove the machinery (placement, the two-phase start, clock correction, exact merges,
+a lost host), not scale: both "hosts" share this machine's cores with the server.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import signal
+from pathlib import Path
+
+import pytest
+
+import axon
+from axon import stats
+from axon.backends import embedded_repository
+from axon.bench import Target, run_case
+from axon.errors import AxonError
+from axon.hosts import clock
+from axon.hosts.host import host_shares
+from axon.loadgen import LoadSpec
+from axon.server import EmbeddedServer
+from tests.helpers import assert_clean_error, run_axon
+
+pytestmark = pytest.mark.server
+pytest_plugins = ["pytester"]
+V1 = "particle_classifier_v1"
+QUICK = {"duration_s": 1.5, "warmup_s": 0.5, "timeout_s": 5.0, "sample_every": 10, "engine": "python"}
+CASE = """
+def test_case(axon_bench):
+    assert axon_bench("v1", "on", concurrency=4)["requests"]["ok"] > 0
+"""
+SKEW_S = 0.3  # the test-only clock error of one host: far beyond the spread limit (10% of 0.5 s)
+SKEW_TOLERANCE_S = 0.05  # how closely the measured offset must find it (loopback round trips are ~ms)
+POISSON_SIGMAS = 4.0
+
+
+# --------------------------------------------------------------------------- no cluster needed
+
+
+def test_offset_estimate_keeps_the_shortest_round_trip():
+    # Scripted clocks: the remote reads 10 s behind; the slow ping's midpoint is off by 0.5 s.
+    local_reads = iter([0.0, 1.0, 2.0, 2.002])
+    remote_reads = iter([-9.0, -8.0])  # answered at local 1.0 (not 0.5) and at 2.001
+    offset = clock.measure_offset(lambda: next(local_reads), lambda: next(remote_reads), pings=2)
+    assert offset.offset_s == pytest.approx(10.001) and offset.uncertainty_s == pytest.approx(0.001)
+    assert offset.worst_rtt_s == pytest.approx(1.0)
+    assert clock.start_lead_s(offset.worst_rtt_s) == pytest.approx(10.0) and clock.start_lead_s(0.001) == clock.MIN_LEAD_S
+
+
+def test_alignment_judges_spread_plus_uncertainty():
+    limit = clock.spread_limit_s(1.0)
+    assert limit == pytest.approx(0.1)
+    assert clock.alignment([5.0, 5.05], [0.01, 0.01], 1.0).aligned
+    assert not clock.alignment([5.0, 5.09], [0.01, 0.01], 1.0).aligned  # 0.09 + 0.02 > 0.1
+    assert clock.spread_limit_s(0.0) == clock.MIN_SPREAD_LIMIT_S
+
+
+def test_host_shares_split_the_load_and_never_share_a_schedule():
+    closed = host_shares(LoadSpec(V1, concurrency=9, seed=3), 2)
+    assert [s.concurrency for s in closed] == [5, 4]
+    opened = host_shares(LoadSpec(V1, rate=300.0, distribution="poisson", seed=3, processes=2), 3)
+    assert [s.rate for s in opened] == [100.0] * 3
+    seeds = {s.seed + i for s in opened for i in range(s.processes)}  # worker i draws from seed + i
+    assert len(seeds) == 6
+
+
+# --------------------------------------------------------------------------- a real cluster
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    import dask
+    from distributed import LocalCluster
+
+    # As deploy/ asks of a real cluster: workers may start processes; a lost task is never retried.
+    with (
+        dask.config.set({"distributed.worker.daemon": False, "distributed.scheduler.allowed-failures": 0}),
+        LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1", dashboard_address=None) as c,
+    ):
+        yield c
+
+
+@pytest.fixture(scope="module")
+def server(artifacts):
+    with EmbeddedServer(embedded_repository(artifacts, "on"), models=[V1]) as s:
+        yield s
+
+
+def _hosts(cluster, **kw):
+    from axon.hosts.dask import DaskHosts
+
+    return DaskHosts(cluster.scheduler_address, 2, **kw)
+
+
+def _run(hosts, server, artifacts, features, **spec):
+    target = Target(server.endpoints, "embedded", server.version, "on")
+    return run_case(LoadSpec(V1, **{**QUICK, **spec}), target, features, artifacts / "models" / V1 / "model.onnx", {"name": "synthetic"}, hosts=hosts)
+
+
+def test_closed_loop_merges_exactly_and_matches_triton(cluster, server, artifacts, validation_rows):
+    with _hosts(cluster) as hosts:
+        # The workers import this checkout's axon, not another install.
+        assert {w["axon_path"] for w in hosts.workers.values()} == {str(Path(axon.__file__).parent)}
+        r = _run(hosts, server, artifacts, validation_rows[0], concurrency=8)
+    assert r["complete"] and r["passed"], (r["incomplete_reason"], r["verdicts"])
+    per_host = r["hosts"]["per_host"]
+    assert len({h["address"] for h in per_host}) == 2 and [h["concurrency"] for h in per_host] == [4, 4]
+    assert all(h["ok"] > 0 and h["attempts"] == 1 and not h["lost"] for h in per_host)
+    # merged count = sum of per-host counts, exactly; the histogram is the exact sum of the hosts'.
+    ok = r["requests"]["ok"]
+    assert r["latency_ms"]["count"] == ok == sum(h["ok"] for h in per_host)
+    merged = stats.merge([h["histogram"] for h in per_host])
+    assert stats.LatencySummary.of(merged) == stats.LatencySummary.of(stats.decode(r["histogram"]))
+    # Triton's success-counter delta over the window: the requests in flight at each edge, and
+    # those finished while the opening scrape was under way (0.1 s of throughput), may differ.
+    slack = 8 + math.ceil(0.1 * r["throughput_rps"])
+    assert abs(r["server_metrics"]["success_count"] - ok) <= slack, (r["server_metrics"]["success_count"], ok, slack)
+    sync = r["hosts"]["sync"]
+    assert sync["aligned"] and sync["clocks_corrected"] and sync["spread_bound_s"] <= sync["spread_limit_s"]
+    assert sync["lead_s"] > sync["worst_rtt_s"]
+    assert r["engine"]["hosts"] == 2 and r["engine"]["processes"] == 2 and len(r["client"]["cores_per_process"]) == 2
+
+
+def test_open_loop_rate_is_poisson_and_lag_histograms_merge(cluster, server, artifacts, validation_rows):
+    rate, duration = 300.0, 2.0
+    with _hosts(cluster) as hosts:
+        r = _run(hosts, server, artifacts, validation_rows[0], rate=rate, distribution="poisson", duration_s=duration)
+    assert r["complete"], r["incomplete_reason"]
+    per_host = r["hosts"]["per_host"]
+    assert [h["rate"] for h in per_host] == [rate / 2] * 2
+    # Requests are counted by intended send time: the count is the schedule's, machine speed aside.
+    expected = rate * duration
+    assert abs(r["requests"]["sent"] - expected) <= POISSON_SIGMAS * math.sqrt(expected), r["requests"]
+    lag = stats.merge([h["lag_histogram"] for h in per_host])
+    assert lag.get_total_count() == r["requests"]["sent"] == sum(h["sent"] for h in per_host)
+    assert stats.LatencySummary.of(lag).p99 == r["schedule"]["lag_p99_ms"]
+
+
+def test_clock_offset_is_corrected_and_flagged_when_not(cluster, server, artifacts, validation_rows):
+    runs = {}
+    for corrected in (True, False):
+        with _hosts(cluster, correct_clocks=corrected, clock_skew_s={1: SKEW_S}) as hosts:
+            runs[corrected] = _run(hosts, server, artifacts, validation_rows[0], concurrency=4, duration_s=1.0)
+    for r in runs.values():
+        offsets = [h["offset_s"] for h in r["hosts"]["per_host"]]
+        assert abs(offsets[0]) < SKEW_TOLERANCE_S and offsets[1] == pytest.approx(SKEW_S, abs=SKEW_TOLERANCE_S)
+    good, bad = runs[True], runs[False]
+    assert good["complete"] and good["hosts"]["sync"]["aligned"], good["incomplete_reason"]
+    assert bad["hosts"]["sync"]["aligned"] is False and bad["complete"] is False
+    assert bad["hosts"]["sync"]["window_start_spread_s"] == pytest.approx(SKEW_S, abs=SKEW_TOLERANCE_S)
+    assert "window starts spread over" in bad["incomplete_reason"]
+    # The misaligned run keeps what it measured.
+    assert bad["requests"]["ok"] > 0 and bad["histogram"]
+
+
+def test_cli_many_hosts_and_its_bad_input(cluster, server, artifacts, tmp_path):
+    ep = server.endpoints
+    base = ("bench", "--url", ep.grpc, "--metrics-url", ep.metrics, "--artifacts", str(artifacts), "--duration", "1", "--warmup", "0.5")
+    out = tmp_path / "hosts.json"
+    done = run_axon(*base, "--concurrency", "4", "--dask", cluster.scheduler_address, "--hosts", "2", "--output", str(out), timeout=180)
+    assert done.returncode == 0, done.stderr
+    (run,) = json.loads(out.read_text())["runs"]
+    assert run["hosts"]["count"] == 2 and run["engine"]["placement"] == "dask" and run["complete"]
+    assert "2 hosts via" in done.stderr and "host 1 " in done.stderr and "every host runs the python engine" in done.stderr
+    assert_clean_error(run_axon(*base, "--dask", "tcp://127.0.0.1:9"), "cannot reach the Dask scheduler")
+    assert_clean_error(run_axon(*base, "--dask", cluster.scheduler_address, "--hosts", "3"), "--hosts 3 but the Dask scheduler", "has 2 worker(s)")
+    assert_clean_error(run_axon(*base, "--hosts", "2"), "give --dask")
+    assert_clean_error(run_axon(*base, "--dask", cluster.scheduler_address, "--engine", "native"), "--dask runs the python engine")
+    assert_clean_error(run_axon(*base, "--dask", cluster.scheduler_address, "--requests", "100"), "not --requests")
+
+
+def test_pytest_plugin_runs_cases_on_the_hosts(cluster, server, artifacts, pytester, monkeypatch):
+    # The inner pytest must load this checkout's plugin, not an installed one.
+    monkeypatch.setenv("PYTHONPATH", str(Path(axon.__file__).parent.parent))
+    pytester.makepyfile(CASE)
+    ep = server.endpoints
+    out = pytester.path / "out.json"
+    args = ["--triton=external", f"--triton-url={ep.grpc}", f"--triton-metrics-url={ep.metrics}", "--axon-artifacts", str(artifacts)]
+    args += ["--axon-duration", "1", "--axon-warmup", "0.5", "-p", "no:cacheprovider", f"--benchmark-json={out}"]
+    result = pytester.runpytest_subprocess(*args, "--axon-dask", cluster.scheduler_address, "--axon-hosts", "2")
+    assert result.ret == pytest.ExitCode.OK, result.stdout.str()[-2000:]
+    (bench,) = json.loads(out.read_text())["benchmarks"]
+    record = bench["extra_info"]["axon"]
+    assert record["hosts"]["count"] == 2 and record["complete"] and bench["stats"]["rounds"] == record["requests"]["ok"]
+    bad = pytester.runpytest_subprocess(*args, "--axon-dask", "tcp://127.0.0.1:9")
+    assert bad.ret == pytest.ExitCode.USAGE_ERROR and "cannot reach the Dask scheduler" in bad.stdout.str() + bad.stderr.str()
+
+
+def test_lost_host_gives_an_incomplete_result_and_is_never_rerun(cluster, server, artifacts, validation_rows):
+    import psutil
+    from distributed import Queue
+
+    killed: dict = {}
+
+    def on_event(host: int, kind: str) -> None:
+        # Kill host 1's Dask worker once that host says its window is open (requests measured).
+        if host == 1 and kind == "window" and not killed:
+            pid = hosts.workers[hosts.addresses[1]]["pid"]
+            killed["children"] = psutil.Process(pid).children(recursive=True)
+            os.kill(pid, signal.SIGKILL)
+            killed["pid"] = pid
+
+    with _hosts(cluster, on_event=on_event) as hosts:
+        r = _run(hosts, server, artifacts, validation_rows[0], concurrency=4, duration_s=4.0)
+        assert killed, "host 1 never reported its window open"
+        lost, kept = r["hosts"]["per_host"][1], r["hosts"]["per_host"][0]
+        assert r["complete"] is False and r["passed"] is False
+        assert "host 1" in r["incomplete_reason"] and "lost" in r["incomplete_reason"]
+        assert lost["lost"] and lost["attempts"] == 1 and lost["histogram"] is None and lost["last_progress_sent"] >= 0
+        # The partial result: the surviving host's requests, its histogram kept whole.
+        assert kept["ok"] > 0 and r["requests"]["ok"] == kept["ok"] == r["latency_ms"]["count"]
+        # The nanny restarts the worker (a signal: the cluster is whole again); the task never runs again.
+        hosts.client.wait_for_workers(2, timeout=60)
+        events = Queue(f"{r['hosts']['sync']['run_id']}-events", client=hosts.client).get(batch=True)
+        assert not [e for e in events if e["kind"] in ("started", "ready")], events
+    # The lost host's load processes died with it: no orphan keeps loading the server.
+    _, alive = psutil.wait_procs(killed["children"], timeout=30)
+    assert not alive, alive
+
+
+def test_dask_hosts_refuses_more_hosts_than_workers(cluster):
+    from axon.hosts.dask import DaskHosts
+
+    with pytest.raises(AxonError, match="has 2 worker"):
+        DaskHosts(cluster.scheduler_address, 5)
