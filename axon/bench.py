@@ -55,9 +55,9 @@ def run_case(
     """
     spec = spec.validate().resolved().validate()
     ep = target.endpoints
-    choice = engines.choose(spec.engine, spec.mode, ep.metrics is not None)
+    choice = engines.choose(spec.engine, spec.mode, ep.metrics is not None, tls=ep.tls, on_unavailable=spec.on_unavailable)
     try:
-        wait_ready(ep.grpc, [spec.model], MODEL_CHECK_TIMEOUT_S, ssl=ep.tls, headers=ep.headers or None)
+        wait_ready(ep.grpc, [spec.model], MODEL_CHECK_TIMEOUT_S, ssl=ep.tls, headers=ep.headers or None, ca_file=ep.ca_file)
     except ServerError as exc:
         raise ServerError(f"model {spec.model!r} is not served at {ep.grpc}: {exc}") from None
     native_engine = choice.name == "native"
@@ -87,9 +87,12 @@ def _assemble(spec: LoadSpec, target: Target, run: EngineRun, checking: bool, da
     sent = sum(o["sent"] for o in good)
     ok = sum(o["ok"] for o in good)
     failures: dict[str, int] = {}
+    details: dict[str, str] = {}
     for o in good:
         for code, n in o["failures"].items():
             failures[code] = failures.get(code, 0) + n
+        for code, text in (o.get("failure_details") or {}).items():
+            details.setdefault(code, text)
     measured_s = max((o["measured_s"] for o in good), default=float("nan"))
     cores = [o["client_cores"] for o in good]
     client_bound = any(c > client_bound_cores for c in cores if not math.isnan(c))
@@ -103,7 +106,8 @@ def _assemble(spec: LoadSpec, target: Target, run: EngineRun, checking: bool, da
     if sent == 0:
         verdicts.append("no request was measured")
     elif error_rate > spec.max_error_rate:
-        verdicts.append(f"error rate {error_rate:.2%} > {spec.max_error_rate:.2%} ({failures})")
+        said = "; ".join(f"{code}: {text}" for code, text in details.items() if code in failures)
+        verdicts.append(f"error rate {error_rate:.2%} > {spec.max_error_rate:.2%} ({failures})" + (f"; the server said {said}" if said else ""))
     mismatches = sum(o["mismatches"] for o in good)
     verification = run.extra.get("verification")
     if verification is not None and not verification["verified"] and not reasons:
@@ -132,6 +136,8 @@ def _assemble(spec: LoadSpec, target: Target, run: EngineRun, checking: bool, da
         "duration_s": spec.duration_s,
         "request_limit": spec.requests,
         "timeout_s": spec.timeout_s,
+        "on_unavailable": spec.on_unavailable,
+        "timeline_s": spec.timeline_s,
     }
     correctness = {"checked": sum(o["checked"] for o in good), "mismatches": mismatches, "enabled": checking}
     correctness["method"] = "the one request body, checked once before the run" if run.info["name"] == "native" else f"1 response in {spec.sample_every} checked"
@@ -149,7 +155,7 @@ def _assemble(spec: LoadSpec, target: Target, run: EngineRun, checking: bool, da
         "repeat": {"index": repeat[0], "of": repeat[1]} if repeat else None,
         "load": load,
         "measured_s": measured_s,
-        "requests": {"sent": sent, "ok": ok, "failed": sent - ok, "timed_out": failures.get(loadgen.TIMEOUT, 0), "failures": failures},
+        "requests": {"sent": sent, "ok": ok, "failed": sent - ok, "timed_out": failures.get(loadgen.TIMEOUT, 0), "failures": failures, "failure_details": details},
         "throughput_rps": throughput,
         "throughput_inferences_per_s": throughput * spec.rows_per_request,
         "latency_ms": stats.LatencySummary.of(histogram).as_dict(),
@@ -159,6 +165,8 @@ def _assemble(spec: LoadSpec, target: Target, run: EngineRun, checking: bool, da
         "verification": verification,
         "client": {"cores_per_process": cores, "client_bound": client_bound, "threshold_cores": client_bound_cores},
         "server_metrics": metrics.delta(before, after).as_dict() if before is not None and after is not None else None,
+        "server_metrics_missing": _metrics_missing(run, target),
+        "timeline": _timeline(good, spec, measured_s) if spec.timeline_s else None,
         "complete": not reasons,
         "incomplete_reason": "; ".join(reasons) or None,
         "passed": not verdicts and not reasons,
@@ -166,6 +174,44 @@ def _assemble(spec: LoadSpec, target: Target, run: EngineRun, checking: bool, da
     }
 
 
+
+
+def _metrics_missing(run: EngineRun, target: Target) -> str | None:
+    """Why the record has no server metrics, or None when it has them."""
+    if run.before is not None and run.after is not None:
+        return None
+    if target.endpoints.metrics is None:
+        return "no metrics endpoint given (--metrics-url)"
+    return run.extra.get("metrics_error") or ("the run was interrupted before the window's start" if run.interrupted else "not read (the run stopped before the window's end)")
+
+
+def _timeline(outcomes: list[dict], spec: LoadSpec, measured_s: float) -> list[dict]:
+    """The workers' slices merged: per slice of ``spec.timeline_s`` seconds, counts and latency percentiles."""
+    by_index: dict[int, list[dict]] = {}
+    for o in outcomes:
+        for piece in o.get("timeline") or []:
+            by_index.setdefault(piece["index"], []).append(piece)
+    slices = []
+    for index in sorted(by_index):
+        pieces = by_index[index]
+        summary = stats.LatencySummary.of(stats.merge([p["latency"] for p in pieces]))
+        ok = sum(p["ok"] for p in pieces)
+        start = index * spec.timeline_s
+        # The last slice may be shorter (a window that is not a whole number of slices, a run cut short).
+        length = min(spec.timeline_s, measured_s - start) if measured_s == measured_s else spec.timeline_s
+        slices.append(
+            {
+                "start_s": start,
+                "duration_s": length,
+                "ok": ok,
+                "failed": sum(p["failed"] for p in pieces),
+                "throughput_rps": ok / length if length > 0 else 0.0,
+                "p50_ms": summary.p50 if ok else None,
+                "p99_ms": summary.p99 if ok else None,
+                "max_ms": summary.max if ok else None,
+            }
+        )
+    return slices
 
 
 def _unverified_message(v: dict) -> str:

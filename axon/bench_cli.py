@@ -8,7 +8,7 @@ import sys
 from dataclasses import replace
 from pathlib import Path
 
-from axon import backends, engines, repeats, results
+from axon import backends, engines, interrupts, loadgen, repeats, results
 from axon.bench import Target, run_case
 from axon.engines import native
 from axon.errors import AxonError
@@ -57,6 +57,8 @@ def specs_from_args(args: argparse.Namespace) -> list[LoadSpec]:
         max_error_rate=args.max_error_rate,
         engine=args.engine,
         connections=args.connections,
+        on_unavailable=args.on_unavailable,
+        timeline_s=args.timeline,
         concurrency=1,  # replaced below
     )
     if args.rate is not None:
@@ -95,8 +97,12 @@ def command(args: argparse.Namespace) -> int:
         raise AxonError("--ab compares batching on and off on servers axon starts; it can't be used with --url")
     if args.poisson and args.rate is None:
         raise AxonError("--poisson shapes open-loop arrivals: give --rate with it")
+    if (args.tls or args.ca_file) and not args.url:
+        raise AxonError("--tls and --ca-file talk to a server given by --url (axon serve --tls-cert/--tls-key starts one)")
+    if args.ca_file and not args.tls:
+        raise AxonError("--ca-file is the CA that verifies a TLS server: give --tls with it")
     # Engine problems are said now, before any server starts or any load is offered.
-    choice = engines.choose(args.engine, specs[0].mode, has_metrics=not args.url or bool(args.metrics_url))
+    choice = engines.choose(args.engine, specs[0].mode, has_metrics=not args.url or bool(args.metrics_url), tls=args.tls, on_unavailable=args.on_unavailable)
     if choice.notice:
         print(f"axon: notice: {choice.notice}", file=sys.stderr)
     if args.connections is not None and choice.name != "native":
@@ -108,10 +114,13 @@ def command(args: argparse.Namespace) -> int:
     features, dataset = load_rows(args.artifacts, args.seed)
     reference = args.artifacts / "models" / args.model / "model.onnx"
     output = args.output or results.default_output(Path("results"), "bench")
+    # Said now, not after minutes of load (the record would still be rescued, see below).
+    ensure_writable_file(output)
     runs: list[dict] = []
     exit_code = 0
+    requested_output, write_problem = output, None
     try:
-        with contextlib.ExitStack() as stack:
+        with interrupts.stop_once(), contextlib.ExitStack() as stack:
             targets = {}
             for mode in modes:
                 server = backends.make_server(
@@ -122,6 +131,7 @@ def command(args: argparse.Namespace) -> int:
                     url=args.url,
                     metrics_url=args.metrics_url,
                     tls=args.tls,
+                    ca_file=args.ca_file,
                     headers=dict(args.header),
                 )
                 stack.enter_context(server)
@@ -140,13 +150,19 @@ def command(args: argparse.Namespace) -> int:
                             progress.close()
                         runs.append(run)
                         # After every case: an interruption or a crash later keeps what was measured.
-                        results.write_results(output, runs)
+                        # A path that can't be written (gone, disk full) sends the record to a rescue path.
+                        output, problem = results.save_results(output, runs)
+                        if problem and write_problem is None:
+                            write_problem = problem
+                            print(f"axon: cannot write results to {requested_output} ({problem}); saved to {output} instead", file=sys.stderr, flush=True)
                         status = "ok" if run["passed"] else "FAILED: " + "; ".join(run["verdicts"] or [run["incomplete_reason"] or "?"])
                         print(f"{label}: {run['throughput_rps']:,.0f} req/s, p50 {run['latency_ms']['p50']:.2f} ms, p99 {run['latency_ms']['p99']:.2f} ms  {status}", file=sys.stderr)
                         if run["incomplete_reason"] == "interrupted":
                             raise KeyboardInterrupt
                         if not run["passed"]:
                             exit_code = 1
+                        if run.get("server_metrics_missing") and (args.metrics_url or not args.url):
+                            print(f"axon: warning: no server metrics for this run: {run['server_metrics_missing']}", file=sys.stderr)
                         if not run["complete"]:
                             raise AxonError(f"run incomplete ({run['incomplete_reason']}); partial result saved in {output}")
     finally:
@@ -154,7 +170,21 @@ def command(args: argparse.Namespace) -> int:
             print(table(runs))
             _print_repeat_summary(runs, args.ab)
             print(f"results: {output}")
+    if write_problem:
+        raise AxonError(f"cannot write results to {requested_output} ({write_problem}); nothing was lost: every run is in {output}")
     return exit_code
+
+
+def ensure_writable_file(path: Path) -> None:
+    """Fail before any load when the results file's folder can't take a file (as `axon study` does for its folder)."""
+    from axon.pipeline import ensure_writable
+
+    if path.is_dir():
+        raise AxonError(f"--output {path} is a folder; give a file name, e.g. {path / 'bench.json'}")
+    try:
+        ensure_writable(path.parent)
+    except AxonError as exc:
+        raise AxonError(f"--output {path}: {exc}") from None
 
 
 def _concurrency_list(text: str) -> list[int]:
@@ -216,8 +246,17 @@ def add_parser(sub, positive_int, positive_float, header) -> None:
     p.add_argument("--backend", choices=("embedded", "docker"), default="embedded", help="server axon starts when there is no --url")
     p.add_argument("--url", help="an existing server: HOST:PORT of Triton's gRPC endpoint")
     p.add_argument("--metrics-url", help="with --url: Triton's metrics URL (default: none scraped)")
-    p.add_argument("--tls", action="store_true")
+    p.add_argument("--tls", action="store_true", help="with --url: gRPC over TLS, the server's certificate verified (python engine under auto)")
+    p.add_argument("--ca-file", help="with --tls: PEM file of the CA that signed the server's certificate (default: the system's CAs)")
     p.add_argument("--header", type=header, action="append", default=[], metavar="KEY=VALUE")
+    p.add_argument(
+        "--on-unavailable",
+        choices=loadgen.ON_UNAVAILABLE,
+        default="stop",
+        help="when the server (or the model) stops answering: stop the run, marked incomplete (default), or continue offering load, "
+        "counting the failures, and resume when it is back (python engine)",
+    )
+    p.add_argument("--timeline", type=positive_float, metavar="SECONDS", help="also record throughput, errors and latency per slice of this many seconds of the window")
     p.set_defaults(func=command)
 
 
