@@ -79,7 +79,7 @@ def run_case(
 
 
 def _assemble(spec: LoadSpec, target: Target, run: EngineRun, checking: bool, dataset: dict | None, client_bound_cores: float, repeat: tuple[int, int] | None) -> dict:
-    outcomes, before, after, n_workers = run.outcomes, run.before, run.after, len(run.outcomes)
+    outcomes, n_workers = run.outcomes, len(run.outcomes)
     errors = [o["error"] for o in outcomes if "error" in o]
     good = [o for o in outcomes if "error" not in o]
     histogram = stats.merge([o["latency"] for o in good])
@@ -139,6 +139,8 @@ def _assemble(spec: LoadSpec, target: Target, run: EngineRun, checking: bool, da
         "on_unavailable": spec.on_unavailable,
         "timeline_s": spec.timeline_s,
     }
+    outages = max((o.get("outages", 0) for o in good), default=0)  # every worker sees the same outage
+    server_metrics, metrics_missing = _server_metrics(run, target, outages)
     correctness = {"checked": sum(o["checked"] for o in good), "mismatches": mismatches, "enabled": checking}
     correctness["method"] = "the one request body, checked once before the run" if run.info["name"] == "native" else f"1 response in {spec.sample_every} checked"
     return {
@@ -155,7 +157,7 @@ def _assemble(spec: LoadSpec, target: Target, run: EngineRun, checking: bool, da
         "repeat": {"index": repeat[0], "of": repeat[1]} if repeat else None,
         "load": load,
         "measured_s": measured_s,
-        "requests": {"sent": sent, "ok": ok, "failed": sent - ok, "timed_out": failures.get(loadgen.TIMEOUT, 0), "failures": failures, "failure_details": details},
+        "requests": {"sent": sent, "ok": ok, "failed": sent - ok, "timed_out": failures.get(loadgen.TIMEOUT, 0), "failures": failures, "failure_details": details, "outages": outages},
         "throughput_rps": throughput,
         "throughput_inferences_per_s": throughput * spec.rows_per_request,
         "latency_ms": stats.LatencySummary.of(histogram).as_dict(),
@@ -164,8 +166,8 @@ def _assemble(spec: LoadSpec, target: Target, run: EngineRun, checking: bool, da
         "correctness": correctness,
         "verification": verification,
         "client": {"cores_per_process": cores, "client_bound": client_bound, "threshold_cores": client_bound_cores},
-        "server_metrics": metrics.delta(before, after).as_dict() if before is not None and after is not None else None,
-        "server_metrics_missing": _metrics_missing(run, target),
+        "server_metrics": server_metrics,
+        "server_metrics_missing": metrics_missing,
         "timeline": _timeline(good, spec, measured_s) if spec.timeline_s else None,
         "complete": not reasons,
         "incomplete_reason": "; ".join(reasons) or None,
@@ -176,13 +178,19 @@ def _assemble(spec: LoadSpec, target: Target, run: EngineRun, checking: bool, da
 
 
 
-def _metrics_missing(run: EngineRun, target: Target) -> str | None:
-    """Why the record has no server metrics, or None when it has them."""
+def _server_metrics(run: EngineRun, target: Target, outages: int = 0) -> tuple[dict | None, str | None]:
+    """Triton's deltas over the window, or None and why they are missing."""
     if run.before is not None and run.after is not None:
-        return None
+        delta = metrics.delta(run.before, run.after)
+        # Counters start from zero with each server process: across a restart the difference means nothing.
+        if delta.success_count < 0 or delta.execution_count < 0:
+            return None, "Triton's counters went backwards during the window: the server restarted"
+        if outages:
+            return None, f"the server stopped answering {outages} time(s) during the window: it may have restarted, and Triton's counters mean nothing across a restart"
+        return delta.as_dict(), None
     if target.endpoints.metrics is None:
-        return "no metrics endpoint given (--metrics-url)"
-    return run.extra.get("metrics_error") or ("the run was interrupted before the window's start" if run.interrupted else "not read (the run stopped before the window's end)")
+        return None, "no metrics endpoint given (--metrics-url)"
+    return None, run.extra.get("metrics_error") or ("the run was interrupted before the window's start" if run.interrupted else "not read (the run stopped before the window's end)")
 
 
 def _timeline(outcomes: list[dict], spec: LoadSpec, measured_s: float) -> list[dict]:

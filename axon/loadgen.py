@@ -144,6 +144,7 @@ class Recorder:
     mismatches: int = 0
     consecutive_unavailable: int = 0
     gone_code: str | None = None  # the "gone" code of the current streak of consecutive failures
+    outages: int = 0  # streaks that reached ABORT_AFTER_UNAVAILABLE (with "continue", each is an outage ridden out)
     stop_when_gone: bool = True  # on_unavailable="stop"
     details: dict = field(default_factory=dict)  # failure code -> the server's first message for it
     timeline_s: float | None = None
@@ -170,6 +171,8 @@ class Recorder:
             same = outcome.code == self.gone_code
             self.consecutive_unavailable = self.consecutive_unavailable + 1 if same else 1
             self.gone_code = outcome.code
+            if self.consecutive_unavailable == ABORT_AFTER_UNAVAILABLE:
+                self.outages += 1
         else:
             self.consecutive_unavailable, self.gone_code = 0, None
         if outcome.code != OK and outcome.detail and outcome.code not in self.details:

@@ -183,6 +183,7 @@ async def _run(job: WorkerJob, stop_flag: Any, progress: Any, barrier: Any) -> d
         "client_cores": cores,
         "incomplete_reason": reason[0] if reason else None,
         "failure_details": dict(recorder.details),
+        "outages": recorder.outages,
         "timeline": recorder.encoded_timeline() if spec.timeline_s else None,
     }
 
