@@ -176,15 +176,25 @@ def command(args: argparse.Namespace) -> int:
 
 
 def ensure_writable_file(path: Path) -> None:
-    """Fail before any load when the results file's folder can't take a file (as `axon study` does for its folder)."""
-    from axon.pipeline import ensure_writable
+    """Fail before any load when the results file can't be written; create nothing.
+
+    The nearest folder that exists on the way to ``path`` must take a file (a probe, removed
+    at once); folders still missing are made when the results are written.
+    """
+    import tempfile
 
     if path.is_dir():
         raise AxonError(f"--output {path} is a folder; give a file name, e.g. {path / 'bench.json'}")
+    existing = path.parent
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        raise AxonError(f"--output {path} is not writable: {existing} is a file, not a folder")
     try:
-        ensure_writable(path.parent)
-    except AxonError as exc:
-        raise AxonError(f"--output {path}: {exc}") from None
+        with tempfile.NamedTemporaryFile(dir=existing, prefix=".axon-probe-"):
+            pass
+    except OSError as exc:
+        raise AxonError(f"--output {path} is not writable: {exc.strerror or exc} ({existing})") from None
 
 
 def _concurrency_list(text: str) -> list[int]:
