@@ -184,9 +184,9 @@ def _server_metrics(run: EngineRun, target: Target, outages: int = 0) -> tuple[d
         delta = metrics.delta(run.before, run.after)
         # Counters start from zero with each server process: across a restart the difference means nothing.
         if delta.success_count < 0 or delta.execution_count < 0:
-            return None, "Triton's counters went backwards during the window: the server restarted"
+            return None, "Triton's counters went backwards during the window (the server restarted, or the model was unloaded)"
         if outages:
-            return None, f"the server stopped answering {outages} time(s) during the window: it may have restarted, and Triton's counters mean nothing across a restart"
+            return None, f"the server or the model stopped answering {outages} time(s) during the window; a restart or an unload resets Triton's counters, so their difference means nothing"
         return delta.as_dict(), None
     if target.endpoints.metrics is None:
         return None, "no metrics endpoint given (--metrics-url)"
@@ -199,9 +199,11 @@ def _timeline(outcomes: list[dict], spec: LoadSpec, measured_s: float) -> list[d
     for o in outcomes:
         for piece in o.get("timeline") or []:
             by_index.setdefault(piece["index"], []).append(piece)
+    # Every slice of the window, those in which no request was even sent (a stall) included.
+    last = max([*by_index, math.ceil(round(measured_s / spec.timeline_s, 6)) - 1 if measured_s == measured_s else 0])
     slices = []
-    for index in sorted(by_index):
-        pieces = by_index[index]
+    for index in range(last + 1) if by_index else []:
+        pieces = by_index.get(index, [])
         summary = stats.LatencySummary.of(stats.merge([p["latency"] for p in pieces]))
         ok = sum(p["ok"] for p in pieces)
         start = index * spec.timeline_s

@@ -333,6 +333,11 @@ class _Termination:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    import os
+
+    # gRPC's C core logs at INFO on some failures (a TLS handshake, say) over axon's own one-line
+    # message; only its errors are shown unless the user asks for more.
+    os.environ.setdefault("GRPC_VERBOSITY", "ERROR")
     parser = build_parser()
     args = parser.parse_args(argv)
     termination = _Termination()

@@ -84,6 +84,9 @@ def save_results(path: Path, runs: list[dict]) -> tuple[Path, str | None]:
         return Path(path), None
     except OSError as exc:
         problem = f"{exc.strerror or exc}" + (f" ({exc.filename})" if getattr(exc, "filename", None) else "")
+        blocker = next((a for a in Path(path).parents if a.exists()), None)
+        if blocker is not None and not blocker.is_dir():
+            problem = f"{blocker} is a file, not a folder"
     for rescue in rescue_paths(path):
         if rescue.resolve() == Path(path).resolve():
             continue

@@ -66,7 +66,7 @@ def observe(case: str, fault: str, expected: str, run: dict | None = None, exit_
         "expected": expected,
         "test": test or os.environ.get("PYTEST_CURRENT_TEST", "").split(" ")[0],
         "exit_code": exit_code,
-        "message": message,
+        "message": message.strip().splitlines()[-1] if message else None,  # axon's own line, the last one
         "record": summary(run),
         "observed_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         "commit": _commit(),
