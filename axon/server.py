@@ -289,6 +289,9 @@ class EmbeddedServer(_ContextServer):
         Fixed ports; free ones are picked when None.
     log_path
         Where the server log goes (default: inside the work directory).
+    tls
+        Serve gRPC over TLS (:class:`TlsFiles`); the endpoints then say ``tls`` and the CA
+        clients verify against. Triton's HTTP and metrics endpoints stay plain HTTP.
     """
 
     backend = "embedded"
