@@ -7,7 +7,7 @@ STAMP := $(VENV)/.axon-installed
 ARTIFACTS ?= artifacts
 RESULTS ?= results
 
-.PHONY: setup h2load bench test lint clean
+.PHONY: setup h2load bench test lint clean reliability-doc
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -41,6 +41,11 @@ test: setup
 	mkdir -p $(RESULTS)
 	$(PY) -m pytest -q -p no:cacheprovider benchmarks -m axon_smoke --axon-duration 2 --axon-warmup 0.5 \
 		--axon-slo-file benchmarks/smoke-slo.toml --benchmark-json $(RESULTS)/smoke-benchmark.json
+
+# The fault matrix and TLS cases against real servers; their observations rendered into docs/reliability.md.
+reliability-doc: setup
+	AXON_RELIABILITY_DIR=docs/reliability $(PY) -m pytest -q -p no:cacheprovider tests/test_faults.py tests/test_tls.py
+	$(PY) scripts/reliability_doc.py
 
 lint: setup
 	$(VENV)/bin/ruff check axon tests benchmarks conftest.py

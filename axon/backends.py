@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from axon.errors import ServerError
-from axon.server import READY_TIMEOUT_S, EmbeddedServer, Endpoints, _ContextServer, wait_ready
+from axon.server import READY_TIMEOUT_S, EmbeddedServer, Endpoints, TlsFiles, _ContextServer, wait_ready
 
 BACKENDS = ("embedded", "docker", "external")
 COMPOSE_FILE = Path(__file__).resolve().parent.parent / "docker-compose.yml"
@@ -109,9 +109,13 @@ class ExternalServer(_ContextServer):
         tls: bool = False,
         headers: dict[str, str] | None = None,
         ready_timeout_s: float = EXTERNAL_READY_TIMEOUT_S,
+        ca_file: str | Path | None = None,
     ):
         self.url = url.removeprefix("grpc://").removeprefix("grpcs://")
         self.tls = tls or url.startswith("grpcs://")
+        self.ca_file = str(ca_file) if ca_file is not None else None
+        if self.ca_file and not self.tls:
+            raise ServerError("a CA file verifies a TLS server: give --tls with it")
         self.models = list(models)
         self.metrics_url = metrics_url
         self.headers = dict(headers or {})
@@ -121,10 +125,10 @@ class ExternalServer(_ContextServer):
     def start(self) -> Endpoints:
         check_url(self.url, "the server URL")
         try:
-            self.version = wait_ready(self.url, self.models, self.ready_timeout_s, ssl=self.tls, headers=self.headers)
+            self.version = wait_ready(self.url, self.models, self.ready_timeout_s, ssl=self.tls, headers=self.headers, ca_file=self.ca_file)
         except ServerError as exc:
             raise ServerError(f"Triton at {self.url} is unreachable or not ready: {exc}") from None
-        self._endpoints = Endpoints(grpc=self.url, metrics=self.metrics_url, tls=self.tls, headers=self.headers)
+        self._endpoints = Endpoints(grpc=self.url, metrics=self.metrics_url, tls=self.tls, headers=self.headers, ca_file=self.ca_file)
         return self._endpoints
 
     def stop(self) -> None:
@@ -154,19 +158,28 @@ def make_server(
     headers: dict[str, str] | None = None,
     log_path: Path | None = None,
     ready_timeout_s: float | None = None,
+    ca_file: str | Path | None = None,
+    tls_files: TlsFiles | None = None,
 ):
-    """One server of the given backend, not yet started."""
+    """One server of the given backend, not yet started.
+
+    ``tls``/``ca_file`` make axon talk to an external server over TLS; ``tls_files`` start the
+    embedded server with gRPC over TLS.
+    """
+    if tls_files is not None and backend != "embedded":
+        raise ServerError(f"a TLS certificate and key serve the embedded backend; the {backend} backend was asked for")
     if backend == "embedded":
         return EmbeddedServer(
             repository or embedded_repository(artifacts, batching),
             models=models,
             log_path=log_path,
             ready_timeout_s=ready_timeout_s or READY_TIMEOUT_S,
+            tls=tls_files,
         )
     if backend == "docker":
         return DockerServer(batching, models=models or ("particle_classifier_v1", "particle_classifier_v2"))
     if backend == "external":
         if not url:
             raise ServerError("the external backend needs a URL (HOST:PORT of Triton's gRPC endpoint)")
-        return ExternalServer(url, models or (), metrics_url=metrics_url, tls=tls, headers=headers)
+        return ExternalServer(url, models or (), metrics_url=metrics_url, tls=tls, headers=headers, ca_file=ca_file)
     raise ServerError(f"unknown backend {backend!r}; expected one of {', '.join(BACKENDS)}")

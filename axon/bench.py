@@ -72,9 +72,9 @@ def run_case(
     """
     spec = spec.validate() if hosts is not None else spec.validate().resolved().validate()
     ep = target.endpoints
-    choice = hosts_engine_choice(spec.engine, spec.mode) if hosts is not None else engines.choose(spec.engine, spec.mode, ep.metrics is not None, options)
+    choice = hosts_engine_choice(spec.engine, spec.mode) if hosts is not None else engines.choose(spec.engine, spec.mode, ep.metrics is not None, options, tls=ep.tls, on_unavailable=spec.on_unavailable)
     try:
-        wait_ready(ep.grpc, [spec.model], MODEL_CHECK_TIMEOUT_S, ssl=ep.tls, headers=ep.headers or None)
+        wait_ready(ep.grpc, [spec.model], MODEL_CHECK_TIMEOUT_S, ssl=ep.tls, headers=ep.headers or None, ca_file=ep.ca_file)
     except ServerError as exc:
         raise ServerError(f"model {spec.model!r} is not served at {ep.grpc}: {exc}") from None
     native_engine = choice.name == "native"
@@ -110,7 +110,7 @@ def unchecked_reason(reference_onnx: Path | None) -> str:
 
 
 def _assemble(spec: LoadSpec, target: Target, run: EngineRun, unchecked: str | None, dataset: dict | None, client_bound_cores: float, repeat: tuple[int, int] | None) -> dict:
-    outcomes, before, after, n_workers = run.outcomes, run.before, run.after, len(run.outcomes)
+    outcomes, n_workers = run.outcomes, len(run.outcomes)
     errors = [o["error"] for o in outcomes if "error" in o]
     good = [o for o in outcomes if "error" not in o]
     histogram = stats.merge([o["latency"] for o in good])
@@ -118,9 +118,12 @@ def _assemble(spec: LoadSpec, target: Target, run: EngineRun, unchecked: str | N
     sent = sum(o["sent"] for o in good)
     ok = sum(o["ok"] for o in good)
     failures: dict[str, int] = {}
+    details: dict[str, str] = {}
     for o in good:
         for code, n in o["failures"].items():
             failures[code] = failures.get(code, 0) + n
+        for code, text in (o.get("failure_details") or {}).items():
+            details.setdefault(code, text)
     measured_s = max((o["measured_s"] for o in good), default=float("nan"))
     cores = [o["client_cores"] for o in good]
     cpu_s = sum(o.get("client_cpu_s", math.nan) for o in good)
@@ -137,7 +140,8 @@ def _assemble(spec: LoadSpec, target: Target, run: EngineRun, unchecked: str | N
     if sent == 0:
         verdicts.append("no request was measured")
     elif error_rate > spec.max_error_rate:
-        verdicts.append(f"error rate {error_rate:.2%} > {spec.max_error_rate:.2%} ({failures})")
+        said = "; ".join(f"{code}: {text}" for code, text in details.items() if code in failures)
+        verdicts.append(f"error rate {error_rate:.2%} > {spec.max_error_rate:.2%} ({failures})" + (f"; the server said {said}" if said else ""))
     mismatches = sum(o["mismatches"] for o in good)
     verification = run.extra.get("verification")
     if verification is not None and not verification["verified"] and not reasons:
@@ -166,7 +170,11 @@ def _assemble(spec: LoadSpec, target: Target, run: EngineRun, unchecked: str | N
         "duration_s": spec.duration_s,
         "request_limit": spec.requests,
         "timeout_s": spec.timeout_s,
+        "on_unavailable": spec.on_unavailable,
+        "timeline_s": spec.timeline_s,
     }
+    outages = max((o.get("outages", 0) for o in good), default=0)  # every worker sees the same outage
+    server_metrics, metrics_missing = _server_metrics(run, target, outages)
     correctness = {
         # Nothing was compared without a reference, whatever the engine counted as "checked".
         "checked": sum(o["checked"] for o in good) if unchecked is None else 0,
@@ -189,7 +197,7 @@ def _assemble(spec: LoadSpec, target: Target, run: EngineRun, unchecked: str | N
         "repeat": {"index": repeat[0], "of": repeat[1]} if repeat else None,
         "load": load,
         "measured_s": measured_s,
-        "requests": {"sent": sent, "ok": ok, "failed": sent - ok, "timed_out": failures.get(loadgen.TIMEOUT, 0), "failures": failures},
+        "requests": {"sent": sent, "ok": ok, "failed": sent - ok, "timed_out": failures.get(loadgen.TIMEOUT, 0), "failures": failures, "failure_details": details, "outages": outages},
         "throughput_rps": throughput,
         "throughput_inferences_per_s": throughput * spec.rows_per_request,
         "latency_ms": stats.LatencySummary.of(histogram).as_dict(),
@@ -204,7 +212,9 @@ def _assemble(spec: LoadSpec, target: Target, run: EngineRun, unchecked: str | N
             "cpu_us_per_request": cpu_us_per_request,
             "cpu_us_per_row": cpu_us_per_request / spec.rows_per_request if cpu_us_per_request is not None else None,
         },
-        "server_metrics": metrics.delta(before, after).as_dict() if before is not None and after is not None else None,
+        "server_metrics": server_metrics,
+        "server_metrics_missing": metrics_missing,
+        "timeline": _timeline(good, spec, measured_s) if spec.timeline_s else None,
         "complete": not reasons,
         "incomplete_reason": "; ".join(reasons) or None,
         "passed": not verdicts and not reasons,
@@ -212,6 +222,52 @@ def _assemble(spec: LoadSpec, target: Target, run: EngineRun, unchecked: str | N
     }
 
 
+
+
+def _server_metrics(run: EngineRun, target: Target, outages: int = 0) -> tuple[dict | None, str | None]:
+    """Triton's deltas over the window, or None and why they are missing."""
+    if run.before is not None and run.after is not None:
+        delta = metrics.delta(run.before, run.after)
+        # Counters start from zero with each server process: across a restart the difference means nothing.
+        if delta.success_count < 0 or delta.execution_count < 0:
+            return None, "Triton's counters went backwards during the window (the server restarted, or the model was unloaded)"
+        if outages:
+            return None, f"the server or the model stopped answering {outages} time(s) during the window; a restart or an unload resets Triton's counters, so their difference means nothing"
+        return delta.as_dict(), None
+    if target.endpoints.metrics is None:
+        return None, "no metrics endpoint given (--metrics-url)"
+    return None, run.extra.get("metrics_error") or ("the run was interrupted before the window's start" if run.interrupted else "not read (the run stopped before the window's end)")
+
+
+def _timeline(outcomes: list[dict], spec: LoadSpec, measured_s: float) -> list[dict]:
+    """The workers' slices merged: per slice of ``spec.timeline_s`` seconds, counts and latency percentiles."""
+    by_index: dict[int, list[dict]] = {}
+    for o in outcomes:
+        for piece in o.get("timeline") or []:
+            by_index.setdefault(piece["index"], []).append(piece)
+    # Every slice of the window, those in which no request was even sent (a stall) included.
+    last = max([*by_index, math.ceil(round(measured_s / spec.timeline_s, 6)) - 1 if measured_s == measured_s else 0])
+    slices = []
+    for index in range(last + 1) if by_index else []:
+        pieces = by_index.get(index, [])
+        summary = stats.LatencySummary.of(stats.merge([p["latency"] for p in pieces]))
+        ok = sum(p["ok"] for p in pieces)
+        start = index * spec.timeline_s
+        # The last slice may be shorter (a window that is not a whole number of slices, a run cut short).
+        length = min(spec.timeline_s, measured_s - start) if measured_s == measured_s else spec.timeline_s
+        slices.append(
+            {
+                "start_s": start,
+                "duration_s": length,
+                "ok": ok,
+                "failed": sum(p["failed"] for p in pieces),
+                "throughput_rps": ok / length if length > 0 else 0.0,
+                "p50_ms": summary.p50 if ok else None,
+                "p99_ms": summary.p99 if ok else None,
+                "max_ms": summary.max if ok else None,
+            }
+        )
+    return slices
 
 
 def _unverified_message(v: dict) -> str:

@@ -9,7 +9,7 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
-from axon import backends, engines, repeats, results
+from axon import backends, engines, interrupts, loadgen, repeats, results
 from axon.bench import Target, run_case
 from axon.engines import native
 from axon.errors import AxonError
@@ -67,6 +67,8 @@ def specs_from_args(args: argparse.Namespace) -> list[LoadSpec]:
         max_error_rate=args.max_error_rate,
         engine=args.engine,
         connections=args.connections,
+        on_unavailable=args.on_unavailable,
+        timeline_s=args.timeline,
         concurrency=1,  # replaced below
     )
     if args.rate is not None:
@@ -100,6 +102,10 @@ def _print_repeat_summary(runs: list[dict], ab: bool) -> None:
 
 def _check_options(args: argparse.Namespace) -> None:
     """Options that do nothing in the mode given are errors, said before any work starts."""
+    if (args.tls or args.ca_file) and not args.url:
+        raise AxonError("--tls and --ca-file talk to a server given by --url (axon serve --tls-cert/--tls-key starts one)")
+    if args.ca_file and not args.tls:
+        raise AxonError("--ca-file is the CA that verifies a TLS server: give --tls with it")
     if args.url:
         backends.check_url(args.url, "--url")
         if args.ab:
@@ -130,7 +136,7 @@ def command(args: argparse.Namespace) -> int:
         for spec in specs:
             many.check_spec(spec, 1)  # what no number of hosts can honour, before connecting
     else:
-        choice = engines.choose(args.engine, specs[0].mode, has_metrics=not args.url or bool(args.metrics_url))
+        choice = engines.choose(args.engine, specs[0].mode, has_metrics=not args.url or bool(args.metrics_url), tls=args.tls, on_unavailable=args.on_unavailable)
     if choice.notice:
         print(f"axon: notice: {choice.notice}", file=sys.stderr)
     if args.connections is not None and choice.name != "native":
@@ -155,6 +161,7 @@ def command(args: argparse.Namespace) -> int:
             url=args.url,
             metrics_url=args.metrics_url,
             tls=args.tls,
+            ca_file=args.ca_file,
             headers=dict(args.header),
         )
         for mode in modes
@@ -166,8 +173,9 @@ def command(args: argparse.Namespace) -> int:
     results.check_writable(output)  # before the load: a run must never be measured, then lost
     runs: list[dict] = []
     exit_code = 0
+    requested_output, write_problem = output, None
     try:
-        with contextlib.ExitStack() as stack:
+        with interrupts.stop_once(), contextlib.ExitStack() as stack:
             hosts = None
             if args.dask:  # the scheduler, its workers and the split of the load, checked before any server starts
                 hosts = stack.enter_context(many.DaskHosts(args.dask, args.hosts))
@@ -201,13 +209,19 @@ def command(args: argparse.Namespace) -> int:
                             print(many.describe(run), file=sys.stderr)
                         runs.append(run)
                         # After every case: an interruption or a crash later keeps what was measured.
-                        results.write_results(output, runs)
+                        # A path that can't be written (gone, disk full) sends the record to a rescue path.
+                        output, problem = results.save_results(output, runs)
+                        if problem and write_problem is None:
+                            write_problem = problem
+                            print(f"axon: cannot write results to {requested_output} ({problem}); saved to {output} instead", file=sys.stderr, flush=True)
                         status = _status(run) if run["passed"] else "FAILED: " + "; ".join(run["verdicts"] or [run["incomplete_reason"] or "?"])
                         print(f"{label}: {run['throughput_rps']:,.0f} req/s, p50 {run['latency_ms']['p50']:.2f} ms, p99 {run['latency_ms']['p99']:.2f} ms  {status}", file=sys.stderr)
                         if run["incomplete_reason"] == "interrupted":
                             raise KeyboardInterrupt
                         if not run["passed"]:
                             exit_code = 1
+                        if run.get("server_metrics_missing") and (args.metrics_url or not args.url):
+                            print(f"axon: warning: no server metrics for this run: {run['server_metrics_missing']}", file=sys.stderr)
                         if not run["complete"]:
                             raise AxonError(f"run incomplete ({run['incomplete_reason']}); partial result saved in {output}")
     finally:
@@ -216,6 +230,8 @@ def command(args: argparse.Namespace) -> int:
             _print_repeat_summary(runs, args.ab)
             print(results.client_bound_summary(runs))
             print(f"results: {output}")
+    if write_problem:
+        raise AxonError(f"cannot write results to {requested_output} ({write_problem}); nothing was lost: every run is in {output}")
     return exit_code
 
 
@@ -288,10 +304,19 @@ def add_parser(sub, positive_int, positive_float, header) -> None:
     p.add_argument("--backend", choices=("embedded", "docker"), help="server axon starts when there is no --url (default embedded)")
     p.add_argument("--url", help="an existing server: HOST:PORT of Triton's gRPC endpoint")
     p.add_argument("--metrics-url", help="with --url: Triton's metrics URL (default: none scraped)")
-    p.add_argument("--tls", action="store_true", help="with --url: gRPC over TLS")
+    p.add_argument("--tls", action="store_true", help="with --url: gRPC over TLS, the server's certificate verified (python engine under auto)")
+    p.add_argument("--ca-file", help="with --tls: PEM file of the CA that signed the server's certificate (default: the system's CAs)")
     p.add_argument("--header", type=header, action="append", default=[], metavar="KEY=VALUE", help="with --url: extra gRPC header, e.g. a bearer token (repeatable)")
     p.add_argument("--dask", metavar="SCHEDULER_ADDRESS", help="offer the load from the workers of this Dask scheduler (one host each; docs/many-hosts.md)")
     p.add_argument("--hosts", type=positive_int, help="with --dask: how many workers offer load (default all); --processes then counts per host")
+    p.add_argument(
+        "--on-unavailable",
+        choices=loadgen.ON_UNAVAILABLE,
+        default="stop",
+        help="when the server (or the model) stops answering: stop the run, marked incomplete (default), or continue offering load, "
+        "counting the failures, and resume when it is back (python engine)",
+    )
+    p.add_argument("--timeline", type=positive_float, metavar="SECONDS", help="also record throughput, errors and latency per slice of this many seconds of the window")
     p.set_defaults(func=command)
 
 

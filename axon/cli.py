@@ -113,6 +113,16 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         backends.check_url(args.url, "--url")
     if args.repository is not None and len(modes) > 1:
         raise AxonError("--repository names one repository; use --batching on or off with it")
+    tls_files = None
+    if args.tls_cert or args.tls_key or args.tls_ca:
+        if not (args.tls_cert and args.tls_key):
+            raise AxonError("gRPC over TLS needs both --tls-cert and --tls-key")
+        if args.backend != "embedded":
+            raise AxonError(f"--tls-cert/--tls-key start the embedded server with TLS; the {args.backend} backend was asked for")
+        from axon.server import TlsFiles
+
+        tls_files = TlsFiles(args.tls_cert, args.tls_key, args.tls_ca)
+        tls_files.check()  # before a server starts
     with contextlib.ExitStack() as stack:
         servers = []
         for mode in modes:
@@ -127,13 +137,15 @@ def _cmd_serve(args: argparse.Namespace) -> int:
                 tls=args.tls,
                 headers=dict(args.header),
                 log_path=args.log_dir / f"tritonserver-batching-{mode}.log" if args.log_dir else None,
+                tls_files=tls_files,
             )
             started = time.monotonic()
             stack.enter_context(server)
             servers.append(server)
             ep = server.endpoints
             print(f"{server.backend} Triton {getattr(server, 'version', '') or ''} (batching {mode}) ready in {time.monotonic() - started:.1f} s")
-            print(f"  grpc    {ep.grpc}\n  http    {ep.http or '-'}\n  metrics {ep.metrics or '-'}")
+            tls = f"  (TLS; clients verify with CA {ep.ca_file}: axon bench --url {ep.grpc} --tls --ca-file {ep.ca_file})" if ep.tls and ep.ca_file else "  (TLS)" if ep.tls else ""
+            print(f"  grpc    {ep.grpc}{tls}\n  http    {ep.http or '-'}\n  metrics {ep.metrics or '-'}")
             if getattr(server, "log_path", None):
                 kept = "" if args.log_dir else "  (removed at stop; --log-dir keeps it)"
                 print(f"  log     {server.log_path}{kept}")
@@ -145,7 +157,8 @@ def _cmd_serve(args: argparse.Namespace) -> int:
                 row = npz["features"][:1]
             for server in servers:
                 for name in models:
-                    got = client.infer(server.endpoints.grpc, name, row, ssl=server.endpoints.tls, headers=server.endpoints.headers or None)
+                    ep = server.endpoints
+                    got = client.infer(ep.grpc, name, row, ssl=ep.tls, headers=ep.headers or None, ca_file=ep.ca_file)
                     line = f"check {name}: p(signal) = {float(got[0, 0]):.6f}"
                     onnx_path = args.artifacts / "models" / name / "model.onnx"
                     if onnx_path.is_file():
@@ -277,6 +290,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--tls", action="store_true", help="external backend: gRPC over TLS")
     p.add_argument("--header", type=_header, action="append", default=[], metavar="KEY=VALUE", help="external backend: extra gRPC header (repeatable)")
     p.add_argument("--log-dir", type=Path, help="keep the embedded server log here (default: a temporary folder, removed at stop)")
+    p.add_argument("--tls-cert", type=Path, help="embedded backend: serve gRPC over TLS with this PEM certificate (Triton's --grpc-use-ssl)")
+    p.add_argument("--tls-key", type=Path, help="embedded backend: the certificate's PEM private key")
+    p.add_argument("--tls-ca", type=Path, help="embedded backend: PEM of the CA that signed the certificate (Triton's --grpc-root-cert); default: the certificate is self-signed")
     p.add_argument("--check", action="store_true", help="send one real request per model, compare with local onnxruntime, then stop")
     p.set_defaults(func=_cmd_serve)
 
@@ -354,6 +370,11 @@ class _Termination:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    import os
+
+    # gRPC's C core logs at INFO on some failures (a TLS handshake, say) over axon's own one-line
+    # message; only its errors are shown unless the user asks for more.
+    os.environ.setdefault("GRPC_VERBOSITY", "ERROR")
     parser = build_parser()
     args = parser.parse_args(argv)
     termination = _Termination()

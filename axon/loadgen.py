@@ -24,9 +24,17 @@ from axon.errors import AxonError
 OK = "OK"
 TIMEOUT = "DEADLINE_EXCEEDED"
 UNAVAILABLE = "UNAVAILABLE"
+NOT_FOUND = "NOT_FOUND"  # Triton's answer for a model that is not loaded (unloaded mid-run, say)
 CLIENT_OVERLOAD = "CLIENT_OVERLOAD"  # open loop: too many in flight, the request was not sent
-# A server that answers nothing but UNAVAILABLE this many times in a row is gone: stop early.
+# A server that answers nothing but UNAVAILABLE (server gone) or NOT_FOUND (model gone) this
+# many times in a row will not recover by itself: with on_unavailable="stop" the run stops early.
 ABORT_AFTER_UNAVAILABLE = 50
+GONE_CODES = {UNAVAILABLE: "server unavailable", NOT_FOUND: "model not served"}
+ON_UNAVAILABLE = ("stop", "continue")
+# on_unavailable="continue", closed loop: a worker whose request failed with a "gone" code waits
+# this long before its next one, so an outage costs a bounded number of failed requests (about
+# concurrency / backoff per second) instead of as many as the CPU can spin.
+UNAVAILABLE_BACKOFF_S = 0.05
 # Open loop: sending later than intended by more than this (p99) means the client fell behind.
 MAX_SCHEDULE_LAG_S = 0.010
 CORRECTNESS_ATOL = 1e-5
@@ -44,6 +52,7 @@ PROGRESS_INTERVAL_S = 0.5
 class Outcome(NamedTuple):
     code: str  # "OK" or a gRPC status code name
     response: bytes | None = None
+    detail: str | None = None  # the server's message for a failure
 
 
 Send = Callable[[int], Awaitable[Outcome]]
@@ -71,6 +80,8 @@ class LoadSpec:
     max_in_flight: int = 20_000
     engine: str = "auto"  # auto | native | python (see axon.engines)
     connections: int | None = None  # native engine: spread the streams over this many connections
+    on_unavailable: str = "stop"  # stop: a server (or model) gone ends the run; continue: keep offering load
+    timeline_s: float | None = None  # also record counts and latencies per slice of this many seconds
 
     @property
     def mode(self) -> str:
@@ -101,6 +112,10 @@ class LoadSpec:
             raise AxonError("a request count must be > 0 and goes with closed-loop concurrency")
         if self.rows_per_request < 1 or self.timeout_s <= 0:
             raise AxonError("rows per request and timeout must be positive")
+        if self.on_unavailable not in ON_UNAVAILABLE:
+            raise AxonError(f"on_unavailable must be one of {', '.join(ON_UNAVAILABLE)}, got {self.on_unavailable!r}")
+        if self.timeline_s is not None and not self.timeline_s > 0:
+            raise AxonError(f"a timeline slice must be > 0 s, got {self.timeline_s}")
         if self.connections is not None and (self.connections < 1 or self.mode != "closed"):
             raise AxonError("connections must be >= 1 and go with closed-loop concurrency")
         if self.processes == "auto":
@@ -128,9 +143,23 @@ class Recorder:
     checked: int = 0
     mismatches: int = 0
     consecutive_unavailable: int = 0
+    gone_code: str | None = None  # the "gone" code of the current streak of consecutive failures
+    outages: int = 0  # streaks that reached ABORT_AFTER_UNAVAILABLE (with "continue", each is an outage ridden out)
+    stop_when_gone: bool = True  # on_unavailable="stop"
+    details: dict = field(default_factory=dict)  # failure code -> the server's first message for it
+    timeline_s: float | None = None
+    slices: dict = field(default_factory=dict)  # slice index -> Slice (only with timeline_s)
 
     def in_window(self, t: float) -> bool:
         return self.window_start <= t < self.window_end
+
+    def _slice(self, start: float) -> Slice | None:
+        if self.timeline_s is None:
+            return None
+        index = int((start - self.window_start) // self.timeline_s)
+        if index not in self.slices:
+            self.slices[index] = Slice()
+        return self.slices[index]
 
     def record(self, index: int, start: float, done: float, outcome: Outcome, lag: float | None = None, started: float | None = None) -> None:
         """Record one finished request.
@@ -138,25 +167,76 @@ class Recorder:
         ``start`` decides the window (the send time, or the intended time in open loop); latency
         runs from ``started`` if given, else from ``start``.
         """
-        self.consecutive_unavailable = self.consecutive_unavailable + 1 if outcome.code == UNAVAILABLE else 0
+        if outcome.code in GONE_CODES:
+            same = outcome.code == self.gone_code
+            self.consecutive_unavailable = self.consecutive_unavailable + 1 if same else 1
+            self.gone_code = outcome.code
+            if self.consecutive_unavailable == ABORT_AFTER_UNAVAILABLE:
+                self.outages += 1
+        else:
+            self.consecutive_unavailable, self.gone_code = 0, None
+        if outcome.code != OK and outcome.detail and outcome.code not in self.details:
+            self.details[outcome.code] = outcome.detail
         if not self.in_window(start):
             return
         self.sent += 1
+        piece = self._slice(start)
         if lag is not None:
             stats.record_seconds(self.lag, max(lag, 0.0))
         if outcome.code != OK:
             self.failures[outcome.code] += 1
+            if piece is not None:
+                piece.failed += 1
             return
         self.ok += 1
-        stats.record_seconds(self.latency, done - (start if started is None else started))
+        seconds = done - (start if started is None else started)
+        stats.record_seconds(self.latency, seconds)
+        if piece is not None:
+            piece.ok += 1
+            stats.record_seconds(piece.latency, seconds)
         if self.checker is not None and self.ok % self.sample_every == 1 % self.sample_every:
             self.checked += 1
             if not self.checker(index, outcome.response):
                 self.mismatches += 1
 
     @property
-    def server_gone(self) -> bool:
+    def gone(self) -> bool:
+        """The server (or the model) answered only "gone" codes for a while: it won't come back by itself."""
         return self.consecutive_unavailable >= ABORT_AFTER_UNAVAILABLE
+
+    @property
+    def server_gone(self) -> bool:
+        """Time to stop: gone, and the load was asked to stop when that happens."""
+        return self.stop_when_gone and self.gone
+
+    @property
+    def gone_reason(self) -> str | None:
+        """Why the run stopped early ("server unavailable", or "model not served: <server's message>")."""
+        if not self.server_gone:
+            return None
+        reason = GONE_CODES[self.gone_code]
+        detail = self.details.get(self.gone_code)
+        return f"{reason}: {detail}" if detail and self.gone_code != UNAVAILABLE else reason
+
+    def encoded_timeline(self) -> list[dict]:
+        """The slices as plain data (picklable, JSON-able): index, ok, failed, encoded histogram."""
+        return [{"index": i, "ok": s.ok, "failed": s.failed, "latency": stats.encode(s.latency)} for i, s in sorted(self.slices.items())]
+
+
+@dataclass
+class Slice:
+    """What one slice of the window measured (see ``LoadSpec.timeline_s``)."""
+
+    ok: int = 0
+    failed: int = 0
+    latency: object = field(default_factory=stats.new_histogram)
+
+
+def backoff_after(outcome: Outcome, recorder: Recorder) -> float:
+    """Seconds a closed-loop worker waits before its next request (only while a server is gone and the run continues)."""
+    if recorder.stop_when_gone or outcome.code not in GONE_CODES:
+        return 0.0
+    return UNAVAILABLE_BACKOFF_S
 
 
 async def closed_loop(
@@ -182,6 +262,9 @@ async def closed_loop(
             if recorder.server_gone or (request_limit is not None and recorder.sent >= request_limit):
                 stop.set()
             i += concurrency
+            pause = backoff_after(outcome, recorder)
+            if pause:
+                await asyncio.sleep(pause)
 
     await asyncio.gather(*(worker(w) for w in range(concurrency)))
 

@@ -45,6 +45,8 @@ class Settings:
     skip_unavailable: bool = False
     dask: str | None = None  # a Dask scheduler: offer each case's load from its workers
     hosts: int | None = None
+    tls: bool = False
+    ca_file: str | None = None
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -58,6 +60,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     )
     group.addoption("--triton-metrics-url", help="--triton=external: Triton's Prometheus metrics URL")
     group.addoption("--triton-batching", choices=BATCHING, default="on", help="--triton=external/docker: the batching mode that server runs (default on)")
+    group.addoption("--triton-tls", action="store_true", help="--triton=external: gRPC over TLS, the server's certificate verified")
+    group.addoption("--triton-ca-file", help="--triton-tls: PEM file of the CA that signed the server's certificate (default: the system's CAs)")
     group.addoption("--axon-duration", type=float, default=3.0, help="measurement window per case, seconds (default 3)")
     group.addoption("--axon-warmup", type=float, default=1.0, help="warm-up per case, seconds (default 1)")
     group.addoption("--axon-processes", default="auto", help="load-generator processes per case (default auto)")
@@ -103,6 +107,10 @@ def _settings(config: pytest.Config) -> Settings:
         if given:
             raise pytest.UsageError(f"--axon-artifacts {given}: no {MANIFEST_FILE} there; is it the output of `axon train`?")
         artifacts = None  # a ./artifacts that `axon train` did not write: as if there were none
+    if (opt("--triton-tls") or opt("--triton-ca-file")) and opt("--triton") != "external":
+        raise pytest.UsageError("--triton-tls and --triton-ca-file go with --triton=external")
+    if opt("--triton-ca-file") and not opt("--triton-tls"):
+        raise pytest.UsageError("--triton-ca-file is the CA that verifies a TLS server: give --triton-tls with it")
     processes = opt("--axon-processes")
     if processes != "auto":
         if not str(processes).isdigit() or int(processes) < 1:
@@ -131,6 +139,8 @@ def _settings(config: pytest.Config) -> Settings:
         skip_unavailable=opt("--triton-skip-unavailable"),
         dask=opt("--axon-dask"),
         hosts=opt("--axon-hosts"),
+        tls=opt("--triton-tls"),
+        ca_file=opt("--triton-ca-file"),
     )
 
 
@@ -216,7 +226,11 @@ class _Servers:
                 pytest.skip(reason)
         if batching not in self.running:
             try:
-                server = self._docker(batching) if s.backend == "docker" else backends.make_server(s.backend, batching=batching, artifacts=self.artifacts, url=s.url, metrics_url=s.metrics_url)
+                server = (
+                    self._docker(batching)
+                    if s.backend == "docker"
+                    else backends.make_server(s.backend, batching=batching, artifacts=self.artifacts, url=s.url, metrics_url=s.metrics_url, tls=s.tls, ca_file=s.ca_file)
+                )
                 server.start()
             except ServerError as exc:
                 pytest.fail(f"Triton ({s.backend}, batching {batching}) did not start: {exc}", pytrace=False)
@@ -323,7 +337,7 @@ def axon_bench(request, benchmark, axon_settings, axon_hosts, axon_servers, axon
                 engine_choice(spec.engine, spec.mode)
                 check_spec(spec, axon_hosts.n)
             else:
-                engines.choose(spec.engine, spec.mode, server.endpoints.metrics is not None, OPTIONS)
+                engines.choose(spec.engine, spec.mode, server.endpoints.metrics is not None, OPTIONS, tls=server.endpoints.tls)
         except AxonError as exc:
             pytest.fail(str(exc), pytrace=False)
         features, dataset = load_rows(axon_artifacts, option="--axon-artifacts")

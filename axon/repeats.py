@@ -135,7 +135,15 @@ def pool(records: list[dict]) -> dict:
     return {
         **records[-1],
         "repeat": None,
-        "requests": {"sent": sent, "ok": ok, "failed": sent - ok, "timed_out": sum(r["requests"]["timed_out"] for r in records), "failures": failures},
+        "requests": {
+            "sent": sent,
+            "ok": ok,
+            "failed": sent - ok,
+            "timed_out": sum(r["requests"]["timed_out"] for r in records),
+            "failures": failures,
+            "failure_details": {code: text for r in reversed(records) for code, text in (r["requests"].get("failure_details") or {}).items()},
+            "outages": sum(r["requests"].get("outages", 0) for r in records),
+        },
         "throughput_rps": spread["throughput_rps"].median,
         "throughput_inferences_per_s": statistics.median(r["throughput_inferences_per_s"] for r in records),
         "latency_ms": stats.LatencySummary.of(histogram).as_dict(),

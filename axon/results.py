@@ -8,6 +8,7 @@ import json
 import os
 import platform
 import subprocess
+import sys
 import tempfile
 from collections.abc import Iterable
 from pathlib import Path
@@ -82,6 +83,42 @@ def check_writable(path: Path) -> None:
             with contextlib.suppress(OSError):
                 folder.rmdir()
         raise AxonError(f"cannot write results to {path}: {exc.strerror or exc}") from None
+RESCUE_DIR_NAME = "axon-rescued"
+
+
+def rescue_paths(path: Path) -> list[Path]:
+    """Where a record goes when its own path can't be written: the system's temporary folder,
+    then the home folder, then the working directory (the first that takes it wins)."""
+    name = Path(path).name or "results.json"
+    dirs = [Path(tempfile.gettempdir()) / RESCUE_DIR_NAME, Path.home() / f".{RESCUE_DIR_NAME}", Path.cwd()]
+    return [d / (name if d != Path.cwd() else f"{RESCUE_DIR_NAME}-{name}") for d in dirs]
+
+
+def save_results(path: Path, runs: list[dict]) -> tuple[Path, str | None]:
+    """Write runs to ``path``; if that fails (unwritable, disk full), to a rescue path instead.
+
+    Returns (the path written, the problem with ``path`` or None). Nothing measured is lost:
+    when no rescue path takes the file either, the JSON goes to stdout and an error is raised.
+    """
+    try:
+        write_results(path, runs)
+        return Path(path), None
+    except OSError as exc:
+        problem = f"{exc.strerror or exc}" + (f" ({exc.filename})" if getattr(exc, "filename", None) else "")
+        blocker = next((a for a in Path(path).parents if a.exists()), None)
+        if blocker is not None and not blocker.is_dir():
+            problem = f"{blocker} is a file, not a folder"
+    for rescue in rescue_paths(path):
+        if rescue.resolve() == Path(path).resolve():
+            continue
+        try:
+            write_results(rescue, runs)
+            return rescue, problem
+        except OSError:
+            continue
+    sys.stdout.write(json.dumps({"schema_version": SCHEMA_VERSION, "runs": runs}, sort_keys=True) + "\n")
+    sys.stdout.flush()
+    raise AxonError(f"cannot write results to {path} ({problem}) nor to any rescue folder; the record was printed on stdout")
 
 
 def read_results(path: Path) -> list[dict]:

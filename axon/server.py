@@ -42,9 +42,10 @@ class Endpoints:
     metrics: str | None = None
     tls: bool = False
     headers: dict[str, str] = field(default_factory=dict)
+    ca_file: str | None = None  # with tls: the CA that signed the server's certificate (None: the system's CAs)
 
     def as_dict(self) -> dict:
-        return {"grpc": self.grpc, "http": self.http, "metrics": self.metrics, "tls": self.tls}
+        return {"grpc": self.grpc, "http": self.http, "metrics": self.metrics, "tls": self.tls, "ca_file": self.ca_file}
 
 
 class Server(Protocol):
@@ -80,6 +81,30 @@ class _ContextServer:
 
 # --------------------------------------------------------------------------- readiness
 
+# What gRPC says when a TLS handshake fails (a certificate the client's CA did not sign, say).
+TLS_FAILURE_MARKS = ("handshake failed", "CERTIFICATE_VERIFY_FAILED", "WRONG_VERSION_NUMBER")
+
+
+def read_ca(ca_file: str | Path | None) -> bytes | None:
+    """The PEM bytes of a CA file (None: gRPC uses the system's CAs); a clear error if unreadable."""
+    if ca_file is None:
+        return None
+    try:
+        data = Path(ca_file).read_bytes()
+    except OSError as exc:
+        raise ServerError(f"cannot read the CA file {ca_file}: {exc.strerror or exc}") from None
+    if b"-----BEGIN CERTIFICATE-----" not in data:
+        raise ServerError(f"the CA file {ca_file} holds no PEM certificate")
+    return data
+
+
+def tls_problem(message: str, ca_file: str | None) -> str | None:
+    """A plain explanation when ``message`` (a gRPC error) is a failed TLS handshake, else None."""
+    if not any(mark.lower() in message.lower() for mark in TLS_FAILURE_MARKS):
+        return None
+    trusted = f"the CA file {ca_file}" if ca_file else "the system's CAs (give the server's CA with --ca-file)"
+    return f"TLS handshake failed: the server's certificate is not trusted by {trusted} ({message})"
+
 
 def wait_ready(
     grpc_url: str,
@@ -88,18 +113,23 @@ def wait_ready(
     alive=lambda: None,
     ssl: bool = False,
     headers: dict[str, str] | None = None,
+    ca_file: str | None = None,
 ) -> str:
     """Poll until the server and every model are ready; return the server version.
 
     ``alive`` is called each poll and may raise (a child process that exited, say), so a
-    server that dies while starting is reported at once rather than at the timeout.
+    server that dies while starting is reported at once rather than at the timeout. A failed
+    TLS handshake (a certificate the CA does not vouch for) is reported at once too: waiting
+    does not fix it.
     """
     import tritonclient.grpc as grpcclient
     from tritonclient.utils import InferenceServerException
 
+    if ssl:
+        read_ca(ca_file)  # a missing or broken CA file is said now, not as a handshake failure
     deadline = time.monotonic() + timeout_s
     last_error = "no answer"
-    with grpcclient.InferenceServerClient(grpc_url, ssl=ssl) as client:
+    with grpcclient.InferenceServerClient(grpc_url, ssl=ssl, root_certificates=str(ca_file) if ssl and ca_file else None) as client:
         while True:
             alive()
             try:
@@ -112,9 +142,26 @@ def wait_ready(
                     last_error = "server not ready"
             except InferenceServerException as exc:
                 last_error = str(exc).splitlines()[0]
+                problem = tls_problem(last_error, ca_file) if ssl else None
+                if problem:
+                    raise ServerError(problem) from None
+                if not ssl and "Socket closed" in last_error:
+                    last_error += "; the server may expect TLS (--tls)"
             if time.monotonic() >= deadline:
                 raise ServerError(f"Triton at {grpc_url} not ready after {timeout_s:.0f} s ({last_error})")
             time.sleep(POLL_INTERVAL_S)
+
+
+def grpc_alive(endpoints: Endpoints, timeout_s: float = 2.0) -> bool:
+    """Whether Triton's gRPC endpoint answers a liveness call (a metrics endpoint can fail alone)."""
+    import tritonclient.grpc as grpcclient
+    from tritonclient.utils import InferenceServerException
+
+    try:
+        with grpcclient.InferenceServerClient(endpoints.grpc, ssl=endpoints.tls, root_certificates=endpoints.ca_file if endpoints.tls else None) as client:
+            return bool(client.is_server_live(headers=endpoints.headers or None, client_timeout=timeout_s))
+    except InferenceServerException:
+        return False
 
 
 # --------------------------------------------------------------------------- embedded
@@ -201,6 +248,34 @@ def server_environment(install: EmbeddedInstall) -> dict[str, str]:
     return env
 
 
+@dataclass(frozen=True)
+class TlsFiles:
+    """gRPC over TLS for the embedded server: Triton's own ``--grpc-use-ssl`` options.
+
+    ``ca`` goes to Triton as ``--grpc-root-cert`` and is the CA clients (axon's readiness
+    check included) verify the server against; without it the certificate must vouch for
+    itself (self-signed), so it is its own CA.
+    """
+
+    cert: Path
+    key: Path
+    ca: Path | None = None
+
+    @property
+    def client_ca(self) -> str:
+        return str(self.ca or self.cert)
+
+    def check(self) -> None:
+        for name, path in (("certificate", self.cert), ("key", self.key), ("CA", self.ca)):
+            if path is not None and not Path(path).is_file():
+                raise ServerError(f"TLS {name} file not found: {path}")
+        read_ca(self.client_ca)
+
+    def triton_args(self) -> list[str]:
+        args = ["--grpc-use-ssl=true", f"--grpc-server-cert={Path(self.cert).resolve()}", f"--grpc-server-key={Path(self.key).resolve()}"]
+        return args + ([f"--grpc-root-cert={Path(self.ca).resolve()}"] if self.ca else [])
+
+
 class EmbeddedServer(_ContextServer):
     """The real tritonserver from the nvidia-pytriton wheel, as a child process, on loopback.
 
@@ -214,6 +289,9 @@ class EmbeddedServer(_ContextServer):
         Fixed ports; free ones are picked when None.
     log_path
         Where the server log goes (default: inside the work directory).
+    tls
+        Serve gRPC over TLS (:class:`TlsFiles`); the endpoints then say ``tls`` and the CA
+        clients verify against. Triton's HTTP and metrics endpoints stay plain HTTP.
     """
 
     backend = "embedded"
@@ -229,8 +307,10 @@ class EmbeddedServer(_ContextServer):
         ready_timeout_s: float = READY_TIMEOUT_S,
         log_verbose: int = 0,
         extra_args: Sequence[str] = (),
+        tls: TlsFiles | None = None,
     ):
         self.repository = Path(repository)
+        self.tls = tls
         self.models = list(models) if models is not None else None
         self.ports = {"grpc": grpc_port, "http": http_port, "metrics": metrics_port}
         self.log_path = log_path
@@ -301,6 +381,7 @@ class EmbeddedServer(_ContextServer):
             f"--log-verbose={self.log_verbose}",
             # Load only the requested models (all of them otherwise).
             *(["--model-control-mode=explicit", *(f"--load-model={m}" for m in self.models)] if self.models else []),
+            *(self.tls.triton_args() if self.tls else []),
             *self.extra_args,
         ]
 
@@ -308,6 +389,8 @@ class EmbeddedServer(_ContextServer):
         if self.process is not None:
             return self.endpoints
         models = self.check_models()
+        if self.tls:
+            self.tls.check()
         install = find_embedded()
         self._workdir = tempfile.TemporaryDirectory(prefix="axon-triton-")
         workdir = Path(self._workdir.name)
@@ -327,8 +410,9 @@ class EmbeddedServer(_ContextServer):
                 preexec_fn=_die_with_parent,
             )
         grpc = f"{LOOPBACK}:{ports['grpc']}"
+        ca = self.tls.client_ca if self.tls else None
         try:
-            self.version = wait_ready(grpc, models, self.ready_timeout_s, alive=self._raise_if_exited)
+            self.version = wait_ready(grpc, models, self.ready_timeout_s, alive=self._raise_if_exited, ssl=self.tls is not None, ca_file=ca)
         except ServerError as exc:
             tail = self.log_tail()
             self.log_path = self._keep_log()
@@ -342,6 +426,8 @@ class EmbeddedServer(_ContextServer):
             grpc=grpc,
             http=f"{LOOPBACK}:{ports['http']}",
             metrics=f"http://{LOOPBACK}:{ports['metrics']}/metrics",
+            tls=self.tls is not None,
+            ca_file=ca,
         )
         return self._endpoints
 

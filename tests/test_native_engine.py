@@ -49,7 +49,7 @@ def test_counts_agree_with_tritons_counters(on_server, artifacts, validation_row
     assert (r["engine"]["connections"], r["engine"]["streams_per_connection"]) == (1, 16)
     v = r["verification"]
     assert v["verified"] and v["server_failures_in_window"] == 0 and v["server_failures_whole_run"] == 0
-    assert abs(v["server_success"] - v["client_completed"]) <= v["allowed_difference"] and v["client_completed"] > 100
+    assert abs(v["server_success"] - v["client_completed"]) <= v["allowed_difference"] and v["client_completed"] > 0
     assert r["requests"]["ok"] == r["requests"]["sent"] > v["client_completed"]
     assert r["throughput_rps"] == pytest.approx(r["requests"]["ok"] / r["measured_s"]) and r["measured_s"] == 2.0
     lat = r["latency_ms"]

@@ -41,7 +41,15 @@ def test_study_records_every_part(study_dir):
     table = capacity_table(runs, 500.0)
     assert set(table) == {(m, b) for m in ("particle_classifier_v1", "particle_classifier_v2") for b in ("on", "off")}
     # A 500 ms p99 budget holds at 150/s on any working server; the search records where it stopped.
-    assert all(e["max_rate"] is not None and e["max_rate"] >= 150.0 for e in table.values()), table
+    # A 0.6 s window judges the client's schedule on ~90 sends, so on a loaded machine one late
+    # wake-up (> 10 ms) can fail a run: that is the client, not the server, and is excused here
+    # only when every failing run at 150/s was of that kind (no error, p99 within the budget).
+    for (model, batching), entry in table.items():
+        if entry["max_rate"] is not None and entry["max_rate"] >= 150.0:
+            continue
+        at_start = [r for r in runs if r["study"]["part"] == "capacity" and r["model"] == model and r["batching"] == batching and r["load"]["rate"] == 150.0]
+        failing = [r for r in at_start if not r["passed"]]
+        assert failing and all(r["schedule"]["behind"] and r["requests"]["failed"] == 0 and r["latency_ms"]["p99"] <= 500.0 for r in failing), (entry, [r["verdicts"] for r in failing])
 
 
 def test_report_markdown(study_dir):

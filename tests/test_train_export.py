@@ -25,7 +25,8 @@ def _weights(trained):
 
 
 def test_architectures():
-    assert ARCHITECTURES == {"v1": (64, 32), "v2": (128, 128, 64)}
+    # v1 and v2 exactly as the seed has them; v3 is the optional large model of the direct-vs-service axis.
+    assert ARCHITECTURES == {"v1": (64, 32), "v2": (128, 128, 64), "v3": (512, 512, 256)}
     shapes = [tuple(m.weight.shape) for m in MLP(ARCHITECTURES["v2"]).modules() if isinstance(m, torch.nn.Linear)]
     assert shapes == [(128, 28), (128, 128), (64, 128), (1, 64)]
     assert model_name("v1") == "particle_classifier_v1"

@@ -63,26 +63,39 @@ def h2load_version() -> str | None:
     return words[-1] if words else "unknown"
 
 
-def choose(requested: str, mode: str, has_metrics: bool, options: dict[str, str] = CLI_OPTIONS) -> EngineChoice:
+# Said in the record and output of a native run over TLS: h2load encrypts but does not verify.
+H2LOAD_TLS_UNVERIFIED = "h2load does not verify the server's TLS certificate (nghttp2 sets SSL_VERIFY_NONE): the traffic is encrypted, the server unauthenticated"
+
+
+def choose(requested: str, mode: str, has_metrics: bool, options: dict[str, str] = CLI_OPTIONS, tls: bool = False, on_unavailable: str = "stop") -> EngineChoice:
     """The engine for a case. ``auto`` prefers native for closed loop; native never guesses.
 
     Open loop always runs on python: h2load's ``--rps`` queues late requests, which is
     coordinated omission. The native engine needs Triton's metrics to check its counts, since
-    h2load sees HTTP status but not gRPC status. ``options`` names the face's options in messages.
+    h2load sees HTTP status but not gRPC status. Two more cases go to python under ``auto``:
+    TLS (h2load does not verify the server's certificate; ``--engine native`` still runs, and
+    its record says so) and ``on_unavailable="continue"`` (h2load does not reconnect to a
+    restarted server, so ``--engine native`` refuses it). ``options`` names the face's options in messages.
     """
     if requested not in ENGINES:
         raise AxonError(f"unknown engine {requested!r}; choose from {', '.join(ENGINES)}")
     if requested == "python":
         return EngineChoice("python", requested, None)
+    if on_unavailable == "continue" and requested == "native":
+        raise AxonError("--engine native can't run with --on-unavailable continue: h2load does not reconnect to a restarted server (use --engine python)")
     problem = None
-    if mode != "closed":
+    if on_unavailable == "continue":
+        problem = "--on-unavailable continue runs on the python engine (h2load does not reconnect to a restarted server)"
+    elif tls and requested == "auto":
+        problem = "TLS runs on the python engine, which verifies the server's certificate (h2load does not)"
+    elif mode != "closed":
         problem = "open loop runs on the python engine (h2load's --rps queues late requests: coordinated omission)"
     elif h2load_version() is None:
         problem = f"h2load not found ({H2LOAD_INSTALL_HINT})"
     elif not has_metrics:
         problem = f"no Triton metrics endpoint to check h2load's counts against (give {options['metrics_url']})"
     if problem is None:
-        return EngineChoice("native", requested, None)
+        return EngineChoice("native", requested, H2LOAD_TLS_UNVERIFIED if tls else None)
     if requested == "native":
         raise AxonError(f"{options['engine']} native can't run this case: {problem}")
     # auto: open loop on python is by design, not a fallback worth a warning.

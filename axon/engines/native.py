@@ -45,6 +45,7 @@ from axon.engines import H2LOAD, EngineRun, h2load_version
 from axon.errors import AxonError, ServerError
 from axon.loadgen import LoadSpec
 from axon.payloads import MODEL_INFER, grpc_frame, output_of
+from axon.server import grpc_alive
 
 # Triton is scraped this far inside h2load's main phase at each end (at most), so that the
 # scrapes fall after the warm-up's requests and before h2load stops its streams.
@@ -100,7 +101,9 @@ def precheck(endpoints: Any, payload: bytes, expected: np.ndarray | None, timeou
     """Send the exact body once over gRPC; raise if the server rejects it or answers wrongly."""
     import grpc
 
-    creds = grpc.ssl_channel_credentials() if endpoints.tls else None
+    from axon.server import read_ca
+
+    creds = grpc.ssl_channel_credentials(root_certificates=read_ca(getattr(endpoints, "ca_file", None))) if endpoints.tls else None
     channel = grpc.secure_channel(endpoints.grpc, creds) if creds else grpc.insecure_channel(endpoints.grpc)
     metadata = tuple((k.lower(), v) for k, v in endpoints.headers.items()) or None
     try:
@@ -171,6 +174,8 @@ def run(
         precheck(endpoints, payload, expected, spec.timeout_s)
     connections, streams, threads = topology(spec.concurrency, spec.connections)
     info = {"name": "native", "tool": "h2load", "version": h2load_version(), "connections": connections, "streams_per_connection": streams, "threads": threads}
+    if endpoints.tls:
+        info["certificate_verified"] = False  # h2load encrypts but never verifies (see engines.H2LOAD_TLS_UNVERIFIED)
     with tempfile.TemporaryDirectory(prefix="axon-h2load-") as tmp:
         frame, log = Path(tmp) / "request.bin", Path(tmp) / "requests.log"
         frame.write_bytes(grpc_frame(payload))
@@ -187,7 +192,7 @@ def run(
         plan = [window_start + margin, window_start + spec.duration_s - margin]
         interrupted, stopped = False, None
         try:
-            stopped = _wait(proc, plan, scrapes, log, window_start, spec.timeout_s, on_progress)
+            stopped = _wait(proc, plan, scrapes, log, window_start, spec.timeout_s, on_progress, endpoints)
         except KeyboardInterrupt:
             interrupted = True
             # SIGINT: h2load dies, but the rows it logged so far are on disk.
@@ -203,19 +208,26 @@ def run(
         post = scrape()
     except ServerError as exc:
         post, post_error = None, str(exc)
-    outcome, extra = _outcome(spec, rows, proc.returncode, stdout, stderr, scrapes, pre, post, post_error or stopped, interrupted or stopped is not None, threads)
+    metrics_error = scrapes.error or post_error
+    # A metrics endpoint can fail while gRPC still serves: only a silent gRPC endpoint is a dead server.
+    server_down = stopped is not None or (metrics_error is not None and not grpc_alive(endpoints))
+    outcome, extra = _outcome(spec, rows, proc.returncode, stdout, stderr, scrapes, pre, post, server_down, interrupted, stopped is not None, threads)
+    if metrics_error is not None and not server_down:
+        extra["metrics_error"] = metrics_error
     samples = scrapes.samples
     before = samples[0]["metrics"] if len(samples) == 2 else None
     after = samples[1]["metrics"] if len(samples) == 2 else None
     return EngineRun([outcome], before, after, interrupted, info, extra)
 
 
-def _wait(proc: subprocess.Popen, plan: list[float], scrapes: _Scrapes, log: Path, window_start: float, stall_s: float, on_progress) -> str | None:
+def _wait(proc: subprocess.Popen, plan: list[float], scrapes: _Scrapes, log: Path, window_start: float, stall_s: float, on_progress, endpoints: Any = None) -> str | None:
     """Until h2load exits: scrape at the planned moments, follow its log; why it was stopped, if it was.
 
     h2load has no per-request deadline and keeps a dead connection's window open until -D ends,
     so a log that stops growing for ``stall_s`` inside the window prompts a liveness scrape:
-    a server that does not answer stops the run (as the python engine stops on UNAVAILABLE).
+    a server whose metrics endpoint and gRPC endpoint both fail to answer stops the run (as the
+    python engine stops on UNAVAILABLE). A stalled server (SIGSTOP, a long pause) answers the
+    scrape once it resumes: the run goes on, and the latencies show the stall.
     """
     logged, offset = 0, 0
     last_growth = time.time()
@@ -239,8 +251,11 @@ def _wait(proc: subprocess.Popen, plan: list[float], scrapes: _Scrapes, log: Pat
                 scrapes.scrape()
                 last_growth = now  # alive but slow: the latencies will show the stall
             except ServerError:
-                proc.send_signal(signal.SIGINT)
-                return "server unavailable"
+                if endpoints is not None and grpc_alive(endpoints, timeout_s=stall_s):
+                    last_growth = time.time()  # only the metrics endpoint is gone
+                else:
+                    proc.send_signal(signal.SIGINT)
+                    return "server unavailable"
         if on_progress is not None:
             on_progress(now - window_start, logged, math.nan)
         wake = min([0.1] + [max(t - time.time(), 0.0) for t in plan[:1]])
@@ -248,8 +263,9 @@ def _wait(proc: subprocess.Popen, plan: list[float], scrapes: _Scrapes, log: Pat
     return None
 
 
-def _outcome(spec, rows, returncode, stdout, stderr, scrapes, pre, post, post_error, cut_short, threads) -> tuple[dict, dict]:
-    """The common outcome from h2load's rows; ``cut_short``: stopped by Ctrl-C or a dead server."""
+def _outcome(spec, rows, returncode, stdout, stderr, scrapes, pre, post, server_down, interrupted, stopped, threads) -> tuple[dict, dict]:
+    """The common outcome from h2load's rows; cut short when ``interrupted`` (Ctrl-C) or ``stopped`` (a dead server)."""
+    cut_short = interrupted or stopped
     starts, status, durations = rows[:, 0] / 1e6, rows[:, 1], rows[:, 2]
     ok_mask = status == HTTP_OK
     histogram = stats.new_histogram()
@@ -262,7 +278,7 @@ def _outcome(spec, rows, returncode, stdout, stderr, scrapes, pre, post, post_er
         failures[key] = int(n)
     reasons: list[str] = []
     summary = parse_summary(stdout)
-    if cut_short and post_error is None:
+    if cut_short and not server_down:
         reasons.append("interrupted")
     elif returncode != 0 and not cut_short:
         reasons.append(f"h2load exited with code {returncode}: {(stderr or stdout).strip().splitlines()[-1:] or ''}")
@@ -275,8 +291,7 @@ def _outcome(spec, rows, returncode, stdout, stderr, scrapes, pre, post, post_er
         stopped_early = first + spec.duration_s - float(starts.max())
         if stopped_early > max(EARLY_END_S, EARLY_END_FRACTION * spec.duration_s):
             reasons.append(f"h2load's streams stopped {stopped_early:.1f} s before the window's end (connection lost)")
-    server_gone = post_error is not None or scrapes.error is not None
-    if server_gone:
+    if server_down:
         reasons.append("server unavailable")
     verification = _verify(spec, rows, ok_mask, scrapes, pre, post)
     server_failures = verification.get("server_failures_in_window") or 0
@@ -302,8 +317,27 @@ def _outcome(spec, rows, returncode, stdout, stderr, scrapes, pre, post, post_er
         "client_cpu_s": cpu[1] - cpu[0] if len(cpu) == 2 else math.nan,
         "client_cpu_requests": verification.get("client_completed", 0),
         "incomplete_reason": "; ".join(dict.fromkeys(reasons)) or None,
+        "failure_details": {},
+        "timeline": _timeline(spec, starts, ok_mask, durations) if spec.timeline_s and len(rows) else None,
     }
     return outcome, {"verification": verification, "h2load_summary": summary}
+
+
+def _timeline(spec, starts: np.ndarray, ok_mask: np.ndarray, durations: np.ndarray) -> list[dict]:
+    """Per-slice counts and latency histograms, slices counted from the first logged request."""
+    # h2load's main phase is duration_s long from its first request; a row logged at its very
+    # end belongs to the last slice, not to a slice of its own.
+    last = max(math.ceil(spec.duration_s / spec.timeline_s) - 1, 0)
+    index = np.minimum(((starts - starts.min()) // spec.timeline_s).astype(np.int64), last)
+    slices = []
+    for i in np.unique(index).tolist():
+        mine = index == i
+        histogram = stats.new_histogram()
+        values, counts = np.unique(np.clip(durations[mine & ok_mask], stats.LOWEST_US, stats.HIGHEST_US), return_counts=True)
+        for value, count in zip(values.tolist(), counts.tolist()):
+            histogram.record_value(value, count)
+        slices.append({"index": i, "ok": int(np.count_nonzero(mine & ok_mask)), "failed": int(np.count_nonzero(mine & ~ok_mask)), "latency": stats.encode(histogram)})
+    return slices
 
 
 def _verify(spec, rows, ok_mask, scrapes, pre, post) -> dict:

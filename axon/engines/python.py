@@ -31,17 +31,31 @@ from axon.schedule import arrival_offsets
 
 CLIENT_BOUND_CORES = 0.8  # a worker process above this share of one core is the bottleneck
 READY_TIMEOUT_S = 120.0  # spawned workers import grpc and numpy before they are ready
+# on_unavailable="continue": gRPC's reconnect backoff grows to 120 s by default, so a channel
+# could sleep through a restarted server for minutes; capped, it tries again every second.
+MAX_RECONNECT_BACKOFF_MS = 1000
 
 
 class GrpcSender:
     """Send payload i as bytes; turn every RPC error into a counted Outcome."""
 
-    def __init__(self, url: str, payloads: Sequence[bytes], timeout_s: float, tls: bool = False, headers: dict | None = None):
+    def __init__(
+        self,
+        url: str,
+        payloads: Sequence[bytes],
+        timeout_s: float,
+        tls: bool = False,
+        headers: dict | None = None,
+        ca_file: str | None = None,
+        reconnect_quickly: bool = False,
+    ):
         import grpc
 
         self._grpc = grpc
         options = [("grpc.max_receive_message_length", 64 << 20), ("grpc.max_send_message_length", 64 << 20)]
-        self.channel = grpc.aio.secure_channel(url, grpc.ssl_channel_credentials(), options) if tls else grpc.aio.insecure_channel(url, options)
+        if reconnect_quickly:
+            options += [("grpc.initial_reconnect_backoff_ms", 200), ("grpc.max_reconnect_backoff_ms", MAX_RECONNECT_BACKOFF_MS)]
+        self.channel = grpc.aio.secure_channel(url, tls_credentials(ca_file), options) if tls else grpc.aio.insecure_channel(url, options)
         # No serialisers: the payloads are already bytes and responses stay bytes until sampled.
         self._call = self.channel.unary_unary(MODEL_INFER)
         self._payloads = payloads
@@ -52,7 +66,7 @@ class GrpcSender:
         try:
             return Outcome(loadgen.OK, await self._call(self._payloads[i], timeout=self._timeout, metadata=self._metadata))
         except self._grpc.aio.AioRpcError as exc:
-            return Outcome(exc.code().name)
+            return Outcome(exc.code().name, None, exc.details())
 
     async def connect(self, timeout_s: float) -> None:
         """Open the connection now rather than on the first request (many hosts: before the start)."""
@@ -60,6 +74,15 @@ class GrpcSender:
 
     async def close(self) -> None:
         await self.channel.close()
+
+
+def tls_credentials(ca_file: str | None):
+    """gRPC channel credentials that verify the server against ``ca_file`` (the system's CAs when None)."""
+    import grpc
+
+    from axon.server import read_ca
+
+    return grpc.ssl_channel_credentials(root_certificates=read_ca(ca_file))
 
 
 @dataclass
@@ -74,6 +97,7 @@ class WorkerJob:
     payloads: list
     expected: list | None  # reference outputs per payload, or None to skip correctness
     connect_first: bool = False  # open the channel before reporting ready (many hosts)
+    ca_file: str | None = None
 
 
 def _new_loop() -> asyncio.AbstractEventLoop:
@@ -88,7 +112,8 @@ def _new_loop() -> asyncio.AbstractEventLoop:
 async def _run(job: WorkerJob, stop_flag: Any, progress: Any, barrier: Any) -> dict:
     spec = job.spec
     clock = time.perf_counter
-    sender = GrpcSender(job.url, job.payloads, spec.timeout_s, job.tls, job.headers)
+    keep_going = spec.on_unavailable == "continue"
+    sender = GrpcSender(job.url, job.payloads, spec.timeout_s, job.tls, job.headers, job.ca_file, reconnect_quickly=keep_going)
     checker = loadgen.make_checker(output_of, [np.asarray(e) for e in job.expected]) if job.expected else None
     if job.connect_first:
         try:
@@ -111,7 +136,7 @@ async def _run(job: WorkerJob, stop_flag: Any, progress: Any, barrier: Any) -> d
     t0 = clock()
     start_wall = time.time()  # where this worker's window sits on the wall clock (many hosts)
     window_start, window_end = loadgen.window_bounds(t0, spec.warmup_s, spec.duration_s, spec.requests)
-    recorder = Recorder(window_start, window_end, checker, spec.sample_every)
+    recorder = Recorder(window_start, window_end, checker, spec.sample_every, stop_when_gone=not keep_going, timeline_s=spec.timeline_s)
     stop = asyncio.Event()
     cpu: dict[str, float] = {}
     reason: list[str] = []
@@ -152,7 +177,7 @@ async def _run(job: WorkerJob, stop_flag: Any, progress: Any, barrier: Any) -> d
             await monitor_task
         await sender.close()
     if recorder.server_gone:
-        reason.append("server unavailable")
+        reason.append(recorder.gone_reason)
     end_wall = cpu.get("end_wall", clock())
     measured_s = max(min(end_wall, window_end) - window_start, 1e-9)
     cores = (cpu["end"] - cpu["start"]) / max(end_wall - cpu["start_wall"], 1e-9) if "start" in cpu else float("nan")
@@ -172,6 +197,9 @@ async def _run(job: WorkerJob, stop_flag: Any, progress: Any, barrier: Any) -> d
         "client_cpu_requests": recorder.sent,
         "incomplete_reason": reason[0] if reason else None,
         "window_start_wall": start_wall + spec.warmup_s,
+        "failure_details": dict(recorder.details),
+        "outages": recorder.outages,
+        "timeline": recorder.encoded_timeline() if spec.timeline_s else None,
     }
 
 
@@ -330,27 +358,36 @@ def run(spec: LoadSpec, endpoints: Any, payloads: list[bytes], expected: list | 
     ``scrape()`` returns a metrics sample (or raises ServerError); None when there is no
     metrics endpoint. ``on_progress(elapsed_s, sent, p99_ms)`` is called about every 0.1 s.
     """
-    jobs = [WorkerJob(i, share, endpoints.grpc, endpoints.tls, dict(endpoints.headers), payloads, expected) for i, share in enumerate(_shares(spec))]
+    ca_file = getattr(endpoints, "ca_file", None)
+    jobs = [WorkerJob(i, share, endpoints.grpc, endpoints.tls, dict(endpoints.headers), payloads, expected, ca_file=ca_file) for i, share in enumerate(_shares(spec))]
     pool = WorkerPool(jobs)
     before = after = None
+    scrape_error: str | None = None
     interrupted = False
     try:
         window_start = pool.start() + spec.warmup_s
         while pool.running():
-            if before is None and scrape is not None and time.time() >= window_start:
-                before = scrape()
+            if before is None and scrape_error is None and scrape is not None and time.time() >= window_start:
+                try:
+                    before = scrape()
+                except ServerError as exc:  # the client's measurement goes on; the record says why metrics are missing
+                    scrape_error = f"at the window's start: {exc}"
             if on_progress is not None:
                 sent, p99 = pool.sent_and_p99()
                 on_progress(time.time() - window_start, sent, p99)
             # Wake right at the window's start so the "before" scrape lines up with it.
-            wait = window_start - time.time() if before is None and scrape is not None else 0.1
+            wait = window_start - time.time() if before is None and scrape_error is None and scrape is not None else 0.1
             time.sleep(min(wait, 0.1) if wait > 0 else 0.1)
     except KeyboardInterrupt:
         interrupted = True
         pool.stop()
     outcomes = pool.results(timeout_s=spec.timeout_s + 10)
     if scrape is not None and before is not None:
-        with contextlib.suppress(ServerError):
-            after = scrape()  # a dead server: keep what the client measured
+        try:
+            after = scrape()
+        except ServerError as exc:  # a dead server or metrics endpoint: keep what the client measured
+            scrape_error = f"at the window's end: {exc}"
+    elif scrape is not None and scrape_error is None:
+        scrape_error = "the window ended before Triton's metrics were read at its start"
     info = {"name": "python", "tool": "grpc.aio", "version": version(), "processes": len(jobs)}
-    return EngineRun(outcomes, before, after, interrupted, info)
+    return EngineRun(outcomes, before, after, interrupted, info, {"metrics_error": scrape_error} if scrape_error else {})
