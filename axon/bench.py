@@ -298,7 +298,7 @@ def run_direct(
     run = direct.run(onnx_path, features, rows_per_request, threads, duration_s, warmup_s, on_progress)
     run.info.update(requested="direct", notice=None)
     target = Target(Endpoints("in-process"), backend="in-process", version=run.info["version"], batching=None)
-    record = _assemble(spec, target, run, False, dataset, CLIENT_BOUND_CORES * threads, repeat)
+    record = _assemble(spec, target, run, "in-process: the model is the reference itself", dataset, CLIENT_BOUND_CORES * threads, repeat)
     record["load"]["threads"] = threads
     # In-process, the client is the whole measurement: "client-bound" (a hot client limiting a
     # server) does not apply.

@@ -92,6 +92,8 @@ class Study:
         lat = record["latency_ms"]
         flag = "" if record["passed"] else "  [" + "; ".join(record["verdicts"] or [record["incomplete_reason"] or ""]) + "]"
         rep = f" #{repeat[0] + 1}" if repeat else ""
+        if record["load"].get("rows_per_request", 1) != 1:
+            rep = f", {record['load']['rows_per_request']} rows{rep}"
         engine = record["engine"]["name"]
         self.log(f"  {part:<9} {slo.case_label(record) + rep:<58} {engine:<6} {record['throughput_rps']:>9,.0f} req/s  p50 {lat['p50']:7.2f}  p99 {lat['p99']:7.2f} ms{flag}")
         if record["engine"].get("notice"):
