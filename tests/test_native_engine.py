@@ -48,7 +48,9 @@ def test_counts_agree_with_tritons_counters(on_server, artifacts, validation_row
     assert r["engine"]["name"] == "native" and r["engine"]["tool"] == "h2load" and r["engine"]["version"].startswith("nghttp2/")
     assert (r["engine"]["connections"], r["engine"]["streams_per_connection"]) == (1, 16)
     v = r["verification"]
-    assert v["verified"] and v["server_failures_in_window"] == 0 and v["server_failures_whole_run"] == 0
+    # Over the whole run Triton may count up to N failures: the requests h2load cancels when it
+    # stops its streams at the end of -D. Inside the window there must be none.
+    assert v["verified"] and v["server_failures_in_window"] == 0 and 0 <= v["server_failures_whole_run"] <= 16
     assert abs(v["server_success"] - v["client_completed"]) <= v["allowed_difference"] and v["client_completed"] > 0
     assert r["requests"]["ok"] == r["requests"]["sent"] > v["client_completed"]
     assert r["throughput_rps"] == pytest.approx(r["requests"]["ok"] / r["measured_s"]) and r["measured_s"] == 2.0

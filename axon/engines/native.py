@@ -342,6 +342,9 @@ def _timeline(spec, starts: np.ndarray, ok_mask: np.ndarray, durations: np.ndarr
 
 def _verify(spec, rows, ok_mask, scrapes, pre, post) -> dict:
     """Triton's successes between the two in-window scrapes against h2load's completions."""
+    # Whole run (warm-up and teardown included): informational. When -D ends h2load resets the
+    # streams still in flight, and Triton may count those (up to N) as failures; only the
+    # window's failures are failures of the run.
     whole = {"server_failures_whole_run": int(post["failure"] - pre["failure"]) if post else None}
     if len(scrapes.samples) != 2:
         return {**whole, "verified": False, "reason": scrapes.error or "the window was too short or ended before both scrapes"}
