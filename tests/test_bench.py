@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import signal
 import subprocess
 import time
@@ -101,7 +102,9 @@ def _kill_server_mid_window(artifacts, tmp_path, *engine_args: str) -> tuple[sub
     try:
         stderr = LineWatcher(proc.stderr)
         stderr.wait_for(window_under_way, timeout_s=120)
-        server.stop()
+        # A crash, not a shutdown: a SIGTERMed Triton first unloads its models, and clients then
+        # see NOT_FOUND (reported as "model not served") before the server goes.
+        os.killpg(server.pid, signal.SIGKILL)
         started = time.monotonic()
         stdout = proc.stdout.read()
         proc.wait(timeout=60)
