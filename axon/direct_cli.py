@@ -47,7 +47,7 @@ def command(args: argparse.Namespace) -> int:
             hint += f" (for {model}: axon train --models {model.removeprefix(MODEL_PREFIX)} --out {args.artifacts})"
         raise AxonError(f"no ONNX model for {model!r} at {onnx_path}{hint}")
     output = args.output or results.default_output(Path("results"), "direct")
-    results.write_results(output, [])  # writable before any work, not after
+    results.check_writable(output)  # before any work, not after
     features, dataset = load_rows(args.artifacts, args.seed)
     runs: list[dict] = []
     for rows in args.rows_per_request:
