@@ -14,7 +14,7 @@ TEST_EPOCHS = 2
 @pytest.fixture(scope="session")
 def artifacts(tmp_path_factory) -> Path:
     """Train v1 and v2 on synthetic data, export them and write every repository, once."""
-    from axon import data, pipeline
+    from axon.offline import data, pipeline
 
     out = tmp_path_factory.mktemp("artifacts")
     dataset = data.synthetic(TEST_ROWS, seed=1)
@@ -26,7 +26,7 @@ def artifacts(tmp_path_factory) -> Path:
 def validation_rows(artifacts):
     import numpy as np
 
-    from axon.pipeline import VALIDATION_ROWS_FILE
+    from axon.offline.pipeline import VALIDATION_ROWS_FILE
 
     with np.load(artifacts / VALIDATION_ROWS_FILE) as npz:
         return npz["features"], npz["labels"]

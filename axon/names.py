@@ -1,7 +1,7 @@
 """Model names and architectures, without importing torch.
 
 Benchmarking an existing model needs these names but not the training stack, so they live
-apart from :mod:`axon.model`.
+apart from :mod:`axon.offline.model`.
 """
 
 from __future__ import annotations

@@ -14,8 +14,11 @@ from pathlib import Path
 
 import pytest
 
-from axon import backends, engines, repeats, slo
+from axon import engines
 from axon.errors import AxonError
+from axon.records import repeats
+from axon.serving import backends
+from axon.verdicts import slo
 
 BATCHING = ("on", "off")
 # Messages from shared code name these options, not the CLI's.
@@ -80,13 +83,13 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--axon-repeat", type=int, default=1, help="run each case this many times; the gate compares run-level values (default 1)")
     group.addoption("--axon-dask", metavar="ADDRESS", help="offer the load from the workers of this Dask scheduler (docs/many-hosts.md)")
     group.addoption("--axon-hosts", type=int, help="with --axon-dask: how many workers offer load (default all)")
-    group.addoption("--axon-slo-file", help="TOML with [[slo]] budgets (default: [[tool.axon.slo]] in the rootdir's pyproject.toml)")
+    group.addoption("--axon-slo-file", help="TOML with [[slo]] budgets (default: [[tool.axon.verdicts.slo]] in the rootdir's pyproject.toml)")
 
 
 def _settings(config: pytest.Config) -> Settings:
     # Imported here: the plugin loads in every pytest session, benchmarks or not.
-    from axon.payloads import resolve_artifacts
-    from axon.pipeline import MANIFEST_FILE
+    from axon.engines.payloads import resolve_artifacts
+    from axon.offline.pipeline import MANIFEST_FILE
 
     opt = config.getoption
     duration, warmup = opt("--axon-duration"), opt("--axon-warmup")
@@ -191,7 +194,7 @@ def on_the_fly_notice(out: Path) -> str:
 @pytest.fixture(scope="session")
 def axon_artifacts(axon_settings, tmp_path_factory, pytestconfig) -> Path:
     """`axon train` output; only when none was given and there is no ./artifacts, a small synthetic set trained now."""
-    from axon import data, pipeline
+    from axon.offline import data, pipeline
 
     if axon_settings.artifacts is not None:
         return axon_settings.artifacts
@@ -241,7 +244,7 @@ class _Servers:
         """The compose service via pytest-docker, then the same readiness check as any server."""
         import os
 
-        from axon.backends import DOCKER_READY_TIMEOUT_S, ExternalServer
+        from axon.serving.backends import DOCKER_READY_TIMEOUT_S, ExternalServer
 
         os.environ["AXON_BATCHING"] = batching  # read by docker-compose.yml's volume path
         services = self.request.getfixturevalue("docker_services")
@@ -264,7 +267,7 @@ class _Servers:
 @pytest.fixture(scope="session")
 def docker_compose_file():
     """pytest-docker: axon's compose file (the GPU container serving model_repository/)."""
-    from axon.backends import COMPOSE_FILE
+    from axon.serving.backends import COMPOSE_FILE
 
     return str(COMPOSE_FILE)
 
@@ -278,7 +281,7 @@ def axon_servers(axon_settings, axon_artifacts, request):
 
 def feed_benchmark(benchmark, record: dict) -> None:
     """Give pytest-benchmark one sample per measured request (from the HDR histogram)."""
-    from axon import stats
+    from axon.records import stats
 
     # Private API (pytest-benchmark is pinned to 5.x; tests/test_pytest_plugin.py covers it):
     # a stats object fed sample by sample, and _mode so it knows the fixture was used.
@@ -297,7 +300,7 @@ def axon_hosts(axon_settings):
     if not axon_settings.dask:
         yield None
         return
-    from axon.hosts.dask import DaskHosts
+    from axon.engines.hosts.dask import DaskHosts
 
     try:
         hosts = DaskHosts(axon_settings.dask, axon_settings.hosts)
@@ -310,10 +313,10 @@ def axon_hosts(axon_settings):
 @pytest.fixture
 def axon_bench(request, benchmark, axon_settings, axon_hosts, axon_servers, axon_artifacts, axon_budgets):
     """Run one case; returns axon's record. Fails on a broken budget or a failed run."""
-    from axon.bench import Target, run_case
-    from axon.loadgen import LoadSpec
+    from axon.case import Target, run_case
+    from axon.engines.loadgen import LoadSpec
+    from axon.engines.payloads import load_rows
     from axon.names import served_name
-    from axon.payloads import load_rows
 
     def measure(model: str, batching: str, concurrency: int | None = None, rate: float | None = None, distribution: str = "constant", rows_per_request: int = 1) -> dict:
         name = served_name(model)
@@ -332,7 +335,7 @@ def axon_bench(request, benchmark, axon_settings, axon_hosts, axon_servers, axon
         server = axon_servers.get(batching)
         try:
             if axon_hosts is not None:
-                from axon.hosts.dask import check_spec, engine_choice
+                from axon.engines.hosts.dask import check_spec, engine_choice
 
                 engine_choice(spec.engine, spec.mode)
                 check_spec(spec, axon_hosts.n)

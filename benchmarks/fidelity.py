@@ -25,13 +25,14 @@ from pathlib import Path
 
 import numpy as np
 
-from axon import metrics, results
-from axon.atomic import write_json
-from axon.backends import embedded_repository
-from axon.bench import Target, run_case
-from axon.loadgen import LoadSpec
-from axon.payloads import MODEL_INFER, build_payloads, grpc_frame, load_rows
-from axon.server import EmbeddedServer
+from axon.case import Target, run_case
+from axon.engines.loadgen import LoadSpec
+from axon.engines.payloads import MODEL_INFER, build_payloads, grpc_frame, load_rows
+from axon.records import results
+from axon.records.atomic import write_json
+from axon.serving import triton_metrics
+from axon.serving.backends import embedded_repository
+from axon.serving.embedded import EmbeddedServer
 
 MODEL = "particle_classifier_v1"
 GENERATORS = ("h2load", "native", "python")
@@ -86,10 +87,10 @@ def main() -> int:
         for concurrency in [int(c) for c in args.concurrency.split(",")]:
             rows: dict[str, list[dict]] = {g: [] for g in GENERATORS}
             for _ in range(args.rounds):
-                before = metrics.scrape(server.endpoints.metrics, MODEL)
+                before = triton_metrics.scrape(server.endpoints.metrics, MODEL)
                 h2 = run_h2load(server.endpoints.grpc, frame, concurrency, args.duration, args.warmup, Path(tmp) / "h2.log")
                 # h2load counts HTTP 200 as success; Triton's own counter is the cross-check.
-                h2["triton_success"] = metrics.delta(before, metrics.scrape(server.endpoints.metrics, MODEL)).success_count
+                h2["triton_success"] = triton_metrics.delta(before, triton_metrics.scrape(server.endpoints.metrics, MODEL)).success_count
                 rows["h2load"].append(h2)
                 for engine in ("native", "python"):
                     rows[engine].append(run_axon(server, features, engine, concurrency, args.duration, args.warmup))

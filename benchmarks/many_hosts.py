@@ -16,13 +16,13 @@ import argparse
 import sys
 from pathlib import Path
 
-from axon import repeats, results
-from axon.atomic import write_json
-from axon.backends import embedded_repository
-from axon.bench import Target, run_case
-from axon.loadgen import LoadSpec
-from axon.payloads import load_rows
-from axon.server import EmbeddedServer
+from axon.case import Target, run_case
+from axon.engines.loadgen import LoadSpec
+from axon.engines.payloads import load_rows
+from axon.records import repeats, results
+from axon.records.atomic import write_json
+from axon.serving.backends import embedded_repository
+from axon.serving.embedded import EmbeddedServer
 
 MODEL = "particle_classifier_v1"
 SIDES = ("dask-2-hosts", "processes-2")
@@ -44,7 +44,7 @@ def main() -> int:
     import dask
     from distributed import LocalCluster
 
-    from axon.hosts.dask import DaskHosts
+    from axon.engines.hosts.dask import DaskHosts
 
     features, dataset = load_rows(args.artifacts)
     reference = args.artifacts / "models" / MODEL / "model.onnx"

@@ -24,11 +24,11 @@ from pathlib import Path
 
 import pytest
 
-from axon import results
-from axon.atomic import write_json
-from axon.bench import Target, run_case
-from axon.loadgen import LoadSpec
-from axon.payloads import load_rows
+from axon.case import Target, run_case
+from axon.engines.loadgen import LoadSpec
+from axon.engines.payloads import load_rows
+from axon.records import results
+from axon.records.atomic import write_json
 from benchmarks import soak
 
 MODEL = "particle_classifier_v1"

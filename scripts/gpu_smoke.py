@@ -56,11 +56,11 @@ def main() -> int:
     import torch
     import tritonclient.grpc as grpcclient
 
-    from axon import data, export, pipeline
-    from axon.backends import embedded_repository
     from axon.errors import AxonError
-    from axon.repository import ServingOptions
-    from axon.server import EmbeddedServer
+    from axon.offline import data, export, pipeline
+    from axon.offline.repository import ServingOptions
+    from axon.serving.backends import embedded_repository
+    from axon.serving.embedded import EmbeddedServer
 
     if args.device == "cuda" and not torch.cuda.is_available():
         print("gpu_smoke: torch sees no CUDA device; this script needs an NVIDIA GPU", file=sys.stderr)

@@ -15,7 +15,7 @@ import platform
 import subprocess
 from pathlib import Path
 
-from axon.atomic import write_json
+from axon.records.atomic import write_json
 
 ENV = "AXON_RELIABILITY_DIR"
 

@@ -10,11 +10,11 @@ import time
 
 import pytest
 
-from axon.backends import embedded_repository
-from axon.bench import Target, run_case
+from axon.case import Target, run_case
+from axon.engines.loadgen import LoadSpec
 from axon.errors import ServerError
-from axon.loadgen import LoadSpec
-from axon.server import EmbeddedServer
+from axon.serving.backends import embedded_repository
+from axon.serving.embedded import EmbeddedServer
 from tests.helpers import LineWatcher, assert_clean_error, run_axon, start_axon, window_under_way
 
 pytestmark = pytest.mark.server

@@ -6,7 +6,7 @@ import json
 
 import numpy as np
 
-from axon import data
+from axon.offline import data
 from tests.helpers import assert_clean_error, run_axon
 
 

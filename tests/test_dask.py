@@ -16,14 +16,14 @@ from pathlib import Path
 import pytest
 
 import axon
-from axon import stats
-from axon.backends import embedded_repository
-from axon.bench import Target, run_case
+from axon.case import Target, run_case
+from axon.engines.hosts import clock
+from axon.engines.hosts.host import host_shares
+from axon.engines.loadgen import LoadSpec
 from axon.errors import AxonError
-from axon.hosts import clock
-from axon.hosts.host import host_shares
-from axon.loadgen import LoadSpec
-from axon.server import EmbeddedServer
+from axon.records import stats
+from axon.serving.backends import embedded_repository
+from axon.serving.embedded import EmbeddedServer
 from tests.helpers import assert_clean_error, run_axon
 
 pytestmark = pytest.mark.server
@@ -92,7 +92,7 @@ def server(artifacts):
 
 
 def _hosts(cluster, **kw):
-    from axon.hosts.dask import DaskHosts
+    from axon.engines.hosts.dask import DaskHosts
 
     return DaskHosts(cluster.scheduler_address, 2, **kw)
 
@@ -224,7 +224,7 @@ def test_lost_host_gives_an_incomplete_result_and_is_never_rerun(cluster, server
 
 
 def test_dask_hosts_refuses_more_hosts_than_workers(cluster):
-    from axon.hosts.dask import DaskHosts
+    from axon.engines.hosts.dask import DaskHosts
 
     with pytest.raises(AxonError, match="has 2 worker"):
         DaskHosts(cluster.scheduler_address, 5)

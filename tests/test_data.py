@@ -10,9 +10,9 @@ import threading
 import numpy as np
 import pytest
 
-from axon import data, physics
 from axon.errors import DataError
-from axon.metrics_ml import roc_auc
+from axon.offline import data, physics
+from axon.offline.quality import roc_auc
 
 
 @pytest.fixture(scope="module")

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from axon.bench import run_direct
+from axon.case import run_direct
 from tests.helpers import assert_clean_error, run_axon
 
 V1 = "particle_classifier_v1"

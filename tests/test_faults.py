@@ -35,9 +35,10 @@ import psutil
 import pytest
 import tritonclient.grpc as grpcclient
 
-from axon import interrupts, results
-from axon.backends import embedded_repository
-from axon.server import EmbeddedServer, free_port
+from axon import interrupts
+from axon.records import results
+from axon.serving.backends import embedded_repository
+from axon.serving.embedded import EmbeddedServer, free_port
 from tests.faultlog import observe
 from tests.helpers import LineWatcher, assert_clean_error, run_axon, start_axon, window_under_way
 
@@ -67,7 +68,7 @@ class _Bench:
 
     def __init__(self, *args: str, new_session: bool = False):
         if new_session:  # its own process group, as a terminal's Ctrl-C reaches it
-            self.proc = subprocess.Popen([sys.executable, "-m", "axon.cli", "bench", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, bufsize=1, start_new_session=True)
+            self.proc = subprocess.Popen([sys.executable, "-m", "axon.cli.main", "bench", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, bufsize=1, start_new_session=True)
         else:
             self.proc = start_axon("bench", *args)
         self.stderr = LineWatcher(self.proc.stderr)

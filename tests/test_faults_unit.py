@@ -10,9 +10,8 @@ import signal
 
 import pytest
 
-from axon import engines, interrupts, results
-from axon.errors import AxonError
-from axon.loadgen import (
+from axon import engines, interrupts
+from axon.engines.loadgen import (
     ABORT_AFTER_UNAVAILABLE,
     NOT_FOUND,
     OK,
@@ -23,7 +22,9 @@ from axon.loadgen import (
     Recorder,
     closed_loop,
 )
-from axon.server import tls_problem
+from axon.errors import AxonError
+from axon.records import results
+from axon.serving.embedded import tls_problem
 from tests.fakeclock import run_virtual
 
 

@@ -21,12 +21,14 @@ import psutil
 import pytest
 
 import axon
-from axon import atomic, backends, data
-from axon.backends import embedded_repository
-from axon.cli import build_parser
+from axon.cli.main import build_parser
 from axon.errors import AxonError, ServerError
-from axon.pipeline import VALIDATION_ROWS_FILE
-from axon.server import EmbeddedServer
+from axon.offline import data
+from axon.offline.pipeline import VALIDATION_ROWS_FILE
+from axon.records import atomic
+from axon.serving import backends
+from axon.serving.backends import embedded_repository
+from axon.serving.embedded import EmbeddedServer
 from tests.helpers import assert_clean_error, run_axon
 
 pytest_plugins = ["pytester"]
@@ -53,7 +55,7 @@ SLO_CASES = {
     "table-misspelt": ("slo.toml", "[[slos]]\np50_ms = 7\n", "unknown key(s) ['slos'] in the top level; known: slo"),
     "table-not-array": ("slo.toml", "[slo]\np50_ms = 7\n", "must be an array of tables"),
     "pyproject-table-misspelt": ("pyproject.toml", "[[tool.axon.slos]]\np50_ms = 7\n", "unknown key(s) ['slos'] in [tool.axon]; known: slo"),
-    "key-misspelt": ("pyproject.toml", '[[tool.axon.slo]]\nname = "fast"\np50ms = 7\n', "SLO #1 (fast): unknown keys ['p50ms']; known keys: name, model"),
+    "key-misspelt": ("pyproject.toml", '[[tool.axon.verdicts.slo]]\nname = "fast"\np50ms = 7\n', "SLO #1 (fast): unknown keys ['p50ms']; known keys: name, model"),
 }
 
 
@@ -166,7 +168,7 @@ def test_bad_inputs_fail_before_any_work(tmp_path, case):
 
 
 def test_version():
-    for command in (["-m", "axon", "--version"], ["-m", "axon.cli", "--version"]):
+    for command in (["-m", "axon", "--version"], ["-m", "axon.cli.main", "--version"]):
         done = subprocess.run([sys.executable, *command], capture_output=True, text=True, timeout=60, cwd=ROOT)
         assert done.returncode == 0, done.stderr
         assert done.stdout.strip() == f"axon {axon.version()}"
@@ -249,7 +251,7 @@ def test_plugin_refuses_a_bad_budget_file_once_before_any_case(pytester):
 
 def test_plugin_budgets_from_the_rootdir_pyproject_are_checked_too(pytester):
     pytester.makepyfile(PLUGIN_CASES)
-    pytester.makefile(".toml", pyproject='[[tool.axon.slo]]\nbatching = "ON"\np50_ms = 7\n')
+    pytester.makefile(".toml", pyproject='[[tool.axon.verdicts.slo]]\nbatching = "ON"\np50_ms = 7\n')
     result = pytester.runpytest_subprocess("-p", "no:cacheprovider")
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     assert "batching must be one of on, off, got 'ON'" in result.stderr.str()
@@ -261,7 +263,7 @@ def test_plugin_budgets_from_the_rootdir_pyproject_are_checked_too(pytester):
 @pytest.mark.server
 def test_sigterm_stops_serve_and_removes_its_temporary_folder(artifacts):
     proc = subprocess.Popen(
-        [sys.executable, "-m", "axon.cli", "serve", "--artifacts", str(artifacts), "--models", "v1"],
+        [sys.executable, "-m", "axon.cli.main", "serve", "--artifacts", str(artifacts), "--models", "v1"],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -318,7 +320,7 @@ def test_budgets(axon_budgets):
 
 
 def test_docker_backend_names_the_missing_gpu_repository(tmp_path, monkeypatch):
-    from axon import backends
+    from axon.serving import backends
 
     monkeypatch.setattr(backends, "docker_unavailable_reason", lambda: None)  # as on a GPU machine
     server = backends.DockerServer("off", models=["particle_classifier_v1"], compose_file=tmp_path / "docker-compose.yml")

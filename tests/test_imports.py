@@ -10,7 +10,7 @@ from axon.names import served_name
 
 def test_benchmark_path_does_not_import_torch():
     code = (
-        "import sys, axon.cli, axon.bench, axon.bench_cli, axon.engines.python, axon.engines.native, axon.pytest_plugin, axon.study, axon.report\n"
+        "import sys, axon.cli.main, axon.case, axon.cli.bench, axon.engines.python, axon.engines.native, axon.pytest_plugin, axon.study.plan, axon.study.report\n"
         "assert 'torch' not in sys.modules, 'torch was imported'"
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
@@ -19,8 +19,8 @@ def test_benchmark_path_does_not_import_torch():
 
 def test_without_dask_options_dask_is_not_imported():
     code = (
-        "import sys, axon.cli, axon.bench, axon.bench_cli, axon.engines.python, axon.pytest_plugin, axon.hosts\n"
-        "from axon.cli import build_parser\n"
+        "import sys, axon.cli.main, axon.case, axon.cli.bench, axon.engines.python, axon.pytest_plugin, axon.engines.hosts\n"
+        "from axon.cli.main import build_parser\n"
         "build_parser().parse_args(['bench', '--concurrency', '4'])\n"
         "assert not {'dask', 'distributed'} & set(sys.modules), 'dask was imported'"
     )

@@ -7,10 +7,10 @@ import asyncio
 import numpy as np
 import pytest
 
-from axon import stats
+from axon.engines.loadgen import OK, TIMEOUT, UNAVAILABLE, LoadSpec, Outcome, Recorder, closed_loop, open_loop, split_evenly
+from axon.engines.schedule import arrival_offsets
 from axon.errors import AxonError
-from axon.loadgen import OK, TIMEOUT, UNAVAILABLE, LoadSpec, Outcome, Recorder, closed_loop, open_loop, split_evenly
-from axon.schedule import arrival_offsets
+from axon.records import stats
 from tests.fakeclock import run_virtual
 
 

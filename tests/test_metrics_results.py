@@ -7,8 +7,9 @@ import json
 import numpy as np
 import pytest
 
-from axon import metrics, results, stats
 from axon.errors import AxonError
+from axon.records import results, stats
+from axon.serving import triton_metrics
 
 EXPOSITION = """# HELP nv_inference_request_success Number of successful inference requests
 # TYPE nv_inference_request_success counter
@@ -33,15 +34,15 @@ nv_gpu_utilization{gpu_uuid="GPU-b"} 0.25
 
 def test_parse_sums_the_model_counters():
     # prometheus_client names counter samples "<family>_total": matching on sample names found nothing.
-    sample = metrics.parse(EXPOSITION, "m")
+    sample = triton_metrics.parse(EXPOSITION, "m")
     assert sample["success"] == 1000 and sample["failure"] == 3 and sample["executions"] == 125
     assert sample["gpu_utilization"] == pytest.approx(0.375)
 
 
 def test_delta_is_per_run_not_cumulative():
-    before = metrics.parse(EXPOSITION, "m")
-    after = metrics.parse(EXPOSITION.replace(" 1000\n", " 1800\n").replace(" 125\n", " 150\n").replace(" 500000\n", " 580000\n"), "m")
-    d = metrics.delta(before, after)
+    before = triton_metrics.parse(EXPOSITION, "m")
+    after = triton_metrics.parse(EXPOSITION.replace(" 1000\n", " 1800\n").replace(" 125\n", " 150\n").replace(" 500000\n", " 580000\n"), "m")
+    d = triton_metrics.delta(before, after)
     assert d.success_count == 800 and d.inference_count == 800 and d.execution_count == 25
     assert d.avg_batch_size == pytest.approx(32.0)
     assert d.queue_us_per_request == pytest.approx(100.0)

@@ -8,12 +8,12 @@ import shutil
 import pytest
 
 from axon import engines
-from axon.backends import embedded_repository
-from axon.bench import Target, run_case
+from axon.case import Target, run_case
 from axon.engines import native
+from axon.engines.loadgen import LoadSpec
 from axon.errors import AxonError, ServerError
-from axon.loadgen import LoadSpec
-from axon.server import EmbeddedServer
+from axon.serving.backends import embedded_repository
+from axon.serving.embedded import EmbeddedServer
 from tests.helpers import assert_clean_error, run_axon
 from tests.test_bench import _kill_server_mid_window
 

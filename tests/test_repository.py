@@ -7,9 +7,9 @@ from pathlib import Path
 import pytest
 from tritonclient.grpc import model_config_pb2 as mc
 
-from axon import repository
 from axon.errors import AxonError
-from axon.repository import ServingOptions, config_text, parse_config
+from axon.offline import repository
+from axon.offline.repository import ServingOptions, config_text, parse_config
 
 ROOT = Path(__file__).resolve().parent.parent
 MODELS = ("particle_classifier_v1", "particle_classifier_v2")

@@ -12,13 +12,14 @@ from pathlib import Path
 import matplotlib.pyplot as plt
 import pytest
 
-from axon import merge, repeats, report, results, stats
-from axon.backends import embedded_repository
-from axon.bench import Target, run_case
-from axon.loadgen import LoadSpec
-from axon.payloads import load_rows
-from axon.server import EmbeddedServer
-from axon.study import StudyPlan, study_key
+from axon.case import Target, run_case
+from axon.engines.loadgen import LoadSpec
+from axon.engines.payloads import load_rows
+from axon.records import merge, repeats, results, stats
+from axon.serving.backends import embedded_repository
+from axon.serving.embedded import EmbeddedServer
+from axon.study import report
+from axon.study.plan import StudyPlan, study_key
 from tests.helpers import assert_clean_error, run_axon
 
 pytestmark = pytest.mark.server

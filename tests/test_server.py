@@ -14,11 +14,11 @@ import tritonclient.grpc as grpcclient
 import tritonclient.grpc.aio as grpcaio
 from tritonclient.utils import InferenceServerException
 
-from axon import export
-from axon.backends import DockerServer, ExternalServer, docker_unavailable_reason, embedded_repository
-from axon.client import infer
 from axon.errors import ServerError
-from axon.server import EmbeddedServer
+from axon.offline import export
+from axon.serving.backends import DockerServer, ExternalServer, docker_unavailable_reason, embedded_repository
+from axon.serving.client import infer
+from axon.serving.embedded import EmbeddedServer
 
 MODELS = ("particle_classifier_v1", "particle_classifier_v2")
 pytestmark = pytest.mark.server

@@ -7,8 +7,8 @@ import json
 import matplotlib
 import pytest
 
-from axon import report
-from axon.study import STUDY_FILE, Study, StudyPlan, capacity_table
+from axon.study import report
+from axon.study.plan import STUDY_FILE, Study, StudyPlan, capacity_table
 from tests.helpers import assert_clean_error, run_axon
 
 pytestmark = pytest.mark.server

@@ -16,9 +16,9 @@ import time
 import pytest
 
 from axon import engines
-from axon.backends import ExternalServer, embedded_repository
 from axon.errors import ServerError
-from axon.server import EmbeddedServer, TlsFiles
+from axon.serving.backends import ExternalServer, embedded_repository
+from axon.serving.embedded import EmbeddedServer, TlsFiles
 from tests.faultlog import observe
 from tests.helpers import assert_clean_error, run_axon
 

@@ -9,10 +9,10 @@ import onnx
 import pytest
 import torch
 
-from axon import data, export
 from axon.errors import AxonError
-from axon.model import ARCHITECTURES, MLP, model_name
-from axon.train import TrainConfig, train
+from axon.offline import data, export
+from axon.offline.model import ARCHITECTURES, MLP, model_name
+from axon.offline.train import TrainConfig, train
 
 
 @pytest.fixture(scope="module")

@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 
 from axon.errors import AxonError
-from axon.repository import ServingOptions, config_text, parse_config
-from axon.tune import report, search, space, verdict
-from axon.tune.control import LoadResult
+from axon.offline.repository import ServingOptions, config_text, parse_config
+from axon.study.tune import report, search, space, verdict
+from axon.study.tune.control import LoadResult
 from tests.helpers import assert_clean_error, run_axon
 
 MODEL = "particle_classifier_v1"
@@ -275,7 +275,7 @@ def test_cli_tune_embedded_tiny_space(artifacts, tmp_path):
 
 @pytest.fixture(scope="module")
 def explicit_server(artifacts):
-    from axon.server import EmbeddedServer
+    from axon.serving.embedded import EmbeddedServer
 
     with EmbeddedServer(artifacts / "repositories" / "embedded" / "batching_on", models=[MODEL]) as server:
         yield server
@@ -318,7 +318,7 @@ def test_tune_refuses_a_model_that_is_not_served_and_a_seed_only_space(explicit_
 
 
 def test_tune_refuses_a_server_not_in_explicit_mode(artifacts, tmp_path):
-    from axon.server import EmbeddedServer
+    from axon.serving.embedded import EmbeddedServer
 
     # No model list: Triton's default model-control mode, which refuses load_model.
     with EmbeddedServer(artifacts / "repositories" / "embedded" / "batching_on") as server:

@@ -17,11 +17,11 @@ from pathlib import Path
 
 import numpy as np
 
-from axon import stats
-from axon.cpu import own_cpu_s
 from axon.engines import EngineRun
+from axon.engines.cpu import own_cpu_s
 from axon.errors import AxonError
-from axon.export import INPUT_NAME, OUTPUT_NAME
+from axon.offline.export import INPUT_NAME, OUTPUT_NAME
+from axon.records import stats
 
 MAX_DISTINCT_BATCHES = 64  # cycled through, so a call does not always see the same rows
 

@@ -39,13 +39,13 @@ from typing import Any
 import numpy as np
 import psutil
 
-from axon import stats
-from axon.cpu import process_cpu_s
 from axon.engines import H2LOAD, EngineRun, h2load_version
+from axon.engines.cpu import process_cpu_s
+from axon.engines.loadgen import LoadSpec
+from axon.engines.payloads import MODEL_INFER, grpc_frame, output_of
 from axon.errors import AxonError, ServerError
-from axon.loadgen import LoadSpec
-from axon.payloads import MODEL_INFER, grpc_frame, output_of
-from axon.server import grpc_alive
+from axon.records import stats
+from axon.serving.embedded import grpc_alive
 
 # Triton is scraped this far inside h2load's main phase at each end (at most), so that the
 # scrapes fall after the warm-up's requests and before h2load stops its streams.
@@ -101,7 +101,7 @@ def precheck(endpoints: Any, payload: bytes, expected: np.ndarray | None, timeou
     """Send the exact body once over gRPC; raise if the server rejects it or answers wrongly."""
     import grpc
 
-    from axon.server import read_ca
+    from axon.serving.embedded import read_ca
 
     creds = grpc.ssl_channel_credentials(root_certificates=read_ca(getattr(endpoints, "ca_file", None))) if endpoints.tls else None
     channel = grpc.secure_channel(endpoints.grpc, creds) if creds else grpc.insecure_channel(endpoints.grpc)

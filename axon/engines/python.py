@@ -21,13 +21,13 @@ from typing import Any
 
 import numpy as np
 
-from axon import loadgen, stats
-from axon.cpu import own_cpu_s
-from axon.engines import EngineRun
+from axon.engines import EngineRun, loadgen
+from axon.engines.cpu import own_cpu_s
+from axon.engines.loadgen import LoadSpec, Outcome, Recorder
+from axon.engines.payloads import MODEL_INFER, output_of
+from axon.engines.schedule import arrival_offsets
 from axon.errors import AxonError, ServerError
-from axon.loadgen import LoadSpec, Outcome, Recorder
-from axon.payloads import MODEL_INFER, output_of
-from axon.schedule import arrival_offsets
+from axon.records import stats
 
 CLIENT_BOUND_CORES = 0.8  # a worker process above this share of one core is the bottleneck
 READY_TIMEOUT_S = 120.0  # spawned workers import grpc and numpy before they are ready
@@ -80,7 +80,7 @@ def tls_credentials(ca_file: str | None):
     """gRPC channel credentials that verify the server against ``ca_file`` (the system's CAs when None)."""
     import grpc
 
-    from axon.server import read_ca
+    from axon.serving.embedded import read_ca
 
     return grpc.ssl_channel_credentials(root_certificates=read_ca(ca_file))
 

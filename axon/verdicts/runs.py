@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from axon.errors import AxonError
-from axon.slo import case_label
+from axon.verdicts.slo import case_label
 
 # metric -> (axis label with unit, True when a larger value is worse)
 METRICS: dict[str, tuple[str, bool]] = {

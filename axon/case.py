@@ -1,0 +1,309 @@
+"""One benchmark case: offer a load to a server and return the result record.
+
+The steps: choose the engine, check the model is served, build payloads from real rows (and
+their reference outputs), let the engine offer the load (it scrapes Triton's metrics inside
+the window), merge what its workers measured, and judge the run (errors, mismatches, schedule
+lag, client CPU, and for the native engine the cross-check against Triton's counters).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from axon import engines
+from axon.engines import EngineRun, direct, loadgen, native, python
+from axon.engines.loadgen import LoadSpec
+from axon.engines.payloads import MAX_DISTINCT_PAYLOADS, build_payloads, reference_outputs
+from axon.engines.python import CLIENT_BOUND_CORES
+from axon.errors import AxonError, ServerError
+from axon.records import results, stats
+from axon.serving import triton_metrics
+from axon.serving.embedded import Endpoints, wait_ready
+
+if TYPE_CHECKING:
+    from axon.engines.hosts.dask import DaskHosts
+
+MODEL_CHECK_TIMEOUT_S = 5.0
+
+
+def hosts_engine_choice(requested: str, mode: str) -> engines.EngineChoice:
+    from axon.engines.hosts.dask import engine_choice  # Dask only when asked for
+
+    return engine_choice(requested, mode)
+
+
+@dataclass(frozen=True)
+class Target:
+    endpoints: Endpoints
+    backend: str = "external"
+    version: str | None = None
+    batching: str | None = None  # "on"/"off" when axon knows it
+
+
+Progress = Callable[[float, int, float], None]  # (elapsed s, requests sent, current p99 ms)
+
+
+def run_case(
+    spec: LoadSpec,
+    target: Target,
+    features: np.ndarray,
+    reference_onnx: Path | None = None,
+    dataset: dict | None = None,
+    on_progress: Progress | None = None,
+    client_bound_cores: float = CLIENT_BOUND_CORES,
+    repeat: tuple[int, int] | None = None,
+    options: dict[str, str] = engines.CLI_OPTIONS,
+    hosts: DaskHosts | None = None,
+) -> dict:
+    """Run one load case against a ready server and return its result record.
+
+    The engine is chosen by :func:`axon.engines.choose` from ``spec.engine``. A worker process
+    (native: an h2load thread) using more than ``client_bound_cores`` of a core flags the run
+    client-bound. ``repeat`` is (index, count) when the case is one of several repeats.
+    ``options`` names the calling face's options (engine, metrics URL) in notices and errors.
+    Without ``reference_onnx`` (or with a path that is not a file) correctness is not checked,
+    and the record says so, with the reason, under ``correctness``.
+    ``hosts`` (:class:`axon.engines.hosts.dask.DaskHosts`) offers the load from many hosts instead;
+    ``processes`` then counts per host, and "auto" is resolved on each host's own cores.
+    """
+    spec = spec.validate() if hosts is not None else spec.validate().resolved().validate()
+    ep = target.endpoints
+    choice = hosts_engine_choice(spec.engine, spec.mode) if hosts is not None else engines.choose(spec.engine, spec.mode, ep.metrics is not None, options, tls=ep.tls, on_unavailable=spec.on_unavailable)
+    try:
+        wait_ready(ep.grpc, [spec.model], MODEL_CHECK_TIMEOUT_S, ssl=ep.tls, headers=ep.headers or None, ca_file=ep.ca_file)
+    except ServerError as exc:
+        raise ServerError(f"model {spec.model!r} is not served at {ep.grpc}: {exc}") from None
+    native_engine = choice.name == "native"
+    # The native engine posts one body for every request; the python engine cycles through many.
+    payloads, chunks = build_payloads(spec.model, features, spec.rows_per_request, limit=1 if native_engine else MAX_DISTINCT_PAYLOADS)
+    expected = reference_outputs(reference_onnx, chunks)
+    scrape = (lambda: triton_metrics.scrape(ep.metrics, spec.model)) if ep.metrics else None
+    if hosts is not None:
+        run = hosts.run(spec, ep, payloads, expected, scrape, on_progress, client_bound_cores)
+    elif native_engine:
+        run = native.run(spec, ep, payloads[0], expected[0] if expected else None, scrape, on_progress, client_bound_cores)
+    else:
+        run = python.run(spec, ep, payloads, expected, on_progress, scrape)
+    run.info.update(requested=choice.requested, notice=choice.notice)
+    unchecked = None if expected is not None else unchecked_reason(reference_onnx)
+    record = _assemble(spec, target, run, unchecked, dataset, client_bound_cores, repeat)
+    record.update(run.extra.get("record", {}))  # many hosts: clock sync and per-host breakdown
+    for reason in run.extra.get("incomplete", []):
+        record["complete"], record["passed"] = False, False
+        record["incomplete_reason"] = "; ".join(filter(None, [record["incomplete_reason"], reason]))
+    if run.interrupted:
+        record["complete"] = False
+        record["incomplete_reason"] = "interrupted"
+        record["passed"] = False
+    return record
+
+
+def unchecked_reason(reference_onnx: Path | None) -> str:
+    """Why responses can't be checked: no local model to compute the expected answers."""
+    if reference_onnx is None:
+        return "no local model given (give the artifacts of `axon train`)"
+    return f"no local model at {reference_onnx}"
+
+
+def _assemble(spec: LoadSpec, target: Target, run: EngineRun, unchecked: str | None, dataset: dict | None, client_bound_cores: float, repeat: tuple[int, int] | None) -> dict:
+    outcomes, n_workers = run.outcomes, len(run.outcomes)
+    errors = [o["error"] for o in outcomes if "error" in o]
+    good = [o for o in outcomes if "error" not in o]
+    histogram = stats.merge([o["latency"] for o in good])
+    lag = stats.merge([o["lag"] for o in good]) if spec.mode == "open" else None
+    sent = sum(o["sent"] for o in good)
+    ok = sum(o["ok"] for o in good)
+    failures: dict[str, int] = {}
+    details: dict[str, str] = {}
+    for o in good:
+        for code, n in o["failures"].items():
+            failures[code] = failures.get(code, 0) + n
+        for code, text in (o.get("failure_details") or {}).items():
+            details.setdefault(code, text)
+    measured_s = max((o["measured_s"] for o in good), default=float("nan"))
+    cores = [o["client_cores"] for o in good]
+    cpu_s = sum(o.get("client_cpu_s", math.nan) for o in good)
+    cpu_requests = sum(o.get("client_cpu_requests", 0) for o in good)
+    cpu_us_per_request = cpu_s / cpu_requests * 1e6 if cpu_requests and not math.isnan(cpu_s) else None
+    client_bound = any(c > client_bound_cores for c in cores if not math.isnan(c))
+    # Every worker sees the same dead server: say each reason once.
+    reasons = list(dict.fromkeys([o["incomplete_reason"] for o in good if o["incomplete_reason"]] + errors))
+    if len(good) < n_workers and not errors:
+        reasons.append("a worker did not report")
+    throughput = ok / measured_s if measured_s and measured_s > 0 else 0.0
+    verdicts: list[str] = []
+    error_rate = (sent - ok) / sent if sent else 1.0
+    if sent == 0:
+        verdicts.append("no request was measured")
+    elif error_rate > spec.max_error_rate:
+        said = "; ".join(f"{code}: {text}" for code, text in details.items() if code in failures)
+        verdicts.append(f"error rate {error_rate:.2%} > {spec.max_error_rate:.2%} ({failures})" + (f"; the server said {said}" if said else ""))
+    mismatches = sum(o["mismatches"] for o in good)
+    verification = run.extra.get("verification")
+    if verification is not None and not verification["verified"] and not reasons:
+        verdicts.append(_unverified_message(verification))
+    if mismatches:
+        verdicts.append(f"{mismatches} sampled responses differ from local onnxruntime")
+    schedule = None
+    if lag is not None:
+        lag_summary = stats.LatencySummary.of(lag)
+        achieved = sent / measured_s if measured_s else 0.0
+        # Requests are counted by intended send time, so the number sent follows the (random)
+        # schedule; only the lag between intended and real send shows a client falling behind.
+        behind = lag_summary.count > 0 and lag_summary.p99 / 1e3 > loadgen.MAX_SCHEDULE_LAG_S
+        schedule = {"lag_p99_ms": lag_summary.p99, "lag_max_ms": lag_summary.max, "offered_rps": spec.rate, "sent_rps": achieved, "behind": bool(behind)}
+        if behind:
+            verdicts.append(f"the client fell behind its schedule (send lag p99 {lag_summary.p99:.2f} ms > {loadgen.MAX_SCHEDULE_LAG_S * 1e3:g} ms)")
+    load = {
+        "mode": spec.mode,
+        "concurrency": spec.concurrency,
+        "rate": spec.rate,
+        "distribution": spec.distribution if spec.mode == "open" else None,
+        "rows_per_request": spec.rows_per_request,
+        "processes": spec.processes,
+        "connections": run.info.get("connections"),
+        "warmup_s": spec.warmup_s,
+        "duration_s": spec.duration_s,
+        "request_limit": spec.requests,
+        "timeout_s": spec.timeout_s,
+        "on_unavailable": spec.on_unavailable,
+        "timeline_s": spec.timeline_s,
+    }
+    outages = max((o.get("outages", 0) for o in good), default=0)  # every worker sees the same outage
+    server_metrics, metrics_missing = _server_metrics(run, target, outages)
+    correctness = {
+        # Nothing was compared without a reference, whatever the engine counted as "checked".
+        "checked": sum(o["checked"] for o in good) if unchecked is None else 0,
+        "mismatches": mismatches,
+        "enabled": unchecked is None,
+        "reason": unchecked,
+        "method": "the one request body, checked once before the run" if run.info["name"] == "native" else f"1 response in {spec.sample_every} checked",
+    }
+    return {
+        "schema_version": results.SCHEMA_VERSION,
+        "axon_version": results.axon_version(),
+        "timestamp": results.now_iso(),
+        "machine": results.machine_info(),
+        "git_commit": results.git_commit(),
+        "server": {"backend": target.backend, "version": target.version, **target.endpoints.as_dict()},
+        "model": spec.model,
+        "batching": target.batching,
+        "dataset": dataset,
+        "engine": run.info,
+        "repeat": {"index": repeat[0], "of": repeat[1]} if repeat else None,
+        "load": load,
+        "measured_s": measured_s,
+        "requests": {"sent": sent, "ok": ok, "failed": sent - ok, "timed_out": failures.get(loadgen.TIMEOUT, 0), "failures": failures, "failure_details": details, "outages": outages},
+        "throughput_rps": throughput,
+        "throughput_inferences_per_s": throughput * spec.rows_per_request,
+        "latency_ms": stats.LatencySummary.of(histogram).as_dict(),
+        "histogram": stats.encode(histogram),
+        "schedule": schedule,
+        "correctness": correctness,
+        "verification": verification,
+        "client": {
+            "cores_per_process": cores,
+            "client_bound": client_bound,
+            "threshold_cores": client_bound_cores,
+            "cpu_us_per_request": cpu_us_per_request,
+            "cpu_us_per_row": cpu_us_per_request / spec.rows_per_request if cpu_us_per_request is not None else None,
+        },
+        "server_metrics": server_metrics,
+        "server_metrics_missing": metrics_missing,
+        "timeline": _timeline(good, spec, measured_s) if spec.timeline_s else None,
+        "complete": not reasons,
+        "incomplete_reason": "; ".join(reasons) or None,
+        "passed": not verdicts and not reasons,
+        "verdicts": verdicts,
+    }
+
+
+
+
+def _server_metrics(run: EngineRun, target: Target, outages: int = 0) -> tuple[dict | None, str | None]:
+    """Triton's deltas over the window, or None and why they are missing."""
+    if run.before is not None and run.after is not None:
+        delta = triton_metrics.delta(run.before, run.after)
+        # Counters start from zero with each server process: across a restart the difference means nothing.
+        if delta.success_count < 0 or delta.execution_count < 0:
+            return None, "Triton's counters went backwards during the window (the server restarted, or the model was unloaded)"
+        if outages:
+            return None, f"the server or the model stopped answering {outages} time(s) during the window; a restart or an unload resets Triton's counters, so their difference means nothing"
+        return delta.as_dict(), None
+    if target.endpoints.metrics is None:
+        return None, "no metrics endpoint given (--metrics-url)"
+    return None, run.extra.get("metrics_error") or ("the run was interrupted before the window's start" if run.interrupted else "not read (the run stopped before the window's end)")
+
+
+def _timeline(outcomes: list[dict], spec: LoadSpec, measured_s: float) -> list[dict]:
+    """The workers' slices merged: per slice of ``spec.timeline_s`` seconds, counts and latency percentiles."""
+    by_index: dict[int, list[dict]] = {}
+    for o in outcomes:
+        for piece in o.get("timeline") or []:
+            by_index.setdefault(piece["index"], []).append(piece)
+    # Every slice of the window, those in which no request was even sent (a stall) included.
+    last = max([*by_index, math.ceil(round(measured_s / spec.timeline_s, 6)) - 1 if measured_s == measured_s else 0])
+    slices = []
+    for index in range(last + 1) if by_index else []:
+        pieces = by_index.get(index, [])
+        summary = stats.LatencySummary.of(stats.merge([p["latency"] for p in pieces]))
+        ok = sum(p["ok"] for p in pieces)
+        start = index * spec.timeline_s
+        # The last slice may be shorter (a window that is not a whole number of slices, a run cut short).
+        length = min(spec.timeline_s, measured_s - start) if measured_s == measured_s else spec.timeline_s
+        slices.append(
+            {
+                "start_s": start,
+                "duration_s": length,
+                "ok": ok,
+                "failed": sum(p["failed"] for p in pieces),
+                "throughput_rps": ok / length if length > 0 else 0.0,
+                "p50_ms": summary.p50 if ok else None,
+                "p99_ms": summary.p99 if ok else None,
+                "max_ms": summary.max if ok else None,
+            }
+        )
+    return slices
+
+
+def _unverified_message(v: dict) -> str:
+    if "server_success" not in v:
+        return f"unverified: {v.get('reason')}"
+    return (
+        f"unverified: Triton counted {v['server_success']:,} successes and {v['server_failures_in_window']:,} failures "
+        f"while h2load completed {v['client_completed']:,} requests in the same {v['interval_s']:.2f} s (allowed difference {v['allowed_difference']:,})"
+    )
+
+
+def run_direct(
+    model: str,
+    onnx_path: Path,
+    features: np.ndarray,
+    rows_per_request: int = 1,
+    threads: int = 1,
+    duration_s: float = 2.0,
+    warmup_s: float = 0.5,
+    dataset: dict | None = None,
+    on_progress: Progress | None = None,
+    repeat: tuple[int, int] | None = None,
+) -> dict:
+    """The model in-process (no server), as one result record of the same schema, engine ``direct``."""
+    spec = LoadSpec(model, concurrency=1, duration_s=duration_s, warmup_s=warmup_s, rows_per_request=rows_per_request, engine="direct").validate()
+    if threads < 1:
+        raise AxonError(f"threads must be >= 1, got {threads}")
+    run = direct.run(onnx_path, features, rows_per_request, threads, duration_s, warmup_s, on_progress)
+    run.info.update(requested="direct", notice=None)
+    target = Target(Endpoints("in-process"), backend="in-process", version=run.info["version"], batching=None)
+    record = _assemble(spec, target, run, "in-process: the model is the reference itself", dataset, CLIENT_BOUND_CORES * threads, repeat)
+    record["load"]["threads"] = threads
+    # In-process, the client is the whole measurement: "client-bound" (a hot client limiting a
+    # server) does not apply.
+    record["client"]["client_bound"] = False
+    record["correctness"]["method"] = "none needed: the reference itself (local onnxruntime)"
+    return record

@@ -1,0 +1,10 @@
+"""``python -m axon.cli``."""
+
+from __future__ import annotations
+
+import sys
+
+from axon.cli.main import main
+
+if __name__ == "__main__":
+    sys.exit(main())

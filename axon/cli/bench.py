@@ -1,0 +1,324 @@
+"""`axon bench`: cases (sweeps, A/B) over a server axon starts or one it is pointed at."""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import sys
+import time
+from dataclasses import replace
+from pathlib import Path
+
+from axon import engines, interrupts
+from axon.case import Target, run_case
+from axon.engines import loadgen, native
+from axon.engines.loadgen import LoadSpec
+from axon.engines.payloads import load_rows, resolve_artifacts
+from axon.errors import AxonError
+from axon.names import served_name
+from axon.progress import CaseProgress
+from axon.records import repeats, results
+from axon.serving import backends
+
+
+def _label(spec: LoadSpec, batching: str | None) -> str:
+    load = f"c={spec.concurrency}" if spec.mode == "closed" else f"rate={spec.rate:g}/s {spec.distribution}"
+    return f"{spec.model}, batching {batching or '?'}, {load}"
+
+
+def _status(run: dict) -> str:
+    """A passing run's verdict: "ok" only when its responses were checked, else "unchecked"."""
+    return "ok" if run["correctness"]["enabled"] else "unchecked"
+
+
+def table(runs: list[dict]) -> str:
+    head = f"{'model':<24} {'batch':>5} {'load':>16} {'engine':>6} {'rep':>3} {'req/s':>9} {'p50':>7} {'p95':>7} {'p99':>7} {'err':>5} {'avg bs':>6} {'cpu':>5}  verdict"
+    lines = [head, "-" * len(head)]
+    for r in runs:
+        load = f"c={r['load']['concurrency']}" if r["load"]["mode"] == "closed" else f"{r['load']['rate']:g}/s {r['load']['distribution'][:4]}"
+        lat = r["latency_ms"]
+        sm = r.get("server_metrics") or {}
+        bs = sm.get("avg_batch_size")
+        bs_text = "?" if bs is None else f"{bs:.1f}"
+        cpu = max(r["client"]["cores_per_process"], default=float("nan"))
+        engine = (r.get("engine") or {}).get("name", "?")
+        rep = str(r["repeat"]["index"] + 1) if r.get("repeat") else "-"
+        verdict = _status(r) if r["passed"] else "; ".join(r["verdicts"] + ([r["incomplete_reason"]] if r["incomplete_reason"] else []))
+        if r["client"]["client_bound"]:
+            verdict += " [client-bound]"
+        lines.append(
+            f"{r['model']:<24} {r['batching'] or '?':>5} {load:>16} {engine:>6} {rep:>3} {r['throughput_rps']:>9,.0f} {lat['p50']:>7.2f} {lat['p95']:>7.2f} "
+            f"{lat['p99']:>7.2f} {r['requests']['failed']:>5} {bs_text:>6} {cpu:>5.2f}  {verdict}"
+        )
+    notes = "\n(latencies in ms; cpu = client cores per worker process, or per h2load thread for the native engine)"
+    for reason in dict.fromkeys(r["correctness"]["reason"] for r in runs if not r["correctness"]["enabled"]):
+        notes += f"\n(unchecked: responses not compared with local onnxruntime: {reason})"
+    return "\n".join(lines) + notes
+
+
+def specs_from_args(args: argparse.Namespace) -> list[LoadSpec]:
+    base = LoadSpec(
+        model=args.model,
+        duration_s=args.duration,
+        warmup_s=args.warmup,
+        requests=args.requests,
+        rows_per_request=args.rows_per_request,
+        timeout_s=args.timeout,
+        processes=args.processes,
+        seed=args.seed,
+        max_error_rate=args.max_error_rate,
+        engine=args.engine,
+        connections=args.connections,
+        on_unavailable=args.on_unavailable,
+        timeline_s=args.timeline,
+        concurrency=1,  # replaced below
+    )
+    if args.rate is not None:
+        specs = [replace(base, concurrency=None, connections=None, rate=args.rate, distribution="poisson" if args.poisson else "constant")]
+    elif args.sweep:
+        specs = [replace(base, concurrency=c) for c in args.sweep]
+    else:
+        specs = [replace(base, concurrency=args.concurrency)]
+    for spec in specs:
+        spec.validate()
+    return specs
+
+
+def _print_repeat_summary(runs: list[dict], ab: bool) -> None:
+    """Median [min–max] per case over its repeats; with --ab, ON/OFF per case or "within noise"."""
+    groups = repeats.group(runs)
+    if all(len(g) == 1 for g in groups.values()):
+        return
+    print("\nover repeats: median [min–max]")
+    for key, group in groups.items():
+        s = repeats.summarise(group)
+        print(f"  {key}: {s['throughput_rps'].format()} req/s, p50 {s['p50_ms'].format('.2f')} ms, p99 {s['p99_ms'].format('.2f')} ms ({len(group)} runs)")
+    if ab:
+        by_mode = {mode: [r for r in runs if r["batching"] == mode] for mode in ("on", "off")}
+        for key in dict.fromkeys(repeats.case_key({**r, "batching": None}) for r in runs):
+            on = [r for r in by_mode["on"] if repeats.case_key({**r, "batching": None}) == key]
+            off = [r for r in by_mode["off"] if repeats.case_key({**r, "batching": None}) == key]
+            if on and off:
+                print(f"  ON/OFF {key.replace('batching ?, ', '')}: throughput {repeats.ratio(on, off).format()}, p50 {repeats.ratio(on, off, 'p50_ms').format()}")
+
+
+def _check_options(args: argparse.Namespace) -> None:
+    """Options that do nothing in the mode given are errors, said before any work starts."""
+    if (args.tls or args.ca_file) and not args.url:
+        raise AxonError("--tls and --ca-file talk to a server given by --url (axon serve --tls-cert/--tls-key starts one)")
+    if args.ca_file and not args.tls:
+        raise AxonError("--ca-file is the CA that verifies a TLS server: give --tls with it")
+    if args.url:
+        backends.check_url(args.url, "--url")
+        if args.ab:
+            raise AxonError("--ab compares batching on and off on servers axon starts; it can't be used with --url")
+        if args.backend is not None:
+            raise AxonError("--backend picks the server axon starts; with --url axon starts none")
+    else:
+        given = [name for name, value in (("--metrics-url", args.metrics_url), ("--tls", args.tls), ("--header", args.header)) if value]
+        if given:
+            raise AxonError(f"{', '.join(given)} describe(s) a server given with --url; axon starts this one itself")
+    if args.ab and args.batching is not None:
+        raise AxonError("--batching names one mode, and --ab runs both: give one of them")
+    if args.poisson and args.rate is None:
+        raise AxonError("--poisson shapes open-loop arrivals: give --rate with it")
+
+
+def command(args: argparse.Namespace) -> int:
+    args.model = served_name(args.model)
+    specs = specs_from_args(args)
+    _check_options(args)
+    if args.hosts is not None and not args.dask:
+        raise AxonError("--hosts places load on a Dask cluster: give --dask SCHEDULER_ADDRESS with it")
+    # Engine problems are said now, before any server starts or any load is offered.
+    if args.dask:
+        from axon.engines.hosts import dask as many
+
+        choice = many.engine_choice(args.engine, specs[0].mode)
+        for spec in specs:
+            many.check_spec(spec, 1)  # what no number of hosts can honour, before connecting
+    else:
+        choice = engines.choose(args.engine, specs[0].mode, has_metrics=not args.url or bool(args.metrics_url), tls=args.tls, on_unavailable=args.on_unavailable)
+    if choice.notice:
+        print(f"axon: notice: {choice.notice}", file=sys.stderr)
+    if args.connections is not None and choice.name != "native":
+        raise AxonError("--connections shapes the native engine's load; this case runs on the python engine")
+    for spec in specs:
+        if choice.name == "native":
+            native.topology(spec.concurrency, args.connections)
+    artifacts = resolve_artifacts(args.artifacts)
+    if artifacts is None and not args.url:
+        raise AxonError("no artifacts: run `axon train` first (it writes ./artifacts), or give --artifacts DIR, or --url for a running server")
+    features, dataset = load_rows(artifacts, args.seed)
+    if dataset.get("notice"):
+        print(f"axon: notice: {dataset['notice']}", file=sys.stderr)
+    reference = artifacts / "models" / args.model / "model.onnx" if artifacts else None
+    modes = ["on", "off"] if args.ab else [args.batching or "on"]
+    servers = {
+        mode: backends.make_server(
+            "external" if args.url else args.backend or "embedded",
+            batching=mode,
+            models=None if args.url else [args.model],
+            artifacts=artifacts or Path("artifacts"),
+            url=args.url,
+            metrics_url=args.metrics_url,
+            tls=args.tls,
+            ca_file=args.ca_file,
+            headers=dict(args.header),
+        )
+        for mode in modes
+    }
+    for server in servers.values():
+        if hasattr(server, "check_models"):  # an unknown model is said now, not after a start
+            server.check_models()
+    output = args.output or results.default_output(Path("results"), "bench")
+    results.check_writable(output)  # before the load: a run must never be measured, then lost
+    runs: list[dict] = []
+    exit_code = 0
+    requested_output, write_problem = output, None
+    try:
+        with interrupts.stop_once(), contextlib.ExitStack() as stack:
+            hosts = None
+            if args.dask:  # the scheduler, its workers and the split of the load, checked before any server starts
+                hosts = stack.enter_context(many.DaskHosts(args.dask, args.hosts))
+                for spec in specs:
+                    many.check_spec(spec, hosts.n)
+                for notice in hosts.notices():
+                    print(f"axon: notice: {notice}", file=sys.stderr)
+            targets = {}
+            for mode, server in servers.items():
+                started = time.monotonic()
+                if not args.url:  # a server axon starts takes seconds: say so, rather than sit silent
+                    print(f"starting {server.backend} Triton (batching {mode})…", file=sys.stderr, flush=True)
+                stack.enter_context(server)
+                if not args.url:
+                    print(f"{server.backend} Triton {getattr(server, 'version', '') or ''} (batching {mode}) ready in {time.monotonic() - started:.1f} s", file=sys.stderr)
+                # An external server's mode is what the user stated (--batching), or unknown.
+                targets[mode] = Target(server.endpoints, server.backend, getattr(server, "version", None), args.batching if args.url else mode)
+            # Interleaved: every repeat runs each mode once (ON, OFF, ON, OFF, ...), both servers
+            # up, so drift over the minutes of a run hits both sides alike.
+            for spec in specs:
+                for index in range(args.repeat):
+                    for mode in modes:
+                        target = targets[mode]
+                        label = _label(spec, target.batching) + (f", repeat {index + 1}/{args.repeat}" if args.repeat > 1 else "")
+                        progress = CaseProgress(label, spec.duration_s)
+                        try:
+                            run = run_case(spec, target, features, reference, dataset, on_progress=progress, repeat=(index, args.repeat) if args.repeat > 1 else None, hosts=hosts)
+                        finally:
+                            progress.close()
+                        if hosts is not None:
+                            print(many.describe(run), file=sys.stderr)
+                        runs.append(run)
+                        # After every case: an interruption or a crash later keeps what was measured.
+                        # A path that can't be written (gone, disk full) sends the record to a rescue path.
+                        output, problem = results.save_results(output, runs)
+                        if problem and write_problem is None:
+                            write_problem = problem
+                            print(f"axon: cannot write results to {requested_output} ({problem}); saved to {output} instead", file=sys.stderr, flush=True)
+                        status = _status(run) if run["passed"] else "FAILED: " + "; ".join(run["verdicts"] or [run["incomplete_reason"] or "?"])
+                        print(f"{label}: {run['throughput_rps']:,.0f} req/s, p50 {run['latency_ms']['p50']:.2f} ms, p99 {run['latency_ms']['p99']:.2f} ms  {status}", file=sys.stderr)
+                        if run["incomplete_reason"] == "interrupted":
+                            raise KeyboardInterrupt
+                        if not run["passed"]:
+                            exit_code = 1
+                        if run.get("server_metrics_missing") and (args.metrics_url or not args.url):
+                            print(f"axon: warning: no server metrics for this run: {run['server_metrics_missing']}", file=sys.stderr)
+                        if not run["complete"]:
+                            raise AxonError(f"run incomplete ({run['incomplete_reason']}); partial result saved in {output}")
+    finally:
+        if runs:
+            print(table(runs))
+            _print_repeat_summary(runs, args.ab)
+            print(results.client_bound_summary(runs))
+            print(f"results: {output}")
+    if write_problem:
+        raise AxonError(f"cannot write results to {requested_output} ({write_problem}); nothing was lost: every run is in {output}")
+    return exit_code
+
+
+def _concurrency_list(text: str) -> list[int]:
+    try:
+        values = [int(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated whole numbers, got {text!r}") from None
+    if not values or any(not 1 <= v <= 1024 for v in values):
+        raise argparse.ArgumentTypeError(f"concurrencies must be between 1 and 1024, got {text!r}")
+    return values
+
+
+def _processes(text: str) -> int | str:
+    if text == "auto":
+        return text
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number or 'auto', got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+    return value
+
+
+def add_parser(sub, positive_int, positive_float, header) -> None:
+    p = sub.add_parser("bench", help="offer load to Triton and measure it (starts the embedded server unless --url)")
+    p.add_argument("--model", default="particle_classifier_v1", help="model name, or v1/v2 (default particle_classifier_v1)")
+    load = p.add_mutually_exclusive_group()
+    load.add_argument("--concurrency", type=positive_int, default=64, help="closed loop: requests in flight (default 64)")
+    load.add_argument("--rate", type=positive_float, help="open loop: requests per second, latency timed from intended send times")
+    load.add_argument("--sweep", type=_concurrency_list, help="closed loop over several concurrencies, e.g. 1,4,16,64,128,256")
+    p.add_argument("--poisson", action="store_true", help="open loop: Poisson arrivals (seeded) instead of constant spacing")
+    p.add_argument("--ab", action="store_true", help="run the same load against batching on and batching off (both servers up, interleaved)")
+    p.add_argument(
+        "--engine",
+        choices=engines.ENGINES,
+        default="auto",
+        help="load engine: native (h2load, closed loop, checked against Triton's counters), python (grpc.aio: open loop, varied payloads, "
+        "sampled correctness), auto (default: native for closed loop where h2load and metrics are available, else python, said in output and record)",
+    )
+    p.add_argument("--connections", type=positive_int, help="native engine: spread the requests in flight over this many HTTP/2 connections (default 1, as one client process)")
+    p.add_argument("--repeat", type=positive_int, default=1, help="run each case this many times; tables show the median [min-max] (default 1)")
+    p.add_argument(
+        "--batching",
+        choices=("on", "off"),
+        help="the server's dynamic batching: for a server axon starts, which repository it serves (default on); "
+        "with --url, the mode that server runs, stated for the record (default: unknown, shown as ?)",
+    )
+    p.add_argument("--duration", type=positive_float, default=30.0, help="measurement window in seconds (default 30)")
+    p.add_argument("--warmup", type=float, default=5.0, help="warm-up seconds before the window (default 5)")
+    p.add_argument("--requests", type=positive_int, help="closed loop: measure this many requests instead of a duration")
+    p.add_argument("--rows-per-request", type=positive_int, default=1, help="FP32 rows of 28 features in each request (default 1)")
+    p.add_argument(
+        "--processes",
+        type=_processes,
+        default="auto",
+        help="worker processes, their histograms merged; auto (default): 1 on machines of up to 4 cores, else 1 per 4 cores, at most 4",
+    )
+    p.add_argument("--timeout", type=positive_float, default=10.0, help="client timeout per request in seconds (default 10)")
+    p.add_argument("--max-error-rate", type=float, default=0.0, help="fail the run above this error fraction (default 0)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the Poisson arrivals and of synthetic rows (default 0)")
+    p.add_argument("--output", type=Path, help="results JSON (default results/bench-<time>.json)")
+    p.add_argument(
+        "--artifacts",
+        type=Path,
+        help="output of `axon train`: rows, models, repositories (default ./artifacts; with --url and no artifacts, "
+        "synthetic rows and no correctness check, said in output and record)",
+    )
+    p.add_argument("--backend", choices=("embedded", "docker"), help="server axon starts when there is no --url (default embedded)")
+    p.add_argument("--url", help="an existing server: HOST:PORT of Triton's gRPC endpoint")
+    p.add_argument("--metrics-url", help="with --url: Triton's metrics URL (default: none scraped)")
+    p.add_argument("--tls", action="store_true", help="with --url: gRPC over TLS, the server's certificate verified (python engine under auto)")
+    p.add_argument("--ca-file", help="with --tls: PEM file of the CA that signed the server's certificate (default: the system's CAs)")
+    p.add_argument("--header", type=header, action="append", default=[], metavar="KEY=VALUE", help="with --url: extra gRPC header, e.g. a bearer token (repeatable)")
+    p.add_argument("--dask", metavar="SCHEDULER_ADDRESS", help="offer the load from the workers of this Dask scheduler (one host each; docs/many-hosts.md)")
+    p.add_argument("--hosts", type=positive_int, help="with --dask: how many workers offer load (default all); --processes then counts per host")
+    p.add_argument(
+        "--on-unavailable",
+        choices=loadgen.ON_UNAVAILABLE,
+        default="stop",
+        help="when the server (or the model) stops answering: stop the run, marked incomplete (default), or continue offering load, "
+        "counting the failures, and resume when it is back (python engine)",
+    )
+    p.add_argument("--timeline", type=positive_float, metavar="SECONDS", help="also record throughput, errors and latency per slice of this many seconds of the window")
+    p.set_defaults(func=command)
+
+

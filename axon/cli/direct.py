@@ -1,0 +1,97 @@
+"""`axon direct`: the model in-process with onnxruntime, the other side of SONIC's scale."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from axon.case import run_direct
+from axon.engines.payloads import load_rows
+from axon.errors import AxonError
+from axon.names import ARCHITECTURES, MODEL_PREFIX, served_name
+from axon.progress import CaseProgress
+from axon.records import repeats, results
+
+
+def _positive_list(text: str) -> list[int]:
+    try:
+        values = [int(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated whole numbers, got {text!r}") from None
+    if not values or any(v < 1 for v in values):
+        raise argparse.ArgumentTypeError(f"every value must be >= 1, got {text!r}")
+    return values
+
+
+def table(runs: list[dict]) -> str:
+    head = f"{'model':<24} {'rows/call':>9} {'threads':>7} {'calls/s':>18} {'rows/s':>22} {'p50 µs':>8} {'p99 µs':>8} {'CPU µs/call':>11} {'CPU µs/row':>10}"
+    lines = [head, "-" * len(head)]
+    for key, group in repeats.group(runs, key=lambda r: f"{r['model']}|{r['load']['rows_per_request']}|{r['load']['threads']}").items():
+        model, rows, threads = key.split("|")
+        calls = repeats.Spread.of(r["throughput_rps"] for r in group)
+        rows_s = repeats.Spread.of(r["throughput_inferences_per_s"] for r in group)
+        p50 = repeats.Spread.of(r["latency_ms"]["p50"] * 1e3 for r in group).median
+        p99 = repeats.Spread.of(r["latency_ms"]["p99"] * 1e3 for r in group).median
+        cpu = repeats.Spread.of(r["client"]["cpu_us_per_request"] for r in group).median
+        lines.append(f"{model:<24} {rows:>9} {threads:>7} {calls.format():>18} {rows_s.format():>22} {p50:>8.1f} {p99:>8.1f} {cpu:>11.2f} {cpu / int(rows):>10.3f}")
+    return "\n".join(lines) + "\n(calls/s and rows/s: median [min–max] over repeats; CPU: this process's user+system time per call and per row)"
+
+
+def command(args: argparse.Namespace) -> int:
+    model = served_name(args.model)
+    onnx_path = args.artifacts / "models" / model / "model.onnx"
+    if not onnx_path.is_file():
+        known = sorted(p.name for p in (args.artifacts / "models").glob("*") if (p / "model.onnx").is_file())
+        hint = f"; trained models there: {', '.join(known)}" if known else "; run `axon train` first"
+        if model.removeprefix(MODEL_PREFIX) in ARCHITECTURES:
+            hint += f" (for {model}: axon train --models {model.removeprefix(MODEL_PREFIX)} --out {args.artifacts})"
+        raise AxonError(f"no ONNX model for {model!r} at {onnx_path}{hint}")
+    output = args.output or results.default_output(Path("results"), "direct")
+    results.check_writable(output)  # before any work, not after
+    features, dataset = load_rows(args.artifacts, args.seed)
+    runs: list[dict] = []
+    for rows in args.rows_per_request:
+        for threads in args.threads:
+            for index in range(args.repeat):
+                label = f"{model}, direct, {rows} rows/call, {threads} thread(s)" + (f", repeat {index + 1}/{args.repeat}" if args.repeat > 1 else "")
+                progress = CaseProgress(label, args.duration)
+                try:
+                    run = run_direct(model, onnx_path, features, rows, threads, args.duration, args.warmup, dataset, progress, (index, args.repeat) if args.repeat > 1 else None)
+                finally:
+                    progress.close()
+                runs.append(run)
+                results.write_results(output, runs)
+                if run["incomplete_reason"] == "interrupted":
+                    raise KeyboardInterrupt
+    print(table(runs))
+    print(f"results: {output}")
+    return 0
+
+
+def add_parser(sub, positive_float) -> None:
+    p = sub.add_parser(
+        "direct",
+        help="run the model in-process with onnxruntime (no server): the direct side of direct vs service",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    p.add_argument("--model", default="particle_classifier_v1", help="model name, or v1/v2/v3")
+    p.add_argument("--rows-per-request", type=_positive_list, default=[1, 16, 256], metavar="K[,K...]", help="rows per call (event sizes)")
+    p.add_argument("--threads", type=_positive_list, default=[1], metavar="T[,T...]", help="onnxruntime intra-op threads (1: as inside an HLT process)")
+    p.add_argument("--duration", type=positive_float, default=2.0, help="measurement window per case, seconds")
+    p.add_argument("--warmup", type=float, default=0.5, help="warm-up per case, seconds")
+    p.add_argument("--repeat", type=int, default=3, help="runs per case; tables show median [min-max]")
+    p.add_argument("--seed", type=int, default=0, help="seed for generated rows when there are no artifacts")
+    p.add_argument("--artifacts", type=Path, default=Path("artifacts"), help="output of `axon train` (models/<name>/model.onnx and validation rows)")
+    p.add_argument("--output", type=Path, help="results JSON (default results/direct-<time>.json)")
+    p.set_defaults(func=_checked(command))
+
+
+def _checked(func):
+    def run(args: argparse.Namespace) -> int:
+        if args.repeat < 1:
+            raise AxonError(f"--repeat must be >= 1, got {args.repeat}")
+        if args.warmup < 0:
+            raise AxonError(f"--warmup must be >= 0, got {args.warmup}")
+        return func(args)
+
+    return run

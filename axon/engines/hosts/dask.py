@@ -1,0 +1,409 @@
+"""The coordinator: load from many hosts on a Dask distributed cluster.
+
+One pinned task per host (Dask worker), never retried and never moved, runs axon's python
+engine on that host (:mod:`axon.engines.hosts.host`). The start has two phases: every host reports
+ready through a Dask Queue; the coordinator then sets a start time T on the scheduler's clock,
+a lead ahead of now longer than any round trip seen, through a Dask Variable; each host starts
+at its own clock's equivalent of T. Dask carries only this and the results, never a request.
+
+What comes back is the python engine's outcomes, one per load process on every host, so
+:func:`axon.case.run_case` merges their histograms exactly as it does for one machine. The
+record gains ``hosts``: the clock sync (offsets, T, the spread of window starts and its limit)
+and a per-host breakdown. A host lost mid-run makes the run incomplete; what the other hosts
+measured is kept, and the lost host's task is never rerun.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from axon.engines import EngineChoice, EngineRun
+from axon.engines.hosts import clock
+from axon.engines.hosts.host import HostJob, HostLoad, RunNames, host_main, host_shares, probe
+from axon.engines.loadgen import LoadSpec
+from axon.errors import AxonError, ServerError
+from axon.records import stats
+
+CONNECT_TIMEOUT_S = 5.0  # reaching the scheduler, said in one line if it fails
+READY_WAIT_S = 180.0  # every host's load processes spawned, connected and ready
+RESULT_GRACE_S = 30.0  # after the window (and one request timeout) a host that has not reported is lost
+MEMBERSHIP_CHECK_S = 1.0  # how often the coordinator asks the scheduler which workers are alive
+POLL_S = 0.1
+RESULT_FETCH_S = 30.0  # a finished task's result, fetched from its worker
+ALLOWED_FAILURES_KEY = "distributed.scheduler.allowed-failures"
+NATIVE_REFUSAL = (
+    "--dask runs the python engine on every host: the native engine's count check compares h2load's log with "
+    "Triton's server-wide counters, which many hosts would share; use --engine python (or auto)"
+)
+AUTO_NOTICE = "--dask: every host runs the python engine (the native engine's count check needs one client)"
+
+HostEvent = Callable[[int, str], None]  # (host index, event kind), e.g. (1, "window")
+
+
+def engine_choice(requested: str, mode: str) -> EngineChoice:
+    """The engine on every host: python. ``native`` is refused; ``auto`` says so for closed loop."""
+    if requested == "native":
+        raise AxonError(NATIVE_REFUSAL)
+    notice = AUTO_NOTICE if requested == "auto" and mode == "closed" else None
+    return EngineChoice("python", requested, notice)
+
+
+def check_spec(spec: LoadSpec, hosts: int) -> None:
+    """Refuse, before any work, a load the hosts can't honour."""
+    if spec.requests is not None:
+        raise AxonError("--dask measures one common window: give --duration, not --requests")
+    if spec.connections is not None:
+        raise AxonError("--connections shapes the native engine's load; --dask runs the python engine")
+    if spec.mode == "closed":
+        per_host = 1 if isinstance(spec.processes, str) else spec.processes
+        if spec.concurrency < hosts * per_host:
+            raise AxonError(f"concurrency {spec.concurrency} can't be split over {hosts} hosts x {per_host} processes (need >= {hosts * per_host})")
+
+
+@dataclass
+class _HostState:
+    index: int
+    address: str
+    future: object = None
+    ready: dict | None = None
+    started: int = 0  # "started" events: more than one would be a rerun
+    window_open: bool = False
+    sent: int = 0
+    p99_ms: float = 0.0
+    result: dict | None = None
+    lost: str | None = None
+
+
+class DaskHosts:
+    """A connection to a Dask scheduler and the hosts (workers) that will offer load.
+
+    Parameters
+    ----------
+    address
+        The scheduler, e.g. ``tcp://10.0.0.5:8786``.
+    hosts
+        How many workers to use (default: all); one load task per worker.
+    correct_clocks, clock_skew_s, on_event
+        For tests: start at T uncorrected; shift a host's clock (index -> seconds); be told of
+        each host's events (``"ready"``, ``"window"``) as they arrive.
+    """
+
+    def __init__(
+        self,
+        address: str,
+        hosts: int | None = None,
+        connect_timeout_s: float = CONNECT_TIMEOUT_S,
+        correct_clocks: bool = True,
+        clock_skew_s: dict[int, float] | None = None,
+        on_event: HostEvent | None = None,
+    ):
+        try:
+            from distributed import Client
+        except ImportError:
+            raise AxonError("--dask needs Dask distributed: pip install 'axon[dask]'") from None
+        import axon
+
+        self.address = address
+        self.correct_clocks = correct_clocks
+        self.clock_skew_s = dict(clock_skew_s or {})
+        self.on_event = on_event
+        try:
+            self.client = Client(address, timeout=connect_timeout_s, set_as_default=False)
+        except (OSError, TimeoutError, ValueError, TypeError) as exc:
+            raise AxonError(f"cannot reach the Dask scheduler at {address}: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}") from None
+        try:
+            workers = sorted(self.client.scheduler_info(n_workers=-1)["workers"])
+            if not workers:
+                raise AxonError(f"the Dask scheduler at {address} has no workers")
+            n = len(workers) if hosts is None else hosts
+            if n > len(workers):
+                raise AxonError(f"--hosts {n} but the Dask scheduler at {address} has {len(workers)} worker(s)")
+            self.addresses = workers[:n]
+            self.workers = self.client.run(probe, workers=self.addresses)
+            for addr, info in self.workers.items():
+                if info["daemon"]:
+                    raise AxonError(f"Dask worker {addr} can't start axon's load processes (a daemon process); start workers with DASK_DISTRIBUTED__WORKER__DAEMON=False")
+                if info["axon"] != axon.__version__:
+                    raise AxonError(f"Dask worker {addr} runs axon {info['axon']}, this machine {axon.__version__}: install the same axon on every host")
+            import dask
+
+            # dask.config.get pickles by reference to dask, which the scheduler has (axon it may not).
+            self.allowed_failures = self.client.run_on_scheduler(dask.config.get, ALLOWED_FAILURES_KEY, None)
+        except BaseException:
+            self.close()
+            raise
+
+    @property
+    def n(self) -> int:
+        return len(self.addresses)
+
+    def close(self) -> None:
+        with contextlib.suppress(Exception):
+            self.client.close()
+
+    def __enter__(self) -> DaskHosts:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def notices(self) -> list[str]:
+        if self.allowed_failures != 0:
+            return [f"the Dask scheduler allows {self.allowed_failures} failures per task; axon's hosts refuse a rerun themselves, but set {ALLOWED_FAILURES_KEY}: 0"]
+        return []
+
+    def _scheduler_time(self) -> float:
+        return self.client.run_on_scheduler(time.time)
+
+    def run(self, spec: LoadSpec, endpoints, payloads: list[bytes], expected: list | None, scrape=None, on_progress=None, client_bound_cores: float = 0.8) -> EngineRun:
+        """Offer ``spec`` from every host; the same :class:`EngineRun` the python engine returns."""
+        from distributed import Event, Queue, Variable
+
+        check_spec(spec, self.n)
+        names = RunNames(f"axon-{uuid.uuid4().hex[:12]}")
+        events = Queue(names.events, client=self.client)
+        start_var, stop_event = Variable(names.start, client=self.client), Event(names.stop, client=self.client)
+        mine = clock.measure_offset(time.time, self._scheduler_time)
+        states = [_HostState(h, addr) for h, addr in enumerate(self.addresses)]
+        load = HostLoad(payloads, expected)
+        for state, share in zip(states, host_shares(spec, self.n)):
+            # Scattered to this host once; its load processes get it from there.
+            [data] = self.client.scatter([load], workers=[state.address], hash=False)
+            job = HostJob(state.index, names, share, endpoints.grpc, endpoints.tls, dict(endpoints.headers), self.correct_clocks, self.clock_skew_s.get(state.index, 0.0))
+            state.future = self.client.submit(
+                host_main, job, data, key=f"{names.run_id}-host-{state.index}", workers=[state.address], allow_other_workers=False, retries=0, pure=False
+            )
+        interrupted = False
+        start = lead = worst_rtt = math.nan
+        try:
+            self._wait_ready(states, events, start_var)
+            worst_rtt = max([mine.worst_rtt_s] + [s.ready["offset"]["worst_rtt_s"] for s in states])
+            lead = clock.start_lead_s(worst_rtt)
+            start = self._scheduler_time() + lead
+            start_var.set({"start": start})
+            window_start = clock.local_start(start, mine) + spec.warmup_s  # on this machine's clock
+            before = self._follow(states, events, spec, window_start, scrape, on_progress)
+        except KeyboardInterrupt:
+            interrupted, before = True, None
+            stop_event.set()
+            if math.isnan(start):  # hosts still waiting for T: tell them, rather than let them time out
+                start_var.set({"abort": "interrupted"})
+            self._collect(states, events, deadline=time.time() + spec.timeout_s + RESULT_GRACE_S)
+        after = None
+        if scrape is not None and before is not None:
+            with contextlib.suppress(ServerError):
+                after = scrape()
+        with contextlib.suppress(Exception):
+            start_var.delete()
+        return self._engine_run(spec, names, states, before, after, interrupted, client_bound_cores, start, lead, worst_rtt, mine)
+
+    def _drain(self, states: list[_HostState], events) -> None:
+        for event in events.get(batch=True):
+            state = states[event["host"]]
+            kind = event["kind"]
+            if kind == "started":
+                state.started += 1
+            elif kind == "ready":
+                state.ready = event
+            elif kind == "window":
+                state.window_open = True
+            elif kind == "progress":
+                state.sent, state.p99_ms = event["sent"], event["p99_ms"]
+            if self.on_event is not None and kind in ("ready", "window"):
+                self.on_event(state.index, kind)
+
+    def _wait_ready(self, states: list[_HostState], events, start_var) -> None:
+        """Phase one: every host's load processes ready. A host that fails instead stops the run now."""
+        deadline = time.monotonic() + READY_WAIT_S
+        while True:
+            self._drain(states, events)
+            if all(s.ready for s in states):
+                return
+            failed = [s for s in states if s.future.done() and not s.ready]
+            if failed or time.monotonic() > deadline:
+                start_var.set({"abort": "another host failed before the start"})
+                s = failed[0] if failed else next(s for s in states if not s.ready)
+                why = _result_or_error(s.future).get("error", "no result") if failed else f"not ready within {READY_WAIT_S:.0f} s"
+                for other in states:
+                    other.future.cancel()
+                raise ServerError(f"host {s.index} ({s.address}) did not start: {why}; nothing was measured")
+            time.sleep(POLL_S)
+
+    def _follow(self, states, events, spec: LoadSpec, window_start: float, scrape, on_progress) -> dict | None:
+        """Phase two: scrape Triton as the window opens, report progress, collect results."""
+        before, scraped = None, scrape is None
+        deadline = window_start + spec.duration_s + spec.timeout_s + RESULT_GRACE_S
+        next_membership = 0.0
+        while not all(s.result is not None or s.lost for s in states):
+            self._drain(states, events)
+            now = time.time()
+            if not scraped and now >= window_start:
+                scraped = True
+                # A server gone at the window's start: the hosts' outcomes will say so; keep them.
+                with contextlib.suppress(ServerError):
+                    before = scrape()
+            if on_progress is not None:
+                on_progress(now - window_start, sum(s.sent for s in states), max(s.p99_ms for s in states))
+            if time.monotonic() >= next_membership:
+                next_membership = time.monotonic() + MEMBERSHIP_CHECK_S
+                alive = set(self.client.scheduler_info(n_workers=-1)["workers"])
+            else:
+                alive = None
+            for s in states:
+                if s.result is None and not s.lost:
+                    self._settle(s, alive, now > deadline)
+            wait = window_start - time.time() if not scraped else POLL_S
+            time.sleep(min(max(wait, 0.001), POLL_S))
+        self._drain(states, events)
+        return before
+
+    def _collect(self, states, events, deadline: float) -> None:
+        while not all(s.result is not None or s.lost for s in states):
+            self._drain(states, events)
+            for s in states:
+                if s.result is None and not s.lost:
+                    self._settle(s, None, time.time() > deadline)
+            time.sleep(POLL_S)
+
+    @staticmethod
+    def _settle(s: _HostState, alive: set | None, overdue: bool) -> None:
+        """Take a host's result if it came back; else declare it lost (and cancel, never rerun)."""
+        if s.future.done():
+            result = _result_or_error(s.future)
+            if "outcomes" in result:
+                s.result = result
+            else:
+                s.lost = result.get("error", "no result")
+        elif alive is not None and s.address not in alive:
+            s.lost = "its Dask worker left the cluster mid-run"
+        elif overdue:
+            s.lost = "no result within the window plus the grace period"
+        if s.lost:
+            s.future.cancel()
+
+    def _engine_run(self, spec, names, states, before, after, interrupted, client_bound_cores, start, lead, worst_rtt, mine) -> EngineRun:
+        outcomes: list[dict] = []
+        per_host, starts, uncertainties = [], [], []
+        for s in states:
+            entry = _breakdown(s, self.workers.get(s.address, {}), client_bound_cores)
+            per_host.append(entry)
+            if s.result is not None:
+                outcomes += s.result["outcomes"]
+                for o in s.result["outcomes"]:
+                    if "window_start_scheduler" in o:
+                        starts.append(o["window_start_scheduler"])
+                        uncertainties.append(s.result["offset"]["uncertainty_s"])
+            else:
+                # The lost host's processes: one error each, so the record says who is missing.
+                outcomes.append({"index": s.index, "error": f"host {s.index} ({s.address}) lost: {s.lost}"})
+        align = clock.alignment(starts, uncertainties, spec.warmup_s)
+        incomplete = []
+        if starts and not align.aligned:
+            incomplete.append(
+                f"window starts spread over {align.bound_s * 1e3:.1f} ms across hosts (measured {align.spread_s * 1e3:.1f} ms plus clock uncertainty), "
+                f"over the limit of {align.limit_s * 1e3:.1f} ms ({clock.MAX_START_SPREAD_FRACTION:.0%} of the warm-up)"
+            )
+        reruns = [s.index for s in states if s.started > 1]
+        if reruns:
+            incomplete.append(f"host task(s) {reruns} started more than once")
+        for h in per_host:
+            if h["window_start_s"] is not None:
+                h["window_start_offset_ms"] = (h["window_start_s"] - (start + spec.warmup_s)) * 1e3
+        sync = {
+            "scheduler": self.address,
+            "run_id": names.run_id,  # names its Dask queue and variables
+            "method": "one pinned Dask task per worker; ready via a Dask Queue, start time T via a Dask Variable; "
+            f"offsets NTP-style through the scheduler ({clock.PINGS} pings, shortest round trip kept)",
+            "start_s": start,
+            "lead_s": lead,
+            "worst_rtt_s": worst_rtt,
+            "coordinator_offset": mine.as_dict(),
+            "clocks_corrected": self.correct_clocks,
+            "window_start_spread_s": align.spread_s,
+            "spread_bound_s": align.bound_s,
+            "spread_limit_s": align.limit_s,
+            "spread_limit_rule": f"{clock.MAX_START_SPREAD_FRACTION:g} x warm-up, at least {clock.MIN_SPREAD_LIMIT_S * 1e3:g} ms",
+            "aligned": align.aligned,
+            "scheduler_allowed_failures": self.allowed_failures,
+        }
+        versions = [s.result["engine_version"] for s in states if s.result]
+        info = {
+            "name": "python",
+            "tool": "grpc.aio",
+            "version": versions[0] if versions else None,
+            "processes": sum(h["processes"] or 0 for h in per_host),
+            "hosts": self.n,
+            "placement": "dask",
+        }
+        extra = {"record": {"hosts": {"count": self.n, "sync": sync, "per_host": per_host}}, "incomplete": incomplete}
+        return EngineRun(outcomes, before, after, interrupted, info, extra)
+
+
+def _breakdown(s: _HostState, worker: dict, client_bound_cores: float) -> dict:
+    r = s.result or {}
+    good = [o for o in r.get("outcomes", []) if "error" not in o]
+    cores = [o["client_cores"] for o in good]
+    starts = [o["window_start_scheduler"] for o in good if "window_start_scheduler" in o]
+    failures: dict[str, int] = {}
+    for o in good:
+        for code, n in o["failures"].items():
+            failures[code] = failures.get(code, 0) + n
+    ready = s.ready or {}
+    offset = r.get("offset") or ready.get("offset") or {}
+    lags = [o["lag"] for o in good if o.get("lag")]
+    return {
+        "host": s.index,
+        "address": s.address,
+        "hostname": r.get("hostname") or worker.get("hostname"),
+        "offset_s": offset.get("offset_s"),
+        "offset_uncertainty_s": offset.get("uncertainty_s"),
+        "scheduler_delay_s": r.get("scheduler_delay_s"),
+        "window_start_s": min(starts) if starts else None,
+        "late_s": r.get("late_s"),
+        "processes": r.get("processes") or ready.get("processes"),
+        "concurrency": r.get("concurrency"),
+        "rate": r.get("rate"),
+        "sent": sum(o["sent"] for o in good) if s.result else None,
+        "ok": sum(o["ok"] for o in good) if s.result else None,
+        "failures": failures if s.result else None,
+        # This host's own histograms (its processes merged): the record's are their exact sum.
+        "histogram": stats.encode(stats.merge([o["latency"] for o in good])) if s.result else None,
+        "lag_histogram": stats.encode(stats.merge(lags)) if lags else None,
+        "client_cores": cores,
+        "client_bound": any(c > client_bound_cores for c in cores if not math.isnan(c)),
+        "lost": s.lost,
+        "last_progress_sent": s.sent,  # for a lost host: what it had measured when last heard from
+        "attempts": s.started,
+    }
+
+
+def _result_or_error(future) -> dict:
+    try:
+        return future.result(timeout=RESULT_FETCH_S)
+    except Exception as exc:  # a killed worker (KilledWorker), a cancelled task, a crash on the host
+        return {"error": f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}".rstrip(": ")}
+
+
+def describe(record: dict) -> str:
+    """A few lines on a many-host run: the window alignment, then one line per host."""
+    hosts = record.get("hosts") or {}
+    sync = hosts.get("sync") or {}
+    lines = [
+        f"  {hosts.get('count')} hosts via {sync.get('scheduler')}: window starts within {sync.get('spread_bound_s', math.nan) * 1e3:.1f} ms "
+        f"(limit {sync.get('spread_limit_s', math.nan) * 1e3:.1f} ms){'' if sync.get('aligned') else '  MISALIGNED'}"
+    ]
+    for h in hosts.get("per_host", []):
+        if h["lost"]:
+            lines.append(f"  host {h['host']} {h['address']}: LOST ({h['lost']}); last heard: {h['last_progress_sent']:,} requests")
+            continue
+        cores = max(h["client_cores"], default=math.nan)
+        lines.append(
+            f"  host {h['host']} {h['address']} ({h['hostname']}): {h['ok']:,} ok / {h['sent']:,} sent, offset {h['offset_s'] * 1e3:+.2f} ms, "
+            f"cpu {cores:.2f}{' [client-bound]' if h['client_bound'] else ''}"
+        )
+    return "\n".join(lines)

@@ -1,0 +1,201 @@
+"""What runs on one host: a pinned Dask task driving axon's python-engine workers.
+
+The task never times a request itself. It measures its clock's offset from the scheduler,
+wakes the target (``RepositoryIndex``), starts its share of the load in spawned worker
+processes (each opens its gRPC channel and holds it for the run), reports ready, waits for
+the common start time T (scheduler clock), and releases its workers at its own clock's
+equivalent of T. While they run it sends progress, and a "window" event once requests are
+being measured; then it returns its workers' outcomes, each with its window start on the
+scheduler's clock.
+"""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+import os
+import socket
+import time
+from dataclasses import dataclass, replace
+
+from axon.engines import python
+from axon.engines.hosts import clock
+from axon.engines.loadgen import PROGRESS_INTERVAL_S, LoadSpec
+from axon.errors import AxonError
+
+START_WAIT_S = python.READY_TIMEOUT_S * 2  # the coordinator waits for every host's workers
+POLL_S = 0.1
+DAEMON_HINT = "start Dask workers with DASK_DISTRIBUTED__WORKER__DAEMON=False (config distributed.worker.daemon: False)"
+
+
+@dataclass(frozen=True)
+class RunNames:
+    """Names of one run's Dask queue and variables, shared by coordinator and hosts."""
+
+    run_id: str
+
+    @property
+    def events(self) -> str:  # Queue: host -> coordinator (started, ready, window, progress)
+        return f"{self.run_id}-events"
+
+    @property
+    def start(self) -> str:  # Variable: coordinator -> hosts ({"start": T} or {"abort": why})
+        return f"{self.run_id}-start"
+
+    @property
+    def stop(self) -> str:  # Event: coordinator -> hosts (Ctrl-C on the coordinator)
+        return f"{self.run_id}-stop"
+
+    def claim(self, host: int) -> str:  # Event: set by a host's first (and only) attempt
+        return f"{self.run_id}-claim-{host}"
+
+
+@dataclass(frozen=True)
+class HostLoad:
+    """What every host sends: scattered to each host once, not once per process or request."""
+
+    payloads: list
+    expected: list | None
+
+
+@dataclass(frozen=True)
+class HostJob:
+    index: int
+    names: RunNames
+    share: LoadSpec  # this host's concurrency or rate; processes may be "auto" (this host's cores)
+    url: str
+    tls: bool
+    headers: dict
+    correct_clock: bool = True  # False only in tests: start at T as if the clocks agreed
+    clock_skew_s: float = 0.0  # test only: this host's clock reads this much ahead of the real one
+
+
+def probe() -> dict:
+    """Run on each worker before a run: can it host load processes, and which axon is it?"""
+    import axon
+
+    return {
+        "axon": axon.__version__,
+        "axon_path": os.path.dirname(axon.__file__),
+        "daemon": mp.current_process().daemon,
+        "hostname": socket.gethostname(),
+        "pid": os.getpid(),
+        "cores": os.cpu_count(),
+    }
+
+
+def _wake(job: HostJob) -> None:
+    """One RepositoryIndex call: wakes a scale-from-zero deployment and proves this host reaches it."""
+    import tritonclient.grpc as grpcclient
+    from tritonclient.utils import InferenceServerException
+
+    try:
+        with grpcclient.InferenceServerClient(job.url, ssl=job.tls) as client:
+            client.get_model_repository_index(headers=job.headers or None, client_timeout=job.share.timeout_s)
+    except InferenceServerException as exc:
+        raise AxonError(f"RepositoryIndex at {job.url} failed: {str(exc).splitlines()[0]}") from None
+
+
+def host_main(job: HostJob, load: HostLoad) -> dict:
+    """The Dask task for one host; returns its outcomes (or ``{"error": ...}``), never raises for user errors."""
+    from distributed import Event, Queue, Variable, get_client, get_worker
+
+    client = get_client()
+    worker = get_worker()
+    names = job.names
+    events = Queue(names.events, client=client)
+    base = {"host": job.index, "address": worker.address, "hostname": socket.gethostname()}
+    # A task is never rerun: with allowed-failures above 0 the scheduler could retry it on a
+    # restarted worker, so the first attempt claims the host and any later one refuses.
+    claim = Event(names.claim(job.index), client=client)
+    if claim.is_set():
+        return {**base, "error": "refused to rerun: this host's task already started once"}
+    claim.set()
+    events.put({"kind": "started", "host": job.index})
+    if mp.current_process().daemon:
+        return {**base, "error": f"this Dask worker is a daemon process and cannot start load processes; {DAEMON_HINT}"}
+
+    def local() -> float:
+        return time.time() + job.clock_skew_s
+
+    offset = clock.measure_offset(local, lambda: client.run_on_scheduler(time.time))
+    share = job.share.resolved()  # "auto" processes: this host's cores
+    pool = None
+    try:
+        _wake(job)
+        share.validate()
+        jobs = [python.WorkerJob(i, s, job.url, job.tls, dict(job.headers), load.payloads, load.expected, connect_first=True) for i, s in enumerate(python._shares(share))]
+        pool = python.WorkerPool(jobs, spawn=True)
+        pool.launch()
+        pool.wait_ready()
+    except AxonError as exc:
+        if pool is not None:
+            pool.stop()
+            pool.results(timeout_s=5)
+        events.put({"kind": "failed", "host": job.index, "error": str(exc)})
+        return {**base, "error": str(exc)}
+    events.put({"kind": "ready", "host": job.index, "offset": offset.as_dict(), "processes": len(jobs)})
+    try:
+        order = Variable(names.start, client=client).get(timeout=START_WAIT_S)
+    except TimeoutError:
+        order = {"abort": f"no start time within {START_WAIT_S:.0f} s"}
+    if "abort" in order:
+        pool.stop()
+        pool.results(timeout_s=5)
+        return {**base, "error": f"aborted before the start: {order['abort']}"}
+    start_local = clock.local_start(order["start"], offset, job.correct_clock)
+    late_s = max(local() - start_local, 0.0)  # learnt T after its local equivalent had passed
+    # The workers read this machine's time.time(); the test-only skew is this host's clock error.
+    pool.release(start_local - job.clock_skew_s)
+    _follow(pool, events, Event(names.stop, client=client), job.index)
+    outcomes = pool.results(timeout_s=share.timeout_s + 10)
+    for o in outcomes:
+        if "window_start_wall" in o:
+            o["window_start_scheduler"] = clock.on_scheduler_clock(o["window_start_wall"] + job.clock_skew_s, offset)
+    return {
+        **base,
+        "offset": offset.as_dict(),
+        "scheduler_delay_s": worker.scheduler_delay,  # Dask's own heartbeat estimate, for comparison
+        "clock_corrected": job.correct_clock,
+        "start_local": start_local,
+        "late_s": late_s,
+        "processes": len(jobs),
+        "concurrency": share.concurrency,
+        "rate": share.rate,
+        "engine_version": python.version(),
+        "outcomes": outcomes,
+    }
+
+
+def _follow(pool: python.WorkerPool, events, stop, index: int) -> None:
+    """Until the workers finish: progress, a "window" event once requests are measured, stop requests."""
+    announced, next_report = False, 0.0
+    while pool.running():
+        sent, p99 = pool.sent_and_p99()
+        if sent > 0 and not announced:
+            # The load processes count only requests inside the window: it is open.
+            events.put({"kind": "window", "host": index})
+            announced = True
+        now = time.monotonic()
+        if now >= next_report:
+            next_report = now + PROGRESS_INTERVAL_S
+            events.put({"kind": "progress", "host": index, "sent": int(sent), "p99_ms": float(p99)})
+            if stop.is_set():
+                pool.stop()
+        time.sleep(POLL_S)
+
+
+def host_shares(spec: LoadSpec, hosts: int) -> list[LoadSpec]:
+    """Each host's part: concurrency split evenly, or the rate divided; distinct Poisson seeds.
+
+    Within a host, worker ``i`` draws its arrivals from ``seed + i``; host ``h`` gets seed
+    ``seed + h * 1000`` so no two workers anywhere share a schedule (which would send their
+    requests in lockstep instead of as independent Poisson streams).
+    """
+    if spec.mode == "closed":
+        from axon.engines.loadgen import split_evenly
+
+        return [replace(spec, concurrency=c, seed=spec.seed + h * SEED_STRIDE) for h, c in enumerate(split_evenly(spec.concurrency, hosts))]
+    return [replace(spec, rate=spec.rate / hosts, seed=spec.seed + h * SEED_STRIDE) for h in range(hosts)]
+
+
+SEED_STRIDE = 1000  # more than any host's number of worker processes

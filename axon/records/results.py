@@ -1,0 +1,166 @@
+"""The result record: one run's measurement, versioned, written atomically, mergeable."""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import psutil
+
+from axon.errors import AxonError
+from axon.records import stats
+from axon.records.atomic import write_json
+
+SCHEMA_VERSION = 1
+
+
+def machine_info() -> dict:
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as fh:
+            cpu = next((ln.split(":", 1)[1].strip() for ln in fh if ln.startswith("model name")), cpu)
+    except OSError:
+        pass
+    return {
+        "hostname": platform.node(),
+        "cpu": cpu,
+        "cores": psutil.cpu_count(logical=True),
+        "memory_gib": round(psutil.virtual_memory().total / 2**30, 1),
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+    }
+
+
+def axon_version() -> str:
+    from axon import version
+
+    return version()
+
+
+def git_commit(cwd: Path | None = None) -> str | None:
+    try:
+        done = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5, cwd=cwd or Path(__file__).parent)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return done.stdout.strip() or None
+
+
+def now_iso() -> str:
+    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+
+
+def write_results(path: Path, runs: list[dict]) -> None:
+    """Write runs atomically (see :mod:`axon.records.atomic`)."""
+    write_json(path, {"schema_version": SCHEMA_VERSION, "runs": runs})
+
+
+def check_writable(path: Path) -> None:
+    """Fail before the load, not after it, on a results file that can't be written.
+
+    The file is written atomically (a temporary file beside it, then a rename), so what must
+    be writable is its folder: a probe file is made there. Folders made for the probe are
+    kept when it succeeds (the first write would make them) and removed when it fails.
+    """
+    path = Path(path)
+    if path.is_dir():
+        raise AxonError(f"cannot write results to {path}: it is a folder; give a file name")
+    missing = [p for p in [path.parent, *path.parent.parents] if not p.exists()]
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=path.parent, prefix=".axon-probe-"):
+            pass
+    except OSError as exc:
+        for folder in missing:  # innermost first
+            with contextlib.suppress(OSError):
+                folder.rmdir()
+        raise AxonError(f"cannot write results to {path}: {exc.strerror or exc}") from None
+RESCUE_DIR_NAME = "axon-rescued"
+
+
+def rescue_paths(path: Path) -> list[Path]:
+    """Where a record goes when its own path can't be written: the system's temporary folder,
+    then the home folder, then the working directory (the first that takes it wins)."""
+    name = Path(path).name or "results.json"
+    dirs = [Path(tempfile.gettempdir()) / RESCUE_DIR_NAME, Path.home() / f".{RESCUE_DIR_NAME}", Path.cwd()]
+    return [d / (name if d != Path.cwd() else f"{RESCUE_DIR_NAME}-{name}") for d in dirs]
+
+
+def save_results(path: Path, runs: list[dict]) -> tuple[Path, str | None]:
+    """Write runs to ``path``; if that fails (unwritable, disk full), to a rescue path instead.
+
+    Returns (the path written, the problem with ``path`` or None). Nothing measured is lost:
+    when no rescue path takes the file either, the JSON goes to stdout and an error is raised.
+    """
+    try:
+        write_results(path, runs)
+        return Path(path), None
+    except OSError as exc:
+        problem = f"{exc.strerror or exc}" + (f" ({exc.filename})" if getattr(exc, "filename", None) else "")
+        blocker = next((a for a in Path(path).parents if a.exists()), None)
+        if blocker is not None and not blocker.is_dir():
+            problem = f"{blocker} is a file, not a folder"
+    for rescue in rescue_paths(path):
+        if rescue.resolve() == Path(path).resolve():
+            continue
+        try:
+            write_results(rescue, runs)
+            return rescue, problem
+        except OSError:
+            continue
+    sys.stdout.write(json.dumps({"schema_version": SCHEMA_VERSION, "runs": runs}, sort_keys=True) + "\n")
+    sys.stdout.flush()
+    raise AxonError(f"cannot write results to {path} ({problem}) nor to any rescue folder; the record was printed on stdout")
+
+
+def read_results(path: Path) -> list[dict]:
+    try:
+        payload = json.loads(Path(path).read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise AxonError(f"cannot read results {path}: {exc}") from None
+    if payload.get("schema_version") != SCHEMA_VERSION:
+        raise AxonError(f"{path}: schema version {payload.get('schema_version')}, this axon reads {SCHEMA_VERSION}")
+    return payload["runs"]
+
+
+def merge_runs(runs: Iterable[dict]) -> dict[str, Any]:
+    """Merge runs of the same case (say, from several hosts): exact, via the histograms."""
+    runs = list(runs)
+    if not runs:
+        raise AxonError("nothing to merge")
+    histogram = stats.merge([r["histogram"] for r in runs])
+    sent = sum(r["requests"]["sent"] for r in runs)
+    ok = sum(r["requests"]["ok"] for r in runs)
+    failures: dict[str, int] = {}
+    for r in runs:
+        for code, n in r["requests"]["failures"].items():
+            failures[code] = failures.get(code, 0) + n
+    # Runs side by side: throughput adds up over a common window.
+    return {
+        "merged_from": len(runs),
+        "requests": {"sent": sent, "ok": ok, "failed": sent - ok, "failures": failures},
+        "throughput_rps": sum(r["throughput_rps"] for r in runs),
+        "latency_ms": stats.LatencySummary.of(histogram).as_dict(),
+        "histogram": stats.encode(histogram),
+    }
+
+
+def client_bound_summary(runs: list[dict]) -> str:
+    """One line for the end of a command: how many runs the client, not the server, may have limited."""
+    bound = sum(bool(r["client"]["client_bound"]) for r in runs)
+    threshold = runs[0]["client"]["threshold_cores"] if runs else float("nan")
+    line = f"client-bound: {bound} of {len(runs)} runs (a load-generator process above {threshold:g} of a core)"
+    return line + ("; for those, the client, not the server, may have set the numbers" if bound else "")
+
+
+def default_output(directory: Path, label: str) -> Path:
+    stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+    return directory / f"{label}-{stamp}-{os.getpid()}.json"

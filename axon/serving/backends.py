@@ -1,0 +1,185 @@
+"""The docker (GPU container) and external backends, and the factory over all three."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+from collections.abc import Sequence
+from pathlib import Path
+
+from axon.errors import ServerError
+from axon.serving.embedded import READY_TIMEOUT_S, EmbeddedServer, Endpoints, TlsFiles, _ContextServer, wait_ready
+
+BACKENDS = ("embedded", "docker", "external")
+COMPOSE_FILE = Path(__file__).resolve().parents[2] / "docker-compose.yml"
+EXTERNAL_READY_TIMEOUT_S = 10.0
+DOCKER_READY_TIMEOUT_S = 300.0  # the first pull of the Triton image is slow
+
+
+def docker_unavailable_reason() -> str | None:
+    """Why the docker backend can't run here, or None if it can (engine up, NVIDIA runtime)."""
+    if shutil.which("docker") is None:
+        return "the docker backend needs Docker, and the docker command is not installed"
+    try:
+        info = subprocess.run(["docker", "info", "--format", "{{json .Runtimes}}"], capture_output=True, text=True, timeout=20)
+    except subprocess.TimeoutExpired:
+        return "the docker backend needs a Docker engine, and `docker info` did not answer in 20 s"
+    if info.returncode != 0:
+        return "the docker backend needs a running Docker engine; `docker info` failed: " + (info.stderr.strip().splitlines() or ["?"])[-1]
+    try:
+        runtimes = json.loads(info.stdout or "{}")
+    except json.JSONDecodeError:
+        runtimes = {}
+    if "nvidia" not in runtimes and shutil.which("nvidia-smi") is None:
+        return "the docker backend needs an NVIDIA GPU with the NVIDIA container runtime; none found"
+    return None
+
+
+class DockerServer(_ContextServer):
+    """Triton's GPU container via ``docker compose`` (docker-compose.yml), batching on or off."""
+
+    backend = "docker"
+
+    def __init__(
+        self,
+        batching: str = "on",
+        models: Sequence[str] = ("particle_classifier_v1", "particle_classifier_v2"),
+        compose_file: Path = COMPOSE_FILE,
+        project: str = "axon",
+        ready_timeout_s: float = DOCKER_READY_TIMEOUT_S,
+    ):
+        self.batching = batching
+        self.models = list(models)
+        self.compose_file = compose_file
+        self.project = f"{project}-batching-{batching}"
+        self.ready_timeout_s = ready_timeout_s
+        self.version: str | None = None
+        self._up = False
+
+    def _compose(self, *args: str, timeout: float) -> subprocess.CompletedProcess:
+        env = dict(os.environ, AXON_BATCHING=self.batching)
+        cmd = ["docker", "compose", "-f", str(self.compose_file), "-p", self.project, *args]
+        return subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=timeout)
+
+    def _check_repository(self) -> None:
+        """The ONNX files the container will mount must exist: `axon train` writes them only when asked."""
+        repo = self.compose_file.parent / "model_repository" / f"batching_{self.batching}"
+        missing = [m for m in self.models if not (repo / m / "1" / "model.onnx").is_file()]
+        if missing:
+            raise ServerError(
+                f"the GPU container mounts {repo}, which lacks {', '.join(missing)}; "
+                "write it with `axon train --gpu-repository model_repository`"
+            )
+
+    def start(self) -> Endpoints:
+        reason = docker_unavailable_reason()
+        if reason:
+            raise ServerError(reason)
+        self._check_repository()
+        done = self._compose("up", "-d", "--wait", timeout=self.ready_timeout_s)
+        self._up = True
+        if done.returncode != 0:
+            logs = self._compose("logs", "--tail", "20", timeout=60).stdout
+            self.stop()
+            raise ServerError(f"docker compose up failed: {done.stderr.strip()}\n--- container log ---\n{logs}")
+        grpc = "127.0.0.1:8001"
+        self.version = wait_ready(grpc, self.models, self.ready_timeout_s)
+        self._endpoints = Endpoints(grpc=grpc, http="127.0.0.1:8000", metrics="http://127.0.0.1:8002/metrics")
+        return self._endpoints
+
+    def stop(self) -> None:
+        if self._up:
+            self._compose("down", "--timeout", "20", timeout=120)
+            self._up = False
+        self._endpoints = None
+
+
+class ExternalServer(_ContextServer):
+    """An existing Triton deployment; axon only checks that it answers, never starts or stops it."""
+
+    backend = "external"
+
+    def __init__(
+        self,
+        url: str,
+        models: Sequence[str] = (),
+        metrics_url: str | None = None,
+        tls: bool = False,
+        headers: dict[str, str] | None = None,
+        ready_timeout_s: float = EXTERNAL_READY_TIMEOUT_S,
+        ca_file: str | Path | None = None,
+    ):
+        self.url = url.removeprefix("grpc://").removeprefix("grpcs://")
+        self.tls = tls or url.startswith("grpcs://")
+        self.ca_file = str(ca_file) if ca_file is not None else None
+        if self.ca_file and not self.tls:
+            raise ServerError("a CA file verifies a TLS server: give --tls with it")
+        self.models = list(models)
+        self.metrics_url = metrics_url
+        self.headers = dict(headers or {})
+        self.ready_timeout_s = ready_timeout_s
+        self.version: str | None = None
+
+    def start(self) -> Endpoints:
+        check_url(self.url, "the server URL")
+        try:
+            self.version = wait_ready(self.url, self.models, self.ready_timeout_s, ssl=self.tls, headers=self.headers, ca_file=self.ca_file)
+        except ServerError as exc:
+            raise ServerError(f"Triton at {self.url} is unreachable or not ready: {exc}") from None
+        self._endpoints = Endpoints(grpc=self.url, metrics=self.metrics_url, tls=self.tls, headers=self.headers, ca_file=self.ca_file)
+        return self._endpoints
+
+    def stop(self) -> None:
+        self._endpoints = None
+
+
+def check_url(url: str, option: str) -> None:
+    """A gRPC address is HOST:PORT; ``option`` is what the user typed it as (``--url``, ``--triton-url``)."""
+    host, sep, port = url.removeprefix("grpc://").removeprefix("grpcs://").rpartition(":")
+    if not sep or not host or not port.isdigit():
+        raise ServerError(f"{option} must be HOST:PORT of Triton's gRPC endpoint, got {url!r}")
+
+
+def embedded_repository(artifacts: Path, batching: str) -> Path:
+    return artifacts / "repositories" / "embedded" / f"batching_{batching}"
+
+
+def make_server(
+    backend: str,
+    batching: str = "on",
+    models: Sequence[str] | None = None,
+    artifacts: Path = Path("artifacts"),
+    repository: Path | None = None,
+    url: str | None = None,
+    metrics_url: str | None = None,
+    tls: bool = False,
+    headers: dict[str, str] | None = None,
+    log_path: Path | None = None,
+    ready_timeout_s: float | None = None,
+    ca_file: str | Path | None = None,
+    tls_files: TlsFiles | None = None,
+):
+    """One server of the given backend, not yet started.
+
+    ``tls``/``ca_file`` make axon talk to an external server over TLS; ``tls_files`` start the
+    embedded server with gRPC over TLS.
+    """
+    if tls_files is not None and backend != "embedded":
+        raise ServerError(f"a TLS certificate and key serve the embedded backend; the {backend} backend was asked for")
+    if backend == "embedded":
+        return EmbeddedServer(
+            repository or embedded_repository(artifacts, batching),
+            models=models,
+            log_path=log_path,
+            ready_timeout_s=ready_timeout_s or READY_TIMEOUT_S,
+            tls=tls_files,
+        )
+    if backend == "docker":
+        return DockerServer(batching, models=models or ("particle_classifier_v1", "particle_classifier_v2"))
+    if backend == "external":
+        if not url:
+            raise ServerError("the external backend needs a URL (HOST:PORT of Triton's gRPC endpoint)")
+        return ExternalServer(url, models or (), metrics_url=metrics_url, tls=tls, headers=headers, ca_file=ca_file)
+    raise ServerError(f"unknown backend {backend!r}; expected one of {', '.join(BACKENDS)}")

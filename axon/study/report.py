@@ -1,0 +1,613 @@
+"""Tables (markdown) and plots (PNG) from a study's results, or from any axon results file.
+
+Each plot function returns its matplotlib Figure, so tests check axes and labels rather than
+pixels; :func:`write_report` saves them next to report.md.
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")  # no display on our machines; PNGs only
+import matplotlib.pyplot as plt
+import numpy as np
+
+from axon.errors import AxonError
+from axon.records import repeats, stats
+from axon.records.results import read_results
+from axon.study.plan import COMPARE_AT, FALLBACK_P50_MS, FALLBACK_P99_MS, STUDY_FILE, capacity_table
+
+COLORS = {"on": "tab:blue", "off": "tab:orange", None: "tab:gray"}  # None: an external server's unstated mode
+MODES = ("on", "off", None)
+PLOTS = {
+    "sweep": "throughput_p99_vs_concurrency.png",
+    "ab": "ab_bars.png",
+    "cdf": "latency_cdf.png",
+    "rate": "latency_vs_throughput.png",
+    "breakdown": "server_breakdown.png",
+    "direct": "direct_vs_service.png",
+}
+
+
+def is_study(runs: list[dict]) -> bool:
+    return any("study" in r for r in runs)
+
+
+def _part(runs: list[dict], part: str) -> list[dict]:
+    """A study's part; in any other file (bench, sweep, A/B) closed-loop runs count as the
+    sweep and open-loop runs as the rate runs, so each plot finds what applies to it."""
+    if is_study(runs):
+        return [r for r in runs if r.get("study", {}).get("part") == part]
+    mode = {"sweep": "closed", "capacity": "open"}.get(part)
+    return [r for r in runs if r["load"]["mode"] == mode]
+
+
+def main_model(runs: list[dict]) -> str:
+    """The model the sweep, A/B and CDF describe: v1 when present (the study's), else the first."""
+    models = [r["model"] for r in runs]
+    return "particle_classifier_v1" if "particle_classifier_v1" in models else models[0]
+
+
+CLOSED_PARTS = ("sweep", "models")  # the closed-loop comparisons (not direct-vs-service's c=1 cases)
+
+
+def _sweep(runs: list[dict], batching: str, model: str = "particle_classifier_v1") -> dict[int, list[dict]]:
+    """concurrency -> the sweep's repeats at it, in concurrency order."""
+    out: dict[int, list[dict]] = {}
+    for r in sorted((r for r in _part(runs, "sweep") if r["batching"] == batching and r["model"] == model), key=lambda r: r["load"]["concurrency"]):
+        out.setdefault(r["load"]["concurrency"], []).append(r)
+    return out
+
+
+def _at(runs: list[dict], model: str, batching: str, concurrency: int) -> list[dict]:
+    """Every closed-loop repeat of one case (in a study: the sweep or the model comparison)."""
+    study = is_study(runs)
+
+    def comparable(r: dict) -> bool:
+        if study:
+            return r.get("study", {}).get("part") in CLOSED_PARTS
+        return (r.get("engine") or {}).get("name") != "direct"  # in-process runs have no server to compare
+
+    return [
+        r
+        for r in runs
+        if r["model"] == model and r["batching"] == batching and r["load"]["mode"] == "closed" and r["load"]["concurrency"] == concurrency and comparable(r)
+    ]
+
+
+def _median(values) -> float | None:
+    values = [v for v in values if v is not None]
+    return statistics.median(values) if values else None
+
+
+def _plan(runs: list[dict]) -> dict:
+    return next((r["study"]["plan"] for r in runs if "study" in r), {})
+
+
+def budgets(runs: list[dict]) -> tuple[float, float]:
+    plan = _plan(runs)
+    return plan.get("p50_budget_ms", FALLBACK_P50_MS), plan.get("p99_budget_ms", FALLBACK_P99_MS)
+
+
+def compare_at(runs: list[dict], model: str | None = None) -> int:
+    """The concurrency of the A/B, CDF and model comparisons: the study's (64 in the standard
+    study); in other files the highest one with both batching modes, else the highest measured."""
+    plan = _plan(runs)
+    if "compare_at" in plan:
+        return plan["compare_at"]
+    closed = [r for r in runs if r["load"]["mode"] == "closed" and r["model"] == (model or main_model(runs))]
+    both = {r["load"]["concurrency"] for r in closed if r["batching"] == "on"} & {r["load"]["concurrency"] for r in closed if r["batching"] == "off"}
+    found = both or {r["load"]["concurrency"] for r in closed}
+    return max(found) if found else COMPARE_AT
+
+
+def _fmt(value, digits=2) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "–"
+    return f"{value:,.{digits}f}"
+
+
+# ----------------------------------------------------------------------------- tables
+
+
+def ab_table(runs: list[dict], concurrency: int | None = None, model: str | None = None) -> str:
+    """ON vs OFF as median [min–max] over repeats; the ratio only where the ranges do not overlap."""
+    model = model or main_model(runs)
+    concurrency = concurrency or compare_at(runs, model)
+    on, off = _at(runs, model, "on", concurrency), _at(runs, model, "off", concurrency)
+    if not on or not off:
+        return "_no A/B pair in these results_"
+    lines = [f"| {model}, c={concurrency} | batching ON | batching OFF | ON / OFF |", "|---|---:|---:|---:|"]
+    rows = [("throughput (req/s)", "throughput_rps", ",.0f")] + [(f"{k} latency (ms)", f"{k}_ms", ".2f") for k in ("p50", "p95", "p99")]
+    for name, metric, spec in rows:
+        ratio = repeats.ratio(on, off, metric)
+        lines.append(f"| {name} | {ratio.a.format(spec)} | {ratio.b.format(spec)} | {ratio.format()} |")
+    return "\n".join(lines) + f"\n\n_median [min–max] over {len(on)} interleaved runs a side; ON / OFF per pair, or \"within noise\" where the ranges overlap_"
+
+
+def _cells(group: list[dict] | None) -> list[str]:
+    if not group:
+        return ["–"] * 3
+    s = repeats.summarise(group)
+    return [s["throughput_rps"].format(), s["p50_ms"].format(".2f"), s["p99_ms"].format(".2f")]
+
+
+def sweep_table(runs: list[dict], model: str | None = None) -> str:
+    model = model or main_model(runs)
+    groups = {b: _sweep(runs, b, model) for b in MODES}
+    modes = [b for b in MODES if groups[b]]
+    names = [(b or "?").upper() for b in modes]
+    lines = ["| concurrency | " + " | ".join(f"{n} req/s | {n} p50 | {n} p99" for n in names) + " |", "|---:|" + "---:|" * 3 * len(modes)]
+    for c in sorted(set().union(*(groups[b] for b in modes))):
+        lines.append(f"| {c} | " + " | ".join(cell for b in modes for cell in _cells(groups[b].get(c))) + " |")
+    return "\n".join(lines) + "\n\n_median [min–max] over repeats; latencies in ms_"
+
+
+def model_table(runs: list[dict], concurrency: int | None = None) -> str:
+    concurrency = concurrency or compare_at(runs)
+    lines = ["| model | batching | req/s | p50 ms | p99 ms | avg batch | engine |", "|---|---|---:|---:|---:|---:|---|"]
+    for model in sorted({r["model"] for r in runs}):
+        for batching in MODES:
+            group = _at(runs, model, batching, concurrency)
+            if group:
+                batch = _median((r.get("server_metrics") or {}).get("avg_batch_size") for r in group)
+                engine = ",".join(sorted({(r.get("engine") or {}).get("name", "?") for r in group}))
+                lines.append(f"| {model} | {batching or '?'} | " + " | ".join(_cells(group)) + f" | {_fmt(batch, 1)} | {engine} |")
+    return "\n".join(lines)
+
+
+BREAKDOWN = ("avg_batch_size", "queue_us_per_request", "compute_input_us_per_request", "compute_infer_us_per_request", "compute_output_us_per_request")
+
+
+def _server_medians(group: list[dict]) -> dict[str, float | None]:
+    return {k: _median((r.get("server_metrics") or {}).get(k) for r in group) for k in BREAKDOWN}
+
+
+def breakdown_table(runs: list[dict]) -> str:
+    lines = ["| batching | c | avg batch | queue µs | compute in µs | infer µs | out µs |", "|---|---:|---:|---:|---:|---:|---:|"]
+    for batching in MODES:
+        for c, group in _sweep(runs, batching, main_model(runs)).items():
+            m = _server_medians(group)
+            lines.append(f"| {batching or '?'} | {c} | {_fmt(m['avg_batch_size'], 1)} | " + " | ".join(_fmt(m[k], 0) for k in BREAKDOWN[1:]) + " |")
+    return "\n".join(lines) + "\n\n_per request, from Triton's own counters over each window; median over repeats_"
+
+
+def capacity_markdown(runs: list[dict]) -> str:
+    _, p99_budget = budgets(runs)
+    table = capacity_table(runs, p99_budget)
+    if not table:
+        return "_no capacity search in these results_"
+    lines = [f"| model | batching | highest rate with p99 ≤ {p99_budget:g} ms | runs passing there | p99 there (median) | first failing rate | runs passing there | what stopped it |", "|---|---|---:|---:|---:|---:|---:|---|"]
+    for (model, batching), e in sorted(table.items()):
+        lines.append(
+            f"| {model} | {batching} | {_fmt(e['max_rate'], 0)} req/s | {e['runs_at_max'] or '–'} | {_fmt(e['p99_at_max'])} ms | {_fmt(e['first_fail'], 0)} | {e['runs_at_fail'] or '–'} | {e['stopped_by'] or '–'} |"
+        )
+    return "\n".join(lines) + "\n\n_a rate holds when at least half of its runs pass; the boundary is confirmed with repeats_"
+
+
+# ----------------------------------------------------------------------------- direct vs service
+
+
+def direct_vs_service(runs: list[dict]) -> list[dict]:
+    """Per model and rows per request: client CPU per row in-process and through Triton.
+
+    Every number is a median over that case's repeats, computed from the records' own
+    ``client.cpu_us_per_row`` and latencies. ``break_even_us_per_row`` is the native client's
+    CPU per row for a remote call: a model that costs more than that per row in-process is
+    cheaper for the client to offload.
+    """
+    out = []
+    direct = repeats.group(_part(runs, "direct"), key=lambda r: f"{r['model']}|{r['load']['rows_per_request']}")
+    service = _part(runs, "service")
+    for key, group in direct.items():
+        model, rows = key.split("|")
+        row = {"model": model, "rows": int(rows), "direct_cpu_us_per_row": _median(r["client"]["cpu_us_per_row"] for r in group)}
+        for engine in ("native", "python"):
+            svc = [r for r in service if r["model"] == model and r["load"]["rows_per_request"] == int(rows) and r["engine"]["name"] == engine]
+            row[f"{engine}_cpu_us_per_row"] = _median(r["client"]["cpu_us_per_row"] for r in svc)
+            row[f"{engine}_p50_ms"] = _median(r["latency_ms"]["p50"] for r in svc)
+            row[f"{engine}_p99_ms"] = _median(r["latency_ms"]["p99"] for r in svc)
+            row[f"{engine}_runs"] = len(svc)
+        row["break_even_us_per_row"] = row["native_cpu_us_per_row"]
+        out.append(row)
+    return out
+
+
+def _times(a: float | None, b: float | None) -> str:
+    return f"{a / b:,.1f}×" if a is not None and b else "–"
+
+
+def direct_markdown(runs: list[dict]) -> str:
+    rows = direct_vs_service(runs)
+    if not rows:
+        return "_no direct-vs-service cases in these results_"
+    lines = [
+        "| model | rows/request | direct CPU µs/row | service CPU µs/row, native client | service CPU µs/row, python client | service p50 ms (native) | service p99 ms (native) | break-even model cost µs/row |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for r in rows:
+        lines.append(
+            f"| {r['model']} | {r['rows']} | {_fmt(r['direct_cpu_us_per_row'], 3)} | {_fmt(r['native_cpu_us_per_row'], 3)} | {_fmt(r['python_cpu_us_per_row'], 3)} "
+            f"| {_fmt(r['native_p50_ms'], 3)} | {_fmt(r['native_p99_ms'], 3)} | {_fmt(r['break_even_us_per_row'], 3)} |"
+        )
+    lines += ["", "_client CPU = the client process's user+system time per row (direct: onnxruntime, 1 thread, in-process; service: Triton batching on, "
+              "one request in flight); median over repeats. Offloading saves client CPU for a model that costs more per row in-process than the break-even._", ""]
+    lines += direct_sentences(rows)
+    return "\n".join(lines)
+
+
+def direct_sentences(rows: list[dict]) -> list[str]:
+    """One plain sentence per model: what a remote call costs the client against the inference."""
+    out = []
+    for model in dict.fromkeys(r["model"] for r in rows):
+        mine = sorted((r for r in rows if r["model"] == model), key=lambda r: r["rows"])
+        short = model.removeprefix("particle_classifier_")
+        first = mine[0]
+        ratios = ", ".join(f"{_times(r['native_cpu_us_per_row'], r['direct_cpu_us_per_row'])} at {r['rows']}" for r in mine)
+        pays = [r["rows"] for r in mine if r["native_cpu_us_per_row"] and r["direct_cpu_us_per_row"] and r["native_cpu_us_per_row"] < r["direct_cpu_us_per_row"]]
+        verdict = (f"from {pays[0]} rows per request on, offloading {short} saves client CPU" if pays
+                   else f"at no measured request size does offloading {short} save client CPU")
+        out.append(
+            f"- For {short}, a remote call costs the client {_times(first['native_cpu_us_per_row'], first['direct_cpu_us_per_row'])} the CPU of running the model "
+            f"in-process at {first['rows']} row per request with a native client ({_times(first['python_cpu_us_per_row'], first['direct_cpu_us_per_row'])} with a Python one); "
+            f"per row and native client: {ratios} rows per request. So {verdict}."
+        )
+    return out
+
+
+# ----------------------------------------------------------------------------- plots
+
+
+def _spread_points(groups: dict[int, list[dict]], metric: str) -> tuple[list[int], list[float], list[list[float]]]:
+    """x, medians and [below, above] error bar lengths (min–max over repeats)."""
+    xs, ys, lo, hi = [], [], [], []
+    for x, group in groups.items():
+        s = repeats.summarise(group)[metric]
+        xs.append(x)
+        ys.append(s.median)
+        lo.append(s.median - s.lo)
+        hi.append(s.hi - s.median)
+    return xs, ys, [lo, hi]
+
+
+def plot_sweep(runs: list[dict], model: str | None = None):
+    model = model or main_model(runs)
+    fig, (ax_t, ax_l) = plt.subplots(1, 2, figsize=(11, 4.2))
+    measured: set[int] = set()
+    for batching in MODES:
+        groups = _sweep(runs, batching, model)
+        if not groups:
+            continue
+        measured |= set(groups)
+        for ax, metric in ((ax_t, "throughput_rps"), (ax_l, "p99_ms")):
+            xs, ys, err = _spread_points(groups, metric)
+            ax.errorbar(xs, ys, yerr=err, fmt="o-", capsize=3, color=COLORS[batching], label=f"batching {batching or '?'}")
+            bound = [(x, y) for x, y in zip(xs, ys) if any(r["client"]["client_bound"] for r in groups[x])]
+            if bound:
+                ax.plot(*zip(*bound), "x", color="black", markersize=9, label=f"client-bound ({batching or '?'})")
+    for ax in (ax_t, ax_l):
+        ax.set_xscale("log", base=2)
+        ax.set_xticks(sorted(measured), [str(c) for c in sorted(measured)])
+        ax.set_xlabel("concurrency (requests in flight)")
+        ax.grid(alpha=0.3)
+        ax.legend()
+    short = model.removeprefix("particle_classifier_")
+    ax_t.set_ylabel("throughput (req/s)")
+    ax_t.set_title(f"{short}: throughput vs concurrency (median, min–max)")
+    ax_l.set_ylabel("p99 latency (ms)")
+    ax_l.set_yscale("log")
+    ax_l.set_title(f"{short}: p99 latency vs concurrency")
+    fig.tight_layout()
+    return fig
+
+
+def plot_ab(runs: list[dict], concurrency: int | None = None, model: str | None = None):
+    model = model or main_model(runs)
+    concurrency = concurrency or compare_at(runs, model)
+    on, off = _at(runs, model, "on", concurrency), _at(runs, model, "off", concurrency)
+    if not on or not off:
+        raise AxonError("A/B plot needs batching on and off at the same concurrency")
+    son, soff = repeats.summarise(on), repeats.summarise(off)
+    short = model.removeprefix("particle_classifier_")
+    fig, (ax_t, ax_l) = plt.subplots(1, 2, figsize=(10, 4), gridspec_kw={"width_ratios": [1, 2]})
+
+    def err(spreads):
+        return [[s.median - s.lo for s in spreads], [s.hi - s.median for s in spreads]]
+
+    t = [son["throughput_rps"], soff["throughput_rps"]]
+    bars = ax_t.bar(["ON", "OFF"], [s.median for s in t], yerr=err(t), capsize=4, color=[COLORS["on"], COLORS["off"]])
+    ax_t.bar_label(bars, labels=[f"{s.median:,.0f}" for s in t], padding=2)
+    ax_t.set_ylabel("throughput (req/s)")
+    ax_t.set_title(f"{short}: throughput, c={concurrency}")
+    keys = ("p50", "p95", "p99")
+    x = np.arange(len(keys))
+    for shift, summary, name in ((-0.2, son, "on"), (0.2, soff, "off")):
+        spreads = [summary[f"{k}_ms"] for k in keys]
+        bars = ax_l.bar(x + shift, [s.median for s in spreads], 0.4, yerr=err(spreads), capsize=3, label=f"batching {name.upper()}", color=COLORS[name])
+        ax_l.bar_label(bars, labels=[f"{s.median:.2f}" for s in spreads], padding=2, fontsize=8)
+    ax_l.set_xticks(x, keys)
+    ax_l.set_ylabel("latency (ms)")
+    ax_l.set_title(f"{short}: latency, c={concurrency} (median, min–max over {len(on)} runs)")
+    ax_l.legend()
+    fig.tight_layout()
+    return fig
+
+
+def plot_cdf(runs: list[dict], concurrency: int | None = None, model: str | None = None):
+    model = model or main_model(runs)
+    concurrency = concurrency or compare_at(runs, model)
+    p50_budget, _ = budgets(runs)
+    fig, ax = plt.subplots(figsize=(7, 4.2))
+    for batching in MODES:
+        group = [r for r in _at(runs, model, batching, concurrency) if r["latency_ms"]["count"]]
+        if not group:
+            continue
+        # All repeats pooled: an exact merge of their histograms.
+        values, counts = stats.histogram_values_seconds(stats.merge([r["histogram"] for r in group]))
+        ax.plot(np.array(values) * 1e3, np.cumsum(counts) / np.sum(counts), color=COLORS[batching], label=f"batching {batching or '?'}")
+    if _plan(runs):  # a budget line only where a study set the budget
+        ax.axvline(p50_budget, color="red", linestyle="--", label=f"p50 budget {p50_budget:g} ms")
+    ax.set_xscale("log")
+    ax.set_xlabel("request latency (ms)")
+    ax.set_ylabel("fraction of requests (CDF)")
+    ax.set_title(f"Latency CDF, {model}, c={concurrency}")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    return fig
+
+
+def plot_rate(runs: list[dict]):
+    """Capacity search runs, joined in order of offered rate (median p99 per rate); every run a point."""
+    _, p99_budget = budgets(runs)
+    fig, ax = plt.subplots(figsize=(8.5, 4.2))
+    groups: dict[tuple[str, str], list[dict]] = {}
+    for r in _part(runs, "capacity"):
+        groups.setdefault((r["model"], r["batching"]), []).append(r)
+    for (model, batching), rs in sorted(groups.items(), key=lambda kv: (kv[0][0], str(kv[0][1]))):
+        by_rate: dict[float, list[dict]] = {}
+        for r in sorted(rs, key=lambda r: r["load"]["rate"]):
+            by_rate.setdefault(r["load"]["rate"], []).append(r)
+        style = "-" if model.endswith("v1") else "--"
+        name = f"{model.removeprefix('particle_classifier_')} batching {batching or '?'}"
+        xs = [statistics.median(r["throughput_rps"] for r in g) for g in by_rate.values()]
+        ys = [statistics.median(r["latency_ms"]["p99"] for r in g) for g in by_rate.values()]
+        ax.plot(xs, ys, style, color=COLORS[batching], label=name)
+        ok = [r for r in rs if not (r.get("schedule") or {}).get("behind")]
+        behind = [r for r in rs if (r.get("schedule") or {}).get("behind")]
+        marker = "o" if model.endswith("v1") else "s"
+        ax.plot([r["throughput_rps"] for r in ok], [r["latency_ms"]["p99"] for r in ok], marker, color=COLORS[batching], alpha=0.6, linestyle="none")
+        if behind:
+            ax.plot([r["throughput_rps"] for r in behind], [r["latency_ms"]["p99"] for r in behind], "x", color=COLORS[batching], markersize=8, linestyle="none", label=f"{name}: client fell behind")
+    if _plan(runs):
+        ax.axhline(p99_budget, color="red", linestyle="--", label=f"p99 budget {p99_budget:g} ms")
+    ax.set_yscale("log")
+    poisson = all(r["load"].get("distribution") == "poisson" for r in _part(runs, "capacity"))
+    ax.set_xlabel(f"achieved throughput (req/s), open loop, {'Poisson' if poisson else 'constant or mixed'} arrivals")
+    ax.set_ylabel("p99 latency (ms), from intended send time")
+    ax.set_title("Latency vs throughput (lines: median per offered rate)")
+    ax.grid(alpha=0.3)
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def plot_breakdown(runs: list[dict]):
+    """Triton's time per request by component, on linear axes so the proportions are true."""
+    parts = [("queue_us_per_request", "queue"), ("compute_input_us_per_request", "compute input"), ("compute_infer_us_per_request", "compute infer"), ("compute_output_us_per_request", "compute output")]
+    model = main_model(runs)
+    cases = [(b, c, _server_medians(g)) for b in MODES for c, g in _sweep(runs, b, model).items() if any(r.get("server_metrics") for r in g)]
+    fig, ax = plt.subplots(figsize=(10, 4.2))
+    labels = [f"{b or '?'}\nc={c}" for b, c, _ in cases]
+    bottom = np.zeros(len(cases))
+    for key, name in parts:
+        values = np.array([m.get(key) or 0.0 for _, _, m in cases])
+        ax.bar(labels, values, bottom=bottom, label=name)
+        bottom += values
+    ax.set_xlabel("batching mode and concurrency")
+    ax.set_ylabel("server time per request (µs)")
+    ax.set_title(f"{model.removeprefix('particle_classifier_')}: where Triton spends each request's time (median over repeats)")
+    ax.legend()
+    fig.tight_layout()
+    return fig
+
+
+def plot_direct(runs: list[dict]):
+    """Client CPU per row against rows per request, direct vs service, one panel per model (log-log)."""
+    rows = direct_vs_service(runs)
+    models = sorted({r["model"] for r in rows})
+    fig, axes = plt.subplots(1, max(len(models), 1), figsize=(5 * max(len(models), 1), 4), squeeze=False)
+    styles = {"direct_cpu_us_per_row": ("direct (in-process, 1 thread)", "k-o"), "native_cpu_us_per_row": ("service, native client", "C0-s"), "python_cpu_us_per_row": ("service, python client", "C1-^")}
+    for ax, model in zip(axes[0], models):
+        mine = sorted((r for r in rows if r["model"] == model), key=lambda r: r["rows"])
+        for key, (label, style) in styles.items():
+            points = [(r["rows"], r[key]) for r in mine if r[key]]
+            if points:
+                ax.plot(*zip(*points), style, label=label)
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_xticks([r["rows"] for r in mine], [str(r["rows"]) for r in mine])
+        ax.set_xlabel("rows per request")
+        ax.set_ylabel("client CPU per row (µs)")
+        ax.set_title(f"{model.removeprefix('particle_classifier_')}: client CPU per row, direct vs service")
+        ax.grid(alpha=0.3, which="both")
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def _measured(runs: list[dict]) -> list[dict]:
+    """Runs with at least one successful request: the others have no latency to draw."""
+    return [r for r in runs if r["requests"]["ok"] > 0 and r["latency_ms"]["count"]]
+
+
+def not_drawn(runs: list[dict]) -> dict[str, str]:
+    """The plots these runs can't support, each with the reason the report gives instead."""
+    runs = _measured(runs)
+    if not runs:
+        return dict.fromkeys(PLOTS, "no run measured a successful request")
+    model = main_model(runs)
+    closed = [r for r in _part(runs, "sweep") if r["model"] == model]
+    c = compare_at(runs, model)
+    out = {}
+    if len({r["load"]["concurrency"] for r in closed}) < 2:
+        out["sweep"] = f"needs closed-loop runs of {model} at two or more concurrencies (`axon bench --sweep`)"
+    if not (_at(runs, model, "on", c) and _at(runs, model, "off", c)):
+        out["ab"] = "needs batching on and off at the same concurrency (`axon bench --ab`)"
+    if not any(_at(runs, model, b, c) for b in MODES):
+        out["cdf"] = "needs closed-loop runs"
+    if not _part(runs, "capacity"):
+        out["rate"] = "needs open-loop runs (`axon bench --rate`)"
+    if not any(r.get("server_metrics") for r in closed):
+        out["breakdown"] = "needs closed-loop runs with Triton's metrics (a server axon starts, or --metrics-url)"
+    return out
+
+
+def figures(runs: list[dict]) -> dict:
+    """The plots that apply to these runs (see :func:`not_drawn` for the others), by key of PLOTS."""
+    draw = {"sweep": plot_sweep, "ab": plot_ab, "cdf": plot_cdf, "rate": plot_rate, "breakdown": plot_breakdown}
+    skip = not_drawn(runs)
+    measured = _measured(runs)
+    figs = {key: plot(measured) for key, plot in draw.items() if key not in skip}
+    if _part(measured, "direct"):
+        figs["direct"] = plot_direct(measured)
+    return figs
+
+
+def cases_table(runs: list[dict]) -> str:
+    """Every case in the file: median [min–max] over its repeats, and what its runs said."""
+    lines = ["| case | runs | req/s | p50 ms | p99 ms | engine | verdict |", "|---|---:|---:|---:|---:|---|---|"]
+    for key, group in repeats.group(runs).items():
+        engine = ",".join(sorted({(r.get("engine") or {}).get("name", "?") for r in group}))
+        verdicts = [v for r in group for v in r["verdicts"] + ([r["incomplete_reason"]] if r["incomplete_reason"] else [])]
+        unchecked = not all(r["correctness"].get("enabled", True) for r in group)
+        verdict = "; ".join(dict.fromkeys(verdicts)) or ("unchecked" if unchecked else "ok")
+        if any(r["client"]["client_bound"] for r in group):
+            verdict += " [client-bound]"
+        lines.append(f"| {key} | {len(group)} | " + " | ".join(_cells(group)) + f" | {engine} | {verdict} |")
+    return "\n".join(lines) + "\n\n_median [min–max] over repeats_"
+
+
+def _image(key: str, skip: dict[str, str], said: set[str]) -> str:
+    said.add(key)
+    return _not_drawn(key, skip) if key in skip else f"![{key}]({PLOTS[key]})"
+
+
+def _not_drawn(key: str, skip: dict[str, str]) -> str:
+    return f"_{PLOTS[key]} not drawn: {skip[key]}_"
+
+
+def markdown(runs: list[dict], source: str | None = None) -> str:
+    """report.md: a study's full report, or for any other results file the parts that apply."""
+    first = runs[0]
+    m = first["machine"]
+    p50_budget, p99_budget = budgets(runs)
+    data = first.get("dataset") or {}
+    study = is_study(runs)
+    model = main_model(runs)
+    c = compare_at(runs, model)
+    skip = not_drawn(runs)
+    said: set[str] = set()
+    repeat = f"{_plan(runs).get('repeat', 1)} interleaved repeats (ON, OFF, ON, OFF, ...). " if study else ""
+    lines = [
+        "# axon study" if study else f"# axon results{f': {source}' if source else ''}",
+        "",
+        f"Measured {first['timestamp'][:10]} on {m['cpu']} ({m['cores']} cores, {m['memory_gib']} GiB), "
+        f"{first['server']['backend']} Triton {first['server']['version']}, git {str(first.get('git_commit'))[:10]}. "
+        f"Data: {data.get('name', '?')} ({data.get('rows', '?')} rows, seed {data.get('seed', '?')}). "
+        f"Each case: {first['load']['warmup_s']:g} s warm-up, {first['load']['duration_s']:g} s window"
+        f"{', ' + repeat if repeat else '. '}Engines: {_engines(runs)}." + (f" Budgets: p50 {p50_budget:g} ms, p99 {p99_budget:g} ms." if study else ""),
+        "",
+    ]
+    if not study:
+        lines += ["## Cases", cases_table(runs), ""]
+    if study or "ab" not in skip:
+        lines += [f"## Batching ON vs OFF (c={c})", ab_table(runs), "", _image("ab", skip, said), ""]
+    if study or "sweep" not in skip:
+        lines += [f"## Concurrency sweep ({model.removeprefix('particle_classifier_')})", sweep_table(runs), "", _image("sweep", skip, said), ""]
+    lines += [_image("cdf", skip, said), ""]
+    if study or len({r["model"] for r in runs}) > 1:
+        lines += [f"## Models at c={c}", model_table(runs, c), ""]
+    if study:
+        lines += ["## Capacity under the p99 budget (open loop, Poisson)", capacity_markdown(runs), ""]
+    if study or "rate" not in skip:
+        lines += ([] if study else ["## Open loop: latency vs throughput"]) + [_image("rate", skip, said), ""]
+    if _part(runs, "direct"):
+        lines += ["## Direct vs service", direct_markdown(runs), "", f"![direct]({PLOTS['direct']})", ""]
+    if study or "breakdown" not in skip:
+        lines += ["## Server-side breakdown", breakdown_table(runs), "", _image("breakdown", skip, said), ""]
+    unsaid = [key for key in PLOTS if key in skip and key not in said]
+    if unsaid:
+        lines += ["## Plots not drawn", *(f"- {_not_drawn(key, skip)}" for key in unsaid), ""]
+    lines.append(_flags(runs))
+    return "\n".join(lines)
+
+
+def _engines(runs: list[dict]) -> str:
+    found: dict[str, int] = {}
+    for r in runs:
+        e = r.get("engine") or {}
+        name = f"{e.get('name', '?')} ({e.get('tool', '?')} {e.get('version', '')})".replace(" )", ")")
+        found[name] = found.get(name, 0) + 1
+    return ", ".join(f"{name} for {n} runs" for name, n in found.items())
+
+
+def _flags(runs: list[dict]) -> str:
+    hot = [r for r in runs if r["client"]["client_bound"]]
+    behind = [r for r in runs if (r.get("schedule") or {}).get("behind")]
+    lines = ["## Measurement notes"]
+    lines.append(f"- {len(hot)} of {len(runs)} runs were client-bound (a load-generator process above {runs[0]['client']['threshold_cores']:g} of a core).")
+    study = " Their rates count as failures in the capacity search." if is_study(runs) else ""
+    lines.append(f"- {len(behind)} open-loop runs fell behind their schedule.{study}")
+    bad = sum(r["correctness"]["mismatches"] for r in runs)
+    lines.append(f"- correctness: {sum(r['correctness']['checked'] for r in runs)} responses checked against local onnxruntime, {bad} mismatches (native runs: the one body, checked before the run).")
+    unverified = [r for r in runs if (r.get("verification") or {}).get("verified") is False]
+    native_runs = [r for r in runs if r.get("verification")]
+    if native_runs:
+        lines.append(f"- native engine: {len(native_runs) - len(unverified)} of {len(native_runs)} runs verified against Triton's success counter.")
+    # In-process runs are the reference itself: nothing to check them against, nothing to flag.
+    unchecked = [r for r in runs if not r["correctness"].get("enabled", True) and (r.get("engine") or {}).get("name") != "direct"]
+    if unchecked:
+        reasons = "; ".join(dict.fromkeys(str(r["correctness"].get("reason")) for r in unchecked))
+        lines.append(f"- correctness unchecked in {len(unchecked)} of {len(runs)} runs: {reasons}.")
+    notices = sorted({r["engine"]["notice"] for r in runs if (r.get("engine") or {}).get("notice")})
+    notices += sorted({r["dataset"]["notice"] for r in runs if (r.get("dataset") or {}).get("notice")})
+    lines += [f"- notice: {n}" for n in notices]
+    return "\n".join(lines)
+
+
+def load(path: Path) -> tuple[list[dict], Path, str | None]:
+    """The runs of a results folder (its study.json) or of any axon results file, where the
+    report goes (the folder; beside a file, ``<name>-report/``), and the file's name."""
+    path = Path(path)
+    if path.is_dir():
+        study_file = path / STUDY_FILE
+        if not study_file.is_file():
+            raise AxonError(f"no {STUDY_FILE} in {path}; give a results file (axon bench --output) or run the study first (`make bench` or `axon study`)")
+        return read_results(study_file), path, None
+    if not path.exists():
+        raise AxonError(f"{path}: no such file or folder")
+    return read_results(path), path.parent / f"{path.stem}-report", path.name
+
+
+def write_report(path: Path, out: Path | None = None) -> Path:
+    """Read a study folder or any axon results file; write report.md and the plots that apply.
+
+    Plots that the runs can't support (a sweep of one concurrency, an A/B without both modes)
+    are not drawn; report.md says which, and why.
+    """
+    runs, default_out, source = load(path)
+    if not runs:
+        raise AxonError(f"{path} holds no runs")
+    out = Path(out or default_out)
+    out.mkdir(parents=True, exist_ok=True)
+    for key, fig in figures(runs).items():
+        fig.savefig(out / PLOTS[key], dpi=110)
+        plt.close(fig)
+    report = out / "report.md"
+    report.write_text(markdown(runs, source) + "\n")
+    return report
