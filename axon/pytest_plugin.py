@@ -83,7 +83,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--axon-repeat", type=int, default=1, help="run each case this many times; the gate compares run-level values (default 1)")
     group.addoption("--axon-dask", metavar="ADDRESS", help="offer the load from the workers of this Dask scheduler (docs/many-hosts.md)")
     group.addoption("--axon-hosts", type=int, help="with --axon-dask: how many workers offer load (default all)")
-    group.addoption("--axon-slo-file", help="TOML with [[slo]] budgets (default: [[tool.axon.verdicts.slo]] in the rootdir's pyproject.toml)")
+    group.addoption("--axon-slo-file", help="TOML with [[slo]] budgets (default: [[tool.axon.slo]] in the rootdir's pyproject.toml)")
 
 
 def _settings(config: pytest.Config) -> Settings:

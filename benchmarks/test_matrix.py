@@ -5,7 +5,7 @@
     pytest benchmarks --triton=external --triton-url host:8001    # an existing server
 
 Each case's pytest-benchmark samples are its per-request latencies; extra_info["axon"] holds
-the whole result record. Budgets come from [[tool.axon.verdicts.slo]] in pyproject.toml.
+the whole result record. Budgets come from [[tool.axon.slo]] in pyproject.toml.
 """
 
 from __future__ import annotations

@@ -8,7 +8,7 @@ import sys
 
 def run_axon(*args: str, timeout: float = 300, cwd=None) -> subprocess.CompletedProcess:
     """Run the real CLI in a child process, as a user would."""
-    return subprocess.run([sys.executable, "-m", "axon.cli.main", *args], capture_output=True, text=True, timeout=timeout, cwd=cwd)
+    return subprocess.run([sys.executable, "-m", "axon.cli", *args], capture_output=True, text=True, timeout=timeout, cwd=cwd)
 
 
 def assert_clean_error(done: subprocess.CompletedProcess, *fragments: str, code: int = 2) -> None:
@@ -21,7 +21,7 @@ def assert_clean_error(done: subprocess.CompletedProcess, *fragments: str, code:
 
 def start_axon(*args: str) -> subprocess.Popen:
     """Start the real CLI in a child process whose stderr lines a test can wait on."""
-    return subprocess.Popen([sys.executable, "-m", "axon.cli.main", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, bufsize=1)
+    return subprocess.Popen([sys.executable, "-m", "axon.cli", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, bufsize=1)
 
 
 class LineWatcher:

@@ -32,7 +32,7 @@ def test_bad_arguments(tmp_path):
 
 def _start_serving(artifacts) -> tuple[subprocess.Popen, list[int]]:
     proc = subprocess.Popen(
-        [sys.executable, "-m", "axon.cli.main", "serve", "--artifacts", str(artifacts), "--models", "v1"],
+        [sys.executable, "-m", "axon.cli", "serve", "--artifacts", str(artifacts), "--models", "v1"],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,

@@ -68,7 +68,7 @@ class _Bench:
 
     def __init__(self, *args: str, new_session: bool = False):
         if new_session:  # its own process group, as a terminal's Ctrl-C reaches it
-            self.proc = subprocess.Popen([sys.executable, "-m", "axon.cli.main", "bench", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, bufsize=1, start_new_session=True)
+            self.proc = subprocess.Popen([sys.executable, "-m", "axon.cli", "bench", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, bufsize=1, start_new_session=True)
         else:
             self.proc = start_axon("bench", *args)
         self.stderr = LineWatcher(self.proc.stderr)

@@ -94,7 +94,7 @@ def test_on_unavailable_and_timeline_are_validated():
 
 
 def test_engine_choice_for_tls_and_continue(monkeypatch):
-    monkeypatch.setattr(engines, "h2load_version", lambda: "nghttp2/1.52.0")
+    monkeypatch.setattr(engines.base, "h2load_version", lambda: "nghttp2/1.52.0")
     tls = engines.choose("auto", "closed", True, tls=True)
     assert tls.name == "python" and "verifies the server's certificate" in tls.notice
     native = engines.choose("native", "closed", True, tls=True)

@@ -55,7 +55,7 @@ SLO_CASES = {
     "table-misspelt": ("slo.toml", "[[slos]]\np50_ms = 7\n", "unknown key(s) ['slos'] in the top level; known: slo"),
     "table-not-array": ("slo.toml", "[slo]\np50_ms = 7\n", "must be an array of tables"),
     "pyproject-table-misspelt": ("pyproject.toml", "[[tool.axon.slos]]\np50_ms = 7\n", "unknown key(s) ['slos'] in [tool.axon]; known: slo"),
-    "key-misspelt": ("pyproject.toml", '[[tool.axon.verdicts.slo]]\nname = "fast"\np50ms = 7\n', "SLO #1 (fast): unknown keys ['p50ms']; known keys: name, model"),
+    "key-misspelt": ("pyproject.toml", '[[tool.axon.slo]]\nname = "fast"\np50ms = 7\n', "SLO #1 (fast): unknown keys ['p50ms']; known keys: name, model"),
 }
 
 
@@ -168,7 +168,7 @@ def test_bad_inputs_fail_before_any_work(tmp_path, case):
 
 
 def test_version():
-    for command in (["-m", "axon", "--version"], ["-m", "axon.cli.main", "--version"]):
+    for command in (["-m", "axon", "--version"], ["-m", "axon.cli", "--version"]):
         done = subprocess.run([sys.executable, *command], capture_output=True, text=True, timeout=60, cwd=ROOT)
         assert done.returncode == 0, done.stderr
         assert done.stdout.strip() == f"axon {axon.version()}"
@@ -251,7 +251,7 @@ def test_plugin_refuses_a_bad_budget_file_once_before_any_case(pytester):
 
 def test_plugin_budgets_from_the_rootdir_pyproject_are_checked_too(pytester):
     pytester.makepyfile(PLUGIN_CASES)
-    pytester.makefile(".toml", pyproject='[[tool.axon.verdicts.slo]]\nbatching = "ON"\np50_ms = 7\n')
+    pytester.makefile(".toml", pyproject='[[tool.axon.slo]]\nbatching = "ON"\np50_ms = 7\n')
     result = pytester.runpytest_subprocess("-p", "no:cacheprovider")
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     assert "batching must be one of on, off, got 'ON'" in result.stderr.str()
@@ -263,7 +263,7 @@ def test_plugin_budgets_from_the_rootdir_pyproject_are_checked_too(pytester):
 @pytest.mark.server
 def test_sigterm_stops_serve_and_removes_its_temporary_folder(artifacts):
     proc = subprocess.Popen(
-        [sys.executable, "-m", "axon.cli.main", "serve", "--artifacts", str(artifacts), "--models", "v1"],
+        [sys.executable, "-m", "axon.cli", "serve", "--artifacts", str(artifacts), "--models", "v1"],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,

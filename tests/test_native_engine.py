@@ -99,7 +99,7 @@ def test_server_killed_mid_run(artifacts, tmp_path):
 
 
 def test_choose_engine(monkeypatch):
-    monkeypatch.setattr(engines, "h2load_version", lambda: "nghttp2/1.52.0")
+    monkeypatch.setattr(engines.base, "h2load_version", lambda: "nghttp2/1.52.0")
     assert engines.choose("auto", "closed", True) == engines.EngineChoice("native", "auto", None)
     # Open loop is python by design (h2load's --rps is coordinated omission): no fallback notice.
     assert engines.choose("auto", "open", True) == engines.EngineChoice("python", "auto", None)
@@ -107,7 +107,7 @@ def test_choose_engine(monkeypatch):
     assert fallback.name == "python" and "no Triton metrics endpoint" in fallback.notice
     with pytest.raises(AxonError, match="coordinated omission"):
         engines.choose("native", "open", True)
-    monkeypatch.setattr(engines, "h2load_version", lambda: None)
+    monkeypatch.setattr(engines.base, "h2load_version", lambda: None)
     fallback = engines.choose("auto", "closed", True)
     assert fallback.name == "python" and "h2load not found" in fallback.notice and "nghttp2-client" in fallback.notice
     with pytest.raises(AxonError, match="h2load not found"):

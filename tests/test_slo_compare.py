@@ -50,7 +50,7 @@ def test_violation_messages():
 
 
 def test_budget_files(tmp_path):
-    (tmp_path / "pyproject.toml").write_text('[[tool.axon.verdicts.slo]]\nname = "a"\np50_ms = 3\n')
+    (tmp_path / "pyproject.toml").write_text('[[tool.axon.slo]]\nname = "a"\np50_ms = 3\n')
     assert slo.load_budgets(tmp_path / "pyproject.toml")[0].limits == {"p50_ms": 3}
     (tmp_path / "plain.toml").write_text('[[slo]]\np99_ms = 9\nbatching = "off"\n')
     assert slo.load_budgets(tmp_path / "plain.toml")[0].selector == {"batching": "off"}

@@ -335,7 +335,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--warmup", type=float, default=1.0, help="warm-up per case in seconds (default 1)")
     p.add_argument("--sweep", type=bench._concurrency_list, default=[1, 4, 16, 64, 128, 256], help="concurrencies (default 1,4,16,64,128,256)")
     p.add_argument("--capacity-start", type=positive_float, default=500.0, help="first offered rate of the capacity search (default 500/s)")
-    p.add_argument("--pyproject", type=Path, default=Path("pyproject.toml"), help="where the [[tool.axon.verdicts.slo]] budgets are")
+    p.add_argument("--pyproject", type=Path, default=Path("pyproject.toml"), help="where the [[tool.axon.slo]] budgets are")
     p.set_defaults(func=_cmd_study)
 
     p = sub.add_parser("merge", help="merge runs of the same cases measured side by side on several hosts (exact, through the histograms)", formatter_class=_HelpFormatter)

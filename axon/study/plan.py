@@ -52,7 +52,7 @@ class StudyPlan:
 
 
 def plan_with_budgets(plan: StudyPlan, pyproject: Path) -> StudyPlan:
-    """Take the p50/p99 budgets for batching on from ``[[tool.axon.verdicts.slo]]`` when there are some."""
+    """Take the p50/p99 budgets for batching on from ``[[tool.axon.slo]]`` when there are some."""
     if not pyproject.is_file():
         return plan
     probe = {"model": model_name("v1"), "batching": "on", "load": {"mode": "closed", "concurrency": plan.compare_at}}

@@ -1,8 +1,8 @@
-"""Latency budgets: declared once (pyproject ``[[tool.axon.verdicts.slo]]`` or a TOML file), checked per case.
+"""Latency budgets: declared once (pyproject ``[[tool.axon.slo]]`` or a TOML file), checked per case.
 
 A budget applies to the cases its selector picks::
 
-    [[tool.axon.verdicts.slo]]
+    [[tool.axon.slo]]
     name = "trigger"
     batching = "on"          # optional selectors: model, batching, mode, min_/max_concurrency
     max_concurrency = 64
@@ -153,7 +153,7 @@ def parse_budgets(entries: list[dict], source: str, models: Collection[str] | No
     pass the served models for another server, or None to accept any name.
     """
     if not isinstance(entries, list):
-        raise AxonError(f"{source}: SLOs must be an array of tables ([[slo]] or [[tool.axon.verdicts.slo]]), got {entries!r}")
+        raise AxonError(f"{source}: SLOs must be an array of tables ([[slo]] or [[tool.axon.slo]]), got {entries!r}")
     budgets = []
     for i, entry in enumerate(entries):
         problem = _entry_problem(entry, models)
@@ -184,12 +184,12 @@ def _entries(document: dict, path: Path) -> list:
         where, known = "the top level", PLAIN_TABLES
     unknown = sorted(set(axon) - set(known))
     if unknown:
-        raise AxonError(f"{path}: unknown key(s) {unknown} in {where}; known: {', '.join(known)} (write budgets as [[slo]] in a plain file, [[tool.axon.verdicts.slo]] in pyproject.toml)")
+        raise AxonError(f"{path}: unknown key(s) {unknown} in {where}; known: {', '.join(known)} (write budgets as [[slo]] in a plain file, [[tool.axon.slo]] in pyproject.toml)")
     return axon.get("slo", [])
 
 
 def load_budgets(path: Path, models: Collection[str] | None = KNOWN_MODELS) -> list[Budget]:
-    """Budgets from a pyproject.toml (``[[tool.axon.verdicts.slo]]``) or a plain TOML file (``[[slo]]``), validated."""
+    """Budgets from a pyproject.toml (``[[tool.axon.slo]]``) or a plain TOML file (``[[slo]]``), validated."""
     path = Path(path)
     try:
         document = tomllib.loads(path.read_text())
