@@ -1,27 +1,30 @@
-"""One benchmark case: offer a load to a server and return the result record.
+"""One case: prepare it once, run it on its engine, assemble the one result record.
 
-The steps: choose the engine, check the model is served, build payloads from real rows (and
-their reference outputs), let the engine offer the load (it scrapes Triton's metrics inside
-the window), merge what its workers measured, and judge the run (errors, mismatches, schedule
-lag, client CPU, and for the native engine the cross-check against Triton's counters).
+:func:`prepare` does everything that can be said before a server starts: the spec validated,
+the engine chosen (:func:`axon.engines.choose`, or the hosts' own rule), the engine's shape of
+the load checked. Every face (the CLI's bench, study and tune, the pytest plugin) calls it once
+per case and hands the result to :func:`run_case`, which checks the model is served, builds
+payloads from real rows (and their reference outputs), lets the engine offer the load (it
+scrapes Triton's metrics inside the window), merges what its workers measured, and judges the
+run (errors, mismatches, schedule lag, client CPU, the native engine's count check).
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
 
 from axon import engines
-from axon.engines import EngineRun, direct, loadgen, native, python
+from axon.engines import Engine, EngineChoice, EngineRun, Progress, Workload, loadgen
+from axon.engines.direct import DirectEngine
 from axon.engines.loadgen import LoadSpec
-from axon.engines.payloads import MAX_DISTINCT_PAYLOADS, build_payloads, reference_outputs
+from axon.engines.payloads import build_payloads, reference_outputs
 from axon.engines.python import CLIENT_BOUND_CORES
-from axon.errors import AxonError, ServerError
+from axon.errors import ServerError
 from axon.records import results, stats
 from axon.serving import triton_metrics
 from axon.serving.embedded import Endpoints, wait_ready
@@ -32,12 +35,6 @@ if TYPE_CHECKING:
 MODEL_CHECK_TIMEOUT_S = 5.0
 
 
-def hosts_engine_choice(requested: str, mode: str) -> engines.EngineChoice:
-    from axon.engines.hosts.dask import engine_choice  # Dask only when asked for
-
-    return engine_choice(requested, mode)
-
-
 @dataclass(frozen=True)
 class Target:
     endpoints: Endpoints
@@ -46,11 +43,44 @@ class Target:
     batching: str | None = None  # "on"/"off" when axon knows it
 
 
-Progress = Callable[[float, int, float], None]  # (elapsed s, requests sent, current p99 ms)
+@dataclass(frozen=True)
+class PreparedCase:
+    """A case ready to run: its spec validated (and "auto" resolved), its engine chosen."""
+
+    spec: LoadSpec
+    choice: EngineChoice
+    engine: Engine
+
+    def vary(self, **load) -> PreparedCase:
+        """The same case at another load (concurrency, windows, ...): the new values checked, the engine choice kept."""
+        spec = replace(self.spec, **load).validate()
+        return PreparedCase(spec, self.choice, engines.engine_for(self.choice, spec))
+
+
+def prepare(
+    spec: LoadSpec,
+    has_metrics: bool = True,
+    tls: bool = False,
+    options: dict[str, str] = engines.CLI_OPTIONS,
+    hosts: DaskHosts | None = None,
+) -> PreparedCase:
+    """Validate ``spec`` and choose its engine, once, before any server starts.
+
+    ``has_metrics`` and ``tls`` describe the server the case will meet (a server axon starts
+    has metrics and no TLS). ``options`` names the face's options in messages. ``hosts``
+    offers the load from many hosts instead; ``processes`` then counts per host, and "auto" is
+    resolved on each host's own cores.
+    """
+    if hosts is not None:
+        spec = spec.validate()
+        return PreparedCase(spec, hosts.choose(spec), hosts)
+    spec = spec.validate().resolved().validate()
+    choice = engines.choose(spec.engine, spec.mode, has_metrics, options, tls=tls, on_unavailable=spec.on_unavailable)
+    return PreparedCase(spec, choice, engines.engine_for(choice, spec, options))
 
 
 def run_case(
-    spec: LoadSpec,
+    case: PreparedCase | LoadSpec,
     target: Target,
     features: np.ndarray,
     reference_onnx: Path | None = None,
@@ -63,34 +93,26 @@ def run_case(
 ) -> dict:
     """Run one load case against a ready server and return its result record.
 
-    The engine is chosen by :func:`axon.engines.choose` from ``spec.engine``. A worker process
-    (native: an h2load thread) using more than ``client_bound_cores`` of a core flags the run
-    client-bound. ``repeat`` is (index, count) when the case is one of several repeats.
-    ``options`` names the calling face's options (engine, metrics URL) in notices and errors.
-    Without ``reference_onnx`` (or with a path that is not a file) correctness is not checked,
-    and the record says so, with the reason, under ``correctness``.
-    ``hosts`` (:class:`axon.engines.hosts.dask.DaskHosts`) offers the load from many hosts instead;
-    ``processes`` then counts per host, and "auto" is resolved on each host's own cores.
+    ``case`` comes from :func:`prepare`; a bare :class:`LoadSpec` is prepared here against
+    ``target`` (with ``options`` and ``hosts``). A worker process (native: an h2load thread)
+    using more than ``client_bound_cores`` of a core flags the run client-bound. ``repeat`` is
+    (index, count) when the case is one of several repeats. Without ``reference_onnx`` (or
+    with a path that is not a file) correctness is not checked, and the record says so, with
+    the reason, under ``correctness``.
     """
-    spec = spec.validate() if hosts is not None else spec.validate().resolved().validate()
     ep = target.endpoints
-    choice = hosts_engine_choice(spec.engine, spec.mode) if hosts is not None else engines.choose(spec.engine, spec.mode, ep.metrics is not None, options, tls=ep.tls, on_unavailable=spec.on_unavailable)
+    if isinstance(case, LoadSpec):
+        case = prepare(case, ep.metrics is not None, ep.tls, options, hosts)
+    spec, engine = case.spec, case.engine
     try:
         wait_ready(ep.grpc, [spec.model], MODEL_CHECK_TIMEOUT_S, ssl=ep.tls, headers=ep.headers or None, ca_file=ep.ca_file)
     except ServerError as exc:
         raise ServerError(f"model {spec.model!r} is not served at {ep.grpc}: {exc}") from None
-    native_engine = choice.name == "native"
-    # The native engine posts one body for every request; the python engine cycles through many.
-    payloads, chunks = build_payloads(spec.model, features, spec.rows_per_request, limit=1 if native_engine else MAX_DISTINCT_PAYLOADS)
+    payloads, chunks = build_payloads(spec.model, features, spec.rows_per_request, limit=engine.payload_limit)
     expected = reference_outputs(reference_onnx, chunks)
     scrape = (lambda: triton_metrics.scrape(ep.metrics, spec.model)) if ep.metrics else None
-    if hosts is not None:
-        run = hosts.run(spec, ep, payloads, expected, scrape, on_progress, client_bound_cores)
-    elif native_engine:
-        run = native.run(spec, ep, payloads[0], expected[0] if expected else None, scrape, on_progress, client_bound_cores)
-    else:
-        run = python.run(spec, ep, payloads, expected, on_progress, scrape)
-    run.info.update(requested=choice.requested, notice=choice.notice)
+    run = engine.run(Workload(spec, ep, payloads, expected, scrape, on_progress, client_bound_cores))
+    run.info.update(requested=case.choice.requested, notice=case.choice.notice)
     unchecked = None if expected is not None else unchecked_reason(reference_onnx)
     record = _assemble(spec, target, run, unchecked, dataset, client_bound_cores, repeat)
     record.update(run.extra.get("record", {}))  # many hosts: clock sync and per-host breakdown
@@ -183,7 +205,7 @@ def _assemble(spec: LoadSpec, target: Target, run: EngineRun, unchecked: str | N
         "mismatches": mismatches,
         "enabled": unchecked is None,
         "reason": unchecked,
-        "method": "the one request body, checked once before the run" if run.info["name"] == "native" else f"1 response in {spec.sample_every} checked",
+        "method": run.extra.get("correctness_method") or f"1 response in {spec.sample_every} checked",
     }
     return {
         "schema_version": results.SCHEMA_VERSION,
@@ -295,15 +317,14 @@ def run_direct(
 ) -> dict:
     """The model in-process (no server), as one result record of the same schema, engine ``direct``."""
     spec = LoadSpec(model, concurrency=1, duration_s=duration_s, warmup_s=warmup_s, rows_per_request=rows_per_request, engine="direct").validate()
-    if threads < 1:
-        raise AxonError(f"threads must be >= 1, got {threads}")
-    run = direct.run(onnx_path, features, rows_per_request, threads, duration_s, warmup_s, on_progress)
+    engine = DirectEngine(threads)
+    in_process = Endpoints("in-process")
+    run = engine.run(Workload(spec, in_process, [], None, on_progress=on_progress, features=features, reference_onnx=onnx_path))
     run.info.update(requested="direct", notice=None)
-    target = Target(Endpoints("in-process"), backend="in-process", version=run.info["version"], batching=None)
+    target = Target(in_process, backend="in-process", version=run.info["version"], batching=None)
     record = _assemble(spec, target, run, "in-process: the model is the reference itself", dataset, CLIENT_BOUND_CORES * threads, repeat)
     record["load"]["threads"] = threads
     # In-process, the client is the whole measurement: "client-bound" (a hot client limiting a
     # server) does not apply.
     record["client"]["client_bound"] = False
-    record["correctness"]["method"] = "none needed: the reference itself (local onnxruntime)"
     return record

@@ -14,7 +14,6 @@ from pathlib import Path
 
 import pytest
 
-from axon import engines
 from axon.errors import AxonError
 from axon.records import repeats
 from axon.serving import backends
@@ -313,7 +312,7 @@ def axon_hosts(axon_settings):
 @pytest.fixture
 def axon_bench(request, benchmark, axon_settings, axon_hosts, axon_servers, axon_artifacts, axon_budgets):
     """Run one case; returns axon's record. Fails on a broken budget or a failed run."""
-    from axon.case import Target, run_case
+    from axon.case import Target, prepare, run_case
     from axon.engines.loadgen import LoadSpec
     from axon.engines.payloads import load_rows
     from axon.names import served_name
@@ -334,13 +333,7 @@ def axon_bench(request, benchmark, axon_settings, axon_hosts, axon_servers, axon
         )
         server = axon_servers.get(batching)
         try:
-            if axon_hosts is not None:
-                from axon.engines.hosts.dask import check_spec, engine_choice
-
-                engine_choice(spec.engine, spec.mode)
-                check_spec(spec, axon_hosts.n)
-            else:
-                engines.choose(spec.engine, spec.mode, server.endpoints.metrics is not None, OPTIONS, tls=server.endpoints.tls)
+            case = prepare(spec, server.endpoints.metrics is not None, server.endpoints.tls, OPTIONS, axon_hosts)
         except AxonError as exc:
             pytest.fail(str(exc), pytrace=False)
         features, dataset = load_rows(axon_artifacts, option="--axon-artifacts")
@@ -350,7 +343,7 @@ def axon_bench(request, benchmark, axon_settings, axon_hosts, axon_servers, axon
         target = Target(server.endpoints, server.backend, getattr(server, "version", None), batching)
         n = axon_settings.repeat
         runs = [
-            run_case(spec, target, features, axon_artifacts / "models" / name / "model.onnx", dataset, client_bound_cores=axon_settings.client_bound_cores, repeat=(i, n) if n > 1 else None, options=OPTIONS, hosts=axon_hosts)
+            run_case(case, target, features, axon_artifacts / "models" / name / "model.onnx", dataset, client_bound_cores=axon_settings.client_bound_cores, repeat=(i, n) if n > 1 else None)
             for i in range(n)
         ]
         record = repeats.pool(runs)

@@ -10,8 +10,9 @@ from dataclasses import replace
 from pathlib import Path
 
 from axon import engines, interrupts
-from axon.case import Target, run_case
-from axon.engines import loadgen, native
+from axon.case import Target, prepare, run_case
+from axon.cli.args import concurrency_list, fraction_of_one, header, positive_float, positive_int, processes
+from axon.engines import loadgen
 from axon.engines.loadgen import LoadSpec
 from axon.engines.payloads import load_rows, resolve_artifacts
 from axon.errors import AxonError
@@ -79,9 +80,7 @@ def specs_from_args(args: argparse.Namespace) -> list[LoadSpec]:
         specs = [replace(base, concurrency=c) for c in args.sweep]
     else:
         specs = [replace(base, concurrency=args.concurrency)]
-    for spec in specs:
-        spec.validate()
-    return specs
+    return specs  # validated once, by axon.case.prepare
 
 
 def _print_repeat_summary(runs: list[dict], ab: bool) -> None:
@@ -130,22 +129,11 @@ def command(args: argparse.Namespace) -> int:
     _check_options(args)
     if args.hosts is not None and not args.dask:
         raise AxonError("--hosts places load on a Dask cluster: give --dask SCHEDULER_ADDRESS with it")
-    # Engine problems are said now, before any server starts or any load is offered.
-    if args.dask:
-        from axon.engines.hosts import dask as many
-
-        choice = many.engine_choice(args.engine, specs[0].mode)
-        for spec in specs:
-            many.check_spec(spec, 1)  # what no number of hosts can honour, before connecting
-    else:
-        choice = engines.choose(args.engine, specs[0].mode, has_metrics=not args.url or bool(args.metrics_url), tls=args.tls, on_unavailable=args.on_unavailable)
-    if choice.notice:
-        print(f"axon: notice: {choice.notice}", file=sys.stderr)
-    if args.connections is not None and choice.name != "native":
-        raise AxonError("--connections shapes the native engine's load; this case runs on the python engine")
-    for spec in specs:
-        if choice.name == "native":
-            native.topology(spec.concurrency, args.connections)
+    # Each case is prepared once (spec checked, engine chosen) before any server starts; with
+    # --dask, once the hosts are known (below), still before any server starts.
+    prepared = [] if args.dask else [prepare(spec, has_metrics=not args.url or bool(args.metrics_url), tls=args.tls) for spec in specs]
+    if prepared and prepared[0].choice.notice:
+        print(f"axon: notice: {prepared[0].choice.notice}", file=sys.stderr)
     artifacts = resolve_artifacts(args.artifacts)
     if artifacts is None and not args.url:
         raise AxonError("no artifacts: run `axon train` first (it writes ./artifacts), or give --artifacts DIR, or --url for a running server")
@@ -180,11 +168,13 @@ def command(args: argparse.Namespace) -> int:
         with interrupts.stop_once(), contextlib.ExitStack() as stack:
             hosts = None
             if args.dask:  # the scheduler, its workers and the split of the load, checked before any server starts
-                hosts = stack.enter_context(many.DaskHosts(args.dask, args.hosts))
-                for spec in specs:
-                    many.check_spec(spec, hosts.n)
-                for notice in hosts.notices():
-                    print(f"axon: notice: {notice}", file=sys.stderr)
+                from axon.engines.hosts.dask import DaskHosts, describe
+
+                hosts = stack.enter_context(DaskHosts(args.dask, args.hosts))
+                prepared = [prepare(spec, hosts=hosts) for spec in specs]
+                for notice in [prepared[0].choice.notice, *hosts.notices()]:
+                    if notice:
+                        print(f"axon: notice: {notice}", file=sys.stderr)
             targets = {}
             for mode, server in servers.items():
                 started = time.monotonic()
@@ -197,18 +187,19 @@ def command(args: argparse.Namespace) -> int:
                 targets[mode] = Target(server.endpoints, server.backend, getattr(server, "version", None), args.batching if args.url else mode)
             # Interleaved: every repeat runs each mode once (ON, OFF, ON, OFF, ...), both servers
             # up, so drift over the minutes of a run hits both sides alike.
-            for spec in specs:
+            for case in prepared:
+                spec = case.spec
                 for index in range(args.repeat):
                     for mode in modes:
                         target = targets[mode]
                         label = _label(spec, target.batching) + (f", repeat {index + 1}/{args.repeat}" if args.repeat > 1 else "")
                         progress = CaseProgress(label, spec.duration_s)
                         try:
-                            run = run_case(spec, target, features, reference, dataset, on_progress=progress, repeat=(index, args.repeat) if args.repeat > 1 else None, hosts=hosts)
+                            run = run_case(case, target, features, reference, dataset, on_progress=progress, repeat=(index, args.repeat) if args.repeat > 1 else None)
                         finally:
                             progress.close()
                         if hosts is not None:
-                            print(many.describe(run), file=sys.stderr)
+                            print(describe(run), file=sys.stderr)
                         runs.append(run)
                         # After every case: an interruption or a crash later keeps what was measured.
                         # A path that can't be written (gone, disk full) sends the record to a rescue path.
@@ -237,35 +228,13 @@ def command(args: argparse.Namespace) -> int:
     return exit_code
 
 
-def _concurrency_list(text: str) -> list[int]:
-    try:
-        values = [int(v) for v in text.split(",") if v.strip()]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated whole numbers, got {text!r}") from None
-    if not values or any(not 1 <= v <= 1024 for v in values):
-        raise argparse.ArgumentTypeError(f"concurrencies must be between 1 and 1024, got {text!r}")
-    return values
-
-
-def _processes(text: str) -> int | str:
-    if text == "auto":
-        return text
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number or 'auto', got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
-    return value
-
-
-def add_parser(sub, positive_int, positive_float, header) -> None:
+def add_parser(sub) -> None:
     p = sub.add_parser("bench", help="offer load to Triton and measure it (starts the embedded server unless --url)")
     p.add_argument("--model", default="particle_classifier_v1", help="model name, or v1/v2 (default particle_classifier_v1)")
     load = p.add_mutually_exclusive_group()
     load.add_argument("--concurrency", type=positive_int, default=64, help="closed loop: requests in flight (default 64)")
     load.add_argument("--rate", type=positive_float, help="open loop: requests per second, latency timed from intended send times")
-    load.add_argument("--sweep", type=_concurrency_list, help="closed loop over several concurrencies, e.g. 1,4,16,64,128,256")
+    load.add_argument("--sweep", type=concurrency_list, help="closed loop over several concurrencies, e.g. 1,4,16,64,128,256")
     p.add_argument("--poisson", action="store_true", help="open loop: Poisson arrivals (seeded) instead of constant spacing")
     p.add_argument("--ab", action="store_true", help="run the same load against batching on and batching off (both servers up, interleaved)")
     p.add_argument(
@@ -289,12 +258,12 @@ def add_parser(sub, positive_int, positive_float, header) -> None:
     p.add_argument("--rows-per-request", type=positive_int, default=1, help="FP32 rows of 28 features in each request (default 1)")
     p.add_argument(
         "--processes",
-        type=_processes,
+        type=processes,
         default="auto",
         help="worker processes, their histograms merged; auto (default): 1 on machines of up to 4 cores, else 1 per 4 cores, at most 4",
     )
     p.add_argument("--timeout", type=positive_float, default=10.0, help="client timeout per request in seconds (default 10)")
-    p.add_argument("--max-error-rate", type=float, default=0.0, help="fail the run above this error fraction (default 0)")
+    p.add_argument("--max-error-rate", type=fraction_of_one, default=0.0, help="fail the run above this error fraction (default 0)")
     p.add_argument("--seed", type=int, default=0, help="seed of the Poisson arrivals and of synthetic rows (default 0)")
     p.add_argument("--output", type=Path, help="results JSON (default results/bench-<time>.json)")
     p.add_argument(

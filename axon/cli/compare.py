@@ -1,11 +1,11 @@
 """``axon compare``: the two-sample gate (OLD NEW) and the history gate (--storage DIR).
 
-Kept out of cli.py so that the CLI stays a thin shell: this module turns arguments into
-verdicts, lines of output and an exit code.
+Turns arguments into verdicts, lines of output and an exit code.
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 from pathlib import Path
 
@@ -95,3 +95,37 @@ def history_gate(storage: Path, metric: str, threshold: float, alpha: float, str
                "verdicts": [v.as_dict() for v in verdicts], "plots": plots, "regressions": len(regressions)}
     _emit(payload, lines, as_json)
     return EXIT_REGRESSION if regressions else EXIT_OK
+
+
+def command(args: argparse.Namespace) -> int:
+    from axon.verdicts import gate, history
+
+    threshold = fraction(args.threshold, "threshold", gate.DEFAULT_THRESHOLD)
+    if args.storage:
+        if args.files:
+            raise AxonError("give either OLD NEW or --storage, not both")
+        alpha = fraction(args.alpha, "alpha", history.DEFAULT_ALPHA)
+        return history_gate(args.storage, args.metric, threshold, alpha, args.strict, args.json, args.plot_dir)
+    if len(args.files) != 2:
+        raise AxonError("give two result files or folders (OLD NEW), or --storage DIR")
+    if args.plot_dir:
+        raise AxonError("--plot-dir draws histories: use it with --storage")
+    alpha = fraction(args.alpha, "alpha", gate.DEFAULT_ALPHA)
+    return two_sample([args.files[0]], [args.files[1]], args.metric, threshold, alpha, args.strict, args.json, args.single_run_fails)
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser(
+        "compare",
+        help="regression gate: OLD vs NEW on run-level values, or the newest run vs its history (--storage); exit 1 on a real regression",
+    )
+    p.add_argument("files", nargs="*", type=Path, metavar="OLD NEW", help="two results files or folders of them (pytest-benchmark or axon JSON)")
+    p.add_argument("--storage", type=Path, help="judge the newest run of each case against every run saved here (e.g. .benchmarks)")
+    p.add_argument("--metric", choices=("p50_ms", "p99_ms", "mean_ms", "throughput_rps"), default="p50_ms", help="run-level value to judge (default p50_ms)")
+    p.add_argument("--threshold", help="relative change that matters, between 0 and 1 (default 0.10)")
+    p.add_argument("--alpha", help="significance level across runs (default 0.01 for OLD NEW, 0.05 for --storage change points)")
+    p.add_argument("--strict", action="store_true", help="a different machine, engine, dataset, server or axon version is an error, not a warning")
+    p.add_argument("--json", action="store_true", help="print the verdicts as JSON")
+    p.add_argument("--plot-dir", type=Path, help="with --storage: one PNG per case's history here")
+    p.add_argument("--single-run-fails", action="store_true", help="with 1 run per side, fail on the threshold alone")
+    p.set_defaults(func=command)

@@ -6,21 +6,12 @@ import argparse
 from pathlib import Path
 
 from axon.case import run_direct
+from axon.cli.args import int_list, positive_float
 from axon.engines.payloads import load_rows
 from axon.errors import AxonError
 from axon.names import ARCHITECTURES, MODEL_PREFIX, served_name
 from axon.progress import CaseProgress
 from axon.records import repeats, results
-
-
-def _positive_list(text: str) -> list[int]:
-    try:
-        values = [int(v) for v in text.split(",") if v.strip()]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated whole numbers, got {text!r}") from None
-    if not values or any(v < 1 for v in values):
-        raise argparse.ArgumentTypeError(f"every value must be >= 1, got {text!r}")
-    return values
 
 
 def table(runs: list[dict]) -> str:
@@ -68,15 +59,15 @@ def command(args: argparse.Namespace) -> int:
     return 0
 
 
-def add_parser(sub, positive_float) -> None:
+def add_parser(sub) -> None:
     p = sub.add_parser(
         "direct",
         help="run the model in-process with onnxruntime (no server): the direct side of direct vs service",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     p.add_argument("--model", default="particle_classifier_v1", help="model name, or v1/v2/v3")
-    p.add_argument("--rows-per-request", type=_positive_list, default=[1, 16, 256], metavar="K[,K...]", help="rows per call (event sizes)")
-    p.add_argument("--threads", type=_positive_list, default=[1], metavar="T[,T...]", help="onnxruntime intra-op threads (1: as inside an HLT process)")
+    p.add_argument("--rows-per-request", type=int_list(1), default=[1, 16, 256], metavar="K[,K...]", help="rows per call (event sizes)")
+    p.add_argument("--threads", type=int_list(1), default=[1], metavar="T[,T...]", help="onnxruntime intra-op threads (1: as inside an HLT process)")
     p.add_argument("--duration", type=positive_float, default=2.0, help="measurement window per case, seconds")
     p.add_argument("--warmup", type=float, default=0.5, help="warm-up per case, seconds")
     p.add_argument("--repeat", type=int, default=3, help="runs per case; tables show median [min-max]")

@@ -13,8 +13,8 @@ import sys
 import time
 from pathlib import Path
 
-from axon import engines
-from axon.case import Target, run_case
+from axon.case import PreparedCase, Target, prepare, run_case
+from axon.cli.args import concurrency_list, positive_float, positive_int
 from axon.engines.loadgen import LoadSpec
 from axon.engines.payloads import load_rows
 from axon.errors import AxonError
@@ -80,9 +80,11 @@ def command(args: argparse.Namespace) -> int:
 
     out = args.out / args.model
     ensure_writable(out)
-    choice = engines.choose("auto", "closed", has_metrics=not args.url or bool(args.metrics_url))
-    if choice.notice:
-        _log(f"axon: notice: {choice.notice}")
+    # One case prepared now, before the server starts; every run varies only its load.
+    template = LoadSpec(args.model, concurrency=args.concurrency[0], duration_s=args.duration, warmup_s=args.warmup, processes="auto", max_error_rate=0.0, engine="auto")
+    case = prepare(template, has_metrics=not args.url or bool(args.metrics_url))
+    if case.choice.notice:
+        _log(f"axon: notice: {case.choice.notice}")
     features, dataset = load_rows(args.artifacts)
     reference = args.artifacts / "models" / args.model / "model.onnx"
     started = time.monotonic()
@@ -105,10 +107,10 @@ def command(args: argparse.Namespace) -> int:
         if batches != (args.batching == "on"):
             raise AxonError(f"the served {args.model} has dynamic batching {'on' if batches else 'off'}; give --batching {'on' if batches else 'off'}")
         space = space_mod.build(seed, values, batches)
-        return _tune(args, server, control, space, budget, features, dataset, reference, out, started)
+        return _tune(args, server, control, space, budget, features, dataset, reference, out, started, case)
 
 
-def _tune(args, server, control: ModelControl, space: space_mod.Space, budget: verdict.Budget, features, dataset, reference: Path, out: Path, started: float) -> int:
+def _tune(args, server, control: ModelControl, space: space_mod.Space, budget: verdict.Budget, features, dataset, reference: Path, out: Path, started: float, case: PreparedCase) -> int:
     batching = "on" if space.batching else "off"
     target = Target(server.endpoints, server.backend, getattr(server, "version", None), batching)
     plan = search.Plan(tuple(args.concurrency), args.repeat, budget)
@@ -124,8 +126,7 @@ def _tune(args, server, control: ModelControl, space: space_mod.Space, budget: v
     }
 
     def measure(options: ServingOptions, concurrency: int, label: str) -> dict:
-        spec = LoadSpec(args.model, concurrency=concurrency, duration_s=args.duration, warmup_s=args.warmup, processes="auto", max_error_rate=0.0, engine="auto")
-        record = run_case(spec, target, features, reference if reference.is_file() else None, dataset)
+        record = run_case(case.vary(concurrency=concurrency), target, features, reference if reference.is_file() else None, dataset)
         if record["incomplete_reason"] == "interrupted":
             raise KeyboardInterrupt
         if not record["complete"]:
@@ -226,9 +227,7 @@ def _capacities(args, server, load, tuner: search.Search, batching: str, budget:
     return found
 
 
-def add_parser(sub, positive_int, positive_float) -> None:
-    from axon.cli.bench import _concurrency_list
-
+def add_parser(sub) -> None:
     p = sub.add_parser("tune", help="find the Triton config (instances, queue delay, preferred/max batch) that serves the most within the latency budget")
     p.add_argument("--model", default="particle_classifier_v1", help="model name, or v1/v2 (default particle_classifier_v1)")
     p.add_argument("--batching", choices=("on", "off"), default="on", help="the served repository's batching mode (off: only --instances applies)")
@@ -237,7 +236,7 @@ def add_parser(sub, positive_int, positive_float) -> None:
     p.add_argument("--preferred", help="preferred batch sizes, e.g. none,64/128/256")
     p.add_argument("--max-batch", help="max batch sizes, e.g. 64,256")
     p.add_argument("--space", type=Path, help="TOML file with a list per knob (instances, delay_us, preferred, max_batch); flags take precedence")
-    p.add_argument("--concurrency", type=_concurrency_list, default=_concurrency_list(DEFAULT_CONCURRENCY), help=f"closed-loop sweep per candidate, stopped early at < 5%% gain (default {DEFAULT_CONCURRENCY})")
+    p.add_argument("--concurrency", type=concurrency_list, default=concurrency_list(DEFAULT_CONCURRENCY), help=f"closed-loop sweep per candidate, stopped early at < 5%% gain (default {DEFAULT_CONCURRENCY})")
     p.add_argument("--p50-ms", type=float, default=7.0, help="p50 budget in ms (default 7)")
     p.add_argument("--p99-ms", type=float, default=25.0, help="p99 budget in ms (default 25)")
     p.add_argument("--objective", choices=OBJECTIVES, default="throughput", help="rank by closed-loop throughput within budget, or also search open-loop capacity under the p99 budget")

@@ -1,40 +1,111 @@
-"""Load engines: what offers the load. Each hands the measurement core the same thing.
+"""The engine interface: one :class:`Engine` protocol, one input (:class:`Workload`), one output.
 
 - ``python``: raw grpc.aio with pre-serialised requests (:mod:`axon.engines.python`); closed
   and open loop, varied payloads, sampled correctness checks.
 - ``native``: h2load, nghttp2's HTTP/2 generator (:mod:`axon.engines.native`); closed loop
   only, one body, its counts checked against Triton's own counters.
+- ``direct``: the model in-process with onnxruntime, no server (:mod:`axon.engines.direct`).
+- many hosts: :class:`axon.engines.hosts.dask.DaskHosts` places python-engine workers on Dask workers.
 
-Whatever the engine, a run ends as an :class:`EngineRun`: per-worker outcomes (an encoded
-HDR histogram of OK latencies, counts by status, the window's length, client CPU), Triton's
-metrics at the window's edges, and what the engine was. :func:`axon.case.run_case` turns that
-into the one result record, so windows, percentiles and verdicts are written once.
+Whatever the engine, a run ends as an :class:`EngineRun`: one :class:`WorkerOutcome` per worker
+(an encoded HDR histogram of OK latencies, counts by status, the window's length, client CPU),
+Triton's metrics at the window's edges, and what the engine was. :func:`axon.case.run_case` turns
+that into the one result record, so windows, percentiles and verdicts are written once.
 """
 
 from __future__ import annotations
 
 import shutil
 import subprocess
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import lru_cache
+from pathlib import Path
+from typing import TYPE_CHECKING, Protocol, TypedDict, runtime_checkable
 
 from axon.errors import AxonError
 
-ENGINES = ("auto", "native", "python")
+if TYPE_CHECKING:
+    import numpy as np
+
+    from axon.engines.loadgen import LoadSpec
+    from axon.serving.embedded import Endpoints
+
+ENGINES = ("auto", "native", "python")  # what a user may ask for; "direct" is its own command
 H2LOAD = "h2load"
 H2LOAD_INSTALL_HINT = "install h2load: apt-get install nghttp2-client (Debian/Ubuntu) or brew install nghttp2 (macOS)"
 
 
+Progress = Callable[[float, int, float], None]  # (elapsed s in the window, requests sent, current p99 ms)
+Scrape = Callable[[], dict]  # one sample of Triton's metrics for the case's model; raises ServerError
+
+
+class WorkerOutcome(TypedDict, total=False):
+    """What one load worker (a process, an h2load run, the in-process loop) measured.
+
+    The first eleven keys are always there; the rest only where the engine has them.
+    """
+
+    index: int
+    latency: str  # encoded HDR histogram of OK latencies (µs)
+    lag: str  # encoded HDR histogram of send lag behind the schedule (µs); "" in closed loop
+    sent: int  # requests sent inside the window
+    ok: int
+    failures: dict[str, int]  # by gRPC status (or the engine's own class of failure)
+    checked: int  # responses compared with local onnxruntime
+    mismatches: int
+    measured_s: float
+    client_cores: float  # CPU cores this worker used over the window
+    incomplete_reason: str | None
+    client_cpu_s: float
+    client_cpu_requests: int
+    failure_details: dict[str, str]  # one message per failure class, as the server said it
+    outages: int
+    window_start_wall: float
+    timeline: list[dict] | None
+    error: str  # the worker died: why (its counts are then absent)
+
+
+@dataclass(frozen=True)
+class Workload:
+    """Everything an engine needs for one case, prepared once by :func:`axon.case.run_case`.
+
+    ``payloads`` are serialised ModelInferRequests (the python engine cycles through them; the
+    native engine posts the first); ``expected`` their reference outputs, or None when there is
+    nothing to compare with. ``features`` and ``reference_onnx`` serve the direct engine.
+    """
+
+    spec: LoadSpec
+    endpoints: Endpoints
+    payloads: list[bytes]
+    expected: list[np.ndarray] | None
+    scrape: Scrape | None = None
+    on_progress: Progress | None = None
+    client_bound_cores: float = 0.8
+    features: np.ndarray | None = None
+    reference_onnx: Path | None = None
+
+
 @dataclass
 class EngineRun:
-    """What an engine measured; ``outcomes`` holds one dict per worker (see python.run_worker)."""
+    """What an engine measured; ``outcomes`` holds one :class:`WorkerOutcome` per worker."""
 
-    outcomes: list[dict]
+    outcomes: list[WorkerOutcome]
     before: dict | None  # Triton's metrics sample at the window's start (None: not scraped)
     after: dict | None
     interrupted: bool
     info: dict  # name, tool, version, requested, notice
     extra: dict = field(default_factory=dict)  # engine-specific record fields
+
+
+@runtime_checkable
+class Engine(Protocol):
+    """What offers the load. ``payload_limit`` bounds the distinct request bodies it sends."""
+
+    name: str
+    payload_limit: int
+
+    def run(self, work: Workload) -> EngineRun: ...
 
 
 @dataclass(frozen=True)

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from axon.engines import EngineRun
+from axon.engines import EngineRun, WorkerOutcome, Workload
 from axon.engines.cpu import own_cpu_s
 from axon.errors import AxonError
 from axon.offline.export import INPUT_NAME, OUTPUT_NAME
@@ -87,20 +87,38 @@ def run(onnx_path: Path, features: np.ndarray, rows_per_call: int, threads: int,
     end = min(clock(), window_end)
     cpu_s = own_cpu_s() - cpu_start if cpu_start is not None else math.nan
     measured_s = max(end - window_start, 1e-9)
-    outcome = {
-        "index": 0,
-        "latency": stats.encode(histogram),
-        "lag": "",
-        "sent": calls,
-        "ok": calls,
-        "failures": {},
-        "checked": 0,
-        "mismatches": 0,
-        "measured_s": measured_s,
-        "client_cores": cpu_s / measured_s,
-        "client_cpu_s": cpu_s,
-        "client_cpu_requests": calls,
-        "incomplete_reason": "interrupted" if interrupted else None,
-    }
+    outcome = WorkerOutcome(
+        index=0,
+        latency=stats.encode(histogram),
+        lag="",
+        sent=calls,
+        ok=calls,
+        failures={},
+        checked=0,
+        mismatches=0,
+        measured_s=measured_s,
+        client_cores=cpu_s / measured_s,
+        client_cpu_s=cpu_s,
+        client_cpu_requests=calls,
+        incomplete_reason="interrupted" if interrupted else None,
+    )
     info = {"name": "direct", "tool": "onnxruntime", "version": version(), "threads": threads}
-    return EngineRun([outcome], None, None, interrupted, info)
+    return EngineRun([outcome], None, None, interrupted, info, {"correctness_method": "none needed: the reference itself (local onnxruntime)"})
+
+
+class DirectEngine:
+    """The model in-process: no server, no payloads; the reference model is what it runs."""
+
+    name = "direct"
+    payload_limit = 0
+
+    def __init__(self, threads: int = 1):
+        if threads < 1:
+            raise AxonError(f"threads must be >= 1, got {threads}")
+        self.threads = threads
+
+    def run(self, work: Workload) -> EngineRun:
+        if work.reference_onnx is None or work.features is None:
+            raise AxonError("the direct engine runs a local model: it needs the ONNX file and rows")
+        spec = work.spec
+        return run(work.reference_onnx, work.features, spec.rows_per_request, self.threads, spec.duration_s, spec.warmup_s, work.on_progress)

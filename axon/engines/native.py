@@ -39,7 +39,7 @@ from typing import Any
 import numpy as np
 import psutil
 
-from axon.engines import H2LOAD, EngineRun, h2load_version
+from axon.engines import H2LOAD, EngineRun, WorkerOutcome, Workload, h2load_version
 from axon.engines.cpu import process_cpu_s
 from axon.engines.loadgen import LoadSpec
 from axon.engines.payloads import MODEL_INFER, grpc_frame, output_of
@@ -62,6 +62,7 @@ EXIT_GRACE_S = 30.0  # h2load exits right after -D; this bounds a hung one
 HTTP_OK = 200
 STREAM_FAILED = "STREAM_FAILED"  # h2load's status -1: reset stream, lost connection
 SERVER_FAILURE = "SERVER_FAILURE"  # counted by Triton, invisible to h2load (HTTP 200)
+CORRECTNESS_METHOD = "the one request body, checked once before the run"
 
 Scrape = Callable[[], dict]
 
@@ -301,26 +302,26 @@ def _outcome(spec, rows, returncode, stdout, stderr, scrapes, pre, post, server_
     sent = int(len(rows))
     cpu = [s["cpu"] for s in scrapes.samples if s["cpu"] is not None]
     cores = (cpu[1] - cpu[0]) / (scrapes.samples[1]["t0"] - scrapes.samples[0]["t0"]) if len(cpu) == 2 else math.nan
-    outcome = {
-        "index": 0,
-        "latency": stats.encode(histogram),
-        "lag": "",
-        "sent": sent,
-        "ok": ok,
-        "failures": failures,
-        "checked": 1,  # the pre-run check of the one body every request carries
-        "mismatches": 0,
-        "measured_s": measured_s,
+    outcome = WorkerOutcome(
+        index=0,
+        latency=stats.encode(histogram),
+        lag="",
+        sent=sent,
+        ok=ok,
+        failures=failures,
+        checked=1,  # the pre-run check of the one body every request carries
+        mismatches=0,
+        measured_s=measured_s,
         # Per h2load thread: each runs one event loop, so a thread near one core is the limit.
-        "client_cores": cores / threads,
+        client_cores=cores / threads,
         # h2load's CPU between the two scrapes and the requests completed between them.
-        "client_cpu_s": cpu[1] - cpu[0] if len(cpu) == 2 else math.nan,
-        "client_cpu_requests": verification.get("client_completed", 0),
-        "incomplete_reason": "; ".join(dict.fromkeys(reasons)) or None,
-        "failure_details": {},
-        "timeline": _timeline(spec, starts, ok_mask, durations) if spec.timeline_s and len(rows) else None,
-    }
-    return outcome, {"verification": verification, "h2load_summary": summary}
+        client_cpu_s=cpu[1] - cpu[0] if len(cpu) == 2 else math.nan,
+        client_cpu_requests=verification.get("client_completed", 0),
+        incomplete_reason="; ".join(dict.fromkeys(reasons)) or None,
+        failure_details={},
+        timeline=_timeline(spec, starts, ok_mask, durations) if spec.timeline_s and len(rows) else None,
+    )
+    return outcome, {"verification": verification, "h2load_summary": summary, "correctness_method": CORRECTNESS_METHOD}
 
 
 def _timeline(spec, starts: np.ndarray, ok_mask: np.ndarray, durations: np.ndarray) -> list[dict]:
@@ -368,3 +369,19 @@ def _verify(spec, rows, ok_mask, scrapes, pre, post) -> dict:
         "server_failures_in_window": server_failures,
         "allowed_difference": slack,
     }
+
+
+class NativeEngine:
+    """h2load: one body, posted by native code; its counts checked against Triton's."""
+
+    name = "native"
+    payload_limit = 1  # h2load's -d sends one body for every request
+
+    def __init__(self, check_body: bool = True):
+        self.check_body = check_body
+
+    def run(self, work: Workload) -> EngineRun:
+        if work.scrape is None:
+            raise AxonError("the native engine checks h2load's counts against Triton's metrics: it needs a metrics endpoint")
+        expected = work.expected[0] if work.expected else None
+        return run(work.spec, work.endpoints, work.payloads[0], expected, work.scrape, work.on_progress, work.client_bound_cores, self.check_body)

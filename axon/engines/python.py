@@ -21,10 +21,10 @@ from typing import Any
 
 import numpy as np
 
-from axon.engines import EngineRun, loadgen
+from axon.engines import EngineRun, WorkerOutcome, Workload, loadgen
 from axon.engines.cpu import own_cpu_s
 from axon.engines.loadgen import LoadSpec, Outcome, Recorder
-from axon.engines.payloads import MODEL_INFER, output_of
+from axon.engines.payloads import MAX_DISTINCT_PAYLOADS, MODEL_INFER, output_of
 from axon.engines.schedule import arrival_offsets
 from axon.errors import AxonError, ServerError
 from axon.records import stats
@@ -181,26 +181,26 @@ async def _run(job: WorkerJob, stop_flag: Any, progress: Any, barrier: Any) -> d
     end_wall = cpu.get("end_wall", clock())
     measured_s = max(min(end_wall, window_end) - window_start, 1e-9)
     cores = (cpu["end"] - cpu["start"]) / max(end_wall - cpu["start_wall"], 1e-9) if "start" in cpu else float("nan")
-    return {
-        "index": job.index,
-        "latency": stats.encode(recorder.latency),
-        "lag": stats.encode(recorder.lag) if spec.mode == "open" else "",
-        "sent": recorder.sent,
-        "ok": recorder.ok,
-        "failures": dict(recorder.failures),
-        "checked": recorder.checked,
-        "mismatches": recorder.mismatches,
-        "measured_s": measured_s,
-        "client_cores": cores,
+    return WorkerOutcome(
+        index=job.index,
+        latency=stats.encode(recorder.latency),
+        lag=stats.encode(recorder.lag) if spec.mode == "open" else "",
+        sent=recorder.sent,
+        ok=recorder.ok,
+        failures=dict(recorder.failures),
+        checked=recorder.checked,
+        mismatches=recorder.mismatches,
+        measured_s=measured_s,
+        client_cores=cores,
         # CPU over the window and the requests it paid for: the client's cost per request.
-        "client_cpu_s": cpu["end"] - cpu["start"] if "start" in cpu and "end" in cpu else float("nan"),
-        "client_cpu_requests": recorder.sent,
-        "incomplete_reason": reason[0] if reason else None,
-        "window_start_wall": start_wall + spec.warmup_s,
-        "failure_details": dict(recorder.details),
-        "outages": recorder.outages,
-        "timeline": recorder.encoded_timeline() if spec.timeline_s else None,
-    }
+        client_cpu_s=cpu["end"] - cpu["start"] if "start" in cpu and "end" in cpu else float("nan"),
+        client_cpu_requests=recorder.sent,
+        incomplete_reason=reason[0] if reason else None,
+        window_start_wall=start_wall + spec.warmup_s,
+        failure_details=dict(recorder.details),
+        outages=recorder.outages,
+        timeline=recorder.encoded_timeline() if spec.timeline_s else None,
+    )
 
 
 def run_worker(job: WorkerJob, barrier: Any, stop_flag: Any = None, progress: Any = None) -> dict:
@@ -391,3 +391,13 @@ def run(spec: LoadSpec, endpoints: Any, payloads: list[bytes], expected: list | 
         scrape_error = "the window ended before Triton's metrics were read at its start"
     info = {"name": "python", "tool": "grpc.aio", "version": version(), "processes": len(jobs)}
     return EngineRun(outcomes, before, after, interrupted, info, {"metrics_error": scrape_error} if scrape_error else {})
+
+
+class PythonEngine:
+    """grpc.aio workers: closed and open loop (Poisson too), many distinct bodies, sampled checks."""
+
+    name = "python"
+    payload_limit = MAX_DISTINCT_PAYLOADS
+
+    def run(self, work: Workload) -> EngineRun:
+        return run(work.spec, work.endpoints, work.payloads, work.expected, work.on_progress, work.scrape)

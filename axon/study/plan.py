@@ -50,6 +50,11 @@ class StudyPlan:
     p99_budget_ms: float = FALLBACK_P99_MS
     budgets_from: str = "defaults"
 
+    def closed_loop_template(self) -> LoadSpec:
+        """A closed-loop case of this plan, as the sweep and A/B parts will run it."""
+        return LoadSpec(model_name(self.models[0]), concurrency=self.compare_at, duration_s=self.duration_s, warmup_s=self.warmup_s,
+                        processes=self.processes, max_error_rate=0.0, engine=self.engine)
+
 
 def plan_with_budgets(plan: StudyPlan, pyproject: Path) -> StudyPlan:
     """Take the p50/p99 budgets for batching on from ``[[tool.axon.slo]]`` when there are some."""

@@ -22,10 +22,11 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from axon.engines import EngineChoice, EngineRun
+from axon.engines import EngineChoice, EngineRun, Workload
 from axon.engines.hosts import clock
 from axon.engines.hosts.host import HostJob, HostLoad, RunNames, host_main, host_shares, probe
 from axon.engines.loadgen import LoadSpec
+from axon.engines.payloads import MAX_DISTINCT_PAYLOADS
 from axon.errors import AxonError, ServerError
 from axon.records import stats
 
@@ -160,11 +161,22 @@ class DaskHosts:
     def _scheduler_time(self) -> float:
         return self.client.run_on_scheduler(time.time)
 
-    def run(self, spec: LoadSpec, endpoints, payloads: list[bytes], expected: list | None, scrape=None, on_progress=None, client_bound_cores: float = 0.8) -> EngineRun:
-        """Offer ``spec`` from every host; the same :class:`EngineRun` the python engine returns."""
+    name = "python"  # every host runs python-engine workers
+    payload_limit = MAX_DISTINCT_PAYLOADS
+
+    def choose(self, spec: LoadSpec) -> EngineChoice:
+        """The engine on every host, and the checks of ``spec`` against these hosts: made once, before any server starts."""
+        choice = engine_choice(spec.engine, spec.mode)
+        check_spec(spec, self.n)
+        return choice
+
+    def run(self, work: Workload) -> EngineRun:
+        """Offer the load from every host; the same :class:`EngineRun` the python engine returns."""
         from distributed import Event, Queue, Variable
 
-        check_spec(spec, self.n)
+        spec, endpoints, payloads, expected = work.spec, work.endpoints, work.payloads, work.expected
+        scrape, on_progress, client_bound_cores = work.scrape, work.on_progress, work.client_bound_cores
+
         names = RunNames(f"axon-{uuid.uuid4().hex[:12]}")
         events = Queue(names.events, client=self.client)
         start_var, stop_event = Variable(names.start, client=self.client), Event(names.stop, client=self.client)

@@ -1,0 +1,121 @@
+"""Option types and list parsers shared by every command: each check written once.
+
+A bad value is an ``argparse.ArgumentTypeError``, which the parser turns into its short usage
+line and one ``error:`` line, exit 2, before any work starts.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable
+
+from axon.names import ARCHITECTURES, MODEL_PREFIX
+
+# The widest concurrency a list option accepts: beyond it h2load's streams and the python
+# engine's coroutines stop modelling a client farm and start measuring the client.
+MAX_CONCURRENCY = 1024
+
+
+class ShortUsageParser(argparse.ArgumentParser):
+    """On a usage error, the one-line usage and the error, not the whole usage block.
+
+    argparse prints every option of a command before the line that matters; with 30 options
+    that line scrolls away. ``axon CMD --help`` still shows everything.
+    """
+
+    def error(self, message: str):
+        print(f"usage: {self.prog} [options] (see {self.prog} --help)\n{self.prog}: error: {message}", file=sys.stderr)
+        sys.exit(2)
+
+
+class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Shows every option's default, except where there is none to show (None, a flag's False, [])."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        if action.default is None or action.default is False or action.default == []:
+            return action.help
+        return super()._get_help_string(action)
+
+
+def positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be > 0, got {value}")
+    return value
+
+
+def positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be > 0, got {text}")
+    return value
+
+
+def fraction_of_one(text: str) -> float:
+    """A fraction in [0, 1] (an error rate): 2 would silently mean "never fail"."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number between 0 and 1, got {text!r}") from None
+    if not 0 <= value <= 1:
+        raise argparse.ArgumentTypeError(f"must be between 0 and 1, got {text}")
+    return value
+
+
+def int_list(low: int = 1, high: int | None = None, what: str = "every value") -> Callable[[str], list[int]]:
+    """A parser of comma-separated whole numbers in [low, high]; an empty item is an error.
+
+    "1,,4" is a typo, not "1,4": nothing silently changes what is measured.
+    """
+
+    def parse(text: str) -> list[int]:
+        items = [v.strip() for v in text.split(",")]
+        if any(not v for v in items):
+            raise argparse.ArgumentTypeError(f"empty item in {text!r}: expected comma-separated whole numbers, e.g. 1,4,16")
+        try:
+            values = [int(v) for v in items]
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected comma-separated whole numbers, got {text!r}") from None
+        if any(v < low or (high is not None and v > high) for v in values):
+            bound = f"between {low} and {high}" if high is not None else f">= {low}"
+            raise argparse.ArgumentTypeError(f"{what} must be {bound}, got {text!r}")
+        return values
+
+    return parse
+
+
+concurrency_list = int_list(1, MAX_CONCURRENCY, "concurrencies")
+
+
+def processes(text: str) -> int | str:
+    if text == "auto":
+        return text
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number or 'auto', got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+    return value
+
+
+def header(text: str) -> tuple[str, str]:
+    key, sep, value = text.partition("=")
+    if not sep or not key:
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
+    return key.strip(), value
+
+
+def model_versions(text: str) -> list[str]:
+    versions = [v.strip().removeprefix(MODEL_PREFIX) for v in text.split(",") if v.strip()]
+    unknown = [v for v in versions if v not in ARCHITECTURES]
+    if not versions or unknown:
+        raise argparse.ArgumentTypeError(f"unknown model(s) {unknown or text!r}; known: {','.join(sorted(ARCHITECTURES))}")
+    return versions

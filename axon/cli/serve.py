@@ -1,0 +1,106 @@
+"""``axon serve``: start Triton (or reach one), print its endpoints, keep it up until Ctrl-C."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from axon.cli.args import HelpFormatter, header, model_versions
+from axon.errors import AxonError
+
+
+def command(args: argparse.Namespace) -> int:
+    import contextlib
+    import time
+
+    import numpy as np
+
+    from axon.names import model_name
+    from axon.offline import export
+    from axon.offline.pipeline import VALIDATION_ROWS_FILE
+    from axon.serving import backends, client
+
+    models = [model_name(v) for v in args.models]
+    modes = ["on", "off"] if args.batching == "both" else [args.batching]
+    if args.url:
+        backends.check_url(args.url, "--url")
+    if args.repository is not None and len(modes) > 1:
+        raise AxonError("--repository names one repository; use --batching on or off with it")
+    tls_files = None
+    if args.tls_cert or args.tls_key or args.tls_ca:
+        if not (args.tls_cert and args.tls_key):
+            raise AxonError("gRPC over TLS needs both --tls-cert and --tls-key")
+        if args.backend != "embedded":
+            raise AxonError(f"--tls-cert/--tls-key start the embedded server with TLS; the {args.backend} backend was asked for")
+        from axon.serving.embedded import TlsFiles
+
+        tls_files = TlsFiles(args.tls_cert, args.tls_key, args.tls_ca)
+        tls_files.check()  # before a server starts
+    with contextlib.ExitStack() as stack:
+        servers = []
+        for mode in modes:
+            server = backends.make_server(
+                args.backend,
+                batching=mode,
+                models=models,
+                artifacts=args.artifacts,
+                repository=args.repository,
+                url=args.url,
+                metrics_url=args.metrics_url,
+                tls=args.tls,
+                headers=dict(args.header),
+                log_path=args.log_dir / f"tritonserver-batching-{mode}.log" if args.log_dir else None,
+                tls_files=tls_files,
+            )
+            started = time.monotonic()
+            stack.enter_context(server)
+            servers.append(server)
+            ep = server.endpoints
+            print(f"{server.backend} Triton {getattr(server, 'version', '') or ''} (batching {mode}) ready in {time.monotonic() - started:.1f} s")
+            tls = f"  (TLS; clients verify with CA {ep.ca_file}: axon bench --url {ep.grpc} --tls --ca-file {ep.ca_file})" if ep.tls and ep.ca_file else "  (TLS)" if ep.tls else ""
+            print(f"  grpc    {ep.grpc}{tls}\n  http    {ep.http or '-'}\n  metrics {ep.metrics or '-'}")
+            if getattr(server, "log_path", None):
+                kept = "" if args.log_dir else "  (removed at stop; --log-dir keeps it)"
+                print(f"  log     {server.log_path}{kept}")
+        if args.check:
+            rows_file = args.artifacts / VALIDATION_ROWS_FILE
+            if not rows_file.is_file():
+                raise AxonError(f"--check needs validation rows from `axon train`: {rows_file} not found")
+            with np.load(rows_file) as npz:
+                row = npz["features"][:1]
+            for server in servers:
+                for name in models:
+                    ep = server.endpoints
+                    got = client.infer(ep.grpc, name, row, ssl=ep.tls, headers=ep.headers or None, ca_file=ep.ca_file)
+                    line = f"check {name}: p(signal) = {float(got[0, 0]):.6f}"
+                    onnx_path = args.artifacts / "models" / name / "model.onnx"
+                    if onnx_path.is_file():
+                        (ref,) = export.session(onnx_path).run([export.OUTPUT_NAME], {export.INPUT_NAME: row})
+                        diff = float(np.max(np.abs(got - ref)))
+                        if diff > 1e-6:
+                            raise AxonError(f"{name}: server answer differs from local onnxruntime by {diff:.3g}")
+                        line += f", local onnxruntime agrees (|diff| = {diff:.1e})"
+                    print(line)
+            return 0
+        print("serving; press Ctrl-C to stop", flush=True)
+        while True:
+            time.sleep(3600)
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser("serve", help="start Triton (embedded by default), print its endpoints, keep it up until Ctrl-C", formatter_class=HelpFormatter)
+    p.add_argument("--backend", choices=("embedded", "docker", "external"), default="embedded", help="which Triton: a child process, the GPU container, or one already running")
+    p.add_argument("--batching", choices=("on", "off", "both"), default="on", help="dynamic batching of the served repository; both starts two servers")
+    p.add_argument("--models", type=model_versions, default="v1,v2", help="comma-separated versions")
+    p.add_argument("--artifacts", type=Path, default=Path("artifacts"), help="output of `axon train`")
+    p.add_argument("--repository", type=Path, help="serve this embedded repository instead of the one under --artifacts (default: that one)")
+    p.add_argument("--url", help="external backend: HOST:PORT of Triton's gRPC endpoint")
+    p.add_argument("--metrics-url", help="external backend: Triton's Prometheus metrics URL")
+    p.add_argument("--tls", action="store_true", help="external backend: gRPC over TLS")
+    p.add_argument("--header", type=header, action="append", default=[], metavar="KEY=VALUE", help="external backend: extra gRPC header (repeatable)")
+    p.add_argument("--log-dir", type=Path, help="keep the embedded server log here (default: a temporary folder, removed at stop)")
+    p.add_argument("--tls-cert", type=Path, help="embedded backend: serve gRPC over TLS with this PEM certificate (Triton's --grpc-use-ssl)")
+    p.add_argument("--tls-key", type=Path, help="embedded backend: the certificate's PEM private key")
+    p.add_argument("--tls-ca", type=Path, help="embedded backend: PEM of the CA that signed the certificate (Triton's --grpc-root-cert); default: the certificate is self-signed")
+    p.add_argument("--check", action="store_true", help="send one real request per model, compare with local onnxruntime, then stop")
+    p.set_defaults(func=command)
