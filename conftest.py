@@ -32,6 +32,21 @@ def validation_rows(artifacts):
         return npz["features"], npz["labels"]
 
 
+@pytest.fixture(scope="session")
+def server_v1(artifacts):
+    """One embedded server (batching on, v1 and v2) shared by every test that only reads from it.
+
+    A Triton start costs seconds on 2 cores; tests that stop, stall, kill or reconfigure a
+    server start their own.
+    """
+    from axon.names import DEFAULT_MODELS
+    from axon.serving.backends import embedded_repository
+    from axon.serving.embedded import EmbeddedServer
+
+    with EmbeddedServer(embedded_repository(artifacts, "on"), models=list(DEFAULT_MODELS)) as server:
+        yield server
+
+
 def _leftover_servers() -> list[str]:
     """tritonserver or stub processes started by axon (their paths carry axon's work-dir prefix)."""
     import psutil

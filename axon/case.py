@@ -26,6 +26,7 @@ from axon.engines.payloads import build_payloads, reference_outputs
 from axon.engines.python import CLIENT_BOUND_CORES
 from axon.errors import ServerError
 from axon.records import results, stats
+from axon.records.schema import SCHEMA_VERSION, add_counts
 from axon.serving import triton_metrics
 from axon.serving.embedded import Endpoints, wait_ready
 
@@ -141,11 +142,9 @@ def _assemble(spec: LoadSpec, target: Target, run: EngineRun, unchecked: str | N
     lag = stats.merge([o["lag"] for o in good]) if spec.mode == "open" else None
     sent = sum(o["sent"] for o in good)
     ok = sum(o["ok"] for o in good)
-    failures: dict[str, int] = {}
+    failures = add_counts(o["failures"] for o in good)
     details: dict[str, str] = {}
     for o in good:
-        for code, n in o["failures"].items():
-            failures[code] = failures.get(code, 0) + n
         for code, text in (o.get("failure_details") or {}).items():
             details.setdefault(code, text)
     measured_s = max((o["measured_s"] for o in good), default=float("nan"))
@@ -208,7 +207,7 @@ def _assemble(spec: LoadSpec, target: Target, run: EngineRun, unchecked: str | N
         "method": run.extra.get("correctness_method") or f"1 response in {spec.sample_every} checked",
     }
     return {
-        "schema_version": results.SCHEMA_VERSION,
+        "schema_version": SCHEMA_VERSION,
         "axon_version": results.axon_version(),
         "timestamp": results.now_iso(),
         "machine": results.machine_info(),

@@ -19,6 +19,10 @@ def model_name(version: str) -> str:
     return MODEL_PREFIX + version
 
 
+DEFAULT_MODEL = model_name("v1")  # the trigger model: what a command measures unless told otherwise
+DEFAULT_MODELS = tuple(model_name(v) for v in DEFAULT_VERSIONS)
+
+
 def served_name(text: str) -> str:
     """What a user typed (``v1`` or ``particle_classifier_v1``) as a Triton model name.
 

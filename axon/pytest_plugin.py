@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from axon.errors import AxonError
+from axon.names import DEFAULT_MODELS
 from axon.records import repeats
 from axon.serving import backends
 from axon.verdicts import slo
@@ -250,7 +251,7 @@ class _Servers:
         grpc = f"127.0.0.1:{services.port_for('triton', 8001)}"
         server = ExternalServer(
             grpc,
-            models=["particle_classifier_v1", "particle_classifier_v2"],
+            models=list(DEFAULT_MODELS),
             metrics_url=f"http://127.0.0.1:{services.port_for('triton', 8002)}/metrics",
             ready_timeout_s=DOCKER_READY_TIMEOUT_S,
         )

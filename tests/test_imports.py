@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import ast
+import inspect
 import subprocess
 import sys
+from pathlib import Path
 
 from axon.names import served_name
 
@@ -32,3 +35,105 @@ def test_served_name():
     assert served_name("v1") == "particle_classifier_v1"
     assert served_name("particle_classifier_v2") == "particle_classifier_v2"
     assert served_name("my_model") == "my_model"
+
+
+# The layers, bottom first. A module may import its own layer and those below it, never one
+# above: the folder tree reads as the data flow (docs: README "Architecture").
+LAYERS = [
+    ("helpers", ("axon.errors", "axon.names", "axon.interrupts", "axon.progress", "axon")),
+    ("records", ("axon.records",)),
+    ("offline", ("axon.offline",)),
+    ("serving", ("axon.serving",)),
+    ("engines", ("axon.engines",)),
+    ("case", ("axon.case",)),
+    ("verdicts", ("axon.verdicts",)),
+    ("study", ("axon.study",)),
+    ("faces", ("axon.cli", "axon.pytest_plugin", "axon.__main__")),
+]
+FACES = ("axon.cli", "axon.pytest_plugin")
+PACKAGE = Path(__file__).resolve().parents[1] / "axon"
+
+
+def _layer(module: str) -> int:
+    best = (-1, -1)  # (length of the matching prefix, layer)
+    for index, (_, prefixes) in enumerate(LAYERS):
+        for prefix in prefixes:
+            if (module == prefix or module.startswith(prefix + ".")) and len(prefix) > best[0]:
+                best = (len(prefix), index)
+    assert best[1] >= 0, f"{module} is in no layer"
+    return best[1]
+
+
+def _modules() -> dict[str, Path]:
+    out = {}
+    for path in PACKAGE.rglob("*.py"):
+        parts = path.relative_to(PACKAGE.parent).with_suffix("").parts
+        out[".".join(parts[:-1] if parts[-1] == "__init__" else parts)] = path
+    return out
+
+
+def _imports(module: str, path: Path) -> set[str]:
+    """Every axon module this one imports, at the top or inside a function."""
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            found |= {a.name for a in node.names if a.name.startswith("axon")}
+        elif isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("axon") and node.level == 0:
+            found.add(node.module)
+            found |= {f"{node.module}.{a.name}" for a in node.names if f"{node.module}.{a.name}" in MODULES}
+    return found
+
+
+MODULES = _modules()
+
+
+def _face(module: str) -> str | None:
+    return next((f for f in FACES if module == f or module.startswith(f + ".")), None)
+
+
+def test_layers_import_only_downward():
+    upward = []
+    for module, path in MODULES.items():
+        for target in _imports(module, path):
+            if _layer(target) > _layer(module):
+                upward.append(f"{module} ({LAYERS[_layer(module)][0]}) imports {target} ({LAYERS[_layer(target)][0]})")
+    assert not upward, "\n".join(sorted(upward))
+
+
+def test_no_face_imports_another_face_or_a_commands_internals():
+    crossing = []
+    for module, path in MODULES.items():
+        face = _face(module)
+        for target in _imports(module, path):
+            other = _face(target)
+            if face and other and other != face:
+                crossing.append(f"{module} imports the other face {target}")
+            # One command module never reaches into another: shared option types live in axon.cli.args.
+            if face == "axon.cli" and other == "axon.cli" and module not in ("axon.cli", "axon.cli.main", "axon.cli.__main__") and target not in ("axon.cli.args", "axon.cli", module):
+                crossing.append(f"{module} imports the command module {target}")
+    assert not crossing, "\n".join(sorted(crossing))
+
+
+def test_the_layer_check_can_fail(tmp_path):
+    """The checker itself sees an upward import (so a passing test above means something)."""
+    bad = tmp_path / "m.py"
+    bad.write_text("def f():\n    from axon.study import plan\n")
+    assert "axon.study" in _imports("axon.offline.m", bad) and _layer("axon.study") > _layer("axon.offline.data")
+
+
+def test_at_most_eight_modules_stand_at_the_top_and_every_package_says_its_stage():
+    top = sorted(p.name for p in PACKAGE.glob("*.py"))
+    assert len(top) <= 8, top
+    for init in PACKAGE.glob("*/__init__.py"):
+        assert ast.get_docstring(ast.parse(init.read_text())), f"{init} has no docstring saying its stage"
+
+
+def test_every_engine_implements_the_one_interface():
+    from axon.engines import Engine
+    from axon.engines.direct import DirectEngine
+    from axon.engines.native import NativeEngine
+    from axon.engines.python import PythonEngine
+
+    for engine in (PythonEngine(), NativeEngine(), DirectEngine()):
+        assert isinstance(engine, Engine), engine
+        assert inspect.signature(type(engine).run).parameters.keys() == {"self", "work"}

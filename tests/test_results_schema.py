@@ -208,3 +208,24 @@ def test_case(axon_bench):
     assert result.ret == pytest.ExitCode.OK, result.stdout.str() + result.stderr.str()
     result.stdout.fnmatch_lines(["*no --axon-artifacts and no ./artifacts: benchmarked small models trained on the fly (20,000 synthetic rows, 2 epochs*"])
     result.stdout.fnmatch_lines(["*1 case(s): 0 failing; client-bound: * of 1 cases*"])
+
+
+@pytest.mark.parametrize(
+    "command",
+    [("compare", "{f}", "{f}"), ("report", "{f}"), ("merge", "{f}", "{f}", "--output", "{out}")],
+    ids=["compare", "report", "merge"],
+)
+@pytest.mark.parametrize("payload", [{"schema_version": 99, "runs": []}, {"runs": [1, 2]}, [1, 2]], ids=["version", "no-version", "not-an-object"])
+def test_every_reader_refuses_another_schema_in_one_line(tmp_path, command, payload):
+    """compare, report and merge all read through records.results: one message, exit 2, nothing written."""
+    import json
+
+    from tests.helpers import assert_clean_error, run_axon
+
+    f = tmp_path / "old.json"
+    f.write_text(json.dumps(payload))
+    out = tmp_path / "merged.json"
+    done = run_axon(*[a.format(f=f, out=out) for a in command])
+    assert_clean_error(done)
+    assert len(done.stderr.strip().splitlines()) == 1, done.stderr
+    assert str(f) in done.stderr and not out.exists()

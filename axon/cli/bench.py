@@ -16,7 +16,7 @@ from axon.engines import loadgen
 from axon.engines.loadgen import LoadSpec
 from axon.engines.payloads import load_rows, resolve_artifacts
 from axon.errors import AxonError
-from axon.names import served_name
+from axon.names import DEFAULT_MODEL, served_name
 from axon.progress import CaseProgress
 from axon.records import repeats, results
 from axon.serving import backends
@@ -159,11 +159,10 @@ def command(args: argparse.Namespace) -> int:
     for server in servers.values():
         if hasattr(server, "check_models"):  # an unknown model is said now, not after a start
             server.check_models()
-    output = args.output or results.default_output(Path("results"), "bench")
-    results.check_writable(output)  # before the load: a run must never be measured, then lost
+    # Checked before the load: a run must never be measured, then lost.
+    writer = results.ResultsWriter(args.output or results.default_output(Path("results"), "bench"))
     runs: list[dict] = []
     exit_code = 0
-    requested_output, write_problem = output, None
     try:
         with interrupts.stop_once(), contextlib.ExitStack() as stack:
             hosts = None
@@ -203,10 +202,7 @@ def command(args: argparse.Namespace) -> int:
                         runs.append(run)
                         # After every case: an interruption or a crash later keeps what was measured.
                         # A path that can't be written (gone, disk full) sends the record to a rescue path.
-                        output, problem = results.save_results(output, runs)
-                        if problem and write_problem is None:
-                            write_problem = problem
-                            print(f"axon: cannot write results to {requested_output} ({problem}); saved to {output} instead", file=sys.stderr, flush=True)
+                        output = writer.save(runs)
                         status = _status(run) if run["passed"] else "FAILED: " + "; ".join(run["verdicts"] or [run["incomplete_reason"] or "?"])
                         print(f"{label}: {run['throughput_rps']:,.0f} req/s, p50 {run['latency_ms']['p50']:.2f} ms, p99 {run['latency_ms']['p99']:.2f} ms  {status}", file=sys.stderr)
                         if run["incomplete_reason"] == "interrupted":
@@ -222,15 +218,14 @@ def command(args: argparse.Namespace) -> int:
             print(table(runs))
             _print_repeat_summary(runs, args.ab)
             print(results.client_bound_summary(runs))
-            print(f"results: {output}")
-    if write_problem:
-        raise AxonError(f"cannot write results to {requested_output} ({write_problem}); nothing was lost: every run is in {output}")
+            print(f"results: {writer.path}")
+    writer.finish()
     return exit_code
 
 
 def add_parser(sub) -> None:
     p = sub.add_parser("bench", help="offer load to Triton and measure it (starts the embedded server unless --url)")
-    p.add_argument("--model", default="particle_classifier_v1", help="model name, or v1/v2 (default particle_classifier_v1)")
+    p.add_argument("--model", default=DEFAULT_MODEL, help=f"model name, or v1/v2 (default {DEFAULT_MODEL})")
     load = p.add_mutually_exclusive_group()
     load.add_argument("--concurrency", type=positive_int, default=64, help="closed loop: requests in flight (default 64)")
     load.add_argument("--rate", type=positive_float, help="open loop: requests per second, latency timed from intended send times")

@@ -9,7 +9,7 @@ from axon.case import run_direct
 from axon.cli.args import int_list, positive_float
 from axon.engines.payloads import load_rows
 from axon.errors import AxonError
-from axon.names import ARCHITECTURES, MODEL_PREFIX, served_name
+from axon.names import ARCHITECTURES, DEFAULT_MODEL, MODEL_PREFIX, served_name
 from axon.progress import CaseProgress
 from axon.records import repeats, results
 
@@ -37,8 +37,7 @@ def command(args: argparse.Namespace) -> int:
         if model.removeprefix(MODEL_PREFIX) in ARCHITECTURES:
             hint += f" (for {model}: axon train --models {model.removeprefix(MODEL_PREFIX)} --out {args.artifacts})"
         raise AxonError(f"no ONNX model for {model!r} at {onnx_path}{hint}")
-    output = args.output or results.default_output(Path("results"), "direct")
-    results.check_writable(output)  # before any work, not after
+    writer = results.ResultsWriter(args.output or results.default_output(Path("results"), "direct"))  # checked before any work
     features, dataset = load_rows(args.artifacts, args.seed)
     runs: list[dict] = []
     for rows in args.rows_per_request:
@@ -51,11 +50,12 @@ def command(args: argparse.Namespace) -> int:
                 finally:
                     progress.close()
                 runs.append(run)
-                results.write_results(output, runs)
+                writer.save(runs)
                 if run["incomplete_reason"] == "interrupted":
                     raise KeyboardInterrupt
     print(table(runs))
-    print(f"results: {output}")
+    print(f"results: {writer.path}")
+    writer.finish()
     return 0
 
 
@@ -65,7 +65,7 @@ def add_parser(sub) -> None:
         help="run the model in-process with onnxruntime (no server): the direct side of direct vs service",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
-    p.add_argument("--model", default="particle_classifier_v1", help="model name, or v1/v2/v3")
+    p.add_argument("--model", default=DEFAULT_MODEL, help="model name, or v1/v2/v3")
     p.add_argument("--rows-per-request", type=int_list(1), default=[1, 16, 256], metavar="K[,K...]", help="rows per call (event sizes)")
     p.add_argument("--threads", type=int_list(1), default=[1], metavar="T[,T...]", help="onnxruntime intra-op threads (1: as inside an HLT process)")
     p.add_argument("--duration", type=positive_float, default=2.0, help="measurement window per case, seconds")

@@ -12,15 +12,16 @@ def command(args: argparse.Namespace) -> int:
     from axon.records import merge, results
 
     runs = merge.merge_files(args.files)
-    results.check_writable(args.output)
-    results.write_results(args.output, runs)
+    writer = results.ResultsWriter(args.output)
+    writer.save(runs)
     for r in runs:
         lat = r["latency_ms"]
         print(
             f"{merge.case_key(r)}: {r['merged']['from']} runs ({', '.join(r['merged']['hosts'])}) -> "
             f"{r['throughput_rps']:,.0f} req/s, p50 {lat['p50']:.2f} ms, p99 {lat['p99']:.2f} ms, {r['requests']['ok']:,} ok"
         )
-    print(f"merged: {args.output}")
+    print(f"merged: {writer.path}")
+    writer.finish()
     return 0
 
 

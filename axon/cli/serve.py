@@ -83,8 +83,31 @@ def command(args: argparse.Namespace) -> int:
                     print(line)
             return 0
         print("serving; press Ctrl-C to stop", flush=True)
-        while True:
-            time.sleep(3600)
+        watch(servers, modes)
+        return 0  # not reached: watch() returns only by an exception
+
+
+# How often `axon serve` looks at its servers. Short, so a death is said within a second, and
+# so Ctrl-C is taken at once: Python runs signal handlers in the main thread between bytecodes,
+# and a long sleep there would hold a SIGINT that the kernel handed to another thread.
+WATCH_INTERVAL_S = 0.2
+
+
+def watch(servers: list, modes: list[str]) -> None:
+    """Until Ctrl-C: a server axon started that dies is said in one line with its log's tail, exit 2."""
+    import time
+
+    from axon.errors import ServerError
+
+    while True:
+        for server, mode in zip(servers, modes):
+            death = server.death()
+            if death is not None:
+                tail = server.log_tail() if hasattr(server, "log_tail") else ""
+                kept = server.keep_log() if hasattr(server, "keep_log") else None  # out of the folder stop() removes
+                log = f" (whole log: {kept})" if kept else ""
+                raise ServerError(f"{server.backend} Triton (batching {mode}) died: {death}{log}" + (f"\n--- last lines of its log ---\n{tail}" if tail else ""))
+        time.sleep(WATCH_INTERVAL_S)
 
 
 def add_parser(sub) -> None:

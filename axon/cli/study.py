@@ -35,7 +35,9 @@ def command(args: argparse.Namespace) -> int:
     ensure_writable(args.out)
     print(f"study: {len(plan.sweep)}-point sweep x 2 batching modes, models at c={plan.compare_at}, capacity search; {plan.repeat} interleaved repeats; "
           f"{plan.warmup_s:g} s warm-up + {plan.duration_s:g} s per case; budgets p50 {plan.p50_budget_ms:g} ms, p99 {plan.p99_budget_ms:g} ms ({plan.budgets_from})")
-    runs = study.Study(args.artifacts, args.out, plan).run()
+    campaign = study.Study(args.artifacts, args.out, plan)
+    runs = campaign.run()
+    campaign.writer.finish()  # rescued records are named before a report is written from the folder
     path = report.write_report(args.out)
     from axon.records.results import client_bound_summary
 

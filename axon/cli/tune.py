@@ -18,7 +18,7 @@ from axon.cli.args import concurrency_list, positive_float, positive_int
 from axon.engines.loadgen import LoadSpec
 from axon.engines.payloads import load_rows
 from axon.errors import AxonError
-from axon.names import ARCHITECTURES, MODEL_PREFIX, served_name
+from axon.names import ARCHITECTURES, DEFAULT_MODEL, MODEL_PREFIX, served_name
 from axon.offline.repository import ServingOptions, apply_serving, config_text
 from axon.records import atomic, results
 from axon.serving import backends
@@ -229,7 +229,7 @@ def _capacities(args, server, load, tuner: search.Search, batching: str, budget:
 
 def add_parser(sub) -> None:
     p = sub.add_parser("tune", help="find the Triton config (instances, queue delay, preferred/max batch) that serves the most within the latency budget")
-    p.add_argument("--model", default="particle_classifier_v1", help="model name, or v1/v2 (default particle_classifier_v1)")
+    p.add_argument("--model", default=DEFAULT_MODEL, help=f"model name, or v1/v2 (default {DEFAULT_MODEL})")
     p.add_argument("--batching", choices=("on", "off"), default="on", help="the served repository's batching mode (off: only --instances applies)")
     p.add_argument("--instances", help="instance counts, e.g. 1,2,3")
     p.add_argument("--delay-us", help="max queue delays in µs, e.g. 0,100,500,1000")

@@ -1,6 +1,6 @@
-"""Stage 4, engines: what offers the load, and the one interface every engine implements.
+"""Stage 3, engines: what offers the load, and the one interface every engine implements.
 
-May import: ``axon.records`` (stats), ``axon.serving``, ``axon.offline`` and the top-level helpers.
+May import ``axon.serving``, ``axon.offline``, ``axon.records`` and the top-level helpers.
 Never ``axon.case``, ``axon.verdicts``, ``axon.study`` or a face.
 """
 

@@ -10,7 +10,7 @@ import statistics
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
-from axon.verdicts.slo import case_label
+from axon.records.schema import add_counts, case_label
 
 WITHIN_NOISE = "within noise"
 
@@ -124,10 +124,7 @@ def pool(records: list[dict]) -> dict:
     if len(records) == 1:
         return records[0]
     histogram = stats.merge([r["histogram"] for r in records])
-    failures: dict[str, int] = {}
-    for r in records:
-        for code, n in r["requests"]["failures"].items():
-            failures[code] = failures.get(code, 0) + n
+    failures = add_counts(r["requests"]["failures"] for r in records)
     sent = sum(r["requests"]["sent"] for r in records)
     ok = sum(r["requests"]["ok"] for r in records)
     spread = summarise(records)

@@ -10,7 +10,7 @@ import platform
 import subprocess
 import sys
 import tempfile
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -19,8 +19,7 @@ import psutil
 from axon.errors import AxonError
 from axon.records import stats
 from axon.records.atomic import write_json
-
-SCHEMA_VERSION = 1
+from axon.records.schema import SCHEMA_VERSION, ResultsFile, RunRecord, add_counts
 
 
 def machine_info() -> dict:
@@ -58,7 +57,7 @@ def now_iso() -> str:
     return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
 
 
-def write_results(path: Path, runs: list[dict]) -> None:
+def write_results(path: Path, runs: list[RunRecord]) -> None:
     """Write runs atomically (see :mod:`axon.records.atomic`)."""
     write_json(path, {"schema_version": SCHEMA_VERSION, "runs": runs})
 
@@ -121,14 +120,44 @@ def save_results(path: Path, runs: list[dict]) -> tuple[Path, str | None]:
     raise AxonError(f"cannot write results to {path} ({problem}) nor to any rescue folder; the record was printed on stdout")
 
 
-def read_results(path: Path) -> list[dict]:
+def read_json(path: Path) -> dict:
+    """A JSON object from a file, or a one-line error: the one place a results file is parsed."""
     try:
         payload = json.loads(Path(path).read_text())
-    except (OSError, json.JSONDecodeError) as exc:
-        raise AxonError(f"cannot read results {path}: {exc}") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise AxonError(f"cannot read {path}: {exc}") from None
+    if not isinstance(payload, dict):
+        raise AxonError(f"{path}: not an axon results file (a JSON object with schema_version and runs)")
+    return payload
+
+
+def check_results(payload: dict, path: Path) -> list[RunRecord]:
+    """The runs of an axon results payload whose schema this axon reads; anything else is a one-line error."""
     if payload.get("schema_version") != SCHEMA_VERSION:
-        raise AxonError(f"{path}: schema version {payload.get('schema_version')}, this axon reads {SCHEMA_VERSION}")
-    return payload["runs"]
+        raise AxonError(f"{path}: schema version {payload.get('schema_version')!r}, this axon reads {SCHEMA_VERSION}")
+    runs = payload.get("runs")
+    if not isinstance(runs, list) or not all(isinstance(r, dict) for r in runs):
+        raise AxonError(f"{path}: 'runs' is not a list of records")
+    return runs
+
+
+def read_results(path: Path) -> list[RunRecord]:
+    """The runs of an axon results file, schema-checked (every command reads through here)."""
+    return check_results(read_json(path), path)
+
+
+def read_measurements(path: Path) -> tuple[str, dict]:
+    """A file that holds axon measurements: ("axon", results file) or ("pytest-benchmark", its JSON).
+
+    pytest-benchmark files carry axon's records in ``extra_info["axon"]``; an axon results file
+    is schema-checked. Anything else is ("other", payload).
+    """
+    payload = read_json(path)
+    if "benchmarks" in payload:
+        return "pytest-benchmark", payload
+    if "runs" in payload or "schema_version" in payload:
+        return "axon", ResultsFile(schema_version=SCHEMA_VERSION, runs=check_results(payload, path))
+    return "other", payload
 
 
 def merge_runs(runs: Iterable[dict]) -> dict[str, Any]:
@@ -139,10 +168,7 @@ def merge_runs(runs: Iterable[dict]) -> dict[str, Any]:
     histogram = stats.merge([r["histogram"] for r in runs])
     sent = sum(r["requests"]["sent"] for r in runs)
     ok = sum(r["requests"]["ok"] for r in runs)
-    failures: dict[str, int] = {}
-    for r in runs:
-        for code, n in r["requests"]["failures"].items():
-            failures[code] = failures.get(code, 0) + n
+    failures = add_counts(r["requests"]["failures"] for r in runs)
     # Runs side by side: throughput adds up over a common window.
     return {
         "merged_from": len(runs),
@@ -151,6 +177,32 @@ def merge_runs(runs: Iterable[dict]) -> dict[str, Any]:
         "latency_ms": stats.LatencySummary.of(histogram).as_dict(),
         "histogram": stats.encode(histogram),
     }
+
+
+class ResultsWriter:
+    """Where a command's runs go, written after every run (an interruption keeps what was measured).
+
+    The path is checked before any load (:func:`check_writable`). If it fails later (gone,
+    disk full), the runs go to a rescue path, said once in one line, and every later write
+    follows them there; :meth:`finish` then fails the command, naming where everything is.
+    """
+
+    def __init__(self, path: Path, say: Callable[[str], None] = lambda line: print(line, file=sys.stderr, flush=True)):
+        check_writable(path)
+        self.requested = self.path = Path(path)
+        self.problem: str | None = None
+        self._say = say
+
+    def save(self, runs: list[RunRecord]) -> Path:
+        self.path, problem = save_results(self.path, runs)
+        if problem and self.problem is None:
+            self.problem = problem
+            self._say(f"axon: cannot write results to {self.requested} ({problem}); saved to {self.path} instead")
+        return self.path
+
+    def finish(self) -> None:
+        if self.problem:
+            raise AxonError(f"cannot write results to {self.requested} ({self.problem}); nothing was lost: every run is in {self.path}")
 
 
 def client_bound_summary(runs: list[dict]) -> str:

@@ -3,5 +3,5 @@
 The embedded tritonserver, the container (docker compose) and an external URL behind one
 interface (:mod:`~axon.serving.backends`); Triton's Prometheus counters
 (:mod:`~axon.serving.triton_metrics`); a one-request client (:mod:`~axon.serving.client`).
-May import ``axon.offline`` and the top-level helpers, nothing above.
+May import ``axon.offline``, ``axon.records`` and the top-level helpers, nothing above.
 """

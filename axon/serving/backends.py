@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from axon.errors import ServerError
+from axon.names import DEFAULT_MODELS
 from axon.serving.embedded import READY_TIMEOUT_S, EmbeddedServer, Endpoints, TlsFiles, _ContextServer, wait_ready
 
 BACKENDS = ("embedded", "docker", "external")
@@ -45,7 +46,7 @@ class DockerServer(_ContextServer):
     def __init__(
         self,
         batching: str = "on",
-        models: Sequence[str] = ("particle_classifier_v1", "particle_classifier_v2"),
+        models: Sequence[str] = DEFAULT_MODELS,
         compose_file: Path = COMPOSE_FILE,
         project: str = "axon",
         ready_timeout_s: float = DOCKER_READY_TIMEOUT_S,
@@ -177,7 +178,7 @@ def make_server(
             tls=tls_files,
         )
     if backend == "docker":
-        return DockerServer(batching, models=models or ("particle_classifier_v1", "particle_classifier_v2"))
+        return DockerServer(batching, models=models or DEFAULT_MODELS)
     if backend == "external":
         if not url:
             raise ServerError("the external backend needs a URL (HOST:PORT of Triton's gRPC endpoint)")

@@ -78,6 +78,13 @@ class _ContextServer:
     def __exit__(self, *exc) -> None:
         self.stop()
 
+    def death(self) -> str | None:
+        """Why the server axon started is gone (exit status or signal), or None while it lives.
+
+        Servers axon does not own (external) never die as far as axon can tell.
+        """
+        return None
+
 
 # --------------------------------------------------------------------------- readiness
 
@@ -319,6 +326,7 @@ class EmbeddedServer(_ContextServer):
         self.log_verbose = log_verbose
         self.extra_args = list(extra_args)
         self.process: subprocess.Popen | None = None
+        self._oom_kills_at_start: int | None = None
         self.version: str | None = None
         self.startup_s: float | None = None
         self._workdir: tempfile.TemporaryDirectory | None = None
@@ -399,6 +407,7 @@ class EmbeddedServer(_ContextServer):
         self.log_path = self._requested_log_path or workdir / "tritonserver.log"
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         started = time.monotonic()
+        self._oom_kills_at_start = oom_kills()
         with open(self.log_path, "wb") as log:
             self.process = subprocess.Popen(
                 self.command(backend_dir, ports),
@@ -415,7 +424,7 @@ class EmbeddedServer(_ContextServer):
             self.version = wait_ready(grpc, models, self.ready_timeout_s, alive=self._raise_if_exited, ssl=self.tls is not None, ca_file=ca)
         except ServerError as exc:
             tail = self.log_tail()
-            self.log_path = self._keep_log()
+            self.log_path = self.keep_log()
             self.stop()
             raise ServerError(f"embedded Triton failed to start: {exc}\n--- {self.log_path} (last lines; the whole log is kept there) ---\n{tail}") from None
         except BaseException:
@@ -431,7 +440,7 @@ class EmbeddedServer(_ContextServer):
         )
         return self._endpoints
 
-    def _keep_log(self) -> Path | None:
+    def keep_log(self) -> Path | None:
         """The log, copied out of the work directory that stop() removes, so a path we print exists."""
         if self.log_path is None or not self.log_path.is_file():
             return self.log_path
@@ -470,9 +479,70 @@ class EmbeddedServer(_ContextServer):
     def pid(self) -> int | None:
         return self.process.pid if self.process is not None else None
 
+    def death(self) -> str | None:
+        process = self.process
+        if process is None or process.poll() is None:
+            return None
+        return describe_exit(process.returncode, self._oom_kills_at_start)
+
+
+def describe_exit(returncode: int, oom_kills_before: int | None = None) -> str:
+    """``exited with code 1``, ``killed by SIGKILL``; the OOM killer named when the cgroup counted it."""
+    if returncode >= 0:
+        return f"exited with code {returncode}"
+    name = signal.Signals(-returncode).name if -returncode in signal.Signals._value2member_map_ else f"signal {-returncode}"
+    said = f"killed by {name}"
+    if -returncode == signal.SIGKILL:
+        after = oom_kills()
+        if oom_kills_before is not None and after is not None and after > oom_kills_before:
+            said += " (the kernel's OOM killer: this machine's memory ran out)"
+    return said
+
+
+def oom_kills() -> int | None:
+    """The OOM kills counted in this process's cgroup (cgroup v2), or None where it can't be read."""
+    with contextlib.suppress(OSError, ValueError):
+        cgroup = Path("/proc/self/cgroup").read_text().strip().split("::", 1)[-1]
+        for events in (Path("/sys/fs/cgroup") / cgroup.lstrip("/") / "memory.events", Path("/sys/fs/cgroup/memory.events")):
+            if events.is_file():
+                for line in events.read_text().splitlines():
+                    key, _, value = line.partition(" ")
+                    if key == "oom_kill":
+                        return int(value)
+    return None
+
+
+# The python backend's shared memory: one region per model instance, made by tritonserver and
+# mapped by its stubs. A killed server leaves them in /dev/shm (tens of MB each).
+SHM_MARK = "triton_python_backend_shm_region"
+
+
+def _group_members(pgid: int) -> list[int]:
+    members = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            with contextlib.suppress(OSError):
+                if os.getpgid(int(entry.name)) == pgid:
+                    members.append(int(entry.name))
+    return members
+
+
+def _shm_regions(pids: list[int]) -> set[Path]:
+    """The python backend's shared-memory files that these processes have mapped."""
+    found = set()
+    for pid in pids:
+        with contextlib.suppress(OSError):
+            for line in Path(f"/proc/{pid}/maps").read_text().splitlines():
+                path = line.split(maxsplit=5)[-1] if line.count(" ") >= 5 else ""
+                if SHM_MARK in path:
+                    found.add(Path(path.removesuffix(" (deleted)")))
+    return found
+
 
 def _stop_group(process: subprocess.Popen, timeout_s: float) -> None:
     pgid = process.pid  # setsid made the child its own group leader
+    # Read before the group dies: which shared-memory regions are this server's (never another's).
+    regions = _shm_regions(_group_members(pgid))
     for sig, wait_s in ((signal.SIGTERM, timeout_s), (signal.SIGKILL, 5.0)):
         with contextlib.suppress(ProcessLookupError):
             os.killpg(pgid, sig)
@@ -487,6 +557,9 @@ def _stop_group(process: subprocess.Popen, timeout_s: float) -> None:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(pgid, signal.SIGKILL)
         time.sleep(0.05)
+    for region in regions:  # a server that stopped cleanly removed its own; a killed one did not
+        with contextlib.suppress(OSError):
+            region.unlink()
 
 
 def _group_alive(pgid: int) -> bool:

@@ -1,4 +1,4 @@
-"""Stage 7, study: many cases planned together and what is written about them.
+"""Stage 6, study: many cases planned together and what is written about them.
 
 :mod:`~axon.study.plan` (sweep, A/B, capacity search), :mod:`~axon.study.report` (tables and
 plots), :mod:`~axon.study.tune` (the best server config under the budget). May import

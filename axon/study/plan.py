@@ -60,10 +60,9 @@ def plan_with_budgets(plan: StudyPlan, pyproject: Path) -> StudyPlan:
     """Take the p50/p99 budgets for batching on from ``[[tool.axon.slo]]`` when there are some."""
     if not pyproject.is_file():
         return plan
-    probe = {"model": model_name("v1"), "batching": "on", "load": {"mode": "closed", "concurrency": plan.compare_at}}
     p50 = p99 = None
     for budget in slo.load_budgets(pyproject):
-        if budget.applies_to(probe):
+        if budget.covers(model_name("v1"), "on", "closed", plan.compare_at):
             p50 = p50 if p50 is not None else budget.limits.get("p50_ms")
             p99 = p99 if p99 is not None else budget.limits.get("p99_ms")
     return replace(plan, p50_budget_ms=p50 or plan.p50_budget_ms, p99_budget_ms=p99 or plan.p99_budget_ms, budgets_from=str(pyproject))
@@ -82,7 +81,8 @@ class Study:
         self.artifacts, self.out, self.plan, self.log = artifacts, out, plan, log
         self.features, self.dataset = load_rows(artifacts)
         self.runs: list[dict] = []
-        self.path = out / STUDY_FILE
+        self.writer = results.ResultsWriter(out / STUDY_FILE)  # checked now, before any server starts
+        self.path = self.writer.path
 
     def _case(self, server, batching: str, part: str, spec: LoadSpec, repeat: tuple[int, int] | None = None) -> dict:
         target = Target(server.endpoints, server.backend, server.version, batching)
@@ -94,7 +94,7 @@ class Study:
         """Tag, save (after every case: nothing measured is lost) and log one record."""
         record["study"] = study_key(self.plan, part)
         self.runs.append(record)
-        results.write_results(self.path, self.runs)
+        self.path = self.writer.save(self.runs)
         repeat = (record["repeat"]["index"], record["repeat"]["of"]) if record.get("repeat") else None
         lat = record["latency_ms"]
         flag = "" if record["passed"] else "  [" + "; ".join(record["verdicts"] or [record["incomplete_reason"] or ""]) + "]"

@@ -17,6 +17,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 from axon.errors import AxonError
+from axon.names import DEFAULT_MODEL
 from axon.records import repeats, stats
 from axon.records.results import read_results
 from axon.study.plan import COMPARE_AT, FALLBACK_P50_MS, FALLBACK_P99_MS, STUDY_FILE, capacity_table
@@ -49,13 +50,13 @@ def _part(runs: list[dict], part: str) -> list[dict]:
 def main_model(runs: list[dict]) -> str:
     """The model the sweep, A/B and CDF describe: v1 when present (the study's), else the first."""
     models = [r["model"] for r in runs]
-    return "particle_classifier_v1" if "particle_classifier_v1" in models else models[0]
+    return DEFAULT_MODEL if DEFAULT_MODEL in models else models[0]
 
 
 CLOSED_PARTS = ("sweep", "models")  # the closed-loop comparisons (not direct-vs-service's c=1 cases)
 
 
-def _sweep(runs: list[dict], batching: str, model: str = "particle_classifier_v1") -> dict[int, list[dict]]:
+def _sweep(runs: list[dict], batching: str, model: str = DEFAULT_MODEL) -> dict[int, list[dict]]:
     """concurrency -> the sweep's repeats at it, in concurrency order."""
     out: dict[int, list[dict]] = {}
     for r in sorted((r for r in _part(runs, "sweep") if r["batching"] == batching and r["model"] == model), key=lambda r: r["load"]["concurrency"]):

@@ -10,13 +10,13 @@ case (a capacity search's retries, say) keep distinct keys (``label #2``), never
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from axon.errors import AxonError
-from axon.verdicts.slo import case_label
+from axon.records import results
+from axon.records.schema import case_label
 
 # metric -> (axis label with unit, True when a larger value is worse)
 METRICS: dict[str, tuple[str, bool]] = {
@@ -97,11 +97,8 @@ def load_runs(path: Path, required: bool = True) -> dict[str, list[Run]]:
         Case key (pytest-benchmark name, or axon's case label) to its runs in repeat order.
     """
     path = Path(path)
-    try:
-        payload = json.loads(path.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise AxonError(f"cannot read {path}: {exc}") from None
-    if not isinstance(payload, dict) or not ({"benchmarks", "runs"} & payload.keys()):
+    kind, payload = results.read_measurements(path)
+    if kind == "other":
         if not required:
             return {}
         raise AxonError(f"{path}: neither a pytest-benchmark JSON nor axon results")

@@ -26,6 +26,7 @@ else:  # pragma: no cover - Python 3.10
 
 from axon.errors import AxonError
 from axon.names import ARCHITECTURES, model_name, served_name
+from axon.records.schema import case_label
 
 SELECTORS = ("model", "batching", "mode", "min_concurrency", "max_concurrency")
 LATENCY_LIMITS = ("p50_ms", "p90_ms", "p95_ms", "p99_ms", "p999_ms")
@@ -41,23 +42,31 @@ class Budget:
     limits: dict = field(default_factory=dict)
 
     def applies_to(self, result: dict) -> bool:
-        s = self.selector
         load = result["load"]
-        concurrency = load.get("concurrency")
+        return self.covers(result["model"], result.get("batching"), load["mode"], load.get("concurrency"))
+
+    def covers(self, model: str, batching: str | None, mode: str, concurrency: int | None) -> bool:
+        """Whether this budget's selector takes a case with these coordinates."""
+        s = self.selector
         checks = [
-            "model" not in s or served_name(str(s["model"])) == result["model"],
-            "batching" not in s or s["batching"] == result.get("batching"),
-            "mode" not in s or s["mode"] == load["mode"],
+            "model" not in s or served_name(str(s["model"])) == model,
+            "batching" not in s or s["batching"] == batching,
+            "mode" not in s or s["mode"] == mode,
             "min_concurrency" not in s or (concurrency is not None and concurrency >= s["min_concurrency"]),
             "max_concurrency" not in s or (concurrency is not None and concurrency <= s["max_concurrency"]),
         ]
         return all(checks)
 
 
-def case_label(result: dict) -> str:
-    load = result["load"]
-    where = f"c={load['concurrency']}" if load["mode"] == "closed" else f"rate={load['rate']:g}/s"
-    return f"{result['model']}, batching {result.get('batching') or '?'}, {where}"
+@dataclass(frozen=True)
+class LatencyBudget:
+    """A p50/p99 pair that a measured point holds or breaks (``axon tune``, the study's capacity search)."""
+
+    p50_ms: float
+    p99_ms: float
+
+    def holds(self, p50: float, p99: float) -> bool:
+        return p50 <= self.p50_ms and p99 <= self.p99_ms
 
 
 def violations(result: dict, budgets: list[Budget]) -> list[str]:

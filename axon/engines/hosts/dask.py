@@ -29,6 +29,7 @@ from axon.engines.loadgen import LoadSpec
 from axon.engines.payloads import MAX_DISTINCT_PAYLOADS
 from axon.errors import AxonError, ServerError
 from axon.records import stats
+from axon.records.schema import add_counts
 
 CONNECT_TIMEOUT_S = 5.0  # reaching the scheduler, said in one line if it fails
 READY_WAIT_S = 180.0  # every host's load processes spawned, connected and ready
@@ -361,10 +362,7 @@ def _breakdown(s: _HostState, worker: dict, client_bound_cores: float) -> dict:
     good = [o for o in r.get("outcomes", []) if "error" not in o]
     cores = [o["client_cores"] for o in good]
     starts = [o["window_start_scheduler"] for o in good if "window_start_scheduler" in o]
-    failures: dict[str, int] = {}
-    for o in good:
-        for code, n in o["failures"].items():
-            failures[code] = failures.get(code, 0) + n
+    failures = add_counts(o["failures"] for o in good)
     ready = s.ready or {}
     offset = r.get("offset") or ready.get("offset") or {}
     lags = [o["lag"] for o in good if o.get("lag")]

@@ -21,18 +21,14 @@ import numpy as np
 
 from axon.records.repeats import Spread
 from axon.verdicts.gate import DEFAULT_ALPHA, run_level_p
+from axon.verdicts.slo import LatencyBudget
 
 NO_WINNER = "no candidate beats the default beyond noise"
 MIN_RUNS = 2  # noise can be judged only with at least two runs a side
 
 
-@dataclass(frozen=True)
-class Budget:
-    p50_ms: float
-    p99_ms: float
-
-    def holds(self, p50: float, p99: float) -> bool:
-        return p50 <= self.p50_ms and p99 <= self.p99_ms
+# The p50/p99 pair a candidate must hold (the one definition lives with the other budgets).
+Budget = LatencyBudget
 
 
 @dataclass(frozen=True)
