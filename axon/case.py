@@ -11,8 +11,9 @@ run (errors, mismatches, schedule lag, client CPU, the native engine's count che
 
 from __future__ import annotations
 
+import contextlib
 import math
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -29,19 +30,46 @@ from axon.records import results, stats
 from axon.records.schema import SCHEMA_VERSION, add_counts
 from axon.serving import triton_metrics
 from axon.serving.embedded import Endpoints, wait_ready
+from axon.serving.watch import ServerWatch, Watchable, default_limit_bytes, not_watched
 
 if TYPE_CHECKING:
     from axon.engines.hosts.dask import DaskHosts
 
 MODEL_CHECK_TIMEOUT_S = 5.0
+# What an engine records when the run's guard stopped it ("interrupted") or its server died
+# ("server unavailable"): the guard's own reason says more, and replaces them.
+GUARD_SYMPTOMS = ("interrupted", "server unavailable")
 
 
 @dataclass(frozen=True)
 class Target:
+    """The server a case meets.
+
+    ``server`` is the server object when axon started it (it can say its death and its
+    memory): the run is then watched, its load stopped when the server dies or its memory
+    passes ``max_server_memory`` bytes (None: the default, a fraction of this machine's
+    memory; 0: not guarded, still recorded). Without it (``--url``) the record says the
+    server's memory was not watched.
+    """
+
     endpoints: Endpoints
     backend: str = "external"
     version: str | None = None
     batching: str | None = None  # "on"/"off" when axon knows it
+    server: Watchable | None = field(default=None, compare=False, repr=False)
+    max_server_memory: int | None = None
+
+    @classmethod
+    def of(cls, server, batching: str | None, max_server_memory: int | None = None) -> Target:
+        """The target for a server from :func:`axon.serving.backends.make_server`: watched when axon started it."""
+        watchable = server if server.backend != "external" else None
+        return cls(server.endpoints, server.backend, getattr(server, "version", None), batching, watchable, max_server_memory)
+
+    def watch(self) -> ServerWatch | None:
+        if self.server is None:
+            return None
+        limit = default_limit_bytes() if self.max_server_memory is None else self.max_server_memory
+        return ServerWatch(self.server, limit)
 
 
 @dataclass(frozen=True)
@@ -105,6 +133,9 @@ def run_case(
     if isinstance(case, LoadSpec):
         case = prepare(case, ep.metrics is not None, ep.tls, options, hosts)
     spec, engine = case.spec, case.engine
+    died = target.server.death() if target.server is not None else None
+    if died:  # said as what it is, not as a model that is "not ready"
+        raise ServerError(f"the {target.backend} Triton axon started is gone: {died}")
     try:
         wait_ready(ep.grpc, [spec.model], MODEL_CHECK_TIMEOUT_S, ssl=ep.tls, headers=ep.headers or None, ca_file=ep.ca_file)
     except ServerError as exc:
@@ -112,7 +143,10 @@ def run_case(
     payloads, chunks = build_payloads(spec.model, features, spec.rows_per_request, limit=engine.payload_limit)
     expected = reference_outputs(reference_onnx, chunks)
     scrape = (lambda: triton_metrics.scrape(ep.metrics, spec.model)) if ep.metrics else None
-    run = engine.run(Workload(spec, ep, payloads, expected, scrape, on_progress, client_bound_cores))
+    watch = target.watch()
+    with watch if watch is not None else contextlib.nullcontext():
+        guard = watch.reason if watch is not None else None
+        run = engine.run(Workload(spec, ep, payloads, expected, scrape, on_progress, client_bound_cores, guard=guard))
     run.info.update(requested=case.choice.requested, notice=case.choice.notice)
     unchecked = None if expected is not None else unchecked_reason(reference_onnx)
     record = _assemble(spec, target, run, unchecked, dataset, client_bound_cores, repeat)
@@ -120,6 +154,14 @@ def run_case(
     for reason in run.extra.get("incomplete", []):
         record["complete"], record["passed"] = False, False
         record["incomplete_reason"] = "; ".join(filter(None, [record["incomplete_reason"], reason]))
+    record["server_memory"] = watch.summary() if watch is not None else not_watched()
+    stopped = watch.reason() if watch is not None else None
+    if stopped and not run.interrupted:
+        # The guard's reason replaces what the engine saw of it: a load stopped by the guard
+        # looks "interrupted" to the workers, a dead server "unavailable" to the client.
+        seen = [r for r in (record["incomplete_reason"] or "").split("; ") if r and r not in GUARD_SYMPTOMS]
+        record["complete"], record["passed"] = False, False
+        record["incomplete_reason"] = "; ".join([stopped, *seen])
     if run.interrupted:
         record["complete"] = False
         record["incomplete_reason"] = "interrupted"
@@ -220,7 +262,7 @@ def _assemble(spec: LoadSpec, target: Target, run: EngineRun, unchecked: str | N
         "repeat": {"index": repeat[0], "of": repeat[1]} if repeat else None,
         "load": load,
         "measured_s": measured_s,
-        "requests": {"sent": sent, "ok": ok, "failed": sent - ok, "timed_out": failures.get(loadgen.TIMEOUT, 0), "failures": failures, "failure_details": details, "outages": outages},
+        "requests": {"sent": sent, "ok": ok, "failed": sent - ok, "timed_out": failures.get(loadgen.TIMEOUT, 0), "failures": failures, "failure_details": details, "outages": outages, "rejected": failures.get(loadgen.REJECTED, 0)},
         "throughput_rps": throughput,
         "throughput_inferences_per_s": throughput * spec.rows_per_request,
         "latency_ms": stats.LatencySummary.of(histogram).as_dict(),
@@ -323,6 +365,7 @@ def run_direct(
     target = Target(in_process, backend="in-process", version=run.info["version"], batching=None)
     record = _assemble(spec, target, run, "in-process: the model is the reference itself", dataset, CLIENT_BOUND_CORES * threads, repeat)
     record["load"]["threads"] = threads
+    record["server_memory"] = not_watched("in-process: no server")
     # In-process, the client is the whole measurement: "client-bound" (a hot client limiting a
     # server) does not apply.
     record["client"]["client_bound"] = False

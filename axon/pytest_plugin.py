@@ -341,7 +341,7 @@ def axon_bench(request, benchmark, axon_settings, axon_hosts, axon_servers, axon
         on_the_fly = getattr(request.config, "_axon_on_the_fly", None)
         if on_the_fly:
             dataset = {**dataset, "notice": on_the_fly}
-        target = Target(server.endpoints, server.backend, getattr(server, "version", None), batching)
+        target = Target.of(server, batching)
         n = axon_settings.repeat
         runs = [
             run_case(case, target, features, axon_artifacts / "models" / name / "model.onnx", dataset, client_bound_cores=axon_settings.client_bound_cores, repeat=(i, n) if n > 1 else None)

@@ -119,3 +119,40 @@ def model_versions(text: str) -> list[str]:
     if not versions or unknown:
         raise argparse.ArgumentTypeError(f"unknown model(s) {unknown or text!r}; known: {','.join(sorted(ARCHITECTURES))}")
     return versions
+
+
+_SIZE_UNITS = {"": 1, "K": 2**10, "M": 2**20, "G": 2**30, "T": 2**40}
+
+
+def memory_size(text: str) -> int:
+    """``--max-server-memory``: bytes from "8G", "512M", "40%" (of this machine's memory), or "off" (0).
+
+    Checked here, so a typo is a usage error before any server starts.
+    """
+    from axon.serving.watch import machine_memory_bytes
+
+    said = text.strip().upper().removesuffix("B").removesuffix("I")  # 8G, 8GB, 8GiB alike
+    if said == "OFF":
+        return 0
+    try:
+        if said.endswith("%"):
+            share = float(said[:-1])
+            total = machine_memory_bytes()
+            if total is None:
+                raise argparse.ArgumentTypeError("this machine's memory can't be read: give a size (e.g. 8G)")
+            if not 0 < share <= 100:
+                raise argparse.ArgumentTypeError(f"a share of the machine's memory must be in (0, 100]%, got {text!r}")
+            return int(total * share / 100)
+        unit = said[-1] if said and said[-1] in _SIZE_UNITS else ""
+        value = float(said[: len(said) - len(unit)])
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a size such as 8G, 512M or 40% (of this machine's memory), or off; got {text!r}") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be > 0, got {text!r} (off turns the guard off)")
+    return int(value * _SIZE_UNITS[unit])
+
+
+MAX_SERVER_MEMORY_HELP = (
+    "stop the load, and mark the run incomplete, when the memory of the server axon started (tritonserver and its stubs) passes this: "
+    "a size (8G, 512M), a share of this machine's memory (40%%), or off (default: half of this machine's memory, or of its cgroup's limit)"
+)

@@ -11,7 +11,16 @@ from pathlib import Path
 
 from axon import engines, interrupts
 from axon.case import Target, prepare, run_case
-from axon.cli.args import concurrency_list, fraction_of_one, header, positive_float, positive_int, processes
+from axon.cli.args import (
+    MAX_SERVER_MEMORY_HELP,
+    concurrency_list,
+    fraction_of_one,
+    header,
+    memory_size,
+    positive_float,
+    positive_int,
+    processes,
+)
 from axon.engines import loadgen
 from axon.engines.loadgen import LoadSpec
 from axon.engines.payloads import load_rows, resolve_artifacts
@@ -183,7 +192,7 @@ def command(args: argparse.Namespace) -> int:
                 if not args.url:
                     print(f"{server.backend} Triton {getattr(server, 'version', '') or ''} (batching {mode}) ready in {time.monotonic() - started:.1f} s", file=sys.stderr)
                 # An external server's mode is what the user stated (--batching), or unknown.
-                targets[mode] = Target(server.endpoints, server.backend, getattr(server, "version", None), args.batching if args.url else mode)
+                targets[mode] = Target.of(server, args.batching if args.url else mode, args.max_server_memory)
             # Interleaved: every repeat runs each mode once (ON, OFF, ON, OFF, ...), both servers
             # up, so drift over the minutes of a run hits both sides alike.
             for case in prepared:
@@ -282,6 +291,7 @@ def add_parser(sub) -> None:
         help="when the server (or the model) stops answering: stop the run, marked incomplete (default), or continue offering load, "
         "counting the failures, and resume when it is back (python engine)",
     )
+    p.add_argument("--max-server-memory", type=memory_size, help=MAX_SERVER_MEMORY_HELP)
     p.add_argument("--timeline", type=positive_float, metavar="SECONDS", help="also record throughput, errors and latency per slice of this many seconds of the window")
     p.set_defaults(func=command)
 

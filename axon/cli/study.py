@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from axon.cli.args import concurrency_list, positive_float, positive_int
+from axon.cli.args import MAX_SERVER_MEMORY_HELP, concurrency_list, memory_size, positive_float, positive_int
 
 
 def command(args: argparse.Namespace) -> int:
@@ -20,6 +20,7 @@ def command(args: argparse.Namespace) -> int:
         capacity_start_rps=args.capacity_start,
         repeat=args.repeat,
         engine=args.engine,
+        max_server_memory=args.max_server_memory,
     )
     plan = study.plan_with_budgets(plan, args.pyproject)
     from axon.case import prepare
@@ -56,5 +57,6 @@ def add_parser(sub) -> None:
     p.add_argument("--warmup", type=float, default=1.0, help="warm-up per case in seconds (default 1)")
     p.add_argument("--sweep", type=concurrency_list, default=[1, 4, 16, 64, 128, 256], help="concurrencies (default 1,4,16,64,128,256)")
     p.add_argument("--capacity-start", type=positive_float, default=500.0, help="first offered rate of the capacity search (default 500/s)")
+    p.add_argument("--max-server-memory", type=memory_size, help=MAX_SERVER_MEMORY_HELP)
     p.add_argument("--pyproject", type=Path, default=Path("pyproject.toml"), help="where the [[tool.axon.slo]] budgets are")
     p.set_defaults(func=command)

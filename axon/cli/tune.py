@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 
 from axon.case import PreparedCase, Target, prepare, run_case
-from axon.cli.args import concurrency_list, positive_float, positive_int
+from axon.cli.args import MAX_SERVER_MEMORY_HELP, concurrency_list, memory_size, positive_float, positive_int
 from axon.engines.loadgen import LoadSpec
 from axon.engines.payloads import load_rows
 from axon.errors import AxonError
@@ -112,7 +112,7 @@ def command(args: argparse.Namespace) -> int:
 
 def _tune(args, server, control: ModelControl, space: space_mod.Space, budget: verdict.Budget, features, dataset, reference: Path, out: Path, started: float, case: PreparedCase) -> int:
     batching = "on" if space.batching else "off"
-    target = Target(server.endpoints, server.backend, getattr(server, "version", None), batching)
+    target = Target.of(server, batching, args.max_server_memory)
     plan = search.Plan(tuple(args.concurrency), args.repeat, budget)
     doc: dict = {
         "schema_version": SCHEMA_VERSION,
@@ -248,5 +248,6 @@ def add_parser(sub) -> None:
     p.add_argument("--artifacts", type=Path, default=Path("artifacts"), help="output of `axon train`: rows, models, repositories (default artifacts)")
     p.add_argument("--gpu-repository", type=Path, default=Path("model_repository"), help="--apply also writes the winner here (gpu target; default model_repository)")
     p.add_argument("--apply", action="store_true", help="write the winner's config.pbtxt into the artifacts' repositories and --gpu-repository")
+    p.add_argument("--max-server-memory", type=memory_size, help=MAX_SERVER_MEMORY_HELP)
     p.add_argument("--out", type=Path, default=Path("results/tune"), help="results go to OUT/<model>/ (default results/tune)")
     p.set_defaults(func=command)

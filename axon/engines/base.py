@@ -37,6 +37,7 @@ H2LOAD_INSTALL_HINT = "install h2load: apt-get install nghttp2-client (Debian/Ub
 
 
 Progress = Callable[[float, int, float], None]  # (elapsed s in the window, requests sent, current p99 ms)
+Guard = Callable[[], "str | None"]
 Scrape = Callable[[], dict]  # one sample of Triton's metrics for the case's model; raises ServerError
 
 
@@ -84,6 +85,9 @@ class Workload:
     client_bound_cores: float = 0.8
     features: np.ndarray | None = None
     reference_onnx: Path | None = None
+    # Why the load must stop now (the server axon started died, or its memory passed the
+    # limit), else None; an engine calls it while it waits on its workers and stops them.
+    guard: Guard | None = None
 
 
 @dataclass

@@ -26,6 +26,12 @@ TIMEOUT = "DEADLINE_EXCEEDED"
 UNAVAILABLE = "UNAVAILABLE"
 NOT_FOUND = "NOT_FOUND"  # Triton's answer for a model that is not loaded (unloaded mid-run, say)
 CLIENT_OVERLOAD = "CLIENT_OVERLOAD"  # open loop: too many in flight, the request was not sent
+# Shed load: Triton's queue policy refused the request (its dynamic batcher's queue was full,
+# or the request waited past the queue timeout). Triton says UNAVAILABLE for both, the code a
+# dead server gives too; counted apart, so an overload study shows shed load, and a server
+# rejecting under overload is never mistaken for a server gone.
+REJECTED = "REJECTED"
+REJECTION_MARKS = ("exceeds maximum queue size", "request timeout expired")
 # A server that answers nothing but UNAVAILABLE (server gone) or NOT_FOUND (model gone) this
 # many times in a row will not recover by itself: with on_unavailable="stop" the run stops early.
 ABORT_AFTER_UNAVAILABLE = 50
@@ -167,6 +173,8 @@ class Recorder:
         ``start`` decides the window (the send time, or the intended time in open loop); latency
         runs from ``started`` if given, else from ``start``.
         """
+        if outcome.code == UNAVAILABLE and outcome.detail and any(m in outcome.detail.lower() for m in REJECTION_MARKS):
+            outcome = outcome._replace(code=REJECTED)
         if outcome.code in GONE_CODES:
             same = outcome.code == self.gone_code
             self.consecutive_unavailable = self.consecutive_unavailable + 1 if same else 1

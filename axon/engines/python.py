@@ -352,11 +352,14 @@ def version() -> str:
     return f"grpcio/{grpc.__version__}"
 
 
-def run(spec: LoadSpec, endpoints: Any, payloads: list[bytes], expected: list | None, on_progress=None, scrape=None) -> EngineRun:
+def run(spec: LoadSpec, endpoints: Any, payloads: list[bytes], expected: list | None, on_progress=None, scrape=None, guard=None) -> EngineRun:
     """Offer ``spec`` from worker threads/processes; scrape Triton at the window's edges.
 
     ``scrape()`` returns a metrics sample (or raises ServerError); None when there is no
     metrics endpoint. ``on_progress(elapsed_s, sent, p99_ms)`` is called about every 0.1 s.
+    ``guard()`` (the run's :class:`axon.serving.watch.ServerWatch`) is asked as often; when it
+    gives a reason (the server died, its memory passed the limit), the workers are stopped at
+    once and ``extra["stopped_by"]`` holds it.
     """
     ca_file = getattr(endpoints, "ca_file", None)
     jobs = [WorkerJob(i, share, endpoints.grpc, endpoints.tls, dict(endpoints.headers), payloads, expected, ca_file=ca_file) for i, share in enumerate(_shares(spec))]
@@ -364,9 +367,14 @@ def run(spec: LoadSpec, endpoints: Any, payloads: list[bytes], expected: list | 
     before = after = None
     scrape_error: str | None = None
     interrupted = False
+    stopped_by: str | None = None
     try:
         window_start = pool.start() + spec.warmup_s
         while pool.running():
+            stopped_by = guard() if guard is not None else None
+            if stopped_by:
+                pool.stop()
+                break
             if before is None and scrape_error is None and scrape is not None and time.time() >= window_start:
                 try:
                     before = scrape()
@@ -390,7 +398,10 @@ def run(spec: LoadSpec, endpoints: Any, payloads: list[bytes], expected: list | 
     elif scrape is not None and scrape_error is None:
         scrape_error = "the window ended before Triton's metrics were read at its start"
     info = {"name": "python", "tool": "grpc.aio", "version": version(), "processes": len(jobs)}
-    return EngineRun(outcomes, before, after, interrupted, info, {"metrics_error": scrape_error} if scrape_error else {})
+    extra = {"metrics_error": scrape_error} if scrape_error else {}
+    if stopped_by:
+        extra["stopped_by"] = stopped_by
+    return EngineRun(outcomes, before, after, interrupted, info, extra)
 
 
 class PythonEngine:
@@ -400,4 +411,4 @@ class PythonEngine:
     payload_limit = MAX_DISTINCT_PAYLOADS
 
     def run(self, work: Workload) -> EngineRun:
-        return run(work.spec, work.endpoints, work.payloads, work.expected, work.on_progress, work.scrape)
+        return run(work.spec, work.endpoints, work.payloads, work.expected, work.on_progress, work.scrape, work.guard)

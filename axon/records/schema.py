@@ -70,6 +70,22 @@ class Requests(TypedDict, total=False):
     failures: dict[str, int]
     failure_details: dict[str, str]
     outages: int
+    rejected: int
+
+
+class ServerMemory(TypedDict):
+    """The server's memory over a run axon watched (docs/results-schema.md, "What was measured")."""
+
+    watched: bool
+    reason: str | None  # why not watched
+    method: str | None
+    samples: int
+    start_bytes: int | None
+    end_bytes: int | None
+    peak_bytes: int | None
+    growth_bytes: int | None
+    limit_bytes: int | None
+    stopped_by_limit: bool
 
 
 class LatencyMs(TypedDict):
@@ -141,6 +157,7 @@ class RunRecord(TypedDict, total=False):
     client: Client
     server_metrics: dict | None
     server_metrics_missing: str | None
+    server_memory: ServerMemory  # absent from records older than the memory guard
     timeline: list[dict] | None
     complete: bool
     incomplete_reason: str | None

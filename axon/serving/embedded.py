@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Protocol
 
 from axon.errors import ServerError
+from axon.serving.watch import group_memory_bytes
 
 READY_TIMEOUT_S = 90.0
 STOP_TIMEOUT_S = 15.0
@@ -83,6 +84,10 @@ class _ContextServer:
 
         Servers axon does not own (external) never die as far as axon can tell.
         """
+        return None
+
+    def memory_bytes(self) -> int | None:
+        """The memory the server holds now (bytes), or None where axon cannot see it (external)."""
         return None
 
 
@@ -485,6 +490,13 @@ class EmbeddedServer(_ContextServer):
             return None
         return describe_exit(process.returncode, self._oom_kills_at_start)
 
+    def memory_bytes(self) -> int | None:
+        """tritonserver's and its python-backend stubs' memory together (PSS: shared pages once)."""
+        process = self.process
+        if process is None or process.poll() is not None:
+            return None
+        return group_memory_bytes(_group_members(process.pid))  # setsid: the server leads its group
+
 
 def describe_exit(returncode: int, oom_kills_before: int | None = None) -> str:
     """``exited with code 1``, ``killed by SIGKILL``; the OOM killer named when the cgroup counted it."""
@@ -563,10 +575,13 @@ def _stop_group(process: subprocess.Popen, timeout_s: float) -> None:
 
 
 def _group_alive(pgid: int) -> bool:
-    try:
-        os.killpg(pgid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
+    """Whether a member of the group still runs. Zombies don't count: a stub orphaned by a killed
+    server is reaped by init, which may take a second or more; signalling the group would
+    "succeed" on the zombie all that while, and hold axon's exit past its 2 s promise."""
+    for pid in _group_members(pgid):
+        with contextlib.suppress(OSError, IndexError):
+            # /proc/PID/stat: "pid (comm) state ...": comm may hold spaces, so split after its ')'.
+            state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+            if state not in ("Z", "X"):
+                return True
+    return False

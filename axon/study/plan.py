@@ -49,6 +49,7 @@ class StudyPlan:
     p50_budget_ms: float = FALLBACK_P50_MS
     p99_budget_ms: float = FALLBACK_P99_MS
     budgets_from: str = "defaults"
+    max_server_memory: int | None = None  # the memory guard's limit in bytes (None: the default; 0: off)
 
     def closed_loop_template(self) -> LoadSpec:
         """A closed-loop case of this plan, as the sweep and A/B parts will run it."""
@@ -85,7 +86,7 @@ class Study:
         self.path = self.writer.path
 
     def _case(self, server, batching: str, part: str, spec: LoadSpec, repeat: tuple[int, int] | None = None) -> dict:
-        target = Target(server.endpoints, server.backend, server.version, batching)
+        target = Target.of(server, batching, self.plan.max_server_memory)
         record = run_case(spec, target, self.features, self.artifacts / "models" / spec.model / "model.onnx", self.dataset, repeat=repeat)
         self._keep(record, part)
         return record
