@@ -47,27 +47,73 @@ def server_v1(artifacts):
         yield server
 
 
-def _leftover_servers() -> list[str]:
-    """tritonserver or stub processes started by axon (their paths carry axon's work-dir prefix)."""
+# --------------------------------------------------------------------------- the leak check
+#
+# Every embedded server's work folder, and so the command line of tritonserver and of each of
+# its stubs, carries the label in AXON_SESSION_LABEL (axon.serving.embedded.workdir_prefix).
+# Each session sets a label of its own at its start, inherited by every process it starts
+# (an `axon serve` a test runs, too), and at its end counts as left behind only the processes
+# with that label: another checkout's servers, a user's `axon serve`, or an outer session's
+# servers (a session run inside a test) are never this session's leak.
+
+_previous_label: list[str | None] = []
+
+
+def session_label() -> str:
+    import os
+
+    from axon.serving.embedded import SESSION_LABEL_ENV
+
+    return os.environ[SESSION_LABEL_ENV]
+
+
+def pytest_configure(config):
+    import os
+    import secrets
+
+    from axon.serving.embedded import SESSION_LABEL_ENV
+
+    _previous_label.append(os.environ.get(SESSION_LABEL_ENV))
+    os.environ[SESSION_LABEL_ENV] = f"s{os.getpid()}{secrets.token_hex(3)}"
+
+
+def pytest_unconfigure(config):
+    import os
+
+    from axon.serving.embedded import SESSION_LABEL_ENV
+
+    previous = _previous_label.pop() if _previous_label else None
+    if previous is None:
+        os.environ.pop(SESSION_LABEL_ENV, None)
+    else:
+        os.environ[SESSION_LABEL_ENV] = previous
+
+
+def leftover_servers(label: str) -> list[str]:
+    """tritonserver or stub processes started by the session labelled ``label`` (zombies aside)."""
     import psutil
 
+    from axon.serving.embedded import WORKDIR_PREFIX
+
+    mark = f"{WORKDIR_PREFIX}{label}-"
     found = []
     for proc in psutil.process_iter(["pid", "cmdline", "status"]):
         cmd = " ".join(proc.info["cmdline"] or [])
-        if "axon-triton-" in cmd and proc.info["status"] != psutil.STATUS_ZOMBIE:
+        if mark in cmd and proc.info["status"] != psutil.STATUS_ZOMBIE:
             found.append(f"{proc.info['pid']}: {cmd[:120]}")
     return found
 
 
 def pytest_sessionfinish(session, exitstatus):
-    """No tritonserver or python-backend stub may outlive the test run."""
+    """No tritonserver or python-backend stub this session started may outlive it."""
     import time
 
+    label = session_label()
     deadline = time.monotonic() + 10
-    leftovers = _leftover_servers()
+    leftovers = leftover_servers(label)
     while leftovers and time.monotonic() < deadline:
         time.sleep(0.2)
-        leftovers = _leftover_servers()
+        leftovers = leftover_servers(label)
     if leftovers:
-        print("\nERROR: Triton processes left behind after the run:\n  " + "\n  ".join(leftovers))
+        print(f"\nERROR: Triton processes this session ({label}) left behind after the run:\n  " + "\n  ".join(leftovers))
         session.exitstatus = 1

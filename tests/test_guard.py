@@ -136,3 +136,36 @@ def test_a_run_names_the_death_of_the_server_axon_started(own_server, artifacts,
         _run(own_server, artifacts, validation_rows[0])
     with contextlib.suppress(ProcessLookupError):
         os.killpg(own_server.pid, signal.SIGKILL)
+
+
+def test_the_queue_policy_is_written_and_parsed_back(tmp_path, artifacts):
+    from axon.offline import repository
+    from axon.study.tune.control import seed_options
+
+    config = repository.model_config(V1, "embedded", "on", repository.ServingOptions(max_queue_size=64, queue_timeout_us=5000))
+    policy = repository.parse_config(repository.text_format.MessageToString(config)).dynamic_batching.default_queue_policy
+    assert (policy.max_queue_size, policy.default_timeout_microseconds, policy.timeout_action) == (64, 5000, repository.mc.ModelQueuePolicy.REJECT)
+    # The seed's config has none: overload there is queued, as it always was.
+    assert not repository.model_config(V1, "embedded", "on").dynamic_batching.HasField("default_queue_policy")
+    copied = repository.with_queue_policy(embedded_repository(artifacts, "on"), tmp_path / "r", 8, 0)
+    assert "max_queue_size: 8" in (copied / V1 / "config.pbtxt").read_text()
+    from google.protobuf import json_format
+
+    as_served = json_format.MessageToDict(config, preserving_proto_field_name=True)  # what Triton's get_model_config gives tune
+    assert seed_options(as_served)[0].max_queue_size == 64
+
+
+@pytest.mark.server
+def test_rejections_by_the_queue_policy_are_shed_load_not_a_dead_server(artifacts, validation_rows, tmp_path):
+    """A queue timeout of 1 µs against a batcher that holds requests up to 100 µs: Triton rejects
+    (UNAVAILABLE, "Request timeout expired"), and the run counts REJECTED and runs to its end."""
+    from axon.offline.repository import with_queue_policy
+
+    repo = with_queue_policy(embedded_repository(artifacts, "on"), tmp_path / "repo", 0, 1)
+    with EmbeddedServer(repo, models=[V1]) as server:
+        spec = LoadSpec(V1, concurrency=8, duration_s=1.0, warmup_s=0.3, timeout_s=5.0, engine="python", max_error_rate=1.0)
+        record = run_case(spec, Target.of(server, "on"), validation_rows[0])
+    assert record["complete"], record["incomplete_reason"]
+    assert record["requests"]["rejected"] > 0 and record["requests"]["failures"].get("REJECTED") == record["requests"]["rejected"]
+    assert "UNAVAILABLE" not in record["requests"]["failures"]
+    assert "timeout" in record["requests"]["failure_details"]["REJECTED"].lower()

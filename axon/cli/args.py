@@ -121,6 +121,26 @@ def model_versions(text: str) -> list[str]:
     return versions
 
 
+def add_queue_options(p) -> None:
+    """``--max-queue-size`` and ``--queue-timeout-us``: the dynamic batcher's queue bound and policy (train, serve)."""
+    p.add_argument(
+        "--max-queue-size", type=_non_negative, default=0,
+        help="batching on: the dynamic batcher's queue bound; a request arriving to a full queue is rejected at once "
+        "(Triton: 'Exceeds maximum queue size'), so overload becomes rejections, not server memory (0: no bound, the seed's)",
+    )
+    p.add_argument("--queue-timeout-us", type=_non_negative, default=0, help="batching on: reject a request that waited in the queue longer than this (0: no timeout)")
+
+
+def _non_negative(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {value}")
+    return value
+
+
 _SIZE_UNITS = {"": 1, "K": 2**10, "M": 2**20, "G": 2**30, "T": 2**40}
 
 

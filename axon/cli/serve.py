@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from axon.cli.args import HelpFormatter, header, model_versions
+from axon.cli.args import HelpFormatter, add_queue_options, header, model_versions
 from axon.errors import AxonError
 
 
@@ -36,15 +36,31 @@ def command(args: argparse.Namespace) -> int:
 
         tls_files = TlsFiles(args.tls_cert, args.tls_key, args.tls_ca)
         tls_files.check()  # before a server starts
+    queued = bool(args.max_queue_size or args.queue_timeout_us)
+    if queued and (args.backend != "embedded" or "off" in modes):
+        raise AxonError("--max-queue-size and --queue-timeout-us set the dynamic batcher's queue policy of the embedded server: "
+                        "use them with --backend embedded --batching on (or write it with `axon train --max-queue-size`)")
     with contextlib.ExitStack() as stack:
         servers = []
         for mode in modes:
+            repository = args.repository
+            if queued:  # a copy with the policy, in a folder removed at stop: the artifacts stay as trained
+                import tempfile
+
+                from axon.offline.repository import with_queue_policy
+
+                source = args.repository or backends.embedded_repository(args.artifacts, mode)
+                if not source.is_dir():
+                    raise AxonError(f"model repository not found: {source} (run `axon train` first)")
+                folder = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="axon-queue-")))
+                repository = with_queue_policy(source, folder / "repository", args.max_queue_size, args.queue_timeout_us)
+                print(f"queue policy: at most {args.max_queue_size or 'unbounded'} queued, timeout {args.queue_timeout_us or 'none'} µs, then rejected")
             server = backends.make_server(
                 args.backend,
                 batching=mode,
                 models=models,
                 artifacts=args.artifacts,
-                repository=args.repository,
+                repository=repository,
                 url=args.url,
                 metrics_url=args.metrics_url,
                 tls=args.tls,
@@ -126,4 +142,5 @@ def add_parser(sub) -> None:
     p.add_argument("--tls-key", type=Path, help="embedded backend: the certificate's PEM private key")
     p.add_argument("--tls-ca", type=Path, help="embedded backend: PEM of the CA that signed the certificate (Triton's --grpc-root-cert); default: the certificate is self-signed")
     p.add_argument("--check", action="store_true", help="send one real request per model, compare with local onnxruntime, then stop")
+    add_queue_options(p)
     p.set_defaults(func=command)

@@ -6,13 +6,14 @@ import argparse
 import sys
 from pathlib import Path
 
-from axon.cli.args import HelpFormatter, model_versions, positive_int
+from axon.cli.args import HelpFormatter, add_queue_options, model_versions, positive_int
 
 
 def command(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from axon.offline import data, pipeline
+    from axon.offline.repository import ServingOptions
 
     pipeline.check_rows(args.rows)  # before a download or an epoch is spent on too few rows
     dataset = data.load(args.dataset, rows=args.rows, seed=args.seed, progress=True)
@@ -34,6 +35,7 @@ def command(args: argparse.Namespace) -> int:
             seed=args.seed,
             gpu_repository=args.gpu_repository,
             on_epoch=on_epoch,
+            options=ServingOptions(max_queue_size=args.max_queue_size, queue_timeout_us=args.queue_timeout_us),
         )
     finally:
         for bar in bars:
@@ -64,4 +66,5 @@ def add_parser(sub) -> None:
         help="also write the GPU-container repository here (docker-compose.yml mounts model_repository); "
         "by default nothing is written outside --out",
     )
+    add_queue_options(p)
     p.set_defaults(func=command)

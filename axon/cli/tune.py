@@ -55,7 +55,7 @@ def _log(text: str) -> None:
 def _given_knobs(args: argparse.Namespace) -> dict:
     """The space file's knobs, with any knob given on the command line taking its place."""
     given: dict = space_mod.read_file(args.space) if args.space else {}
-    for knob, flag in (("instances", args.instances), ("delay_us", args.delay_us), ("preferred", args.preferred), ("max_batch", args.max_batch)):
+    for knob, flag in (("instances", args.instances), ("delay_us", args.delay_us), ("preferred", args.preferred), ("max_batch", args.max_batch), ("max_queue", args.max_queue)):
         if flag is not None:
             given[knob] = space_mod.split_list(flag)
     return given
@@ -235,7 +235,8 @@ def add_parser(sub) -> None:
     p.add_argument("--delay-us", help="max queue delays in µs, e.g. 0,100,500,1000")
     p.add_argument("--preferred", help="preferred batch sizes, e.g. none,64/128/256")
     p.add_argument("--max-batch", help="max batch sizes, e.g. 64,256")
-    p.add_argument("--space", type=Path, help="TOML file with a list per knob (instances, delay_us, preferred, max_batch); flags take precedence")
+    p.add_argument("--max-queue", help="the dynamic batcher's queue bounds, e.g. 0,256 (0: none; a full queue rejects)")
+    p.add_argument("--space", type=Path, help="TOML file with a list per knob (instances, delay_us, preferred, max_batch, max_queue); flags take precedence")
     p.add_argument("--concurrency", type=concurrency_list, default=concurrency_list(DEFAULT_CONCURRENCY), help=f"closed-loop sweep per candidate, stopped early at < 5%% gain (default {DEFAULT_CONCURRENCY})")
     p.add_argument("--p50-ms", type=float, default=7.0, help="p50 budget in ms (default 7)")
     p.add_argument("--p99-ms", type=float, default=25.0, help="p99 budget in ms (default 25)")

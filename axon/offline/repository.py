@@ -39,6 +39,12 @@ class ServingOptions:
     max_queue_delay_us: int = 100
     preferred_batch_sizes: tuple[int, ...] = (64, 128, 256)
     instances: int = 1
+    # The dynamic batcher's queue bound and policy (batching on). 0 and 0, the seed's: no bound,
+    # no timeout, so overload becomes queued requests, i.e. server memory. With a bound, Triton
+    # rejects a request arriving to a full queue at once ("Exceeds maximum queue size"), and
+    # with a timeout, one that waited longer than that: overload becomes fast rejections.
+    max_queue_size: int = 0
+    queue_timeout_us: int = 0
     # Only for the embedded (python backend) target:
     engine: str = "onnxruntime"  # or "torch"
     device: str = "cpu"  # or "cuda"
@@ -81,7 +87,7 @@ def model_config(name: str, target: str, batching: str, options: ServingOptions 
 
 def apply_serving(config: mc.ModelConfig, options: ServingOptions, batching: str = "on") -> mc.ModelConfig:
     """Set the tuned knobs of ``config`` in place (and return it): instances, and with batching on,
-    max batch size, queue delay and preferred sizes.
+    max batch size, queue delay, preferred sizes and the queue policy (bound, timeout, reject).
 
     Exactly what ``options`` says, unfiltered: ``axon tune`` edits a served config with this and
     lets Triton judge it (a preferred size above the max batch size is Triton's to refuse), and
@@ -94,10 +100,37 @@ def apply_serving(config: mc.ModelConfig, options: ServingOptions, batching: str
         config.dynamic_batching.max_queue_delay_microseconds = options.max_queue_delay_us
         del config.dynamic_batching.preferred_batch_size[:]
         config.dynamic_batching.preferred_batch_size.extend(options.preferred_batch_sizes)
+        set_queue_policy(config, options.max_queue_size, options.queue_timeout_us)
     if not config.instance_group:
         config.instance_group.add()
     config.instance_group[0].count = options.instances
     return config
+
+
+def set_queue_policy(config: mc.ModelConfig, max_queue_size: int, timeout_us: int) -> mc.ModelConfig:
+    """The dynamic batcher's default queue policy: a bound and a timeout, both rejecting; none when both are 0."""
+    config.dynamic_batching.ClearField("default_queue_policy")
+    if max_queue_size or timeout_us:
+        policy = config.dynamic_batching.default_queue_policy
+        policy.max_queue_size = max_queue_size
+        policy.timeout_action = mc.ModelQueuePolicy.REJECT
+        policy.default_timeout_microseconds = timeout_us
+        policy.allow_timeout_override = False  # the server's policy, whatever a client asks
+    return config
+
+
+def with_queue_policy(source: Path, into: Path, max_queue_size: int, timeout_us: int) -> Path:
+    """A copy of the repository ``source`` at ``into`` whose batching models carry the queue policy
+    (``axon serve --max-queue-size``: the artifacts on disk stay as trained)."""
+    try:
+        shutil.copytree(source, into)
+        for config_file in sorted(into.glob("*/config.pbtxt")):
+            config = parse_config(config_file.read_text())
+            if config.HasField("dynamic_batching"):
+                atomic.write_bytes(config_file, text_format.MessageToString(set_queue_policy(config, max_queue_size, timeout_us)).encode())
+    except OSError as exc:
+        raise AxonError(f"cannot copy the repository {source} to {into}: {exc.strerror or exc}") from None
+    return into
 
 
 def config_text(name: str, target: str, batching: str, options: ServingOptions = ServingOptions()) -> str:

@@ -32,6 +32,17 @@ STOP_TIMEOUT_S = 15.0
 POLL_INTERVAL_S = 0.2
 LOG_TAIL_LINES = 12
 LOOPBACK = "127.0.0.1"
+WORKDIR_PREFIX = "axon-triton-"
+# A label every embedded server's work folder carries (hence the command lines of tritonserver
+# and its stubs), taken from the environment so that servers started by child processes (an
+# `axon serve` a test runs) carry it too. The test suite sets one per session and counts as its
+# own leftovers only the processes with its label, never another checkout's servers.
+SESSION_LABEL_ENV = "AXON_SESSION_LABEL"
+
+
+def workdir_prefix() -> str:
+    label = "".join(c for c in os.environ.get(SESSION_LABEL_ENV, "") if c.isalnum())
+    return f"{WORKDIR_PREFIX}{label}-" if label else WORKDIR_PREFIX
 
 
 @dataclass(frozen=True)
@@ -405,7 +416,7 @@ class EmbeddedServer(_ContextServer):
         if self.tls:
             self.tls.check()
         install = find_embedded()
-        self._workdir = tempfile.TemporaryDirectory(prefix="axon-triton-")
+        self._workdir = tempfile.TemporaryDirectory(prefix=workdir_prefix())
         workdir = Path(self._workdir.name)
         backend_dir = prepare_backend_dir(install, workdir / "backends")
         ports = self._check_ports()

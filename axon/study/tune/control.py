@@ -195,6 +195,8 @@ def seed_options(config: dict) -> tuple[ServingOptions, bool]:
         max_queue_delay_us=int(dyn.get("max_queue_delay_microseconds", 0)),
         preferred_batch_sizes=tuple(int(s) for s in dyn.get("preferred_batch_size", ())),
         instances=int(groups[0].get("count", 1)),
+        max_queue_size=int((dyn.get("default_queue_policy") or {}).get("max_queue_size", 0)),
+        queue_timeout_us=int((dyn.get("default_queue_policy") or {}).get("default_timeout_microseconds", 0)),
         engine=params.get("engine") or defaults.engine,
         device=params.get("device") or defaults.device,
         threads=int(params.get("threads") or defaults.threads),

@@ -10,6 +10,7 @@ A space file is TOML with one list per knob, for example::
     delay_us = [0, 100, 500, 1000]
     preferred = ["none", "64/128/256"]
     max_batch = [64, 256]
+    max_queue = [0, 256]      # the dynamic batcher's queue bound (0: none); a full queue rejects
 """
 
 from __future__ import annotations
@@ -33,12 +34,14 @@ KNOBS: dict[str, str] = {
     "delay_us": "max_queue_delay_us",
     "preferred": "preferred_batch_sizes",
     "max_batch": "max_batch_size",
+    "max_queue": "max_queue_size",  # 0: no bound (the seed's)
 }
-BATCHING_KNOBS = ("delay_us", "preferred", "max_batch")  # meaningless without dynamic batching
+BATCHING_KNOBS = ("delay_us", "preferred", "max_batch", "max_queue")  # meaningless without dynamic batching
 NO_PREFERRED = "none"
 MAX_INSTANCES = 64
 MAX_DELAY_US = 1_000_000
 MAX_BATCH = 65_536
+MAX_QUEUE = 1_000_000
 # Used when neither flags nor a file name a knob: the knobs the config probe showed matter.
 DEFAULT_SPACE: dict[str, tuple] = {"instances": (1, 2, 3), "delay_us": (0, 100, 500, 1000)}
 
@@ -72,6 +75,7 @@ PARSERS = {
     "delay_us": lambda v: _whole("delay_us", v, 0, MAX_DELAY_US),
     "preferred": _preferred,
     "max_batch": lambda v: _whole("max_batch", v, 1, MAX_BATCH),
+    "max_queue": lambda v: _whole("max_queue", v, 0, MAX_QUEUE),
 }
 
 
@@ -80,7 +84,8 @@ def label(options: ServingOptions, batching: bool = True) -> str:
     if not batching:
         return f"{options.instances} inst"
     preferred = "/".join(map(str, options.preferred_batch_sizes)) or NO_PREFERRED
-    return f"{options.instances} inst, {options.max_queue_delay_us} µs, pref {preferred}, max {options.max_batch_size}"
+    queue = f", queue {options.max_queue_size}" if options.max_queue_size else ""
+    return f"{options.instances} inst, {options.max_queue_delay_us} µs, pref {preferred}, max {options.max_batch_size}{queue}"
 
 
 def knobs_of(options: ServingOptions) -> dict:
