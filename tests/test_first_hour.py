@@ -107,6 +107,16 @@ def _text_file(where: Path) -> str:
 
 QUICK_BENCH = ["--duration", "1", "--warmup", "0"]
 
+
+def _damaged_artifacts(where: Path) -> str:
+    """Artifacts whose manifest.json was cut short (a full disk, an interrupted copy)."""
+    art = _fake_artifacts(where / "art", "particle_classifier_v1")
+    (art / "models" / "particle_classifier_v1").mkdir(parents=True)
+    (art / "models" / "particle_classifier_v1" / "model.onnx").write_bytes(b"never read: the manifest is refused first")
+    (art / "manifest.json").write_text('{"dataset": ')
+    return str(art)
+
+
 CLI_CASES = {
     "train-too-few-rows": (lambda t: ["train", "--rows", "100", "--out", str(t / "out")], "training needs at least 304 rows, got 100"),
     "train-one-class": (lambda t: ["train", "--dataset", _one_class_csv(t), "--rows", "400", "--out", str(t / "out")], "has 0 background rows"),
@@ -139,6 +149,15 @@ CLI_CASES = {
     "bench-poisson-without-rate": (lambda t: ["bench", "--poisson"], "--poisson shapes open-loop arrivals: give --rate with it"),
     "bench-connections-on-python": (lambda t: ["bench", "--engine", "python", "--connections", "2"], "--connections shapes the native engine's load"),
     "serve-url-without-port": (lambda t: ["serve", "--backend", "external", "--url", "localhost"], "--url must be HOST:PORT"),
+    # Round 3 (issue 21): each used to be a traceback, a silent change or a 10 s wait.
+    "bench-metrics-url-garbage": (lambda t: ["bench", "--url", "127.0.0.1:8001", "--metrics-url", "garbage", *QUICK_BENCH], "--metrics-url must be Triton's metrics URL, e.g. http://HOST:8002/metrics, got 'garbage'"),
+    "serve-metrics-url-garbage": (lambda t: ["serve", "--backend", "external", "--url", "127.0.0.1:8001", "--metrics-url", "ftp://x"], "--metrics-url must be Triton's metrics URL"),
+    "bench-url-port-out-of-range": (lambda t: ["bench", "--url", "127.0.0.1:99999", *QUICK_BENCH], "--url: port 99999 is out of range (1-65535)"),
+    "bench-url-with-http": (lambda t: ["bench", "--url", "http://127.0.0.1:8001", *QUICK_BENCH], "--url is Triton's gRPC endpoint, HOST:PORT without http://"),
+    "tune-url-with-http": (lambda t: ["tune", "--url", "http://127.0.0.1:8001", "--out", str(t / "out")], "--url is Triton's gRPC endpoint, HOST:PORT without http://"),
+    "bench-manifest-damaged": (lambda t: ["bench", "--artifacts", _damaged_artifacts(t), "--output", str(t / "out" / "r.json"), *QUICK_BENCH], "manifest.json is damaged (JSONDecodeError"),
+    "direct-manifest-damaged": (lambda t: ["direct", "--artifacts", _damaged_artifacts(t), "--model", "v1", "--output", str(t / "out" / "r.json")], "manifest.json is damaged (JSONDecodeError"),
+    "tune-manifest-damaged": (lambda t: ["tune", "--artifacts", _damaged_artifacts(t), "--out", str(t / "out")], "manifest.json is damaged (JSONDecodeError"),
     "study-artifacts-missing": (
         lambda t: ["study", "--artifacts", str(t / "none"), "--out", str(t / "out"), "--pyproject", str(t / "no.toml")],
         "--artifacts {t}/none: no such folder",
@@ -164,6 +183,34 @@ def test_bad_inputs_fail_before_any_work(tmp_path, case):
     assert_clean_error(done, "axon: error:", message.format(t=tmp_path))
     assert len(done.stderr.strip().splitlines()) == 1, done.stderr
     assert time.monotonic() - started < 60  # no server started, no model trained
+    assert not (tmp_path / "out").exists()
+
+
+# argparse's own errors: the one-line usage, then the error; never the whole usage block.
+USAGE_CASES = {
+    "bench-sweep-empty-item": (["bench", "--sweep", "1,,4"], "argument --sweep: empty item in '1,,4'"),
+    "bench-max-error-rate-above-one": (["bench", "--max-error-rate", "2"], "argument --max-error-rate: must be between 0 and 1, got 2"),
+    "bench-max-server-memory-garbage": (["bench", "--max-server-memory", "lots"], "argument --max-server-memory: expected a size such as 8G"),
+    "train-negative-queue": (["train", "--max-queue-size", "-1"], "argument --max-queue-size: must be >= 0, got -1"),
+}
+
+
+@pytest.mark.parametrize("case", USAGE_CASES.values(), ids=USAGE_CASES.keys())
+def test_usage_errors_are_the_short_usage_and_one_line(tmp_path, case):
+    args, message = case
+    done = run_axon(*args, cwd=tmp_path)
+    assert_clean_error(done, message)
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 2 and lines[0].startswith(f"usage: axon {args[0]} [options]") and lines[1].startswith(f"axon {args[0]}: error: "), done.stderr
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.server
+def test_tls_against_a_plaintext_server_says_so_and_leaves_nothing(server_v1, tmp_path):
+    done = run_axon("bench", "--url", server_v1.endpoints.grpc, "--tls", *QUICK_BENCH, "--output", str(tmp_path / "out" / "r.json"), cwd=tmp_path, timeout=60)
+    assert_clean_error(done, "the server does not speak TLS", "drop --tls")
+    errors = [line for line in done.stderr.splitlines() if line.startswith("axon: error:")]  # notices (engine, no artifacts) may precede it
+    assert len(errors) == 1 and "not trusted" not in errors[0], done.stderr
     assert not (tmp_path / "out").exists()
 
 

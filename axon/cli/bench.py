@@ -118,6 +118,8 @@ def _check_options(args: argparse.Namespace) -> None:
         raise AxonError("--ca-file is the CA that verifies a TLS server: give --tls with it")
     if args.url:
         backends.check_url(args.url, "--url")
+        if args.metrics_url:
+            backends.check_metrics_url(args.metrics_url, "--metrics-url")
         if args.ab:
             raise AxonError("--ab compares batching on and off on servers axon starts; it can't be used with --url")
         if args.backend is not None:
@@ -223,6 +225,7 @@ def command(args: argparse.Namespace) -> int:
                         if not run["complete"]:
                             raise AxonError(f"run incomplete ({run['incomplete_reason']}); partial result saved in {output}")
     finally:
+        writer.discard()  # nothing measured (a server that never answered, say): no empty folder left
         if runs:
             print(table(runs))
             _print_repeat_summary(runs, args.ab)

@@ -37,8 +37,8 @@ def command(args: argparse.Namespace) -> int:
         if model.removeprefix(MODEL_PREFIX) in ARCHITECTURES:
             hint += f" (for {model}: axon train --models {model.removeprefix(MODEL_PREFIX)} --out {args.artifacts})"
         raise AxonError(f"no ONNX model for {model!r} at {onnx_path}{hint}")
+    features, dataset = load_rows(args.artifacts, args.seed)  # a damaged artifact is said before any folder is made
     writer = results.ResultsWriter(args.output or results.default_output(Path("results"), "direct"))  # checked before any work
-    features, dataset = load_rows(args.artifacts, args.seed)
     runs: list[dict] = []
     for rows in args.rows_per_request:
         for threads in args.threads:

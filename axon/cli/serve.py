@@ -24,6 +24,8 @@ def command(args: argparse.Namespace) -> int:
     modes = ["on", "off"] if args.batching == "both" else [args.batching]
     if args.url:
         backends.check_url(args.url, "--url")
+    if args.metrics_url:
+        backends.check_metrics_url(args.metrics_url, "--metrics-url")
     if args.repository is not None and len(modes) > 1:
         raise AxonError("--repository names one repository; use --batching on or off with it")
     tls_files = None

@@ -79,13 +79,18 @@ def command(args: argparse.Namespace) -> int:
     from axon.offline.pipeline import ensure_writable
 
     out = args.out / args.model
-    ensure_writable(out)
+    if args.url:
+        backends.check_url(args.url, "--url")
+        if args.metrics_url:
+            backends.check_metrics_url(args.metrics_url, "--metrics-url")
     # One case prepared now, before the server starts; every run varies only its load.
     template = LoadSpec(args.model, concurrency=args.concurrency[0], duration_s=args.duration, warmup_s=args.warmup, processes="auto", max_error_rate=0.0, engine="auto")
     case = prepare(template, has_metrics=not args.url or bool(args.metrics_url))
+    # The artifacts are read before OUT is made: a damaged one leaves no empty folder behind.
+    features, dataset = load_rows(args.artifacts)
+    ensure_writable(out)
     if case.choice.notice:
         _log(f"axon: notice: {case.choice.notice}")
-    features, dataset = load_rows(args.artifacts)
     reference = args.artifacts / "models" / args.model / "model.onnx"
     started = time.monotonic()
     server = backends.make_server(

@@ -57,8 +57,21 @@ def load_rows(artifacts: Path | None, seed: int = 0, option: str = "--artifacts"
         raise AxonError(f"{option} {artifacts}: no {VALIDATION_ROWS_FILE} there; is it the output of `axon train`?")
     with np.load(rows_file) as npz:
         features = npz["features"]
-    info = json.loads(manifest.read_text())["dataset"] if manifest.is_file() else {"name": "unknown"}
-    return features, {**info, "payload_rows": "validation split"}
+    return features, {**read_manifest_dataset(manifest, option, artifacts), "payload_rows": "validation split"}
+
+
+def read_manifest_dataset(manifest: Path, option: str = "--artifacts", artifacts: Path | None = None) -> dict:
+    """The dataset `axon train` wrote into manifest.json; a damaged file is a one-line error, not a traceback."""
+    if not manifest.is_file():
+        return {"name": "unknown"}
+    try:
+        info = json.loads(manifest.read_text())["dataset"]
+        if not isinstance(info, dict):
+            raise TypeError("dataset is not an object")
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError) as exc:
+        where = f"{option} {artifacts}: " if artifacts is not None else ""
+        raise AxonError(f"{where}{manifest} is damaged ({type(exc).__name__}: {exc}); rerun `axon train` to write it again") from None
+    return info
 
 
 def build_payloads(model: str, features: np.ndarray, rows_per_request: int, limit: int = MAX_DISTINCT_PAYLOADS) -> tuple[list[bytes], list[np.ndarray]]:

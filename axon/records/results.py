@@ -125,7 +125,7 @@ def read_json(path: Path) -> dict:
     try:
         payload = json.loads(Path(path).read_text())
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise AxonError(f"cannot read {path}: {exc}") from None
+        raise AxonError(f"cannot read results {path}: {exc}") from None
     if not isinstance(payload, dict):
         raise AxonError(f"{path}: not an axon results file (a JSON object with schema_version and runs)")
     return payload
@@ -188,17 +188,29 @@ class ResultsWriter:
     """
 
     def __init__(self, path: Path, say: Callable[[str], None] = lambda line: print(line, file=sys.stderr, flush=True)):
+        # Folders the check is about to make: removed again by discard() if no run is ever saved.
+        self._made = [p for p in [Path(path).parent, *Path(path).parent.parents] if not p.exists()]
         check_writable(path)
         self.requested = self.path = Path(path)
         self.problem: str | None = None
         self._say = say
+        self._saved = False
 
     def save(self, runs: list[RunRecord]) -> Path:
+        self._saved = True
         self.path, problem = save_results(self.path, runs)
         if problem and self.problem is None:
             self.problem = problem
             self._say(f"axon: cannot write results to {self.requested} ({problem}); saved to {self.path} instead")
         return self.path
+
+    def discard(self) -> None:
+        """A command that failed before its first run leaves nothing behind: the folders made for the results go."""
+        if self._saved:
+            return
+        for folder in self._made:  # innermost first; a folder something else wrote into stays
+            with contextlib.suppress(OSError):
+                folder.rmdir()
 
     def finish(self) -> None:
         if self.problem:

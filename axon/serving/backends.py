@@ -137,10 +137,37 @@ class ExternalServer(_ContextServer):
 
 
 def check_url(url: str, option: str) -> None:
-    """A gRPC address is HOST:PORT; ``option`` is what the user typed it as (``--url``, ``--triton-url``)."""
-    host, sep, port = url.removeprefix("grpc://").removeprefix("grpcs://").rpartition(":")
+    """A gRPC address is HOST:PORT; ``option`` is what the user typed it as (``--url``, ``--triton-url``).
+
+    Said at once, before any connection: an http:// URL would otherwise wait out the readiness
+    timeout and end in gRPC's "Misformatted domain name", and a port above 65535 would be
+    wrapped by gRPC into another port.
+    """
+    scheme = url.split("://", 1)[0].lower() if "://" in url else None
+    if scheme in ("http", "https"):
+        raise ServerError(f"{option} is Triton's gRPC endpoint, HOST:PORT without http:// (usually port 8001; 8000 is HTTP), got {url!r}")
+    if scheme not in (None, "grpc", "grpcs"):
+        raise ServerError(f"{option} must be HOST:PORT of Triton's gRPC endpoint, got {url!r}")
+    host, sep, port = url.split("://", 1)[-1].rpartition(":")
     if not sep or not host or not port.isdigit():
         raise ServerError(f"{option} must be HOST:PORT of Triton's gRPC endpoint, got {url!r}")
+    if not 1 <= int(port) <= 65535:
+        raise ServerError(f"{option}: port {port} is out of range (1-65535), got {url!r}")
+
+
+def check_metrics_url(url: str, option: str) -> None:
+    """Triton's metrics endpoint is an http(s) URL, e.g. http://HOST:8002/metrics; said before any load."""
+    from urllib.parse import urlsplit
+
+    try:
+        parts = urlsplit(url)
+        port = parts.port  # raises ValueError when out of range or not a number
+    except ValueError:
+        parts, port = None, None
+    if parts is None or parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ServerError(f"{option} must be Triton's metrics URL, e.g. http://HOST:8002/metrics, got {url!r}")
+    if port is not None and port == 0:
+        raise ServerError(f"{option}: port 0 is out of range (1-65535), got {url!r}")
 
 
 def embedded_repository(artifacts: Path, batching: str) -> Path:

@@ -125,6 +125,9 @@ def tls_problem(message: str, ca_file: str | None) -> str | None:
     """A plain explanation when ``message`` (a gRPC error) is a failed TLS handshake, else None."""
     if not any(mark.lower() in message.lower() for mark in TLS_FAILURE_MARKS):
         return None
+    if "WRONG_VERSION_NUMBER" in message:
+        # The answer to the client's hello was not TLS at all: a plaintext server, not a bad certificate.
+        return "the server does not speak TLS (it answered the TLS handshake in plaintext): drop --tls, or start it with TLS (axon serve --tls-cert/--tls-key)"
     trusted = f"the CA file {ca_file}" if ca_file else "the system's CAs (give the server's CA with --ca-file)"
     return f"TLS handshake failed: the server's certificate is not trusted by {trusted} ({message})"
 
