@@ -239,7 +239,7 @@ def _assemble(spec: LoadSpec, target: Target, run: EngineRun, unchecked: str | N
         "timeline_s": spec.timeline_s,
     }
     outages = max((o.get("outages", 0) for o in good), default=0)  # every worker sees the same outage
-    server_metrics, metrics_missing = _server_metrics(run, target, outages)
+    server_metrics, metrics_missing = _server_metrics(run, target, outages, sent)
     correctness = {
         # Nothing was compared without a reference, whatever the engine counted as "checked".
         "checked": sum(o["checked"] for o in good) if unchecked is None else 0,
@@ -289,7 +289,7 @@ def _assemble(spec: LoadSpec, target: Target, run: EngineRun, unchecked: str | N
 
 
 
-def _server_metrics(run: EngineRun, target: Target, outages: int = 0) -> tuple[dict | None, str | None]:
+def _server_metrics(run: EngineRun, target: Target, outages: int = 0, sent: int = 0) -> tuple[dict | None, str | None]:
     """Triton's deltas over the window, or None and why they are missing."""
     if run.before is not None and run.after is not None:
         delta = triton_metrics.delta(run.before, run.after)
@@ -301,7 +301,12 @@ def _server_metrics(run: EngineRun, target: Target, outages: int = 0) -> tuple[d
         return delta.as_dict(), None
     if target.endpoints.metrics is None:
         return None, "no metrics endpoint given (--metrics-url)"
-    return None, run.extra.get("metrics_error") or ("the run was interrupted before the window's start" if run.interrupted else "not read (the run stopped before the window's end)")
+    if run.extra.get("metrics_error"):
+        return None, run.extra["metrics_error"]
+    if run.interrupted:
+        # Requests measured in the window mean the window had started: the end is what was missed.
+        return None, "the run was interrupted before Triton's metrics were read at the window's end" if sent else "the run was interrupted before the window's start"
+    return None, "not read (the run stopped before the window's end)"
 
 
 def _timeline(outcomes: list[dict], spec: LoadSpec, measured_s: float) -> list[dict]:

@@ -1,9 +1,14 @@
 """Live progress of one case, for a terminal or for a log.
 
-On a terminal: one tqdm bar that labels the warm-up and shows the rate over the last second
-(workers publish their counts every 0.5 s; a rate over one poll interval swings with that).
-Elsewhere (CI logs, pipes): plain lines, no carriage returns, every few seconds, including one
-when the window opens, so a log shows that the measurement is under way.
+On a terminal: one tqdm bar that labels the warm-up; elsewhere (CI logs, pipes): plain lines,
+no carriage returns, every few seconds, including one when the window opens, so a log shows
+that the measurement is under way.
+
+The line pairs like with like: the requests measured in the window so far with their average
+rate over the window so far (a last-second rate beside a cumulative count read as a
+contradiction: "540 requests, 0 req/s" when a worker had not yet published its count). p99 is
+shown only where the engine reports it live (the python engine); h2load's latencies are read
+at the end, so the native engine's line has none rather than a "-" that never fills.
 """
 
 from __future__ import annotations
@@ -15,6 +20,7 @@ from collections import deque
 from typing import TextIO
 
 RATE_INTERVAL_S = 1.0
+MIN_AVERAGE_S = 0.5  # an average over less of the window is mostly the workers' publishing step
 PLAIN_INTERVAL_S = 2.0
 
 
@@ -46,9 +52,10 @@ class CaseProgress:
         if elapsed < 0:
             text = f"warm-up, window opens in {-elapsed:.1f} s"
         else:
-            rate = self.rate(now, sent)
-            p99 = "-" if math.isnan(p99_ms) else f"{p99_ms:.2f} ms"
-            text = f"window {min(elapsed, self.duration_s):.0f}/{self.duration_s:g} s, {sent:,} requests, {rate:,.0f} req/s, p99 {p99}"
+            shown = min(elapsed, self.duration_s)
+            average = f", {sent / shown:,.0f} req/s on average" if shown >= MIN_AVERAGE_S else ""
+            p99 = "" if math.isnan(p99_ms) else f", p99 {p99_ms:.2f} ms"
+            text = f"window {shown:.0f}/{self.duration_s:g} s, {sent:,} requests so far{average}{p99}"
         if self._bar is not None:
             self._bar.n = min(max(round(elapsed, 1), 0.0), self._bar.total)
             self._bar.set_postfix_str(text)

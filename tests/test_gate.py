@@ -227,6 +227,21 @@ def test_history_cli(tmp_path):
     done = run_axon("compare", "--storage", str(storage))
     assert done.returncode == 0 and "no regression in the newest run" in done.stdout, done.stdout + done.stderr
     assert "E-divisive" in done.stdout
+    # The newest column is the newest run itself, beside its segment's median.
+    from axon.verdicts import runs as saved_runs
+
+    (case_runs,) = saved_runs.load_many([storage]).values()
+    newest_file = case_runs[-1].source
+    newest = float(np.median([r.value("p50_ms") for r in case_runs if r.source == newest_file]))
+    row = next(line for line in done.stdout.splitlines() if line.startswith("test_closed_loop"))
+    assert row.split()[5] == f"{newest:.4g}" != row.split()[4], (row, newest)
+    # Two runs are too few to judge: it says so, never "no regression".
+    short = tmp_path / "short"
+    short.mkdir()
+    for f in sorted(storage.rglob("*.json"))[:2]:
+        shutil.copy(f, short / f.name)
+    done = run_axon("compare", "--storage", str(short))
+    assert done.returncode == 0 and "not judged" in done.stdout and "no regression" not in done.stdout, done.stdout + done.stderr
     # One CI run of 3 repeats, 50% slower: one point (its repeats share one minute of the
     # machine), so it cannot open a segment on its own. On this very noisy recorded history (some
     # runs 25-65% slow) it takes three slow CI runs; at +-10% noise two (test above).

@@ -33,9 +33,22 @@ def test_plain_lines_label_the_warmup_and_show_a_steady_rate(monkeypatch):
     lines = out.getvalue().splitlines()
     assert lines[0] == "v1, c=64: warm-up, window opens in 1.5 s"
     assert lines[1].startswith("v1, c=64: window 0/10 s")  # the window's opening is said at once
-    rates = [float(line.split(" requests, ")[1].split(" req/s")[0].replace(",", "")) for line in lines[2:]]
+    rates = [float(line.split(" requests so far, ")[1].split(" req/s")[0].replace(",", "")) for line in lines[2:]]
     assert rates and all(8_000 <= r <= 12_500 for r in rates), rates
     assert "\r" not in out.getvalue() and all(line.endswith("p99 3.20 ms") for line in lines[1:])
+
+
+def test_a_count_goes_with_its_average_and_no_p99_is_shown_where_the_engine_has_none(monkeypatch):
+    clock = FakeClock()
+    monkeypatch.setattr(progress.time, "monotonic", clock)
+    out = io.StringIO()
+    bar = CaseProgress("native", duration_s=10, stream=out, tty=False)
+    clock.t += 0.1
+    bar(0.1, 0, float("nan"))  # the window just opened: no average yet, and no p99 placeholder
+    clock.t += 3
+    bar(3.0, 540, float("nan"))  # h2load's count so far; its latencies come at the end
+    lines = out.getvalue().splitlines()
+    assert lines == ["native: window 0/10 s, 0 requests so far", "native: window 3/10 s, 540 requests so far, 180 req/s on average"], lines
 
 
 def test_plain_lines_are_spaced(monkeypatch):

@@ -50,7 +50,8 @@ def table(runs: list[dict]) -> str:
         sm = r.get("server_metrics") or {}
         bs = sm.get("avg_batch_size")
         bs_text = "?" if bs is None else f"{bs:.1f}"
-        cpu = max(r["client"]["cores_per_process"], default=float("nan"))
+        measured_cpu = [c for c in r["client"]["cores_per_process"] if c == c]  # NaN: a worker that never reached the window
+        cpu_text = f"{max(measured_cpu):.2f}" if measured_cpu else "-"
         engine = (r.get("engine") or {}).get("name", "?")
         rep = str(r["repeat"]["index"] + 1) if r.get("repeat") else "-"
         verdict = _status(r) if r["passed"] else "; ".join(r["verdicts"] + ([r["incomplete_reason"]] if r["incomplete_reason"] else []))
@@ -58,9 +59,9 @@ def table(runs: list[dict]) -> str:
             verdict += " [client-bound]"
         lines.append(
             f"{r['model']:<24} {r['batching'] or '?':>5} {load:>16} {engine:>6} {rep:>3} {r['throughput_rps']:>9,.0f} {lat['p50']:>7.2f} {lat['p95']:>7.2f} "
-            f"{lat['p99']:>7.2f} {r['requests']['failed']:>5} {bs_text:>6} {cpu:>5.2f}  {verdict}"
+            f"{lat['p99']:>7.2f} {r['requests']['failed']:>5} {bs_text:>6} {cpu_text:>5}  {verdict}"
         )
-    notes = "\n(latencies in ms; cpu = client cores per worker process, or per h2load thread for the native engine)"
+    notes = "\n(latencies in ms; cpu = client cores per worker process, or per h2load thread for the native engine; - where not measured)"
     for reason in dict.fromkeys(r["correctness"]["reason"] for r in runs if not r["correctness"]["enabled"]):
         notes += f"\n(unchecked: responses not compared with local onnxruntime: {reason})"
     return "\n".join(lines) + notes

@@ -87,11 +87,17 @@ def history_gate(storage: Path, metric: str, threshold: float, alpha: float, str
 
         plots = [str(p) for p in plot.write_plots(verdicts, threshold, plot_dir)]
         lines.append(f"plots: {plot_dir} ({len(plots)} file(s))")
+    judged = [v for v in verdicts if v.judged]
+    unjudged = len(verdicts) - len(judged)
+    skipped = f"; {unjudged} case(s) not judged (history shorter than {history.MIN_HISTORY} runs)" if unjudged else ""
     if regressions:
-        lines.append(f"{len(regressions)} regression(s) in the newest run: {metric} in a new segment worse by > {threshold:.0%}")
+        lines.append(f"{len(regressions)} regression(s) in the newest run: {metric} in a new segment worse by > {threshold:.0%}{skipped}")
+    elif not judged:
+        # Nothing was judged: "no regression" would read as a pass the gate never gave.
+        lines.append(f"not judged: every case's history is shorter than {history.MIN_HISTORY} runs; no verdict on the newest run")
     else:
-        lines.append(f"no regression in the newest run ({metric}, threshold {threshold:.0%}, alpha {alpha:g})")
-    payload = {"mode": "history", "metric": metric, "threshold": threshold, "alpha": alpha, "warnings": warnings,
+        lines.append(f"no regression in the newest run of {len(judged)} case(s) judged ({metric}, threshold {threshold:.0%}, alpha {alpha:g}){skipped}")
+    payload = {"mode": "history", "judged": len(judged), "metric": metric, "threshold": threshold, "alpha": alpha, "warnings": warnings,
                "verdicts": [v.as_dict() for v in verdicts], "plots": plots, "regressions": len(regressions)}
     _emit(payload, lines, as_json)
     return EXIT_REGRESSION if regressions else EXIT_OK

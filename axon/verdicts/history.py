@@ -49,6 +49,16 @@ class HistoryVerdict:
     regression: bool
 
     @property
+    def judged(self) -> bool:
+        """False when the history was too short to look for change points: no verdict either way."""
+        return len(self.values) >= MIN_HISTORY
+
+    @property
+    def newest(self) -> float:
+        """The newest run's own value (the median of its repeats), not its segment's median."""
+        return self.values[-1]
+
+    @property
     def segment_starts(self) -> list[int]:
         return [0, *(c.index for c in self.change_points)]
 
@@ -61,6 +71,8 @@ class HistoryVerdict:
             "change_points": [{"index": c.index, "p_value": c.p_value, "source": self.sources[c.index]} for c in self.change_points],
             "previous_level": self.previous_level,
             "level": self.level,
+            "newest": self.newest,
+            "judged": self.judged,
             "change": self.change,
             "verdict": self.verdict,
             "regression": self.regression,
@@ -107,13 +119,18 @@ def judge_history(case: str, runs: list[Run], metric: str = "p50_ms", threshold:
 
 
 def table(verdicts: list[HistoryVerdict]) -> str:
-    """Runs, change points, last two segment levels, change and verdict, one line per case."""
+    """Runs, change points, the previous and the newest segment's medians, the newest run, change and verdict.
+
+    ``segment`` is the median of the segment the newest run lies in (what the gate judges);
+    ``newest`` is the newest run itself, so a reader sees both the level and the latest point.
+    """
     if not verdicts:
         return ""
-    head = f"{'case':<48} {'runs':>4} {'cps':>3} {'previous':>9} {'newest':>9} {'change':>7}  verdict"
+    head = f"{'case':<48} {'runs':>4} {'cps':>3} {'previous':>9} {'segment':>9} {'newest':>9} {'change':>7}  verdict"
     lines = [head, "-" * len(head)]
     for v in verdicts:
         prev = "-" if v.previous_level is None else f"{v.previous_level:.4g}"
         change = "-" if v.change is None else f"{v.change:+.1%}"
-        lines.append(f"{v.case[:48]:<48} {len(v.values):>4} {len(v.change_points):>3} {prev:>9} {v.level:>9.4g} {change:>7}  {v.verdict}")
+        lines.append(f"{v.case[:48]:<48} {len(v.values):>4} {len(v.change_points):>3} {prev:>9} {v.level:>9.4g} {v.newest:>9.4g} {change:>7}  {v.verdict}")
+    lines.append("(previous, segment: medians of the last two segments; newest: the newest run, the median of its repeats)")
     return "\n".join(lines)
