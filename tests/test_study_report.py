@@ -93,8 +93,16 @@ def test_plot_objects(study_dir):
     capacity = [r for r in runs if r["study"]["part"] == "capacity"]
     for line, (model, batching) in zip(joined, sorted({(r["model"], r["batching"]) for r in capacity})):
         assert len(line.get_xdata()) == len({r["load"]["rate"] for r in capacity if (r["model"], r["batching"]) == (model, batching)})
-    (bd,) = figs["breakdown"].axes
-    assert bd.get_ylabel() == "server time per request (µs)" and len(bd.containers) == 4 and bd.get_yscale() == "linear"
+    # Fewer legend entries: one per meaning (mode, model, fell behind, budget), never one per combination.
+    assert len(rate.get_legend().get_texts()) <= 7
+    assert [line for line in cdf.get_lines() if line.get_label().startswith("p99 budget")]
+    bd_on, bd_off = figs["breakdown"].axes  # one panel per batching mode, log, so ON's small bars at c <= 16 show
+    assert bd_on.get_ylabel() == "server time per request (µs, log)" and bd_on.get_yscale() == "log"
+    assert [ax.get_title() for ax in (bd_on, bd_off)] == ["batching ON", "batching OFF"]
+    assert all(len(ax.containers) == 4 for ax in (bd_on, bd_off))
+    on_off = {matplotlib.colors.to_hex(report.COLORS[m]) for m in ("on", "off")}
+    assert not {matplotlib.colors.to_hex(c.patches[0].get_facecolor()) for c in bd_on.containers} & on_off  # components never look like ON/OFF
+    assert all(p.get_height() > 0 for p in bd_on.containers[0].patches)  # every ON case's queue bar is drawn
     for fig in figs.values():
         matplotlib.pyplot.close(fig)
 

@@ -22,7 +22,13 @@ from axon.records import repeats, stats
 from axon.records.results import read_results
 from axon.study.plan import COMPARE_AT, FALLBACK_P50_MS, FALLBACK_P99_MS, STUDY_FILE, capacity_table
 
+# One colour meaning across the study's figures: blue is batching ON, orange batching OFF, and
+# nothing else in these figures is blue or orange (server components are greens and greys,
+# budgets red, client-bound black), so a colour never has to be looked up twice.
 COLORS = {"on": "tab:blue", "off": "tab:orange", None: "tab:gray"}  # None: an external server's unstated mode
+BUDGET_STYLE = {"p50": ":", "p99": "--"}  # both red: dotted p50, dashed p99, on every latency axis
+MODEL_STYLE = {"v1": ("o", "-", "x"), "v2": ("s", "--", "+")}  # marker, line, fell-behind marker
+COMPONENT_COLORS = ("#2f4f4f", "#8fbc8f", "#556b2f", "#c0c0c0")  # queue, input, infer, output
 MODES = ("on", "off", None)
 PLOTS = {
     "sweep": "throughput_p99_vs_concurrency.png",
@@ -299,8 +305,12 @@ def plot_sweep(runs: list[dict], model: str | None = None):
     short = model.removeprefix("particle_classifier_")
     ax_t.set_ylabel("throughput (req/s)")
     ax_t.set_title(f"{short}: throughput vs concurrency (median, min–max)")
+    if _plan(runs):
+        _budget_line(ax_l, runs, "p99", axis="y")
+        ax_l.legend()
     ax_l.set_ylabel("p99 latency (ms)")
     ax_l.set_yscale("log")
+    _label_decades(ax_l.yaxis)
     ax_l.set_title(f"{short}: p99 latency vs concurrency")
     fig.tight_layout()
     return fig
@@ -330,10 +340,16 @@ def plot_ab(runs: list[dict], concurrency: int | None = None, model: str | None 
         spreads = [summary[f"{k}_ms"] for k in keys]
         bars = ax_l.bar(x + shift, [s.median for s in spreads], 0.4, yerr=err(spreads), capsize=3, label=f"batching {name.upper()}", color=COLORS[name])
         ax_l.bar_label(bars, labels=[f"{s.median:.2f}" for s in spreads], padding=2, fontsize=8)
+    if _plan(runs):
+        for which in ("p50", "p99"):
+            _budget_line(ax_l, runs, which, axis="y")
     ax_l.set_xticks(x, keys)
     ax_l.set_ylabel("latency (ms)")
     ax_l.set_title(f"{short}: latency, c={concurrency} (median, min–max over {len(on)} runs)")
-    ax_l.legend()
+    # Head room above the tallest bar and the budgets, so the legend covers no bar.
+    _, top = ax_l.get_ylim()
+    ax_l.set_ylim(0, top * 1.35)
+    ax_l.legend(loc="upper left", ncol=2, fontsize=8)
     fig.tight_layout()
     return fig
 
@@ -350,9 +366,15 @@ def plot_cdf(runs: list[dict], concurrency: int | None = None, model: str | None
         # All repeats pooled: an exact merge of their histograms.
         values, counts = stats.histogram_values_seconds(stats.merge([r["histogram"] for r in group]))
         ax.plot(np.array(values) * 1e3, np.cumsum(counts) / np.sum(counts), color=COLORS[batching], label=f"batching {batching or '?'}")
-    if _plan(runs):  # a budget line only where a study set the budget
-        ax.axvline(p50_budget, color="red", linestyle="--", label=f"p50 budget {p50_budget:g} ms")
+    if _plan(runs):  # budget lines only where a study set the budgets
+        for which in ("p50", "p99"):
+            _budget_line(ax, runs, which, axis="x")
+        # Where to read p50 and p99: a curve crossing 0.5 left of the dotted line meets the p50
+        # budget; one reaching 0.99 left of the dashed line meets the p99 budget.
+        for level in (0.5, 0.99):
+            ax.axhline(level, color="gray", linewidth=0.8, alpha=0.6)
     ax.set_xscale("log")
+    _label_decades(ax.xaxis)
     ax.set_xlabel("request latency (ms)")
     ax.set_ylabel("fraction of requests (CDF)")
     ax.set_title(f"Latency CDF, {model}, c={concurrency}")
@@ -362,57 +384,113 @@ def plot_cdf(runs: list[dict], concurrency: int | None = None, model: str | None
     return fig
 
 
+def _budget_line(ax, runs: list[dict], which: str, axis: str) -> None:
+    """The study's p50 or p99 budget as a red line (dotted p50, dashed p99) across a latency axis."""
+    p50, p99 = budgets(runs)
+    value = p50 if which == "p50" else p99
+    line = ax.axhline if axis == "y" else ax.axvline
+    line(value, color="red", linestyle=BUDGET_STYLE[which], linewidth=1.2, label=f"{which} budget {value:g} ms")
+
+
+def _label_decades(axis) -> None:
+    """On a log axis, a label at every decade (0.1, 1, 10, 100) and at 2 and 5 between them
+    (smaller), not only the one or two decades matplotlib labels by default."""
+    from matplotlib.ticker import FuncFormatter, LogLocator
+
+    axis.set_major_locator(LogLocator(base=10, numticks=20))
+    axis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+    axis.set_minor_locator(LogLocator(base=10, subs=(2, 5), numticks=20))
+    axis.set_minor_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+    axis.set_tick_params(which="minor", labelsize=7)
+
+
 def plot_rate(runs: list[dict]):
-    """Capacity search runs, joined in order of offered rate (median p99 per rate); every run a point."""
-    _, p99_budget = budgets(runs)
+    """Capacity search runs, joined in order of offered rate (median p99 per rate); every run a point.
+
+    Colour says the batching mode, marker and line the model; a run whose python sender fell
+    behind its schedule is drawn with the model's own "fell behind" marker (x for v1, + for v2),
+    so the legend needs one entry per meaning, not one per combination.
+    """
+    from matplotlib.lines import Line2D
+
     fig, ax = plt.subplots(figsize=(8.5, 4.2))
     groups: dict[tuple[str, str], list[dict]] = {}
     for r in _part(runs, "capacity"):
         groups.setdefault((r["model"], r["batching"]), []).append(r)
+    models_seen: list[str] = []
+    modes_seen: list[str | None] = []
+    any_behind: set[str] = set()
     for (model, batching), rs in sorted(groups.items(), key=lambda kv: (kv[0][0], str(kv[0][1]))):
+        short = model.removeprefix("particle_classifier_")
+        marker, line, behind_marker = MODEL_STYLE.get(short, ("D", "-.", "1"))
+        models_seen += [short] if short not in models_seen else []
+        modes_seen += [batching] if batching not in modes_seen else []
         by_rate: dict[float, list[dict]] = {}
         for r in sorted(rs, key=lambda r: r["load"]["rate"]):
             by_rate.setdefault(r["load"]["rate"], []).append(r)
-        style = "-" if model.endswith("v1") else "--"
-        name = f"{model.removeprefix('particle_classifier_')} batching {batching or '?'}"
         xs = [statistics.median(r["throughput_rps"] for r in g) for g in by_rate.values()]
         ys = [statistics.median(r["latency_ms"]["p99"] for r in g) for g in by_rate.values()]
-        ax.plot(xs, ys, style, color=COLORS[batching], label=name)
+        # Labelled for whoever reads the figure's objects; the legend is built from handles below.
+        ax.plot(xs, ys, line, color=COLORS[batching], label=f"{short} batching {batching or '?'}: median per offered rate")
         ok = [r for r in rs if not (r.get("schedule") or {}).get("behind")]
         behind = [r for r in rs if (r.get("schedule") or {}).get("behind")]
-        marker = "o" if model.endswith("v1") else "s"
         ax.plot([r["throughput_rps"] for r in ok], [r["latency_ms"]["p99"] for r in ok], marker, color=COLORS[batching], alpha=0.6, linestyle="none")
         if behind:
-            ax.plot([r["throughput_rps"] for r in behind], [r["latency_ms"]["p99"] for r in behind], "x", color=COLORS[batching], markersize=8, linestyle="none", label=f"{name}: client fell behind")
+            any_behind.add(short)
+            ax.plot([r["throughput_rps"] for r in behind], [r["latency_ms"]["p99"] for r in behind], behind_marker, color=COLORS[batching],
+                    markersize=10, markeredgewidth=2, linestyle="none")
+    handles = [Line2D([], [], color=COLORS[b], linewidth=6, label=f"batching {(b or '?').upper()}") for b in sorted(modes_seen, key=MODES.index)]
+    for short in models_seen:
+        marker, line, behind_marker = MODEL_STYLE.get(short, ("D", "-.", "1"))
+        handles.append(Line2D([], [], color="black", marker=marker, linestyle=line, label=f"{short}: one run; line = median per offered rate"))
+        if short in any_behind:
+            handles.append(Line2D([], [], color="black", marker=behind_marker, markersize=10, markeredgewidth=2, linestyle="none",
+                                  label=f"{short}: the python sender fell behind its schedule"))
     if _plan(runs):
-        ax.axhline(p99_budget, color="red", linestyle="--", label=f"p99 budget {p99_budget:g} ms")
+        _budget_line(ax, runs, "p99", axis="y")
+        handles.append(ax.get_lines()[-1])
     ax.set_yscale("log")
+    _label_decades(ax.yaxis)
     poisson = all(r["load"].get("distribution") == "poisson" for r in _part(runs, "capacity"))
     ax.set_xlabel(f"achieved throughput (req/s), open loop, {'Poisson' if poisson else 'constant or mixed'} arrivals")
     ax.set_ylabel("p99 latency (ms), from intended send time")
-    ax.set_title("Latency vs throughput (lines: median per offered rate)")
+    ax.set_title("Latency vs throughput, open loop (capacity search)")
     ax.grid(alpha=0.3)
-    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8)
+    ax.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8)
     fig.tight_layout()
     return fig
 
 
 def plot_breakdown(runs: list[dict]):
-    """Triton's time per request by component, on linear axes so the proportions are true."""
+    """Triton's time per request by component: one panel per batching mode, bars side by side on a log axis.
+
+    A shared linear axis reaching OFF's 75,000 µs queue hid every ON bar at c <= 16; on a log
+    axis each component of each case is readable, and side-by-side bars (not stacked ones,
+    which a log axis distorts) keep every value true. The component colours are greens and
+    greys: blue and orange mean batching ON and OFF in every figure of the study.
+    """
     parts = [("queue_us_per_request", "queue"), ("compute_input_us_per_request", "compute input"), ("compute_infer_us_per_request", "compute infer"), ("compute_output_us_per_request", "compute output")]
     model = main_model(runs)
-    cases = [(b, c, _server_medians(g)) for b in MODES for c, g in _sweep(runs, b, model).items() if any(r.get("server_metrics") for r in g)]
-    fig, ax = plt.subplots(figsize=(10, 4.2))
-    labels = [f"{b or '?'}\nc={c}" for b, c, _ in cases]
-    bottom = np.zeros(len(cases))
-    for key, name in parts:
-        values = np.array([m.get(key) or 0.0 for _, _, m in cases])
-        ax.bar(labels, values, bottom=bottom, label=name)
-        bottom += values
-    ax.set_xlabel("batching mode and concurrency")
-    ax.set_ylabel("server time per request (µs)")
-    ax.set_title(f"{model.removeprefix('particle_classifier_')}: where Triton spends each request's time (median over repeats)")
-    ax.legend()
+    per_mode = {b: [(c, _server_medians(g)) for c, g in _sweep(runs, b, model).items() if any(r.get("server_metrics") for r in g)] for b in MODES}
+    per_mode = {b: cases for b, cases in per_mode.items() if cases}
+    if not per_mode:
+        raise AxonError("no server metrics to break down")
+    fig, axes = plt.subplots(1, len(per_mode), figsize=(5.5 * len(per_mode), 4.2), sharey=True, squeeze=False)
+    width = 0.8 / len(parts)
+    for ax, (batching, cases) in zip(axes[0], per_mode.items()):
+        x = np.arange(len(cases))
+        for k, ((key, name), color) in enumerate(zip(parts, COMPONENT_COLORS)):
+            values = [m.get(key) or np.nan for _, m in cases]
+            ax.bar(x + (k - (len(parts) - 1) / 2) * width, values, width, label=name, color=color)
+        ax.set_xticks(x, [f"c={c}" for c, _ in cases])
+        ax.set_yscale("log")
+        _label_decades(ax.yaxis)
+        ax.set_title(f"batching {(batching or '?').upper()}", color=COLORS[batching], fontweight="bold")
+        ax.set_xlabel("concurrency")
+        ax.grid(alpha=0.3, axis="y", which="both")
+    axes[0][0].set_ylabel("server time per request (µs, log)")
+    axes[0][-1].legend(fontsize=8)
+    fig.suptitle(f"{model.removeprefix('particle_classifier_')}: where Triton spends each request's time (median over repeats)")
     fig.tight_layout()
     return fig
 
@@ -422,7 +500,7 @@ def plot_direct(runs: list[dict]):
     rows = direct_vs_service(runs)
     models = sorted({r["model"] for r in rows})
     fig, axes = plt.subplots(1, max(len(models), 1), figsize=(5 * max(len(models), 1), 4), squeeze=False)
-    styles = {"direct_cpu_us_per_row": ("direct (in-process, 1 thread)", "k-o"), "native_cpu_us_per_row": ("service, native client", "C0-s"), "python_cpu_us_per_row": ("service, python client", "C1-^")}
+    styles = {"direct_cpu_us_per_row": ("direct (in-process, 1 thread)", "k-o"), "native_cpu_us_per_row": ("service, native client", "C2-s"), "python_cpu_us_per_row": ("service, python client", "C4-^")}  # green, purple: not ON/OFF's colours
     for ax, model in zip(axes[0], models):
         mine = sorted((r for r in rows if r["model"] == model), key=lambda r: r["rows"])
         for key, (label, style) in styles.items():
@@ -432,6 +510,7 @@ def plot_direct(runs: list[dict]):
         ax.set_xscale("log")
         ax.set_yscale("log")
         ax.set_xticks([r["rows"] for r in mine], [str(r["rows"]) for r in mine])
+        _label_decades(ax.yaxis)
         ax.set_xlabel("rows per request")
         ax.set_ylabel("client CPU per row (µs)")
         ax.set_title(f"{model.removeprefix('particle_classifier_')}: client CPU per row, direct vs service")

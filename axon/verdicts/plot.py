@@ -40,6 +40,9 @@ def plot_history(verdict: HistoryVerdict, threshold: float):
                label=f"{which} median ± {threshold:.0%}")
     ax.axhline(level, color="tab:green", linewidth=1, label=f"_{which} median")
     ax.set_xlabel("run (oldest to newest)")
+    from matplotlib.ticker import MaxNLocator
+
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # runs are counted: no tick at run 1.5
     ax.set_ylabel(METRICS[verdict.metric][0])
     ax.set_title(f"{verdict.case}: {verdict.verdict}", fontsize=9)
     ax.legend(fontsize=8, loc="best")

@@ -129,14 +129,20 @@ def plot(evaluations: Sequence[Evaluation], budget: Budget, winner: Evaluation |
         color = "tab:gray" if e.status == "default" else "tab:blue" if p.in_budget else "tab:red"
         ax.errorbar(x, y, xerr=[[x - p.p99.lo], [p.p99.hi - x]], yerr=[[y - p.throughput.lo], [p.throughput.hi - y]],
                     fmt="s" if e.status == "default" else "o", color=color, capsize=3, alpha=0.85)
-        ax.annotate(e.cid, (x, y), textcoords="offset points", xytext=(5, 4), fontsize=8)
     front = pareto(evaluations)
     if front:
         ax.plot([e.point.p99.median for e in front], [e.point.throughput.median for e in front], "--", color="tab:green", label="Pareto front")
         ax.scatter([e.point.p99.median for e in front], [e.point.throughput.median for e in front], s=160, facecolors="none", edgecolors="tab:green")
     if winner is not None and winner.point is not None:
         ax.scatter([winner.point.p99.median], [winner.point.throughput.median], marker="*", s=320, color="gold", edgecolors="black", zorder=5, label=f"winner {winner.cid}")
-    ax.axvline(budget.p99_ms, color="red", linewidth=1, label=f"p99 budget {budget.p99_ms:g} ms")
+    ax.axvline(budget.p99_ms, color="red", linewidth=1, linestyle="--", label=f"p99 budget {budget.p99_ms:g} ms")
+    # Log x: one candidate's 225 ms worst repeat no longer squashes every other point to the left.
+    ax.set_xscale("log")
+    from matplotlib.ticker import FuncFormatter, LogLocator
+
+    ax.xaxis.set_major_locator(LogLocator(base=10, subs=(1, 2, 5), numticks=20))
+    ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+    _label_points(ax, [(e.cid, e.point.p99.median, e.point.throughput.median) for e in evaluations if e.point is not None])
     ax.scatter([], [], marker="s", color="tab:gray", label="default")
     ax.scatter([], [], marker="o", color="tab:red", label="breaks the budget")
     ax.set_xlabel("p99 latency (ms), median [min–max] over repeats")
@@ -146,6 +152,26 @@ def plot(evaluations: Sequence[Evaluation], budget: Budget, winner: Evaluation |
     ax.legend(fontsize=8, loc="lower right")
     fig.tight_layout()
     return fig
+
+
+def _label_points(ax, points: list[tuple[str, float, float]], near_px: float = 14.0) -> None:
+    """One label per cluster of nearby points ("c2, c5"), so labels never print over each other
+    (they read as "c25" and "c711" when drawn one per point)."""
+    ax.figure.canvas.draw()  # the axes' final limits, so display distances are the ones printed
+    to_px = ax.transData.transform
+    clusters: list[list[tuple[str, float, float]]] = []
+    for cid, x, y in sorted(points, key=lambda p: (-p[2], p[1])):
+        px = to_px((x, y))
+        for cluster in clusters:
+            cx = to_px((cluster[0][1], cluster[0][2]))
+            if abs(px[0] - cx[0]) < 3 * near_px and abs(px[1] - cx[1]) < near_px:
+                cluster.append((cid, x, y))
+                break
+        else:
+            clusters.append([(cid, x, y)])
+    for cluster in clusters:
+        names = ", ".join(sorted((c for c, _, _ in cluster), key=lambda c: int(c[1:]) if c[1:].isdigit() else 0))
+        ax.annotate(names, (cluster[0][1], cluster[0][2]), textcoords="offset points", xytext=(6, 5), fontsize=8)
 
 
 def markdown(doc: dict, ranked: Sequence[Evaluation], candidates: Sequence[dict], verdict_line: str) -> str:
