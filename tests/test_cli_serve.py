@@ -141,3 +141,15 @@ def test_ctrl_c_right_after_serving_is_never_lost(server_v1):
             except subprocess.TimeoutExpired:
                 pytest.fail(f"try {attempt + 1}: axon serve still running 5 s after SIGINT")
             assert code == 130, (attempt, code, proc.stderr.read())
+
+
+@pytest.mark.parametrize("sig", [signal.SIGHUP, signal.SIGQUIT], ids=["SIGHUP", "SIGQUIT"])
+def test_signals_axon_does_not_handle_still_take_the_server_with_it(artifacts, sig):
+    """A closed terminal (SIGHUP) or SIGQUIT ends Python without its cleanup; the kernel's
+    parent-death signal still stops Triton, and Triton stops its stubs."""
+    with serving("--artifacts", str(artifacts), "--models", "v1") as (proc, _):
+        children = [p.pid for p in _servers_of(proc)]
+        assert children
+        proc.send_signal(sig)
+        assert proc.wait(timeout=10) != 0
+        assert _wait_gone(children, timeout=30) == []
