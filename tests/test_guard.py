@@ -89,7 +89,7 @@ def test_a_server_over_its_memory_limit_stops_the_load_and_stays_up(own_server, 
     reason, records the peak above the limit, and the server, never pushed further, still serves.
     """
     held = own_server.memory_bytes()
-    assert held and held > 50 * 2**20, held  # tritonserver + a stub: tens of MB at least
+    assert held and held > 10 * 2**20, held  # tritonserver + a stub: tens of MB (PSS: shared pages split)
     limit = held - 4 * 2**20
     record = _run(own_server, artifacts, validation_rows[0], limit=limit)
     assert record["complete"] is False and record["passed"] is False
