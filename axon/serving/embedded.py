@@ -543,7 +543,9 @@ def _stop_group(process: subprocess.Popen, timeout_s: float) -> None:
     pgid = process.pid  # setsid made the child its own group leader
     # Read before the group dies: which shared-memory regions are this server's (never another's).
     regions = _shm_regions(_group_members(pgid))
-    for sig, wait_s in ((signal.SIGTERM, timeout_s), (signal.SIGKILL, 5.0)):
+    # A dead server can't unload its models: its stubs get no grace, only SIGKILL.
+    steps = ((signal.SIGKILL, 5.0),) if process.poll() is not None else ((signal.SIGTERM, timeout_s), (signal.SIGKILL, 5.0))
+    for sig, wait_s in steps:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(pgid, sig)
         try:
