@@ -229,8 +229,12 @@ class DockerServer(_ContextServer):
         return root / f"batching_{self.batching}"
 
     def check_models(self) -> list[str]:
-        """The repository the container will mount holds every model: said before anything starts."""
-        variant = self.variant or choose_variant(self._requested_variant, {})
+        """An engine, compose and an image are there, and the repository the container will mount
+        holds every model: said before anything starts (`axon bench` calls this first)."""
+        reason = docker_unavailable_reason(self._requested_variant)
+        if reason:
+            raise ServerError(reason)
+        self.variant = variant = choose_variant(self._requested_variant)
         repo = self.repository()
         needed = ["config.pbtxt", "1/model.onnx"] + (["1/model.py"] if variant == "cpu" else [])
         missing = [m for m in self.models if not all((repo / m / f).is_file() for f in needed)]
@@ -350,10 +354,6 @@ class DockerServer(_ContextServer):
     def start(self) -> Endpoints:
         if self._created:
             return self.endpoints
-        reason = docker_unavailable_reason(self._requested_variant)
-        if reason:
-            raise ServerError(reason)
-        self.variant = choose_variant(self._requested_variant)
         self.check_models()
         self._ensure_image()
         ports = _distinct_free_ports(3)
