@@ -240,7 +240,7 @@ class DockerServer(_ContextServer):
         missing = [m for m in self.models if not all((repo / m / f).is_file() for f in needed)]
         if missing:
             how = "run `axon train` (or give --artifacts)" if variant == "cpu" else "write it with `axon train --gpu-repository model_repository`"
-            raise ServerError(f"the {variant} container mounts {repo}, which lacks {', '.join(missing)}; {how}")
+            raise ServerError(f"the docker backend's {variant} container mounts {repo}, which lacks {', '.join(missing)}; {how}")
         return self.models
 
     # ------------------------------------------------------------------ compose
