@@ -62,8 +62,10 @@ if [ ! -f "$wheels/.complete" ]; then
   common=(--disable-pip-version-check -q --only-binary=:all: --python-version 3.11 --implementation cp --abi cp311
           --platform manylinux_2_35_x86_64 --platform manylinux_2_28_x86_64 --platform manylinux_2_27_x86_64
           --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 -d "$wheels")
-  "$PY" -m pip download "${common[@]}" --no-deps "$pytriton_pin"
-  "$PY" -m pip download "${common[@]}" -c "$wheels/constraints.txt" "$ort_pin" "$numpy_pin"
+  # pip's output goes to a log, shown only on failure (the host's pip config may warn about local indexes).
+  { "$PY" -m pip download "${common[@]}" --no-deps "$pytriton_pin" \
+    && "$PY" -m pip download "${common[@]}" -c "$wheels/constraints.txt" "$ort_pin" "$numpy_pin"; } >"$cache/pip.log" 2>&1 \
+    || { tail -20 "$cache/pip.log" >&2; echo "axon image: pip download failed; see $cache/pip.log" >&2; exit 1; }
   touch "$wheels/.complete"
 fi
 
@@ -77,6 +79,7 @@ echo "axon image: docker build --network none -t $tag"
 docker build -q --network none -f "$context/Dockerfile.cpu" \
   --build-arg BASE="$base" --build-arg PYTRITON_PIN="$pytriton_pin" --build-arg ONNXRUNTIME_PIN="$ort_pin" --build-arg NUMPY_PIN="$numpy_pin" \
   --label org.axon.version="$version" --label org.axon.pins="$pins" \
-  -t "$tag" -t axon/triton-cpu:latest "$context" >/dev/null
+  -t "$tag" -t axon/triton-cpu:latest "$context" >"$cache/build.log" 2>&1 \
+  || { tail -20 "$cache/build.log" >&2; echo "axon image: docker build failed; see $cache/build.log" >&2; exit 1; }
 rm -rf "$context"
 echo "axon image: built $tag ($(docker image inspect -f '{{.Id}}' "$tag" | cut -c1-19), $(docker image inspect -f '{{.Size}}' "$tag" | awk '{printf "%.0f MB", $1/1e6}')) in $(( $(date +%s) - t0 )) s"
