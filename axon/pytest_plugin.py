@@ -240,7 +240,7 @@ class _Servers:
         s = self.settings
         if s.backend == "external" and batching != s.external_batching:
             pytest.skip(f"this external server serves batching {s.external_batching}; run again with --triton-batching {batching} for this case")
-        if s.backend == "docker":
+        if s.backend == "docker" and batching not in self.running:
             reason = backends.docker_unavailable_reason(s.docker_variant)
             if reason:  # only reached with --triton-skip-unavailable: without it the session refused to start
                 pytest.skip(reason)

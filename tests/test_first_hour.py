@@ -320,9 +320,7 @@ def test_budgets(axon_budgets):
 
 
 def test_docker_backend_names_the_missing_gpu_repository(tmp_path, monkeypatch):
-    from axon.serving import backends
-
-    from axon.serving import docker
+    from axon.serving import backends, docker
 
     monkeypatch.setattr(docker, "docker_unavailable_reason", lambda variant=None: None)  # as on a GPU machine
     server = backends.DockerServer("off", models=["particle_classifier_v1"], compose_file=tmp_path / "docker-compose.yml", variant="gpu")
