@@ -7,7 +7,7 @@ STAMP := $(VENV)/.axon-installed
 ARTIFACTS ?= artifacts
 RESULTS ?= results
 
-.PHONY: setup h2load bench test lint clean reliability-doc
+.PHONY: setup h2load image bench test lint clean reliability-doc
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -35,10 +35,23 @@ bench: setup
 	$(VENV)/bin/axon serve --check --artifacts $(ARTIFACTS) --batching both
 	$(VENV)/bin/axon study --artifacts $(ARTIFACTS) --out $(RESULTS)
 
+# The CPU Triton image of the docker backend, axon/triton-cpu:<version>, built with no registry
+# (debootstrap + a host-side wheelhouse; caches in .cache/image). Skipped when the tag exists.
+image: setup
+	PY=$(PY) ./docker/build_image.sh
+
 # The tests, then a smoke of the benchmark suite (3 quick cases; budgets that fail only when broken).
+# First the container engine (docker/engine.sh: as root on Debian it installs and starts one) and
+# the CPU image, once per run; the container tests skip, saying why, where there is neither.
+# A dockerd started here is stopped at the end, whatever happened (the trap).
 test: setup
-	$(PY) -m pytest -q -p no:cacheprovider tests
-	mkdir -p $(RESULTS)
+	@trap './docker/engine.sh stop' EXIT; \
+	./docker/engine.sh start; \
+	reason="$$(PY=$(PY) ./docker/engine.sh reason)"; require=; \
+	if [ -z "$$reason" ]; then PY=$(PY) ./docker/build_image.sh || exit 1; require=1; else echo "axon: $$reason; the container tests skip"; fi; \
+	set -e; \
+	AXON_REQUIRE_DOCKER=$$require $(PY) -m pytest -q -p no:cacheprovider tests; \
+	mkdir -p $(RESULTS); \
 	$(PY) -m pytest -q -p no:cacheprovider benchmarks -m axon_smoke --axon-duration 2 --axon-warmup 0.5 \
 		--axon-slo-file benchmarks/smoke-slo.toml --benchmark-json $(RESULTS)/smoke-benchmark.json
 
@@ -51,4 +64,4 @@ lint: setup
 	$(VENV)/bin/ruff check axon tests benchmarks conftest.py
 
 clean:
-	rm -rf $(VENV) $(ARTIFACTS) $(RESULTS)
+	rm -rf $(VENV) $(ARTIFACTS) $(RESULTS) .cache/image

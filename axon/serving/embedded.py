@@ -43,9 +43,11 @@ class Endpoints:
     tls: bool = False
     headers: dict[str, str] = field(default_factory=dict)
     ca_file: str | None = None  # with tls: the CA that signed the server's certificate (None: the system's CAs)
+    # What else the record's server block says of who serves (the docker backend: image, image_id).
+    server_info: dict = field(default_factory=dict)
 
     def as_dict(self) -> dict:
-        return {"grpc": self.grpc, "http": self.http, "metrics": self.metrics, "tls": self.tls, "ca_file": self.ca_file}
+        return {"grpc": self.grpc, "http": self.http, "metrics": self.metrics, "tls": self.tls, "ca_file": self.ca_file, **self.server_info}
 
 
 class Server(Protocol):
