@@ -30,10 +30,10 @@ def _need_h2load() -> None:
 
 
 @pytest.fixture(scope="module")
-def on_server(artifacts):
+def on_server(server_v1):
+    """These tests only read from their server: the session's shared one (no start of its own)."""
     _need_h2load()
-    with EmbeddedServer(embedded_repository(artifacts, "on"), models=[V1]) as server:
-        yield server
+    return server_v1
 
 
 def _run(server, artifacts, features, batching="on", **spec):
