@@ -39,7 +39,7 @@ def engine_for(choice: EngineChoice, spec: LoadSpec, options: dict[str, str] = C
         topology(spec.concurrency, spec.connections)  # connections must divide the concurrency
         return NativeEngine()
     if spec.connections is not None:
-        raise AxonError(f"{options.get('connections', '--connections')} shapes the native engine's load; this case runs on the python engine")
+        raise AxonError(f"{options.get('connections', 'connections')} shapes the native engine's load; this case runs on the python engine")
     from axon.engines.python import PythonEngine
 
     return PythonEngine()
