@@ -75,7 +75,7 @@ def specs_from_args(args: argparse.Namespace) -> list[LoadSpec]:
         concurrency=1,  # replaced below
     )
     if args.rate is not None:
-        specs = [replace(base, concurrency=None, connections=None, rate=args.rate, distribution="poisson" if args.poisson else "constant")]
+        specs = [replace(base, concurrency=None, rate=args.rate, distribution="poisson" if args.poisson else "constant")]
     elif args.sweep:
         specs = [replace(base, concurrency=c) for c in args.sweep]
     else:
@@ -236,10 +236,12 @@ def add_parser(sub) -> None:
         "--engine",
         choices=engines.ENGINES,
         default="auto",
-        help="load engine: native (h2load, closed loop, checked against Triton's counters), python (grpc.aio: open loop, varied payloads, "
-        "sampled correctness), auto (default: native for closed loop where h2load and metrics are available, else python, said in output and record)",
+        help="load engine: native (h2load: closed loop and constant-rate open loop, checked against Triton's counters), python (grpc.aio: "
+        "Poisson arrivals, varied payloads, sampled correctness), auto (default: native where h2load and metrics are available and the arrivals "
+        "are not Poisson, else python, said in output and record)",
     )
-    p.add_argument("--connections", type=positive_int, help="native engine: spread the requests in flight over this many HTTP/2 connections (default 1, as one client process)")
+    p.add_argument("--connections", type=positive_int, help="native engine: spread the requests in flight (closed loop) over this many HTTP/2 connections (default 1, as one client process), "
+        "or the rate (open loop) over this many h2load processes of one connection each (default: one per 10,000 req/s)")
     p.add_argument("--repeat", type=positive_int, default=1, help="run each case this many times; tables show the median [min-max] (default 1)")
     p.add_argument(
         "--batching",

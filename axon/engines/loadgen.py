@@ -79,7 +79,7 @@ class LoadSpec:
     max_error_rate: float = 0.0
     max_in_flight: int = 20_000
     engine: str = "auto"  # auto | native | python (see axon.engines)
-    connections: int | None = None  # native engine: spread the streams over this many connections
+    connections: int | None = None  # native engine: spread the streams (closed) or the rate (open loop) over this many connections
     on_unavailable: str = "stop"  # stop: a server (or model) gone ends the run; continue: keep offering load
     timeline_s: float | None = None  # also record counts and latencies per slice of this many seconds
 
@@ -116,8 +116,8 @@ class LoadSpec:
             raise AxonError(f"on_unavailable must be one of {', '.join(ON_UNAVAILABLE)}, got {self.on_unavailable!r}")
         if self.timeline_s is not None and not self.timeline_s > 0:
             raise AxonError(f"a timeline slice must be > 0 s, got {self.timeline_s}")
-        if self.connections is not None and (self.connections < 1 or self.mode != "closed"):
-            raise AxonError("connections must be >= 1 and go with closed-loop concurrency")
+        if self.connections is not None and self.connections < 1:
+            raise AxonError("connections must be >= 1")
         if self.processes == "auto":
             return self
         if not isinstance(self.processes, int) or self.processes < 1:
