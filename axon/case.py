@@ -178,6 +178,7 @@ def _assemble(spec: LoadSpec, target: Target, run: EngineRun, unchecked: str | N
         # Requests are counted by intended send time, so the number sent follows the (random)
         # schedule; only the lag between intended and real send shows a client falling behind.
         schedule = {"lag_p50_ms": lag_summary.p50, "lag_p99_ms": lag_summary.p99, "lag_max_ms": lag_summary.max, "offered_rps": spec.rate, "sent_rps": achieved}
+        schedule["late_fraction"] = _share_above(lag, loadgen.LATE_SEND_S * 1e6)
         # An engine that can tell the server holding requests back from its own lateness (the
         # native engine) reports the client's share of the lag: only that can say "behind".
         own = [o["client_lag"] for o in good if o.get("client_lag")]
@@ -256,6 +257,15 @@ def _assemble(spec: LoadSpec, target: Target, run: EngineRun, unchecked: str | N
     }
 
 
+
+
+def _share_above(histogram, value_us: float) -> float | None:
+    """The share of a histogram's values above ``value_us`` (None when it is empty)."""
+    total = histogram.get_total_count()
+    if not total:
+        return None
+    above = sum(item.count_at_value_iterated_to for item in histogram.get_recorded_iterator() if item.value_iterated_to > value_us)
+    return above / total
 
 
 def _server_metrics(run: EngineRun, target: Target, outages: int = 0) -> tuple[dict | None, str | None]:

@@ -37,6 +37,9 @@ ON_UNAVAILABLE = ("stop", "continue")
 UNAVAILABLE_BACKOFF_S = 0.05
 # Open loop: sending later than intended by more than this (p99) means the client fell behind.
 MAX_SCHEDULE_LAG_S = 0.010
+# A request sent more than this after its intended time counts as late in the record's
+# schedule.late_fraction (perf_analyzer reports the same as its "delayed" share).
+LATE_SEND_S = 0.001
 CORRECTNESS_ATOL = 1e-5
 # processes="auto": several worker processes only where there are cores to spare. Measured
 # 2026-11-28 on 2 cores (client and server sharing them), c=64 with a start barrier: 1 process
