@@ -32,6 +32,24 @@ def _status(run: dict) -> str:
     return "ok" if run["correctness"]["enabled"] else "unchecked"
 
 
+def _schedule_note(r: dict) -> str:
+    """Open loop: did the sender keep its schedule, and whose was the lag? (latencies are from intended send times)"""
+    sched = r.get("schedule")
+    if not sched:
+        return ""
+    text = (
+        f"\n(schedule, {r['load']['rate']:g}/s {r['load']['distribution']} on {r['engine']['name']}: sent {sched['sent_rps']:,.0f}/s "
+        f"({sched['sent_rps'] / sched['offered_rps']:.3f} of offered); send lag p50 {sched['lag_p50_ms']:.2f}, p99 {sched['lag_p99_ms']:.2f}, max {sched['lag_max_ms']:.2f} ms"
+    )
+    if "client_lag_p99_ms" in sched:
+        text += f"; the client's own lag p99 {sched['client_lag_p99_ms']:.2f} ms, {sched['server_held']:,} requests held back by the server"
+    if "uncorrected_latency_ms" in sched:
+        text += f"; p99 from the actual send {sched['uncorrected_latency_ms']['p99']:.2f} ms (what coordinated omission would report)"
+    if r["engine"].get("fan_out") and r["engine"].get("connections", 1) > 1:
+        text += f"; {r['engine']['fan_out']}"
+    return text + ")"
+
+
 def table(runs: list[dict]) -> str:
     head = f"{'model':<24} {'batch':>5} {'load':>16} {'engine':>6} {'rep':>3} {'req/s':>9} {'p50':>7} {'p95':>7} {'p99':>7} {'err':>5} {'avg bs':>6} {'cpu':>5}  verdict"
     lines = [head, "-" * len(head)]
@@ -52,6 +70,8 @@ def table(runs: list[dict]) -> str:
             f"{lat['p99']:>7.2f} {r['requests']['failed']:>5} {bs_text:>6} {cpu:>5.2f}  {verdict}"
         )
     notes = "\n(latencies in ms; cpu = client cores per worker process, or per h2load thread for the native engine)"
+    for r in runs:
+        notes += _schedule_note(r)
     for reason in dict.fromkeys(r["correctness"]["reason"] for r in runs if not r["correctness"]["enabled"]):
         notes += f"\n(unchecked: responses not compared with local onnxruntime: {reason})"
     return "\n".join(lines) + notes
