@@ -7,7 +7,7 @@ STAMP := $(VENV)/.axon-installed
 ARTIFACTS ?= artifacts
 RESULTS ?= results
 
-.PHONY: setup h2load image bench test lint clean reliability-doc
+.PHONY: setup h2load image bench test lint clean reliability-doc peers
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -59,6 +59,18 @@ test: setup
 reliability-doc: setup
 	AXON_RELIABILITY_DIR=docs/reliability $(PY) -m pytest -q -p no:cacheprovider tests/test_faults.py tests/test_tls.py
 	$(PY) scripts/reliability_doc.py
+
+# Peers side by side (README "How axon compares with perf_analyzer"): Triton's perf_analyzer
+# from the tritonclient 2.50.0 manylinux wheel (the last that ships it) and libcudart from the
+# nvidia-cuda-runtime-cu12 wheel, installed into .peers/ (never the main venv's dependencies;
+# libb64-0d from Debian), then perf_analyzer, raw h2load and both axon engines on one server.
+PEERS := .peers
+$(PEERS)/site/bin/perf_analyzer:
+	$(PY) -m pip install -q --disable-pip-version-check --no-deps --target $(PEERS)/site tritonclient==2.50.0 nvidia-cuda-runtime-cu12==12.9.79
+	@ldconfig -p 2>/dev/null | grep -q libb64.so.0d || { 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then 	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq libb64-0d >/dev/null; 	  else echo "perf_analyzer needs libb64.so.0d: sudo apt-get install libb64-0d"; exit 2; fi; }
+
+peers: setup $(PEERS)/site/bin/perf_analyzer
+	$(PY) benchmarks/peers.py --peers $(PEERS)/site --artifacts $(ARTIFACTS) --output $(RESULTS)/peers.json
 
 lint: setup
 	$(VENV)/bin/ruff check axon tests benchmarks conftest.py

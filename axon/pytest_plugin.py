@@ -86,7 +86,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         "--axon-engine",
         choices=("auto", "native", "python"),
         default="auto",
-        help="load engine: auto (default: native h2load for closed loop where available, else python, said in the output), native or python",
+        help="load engine: auto (default: native h2load for closed loop and constant-rate open loop where available, else python, said in the output; "
+        "Poisson arrivals always run on python), native or python",
     )
     group.addoption("--axon-repeat", type=int, default=1, help="run each case this many times; the gate compares run-level values (default 1)")
     group.addoption("--axon-dask", metavar="ADDRESS", help="offer the load from the workers of this Dask scheduler (docs/many-hosts.md)")

@@ -182,10 +182,10 @@ def capacity_markdown(runs: list[dict]) -> str:
     table = capacity_table(runs, p99_budget)
     if not table:
         return "_no capacity search in these results_"
-    lines = [f"| model | batching | highest rate with p99 ≤ {p99_budget:g} ms | runs passing there | p99 there (median) | first failing rate | runs passing there | what stopped it |", "|---|---|---:|---:|---:|---:|---:|---|"]
-    for (model, batching), e in sorted(table.items()):
+    lines = [f"| model | batching | arrivals (engine) | highest rate with p99 ≤ {p99_budget:g} ms | runs passing there | p99 there (median) | first failing rate | runs passing there | what stopped it |", "|---|---|---|---:|---:|---:|---:|---:|---|"]
+    for (model, batching, arrivals), e in sorted(table.items()):
         lines.append(
-            f"| {model} | {batching} | {_fmt(e['max_rate'], 0)} req/s | {e['runs_at_max'] or '–'} | {_fmt(e['p99_at_max'])} ms | {_fmt(e['first_fail'], 0)} | {e['runs_at_fail'] or '–'} | {e['stopped_by'] or '–'} |"
+            f"| {model} | {batching} | {arrivals} | {_fmt(e['max_rate'], 0)} req/s | {e['runs_at_max'] or '–'} | {_fmt(e['p99_at_max'])} ms | {_fmt(e['first_fail'], 0)} | {e['runs_at_fail'] or '–'} | {e['stopped_by'] or '–'} |"
         )
     return "\n".join(lines) + "\n\n_a rate holds when at least half of its runs pass; the boundary is confirmed with repeats_"
 
@@ -534,7 +534,7 @@ def markdown(runs: list[dict], source: str | None = None) -> str:
     if study or len({r["model"] for r in runs}) > 1:
         lines += [f"## Models at c={c}", model_table(runs, c), ""]
     if study:
-        lines += ["## Capacity under the p99 budget (open loop, Poisson)", capacity_markdown(runs), ""]
+        lines += ["## Capacity under the p99 budget (open loop: constant spacing on the native engine, Poisson on the python engine)", capacity_markdown(runs), ""]
     if study or "rate" not in skip:
         lines += ([] if study else ["## Open loop: latency vs throughput"]) + [_image("rate", skip, said), ""]
     if _part(runs, "direct"):
