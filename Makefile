@@ -7,7 +7,7 @@ STAMP := $(VENV)/.axon-installed
 ARTIFACTS ?= artifacts
 RESULTS ?= results
 
-.PHONY: setup h2load bench test lint clean reliability-doc
+.PHONY: setup h2load image bench test lint clean reliability-doc peers
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -35,10 +35,23 @@ bench: setup
 	$(VENV)/bin/axon serve --check --artifacts $(ARTIFACTS) --batching both
 	$(VENV)/bin/axon study --artifacts $(ARTIFACTS) --out $(RESULTS)
 
+# The CPU Triton image of the docker backend, axon/triton-cpu:<version>, built with no registry
+# (debootstrap + a host-side wheelhouse; caches in .cache/image). Skipped when the tag exists.
+image: setup
+	PY=$(PY) ./docker/build_image.sh
+
 # The tests, then a smoke of the benchmark suite (3 quick cases; budgets that fail only when broken).
+# First the container engine (docker/engine.sh: as root on Debian it installs and starts one) and
+# the CPU image, once per run; the container tests skip, saying why, where there is neither.
+# A dockerd started here is stopped at the end, whatever happened (the trap).
 test: setup
-	$(PY) -m pytest -q -p no:cacheprovider tests
-	mkdir -p $(RESULTS)
+	@trap './docker/engine.sh stop' EXIT; \
+	./docker/engine.sh start; \
+	reason="$$(PY=$(PY) ./docker/engine.sh reason)"; require=; \
+	if [ -z "$$reason" ]; then PY=$(PY) ./docker/build_image.sh || exit 1; require=1; else echo "axon: $$reason; the container tests skip"; fi; \
+	set -e; \
+	AXON_REQUIRE_DOCKER=$$require $(PY) -m pytest -q -p no:cacheprovider tests; \
+	mkdir -p $(RESULTS); \
 	$(PY) -m pytest -q -p no:cacheprovider benchmarks -m axon_smoke --axon-duration 2 --axon-warmup 0.5 \
 		--axon-slo-file benchmarks/smoke-slo.toml --benchmark-json $(RESULTS)/smoke-benchmark.json
 
@@ -47,8 +60,20 @@ reliability-doc: setup
 	AXON_RELIABILITY_DIR=docs/reliability $(PY) -m pytest -q -p no:cacheprovider tests/test_faults.py tests/test_tls.py
 	$(PY) scripts/reliability_doc.py
 
+# Peers side by side (README "How axon compares with perf_analyzer"): Triton's perf_analyzer
+# from the tritonclient 2.50.0 manylinux wheel (the last that ships it) and libcudart from the
+# nvidia-cuda-runtime-cu12 wheel, installed into .peers/ (never the main venv's dependencies;
+# libb64-0d from Debian), then perf_analyzer, raw h2load and both axon engines on one server.
+PEERS := .peers
+$(PEERS)/site/bin/perf_analyzer:
+	$(PY) -m pip install -q --disable-pip-version-check --no-deps --target $(PEERS)/site tritonclient==2.50.0 nvidia-cuda-runtime-cu12==12.9.79
+	@ldconfig -p 2>/dev/null | grep -q libb64.so.0d || { 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then 	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq libb64-0d >/dev/null; 	  else echo "perf_analyzer needs libb64.so.0d: sudo apt-get install libb64-0d"; exit 2; fi; }
+
+peers: setup $(PEERS)/site/bin/perf_analyzer
+	$(PY) benchmarks/peers.py --peers $(PEERS)/site --artifacts $(ARTIFACTS) --output $(RESULTS)/peers.json
+
 lint: setup
 	$(VENV)/bin/ruff check axon tests benchmarks conftest.py
 
 clean:
-	rm -rf $(VENV) $(ARTIFACTS) $(RESULTS)
+	rm -rf $(VENV) $(ARTIFACTS) $(RESULTS) .cache/image

@@ -104,7 +104,7 @@ def prepare(
         spec = spec.validate()
         return PreparedCase(spec, hosts.choose(spec), hosts)
     spec = spec.validate().resolved().validate()
-    choice = engines.choose(spec.engine, spec.mode, has_metrics, options, tls=tls, on_unavailable=spec.on_unavailable)
+    choice = engines.choose(spec.engine, spec.mode, has_metrics, options, tls=tls, on_unavailable=spec.on_unavailable, distribution=spec.distribution)
     return PreparedCase(spec, choice, engines.engine_for(choice, spec, options))
 
 
@@ -219,10 +219,22 @@ def _assemble(spec: LoadSpec, target: Target, run: EngineRun, unchecked: str | N
         achieved = sent / measured_s if measured_s else 0.0
         # Requests are counted by intended send time, so the number sent follows the (random)
         # schedule; only the lag between intended and real send shows a client falling behind.
-        behind = lag_summary.count > 0 and lag_summary.p99 / 1e3 > loadgen.MAX_SCHEDULE_LAG_S
-        schedule = {"lag_p99_ms": lag_summary.p99, "lag_max_ms": lag_summary.max, "offered_rps": spec.rate, "sent_rps": achieved, "behind": bool(behind)}
+        schedule = {"lag_p50_ms": lag_summary.p50, "lag_p99_ms": lag_summary.p99, "lag_max_ms": lag_summary.max, "offered_rps": spec.rate, "sent_rps": achieved}
+        schedule["late_fraction"] = _share_above(lag, loadgen.LATE_SEND_S * 1e6)
+        # An engine that can tell the server holding requests back from its own lateness (the
+        # native engine) reports the client's share of the lag: only that can say "behind".
+        own = [o["client_lag"] for o in good if o.get("client_lag")]
+        judged = stats.LatencySummary.of(stats.merge(own)) if own else lag_summary
+        behind = judged.count > 0 and judged.p99 / 1e3 > loadgen.MAX_SCHEDULE_LAG_S
+        if own:
+            schedule.update(client_lag_p99_ms=judged.p99, server_held=sum(o.get("server_held", 0) for o in good))
+        uncorrected = [o["uncorrected"] for o in good if o.get("uncorrected")]
+        if uncorrected:
+            u = stats.LatencySummary.of(stats.merge(uncorrected))
+            schedule["uncorrected_latency_ms"] = {"p50": u.p50, "p90": u.p90, "p99": u.p99, "max": u.max}
+        schedule["behind"] = bool(behind)
         if behind:
-            verdicts.append(f"the client fell behind its schedule (send lag p99 {lag_summary.p99:.2f} ms > {loadgen.MAX_SCHEDULE_LAG_S * 1e3:g} ms)")
+            verdicts.append(f"the client fell behind its schedule (send lag p99 {judged.p99:.2f} ms > {loadgen.MAX_SCHEDULE_LAG_S * 1e3:g} ms)")
     load = {
         "mode": spec.mode,
         "concurrency": spec.concurrency,
@@ -287,6 +299,15 @@ def _assemble(spec: LoadSpec, target: Target, run: EngineRun, unchecked: str | N
     }
 
 
+
+
+def _share_above(histogram, value_us: float) -> float | None:
+    """The share of a histogram's values above ``value_us`` (None when it is empty)."""
+    total = histogram.get_total_count()
+    if not total:
+        return None
+    above = sum(item.count_at_value_iterated_to for item in histogram.get_recorded_iterator() if item.value_iterated_to > value_us)
+    return above / total
 
 
 def _server_metrics(run: EngineRun, target: Target, outages: int = 0, sent: int = 0) -> tuple[dict | None, str | None]:

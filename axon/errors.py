@@ -20,3 +20,13 @@ class DataError(AxonError):
 
 class ServerError(AxonError):
     """A Triton server that could not be started, reached or kept alive."""
+
+
+class ServerDied(ServerError):
+    """A server axon started died; the message was said the moment it was seen, before cleanup.
+
+    The CLI does not repeat it: stopping what is left (stubs, shared memory) takes a moment,
+    and the user should not wait that long to learn that the server is gone.
+    """
+
+    said = True

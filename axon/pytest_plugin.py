@@ -15,7 +15,6 @@ from pathlib import Path
 import pytest
 
 from axon.errors import AxonError
-from axon.names import DEFAULT_MODELS
 from axon.records import repeats
 from axon.serving import backends
 from axon.verdicts import slo
@@ -50,6 +49,8 @@ class Settings:
     hosts: int | None = None
     tls: bool = False
     ca_file: str | None = None
+    docker_variant: str | None = None
+    log_dir: Path = Path("results")
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -59,10 +60,17 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption(
         "--triton-skip-unavailable",
         action="store_true",
-        help="--triton=docker: skip the benchmark cases where Docker or a GPU is missing (default: that is an error)",
+        help="--triton=docker: skip the benchmark cases where a container engine (or the CPU image, unbuildable here) is missing (default: that is an error)",
     )
+    group.addoption(
+        "--triton-docker-variant",
+        choices=("auto", "gpu", "cpu"),
+        default=None,
+        help="--triton=docker: the NGC GPU image or axon's CPU image (default auto: GPU where the engine has the NVIDIA runtime; env AXON_DOCKER_VARIANT)",
+    )
+    group.addoption("--triton-log-dir", help="--triton=docker: where each container's log is saved (default: beside --benchmark-json, else ./results)")
     group.addoption("--triton-metrics-url", help="--triton=external: Triton's Prometheus metrics URL")
-    group.addoption("--triton-batching", choices=BATCHING, default="on", help="--triton=external/docker: the batching mode that server runs (default on)")
+    group.addoption("--triton-batching", choices=BATCHING, default="on", help="--triton=external: the batching mode that server runs (default on)")
     group.addoption("--triton-tls", action="store_true", help="--triton=external: gRPC over TLS, the server's certificate verified")
     group.addoption("--triton-ca-file", help="--triton-tls: PEM file of the CA that signed the server's certificate (default: the system's CAs)")
     group.addoption("--axon-duration", type=float, default=3.0, help="measurement window per case, seconds (default 3)")
@@ -78,7 +86,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         "--axon-engine",
         choices=("auto", "native", "python"),
         default="auto",
-        help="load engine: auto (default: native h2load for closed loop where available, else python, said in the output), native or python",
+        help="load engine: auto (default: native h2load for closed loop and constant-rate open loop where available, else python, said in the output; "
+        "Poisson arrivals always run on python), native or python",
     )
     group.addoption("--axon-repeat", type=int, default=1, help="run each case this many times; the gate compares run-level values (default 1)")
     group.addoption("--axon-dask", metavar="ADDRESS", help="offer the load from the workers of this Dask scheduler (docs/many-hosts.md)")
@@ -101,9 +110,15 @@ def _settings(config: pytest.Config) -> Settings:
         _usage(backends.check_url, opt("--triton-url"), "--triton-url")
     if opt("--triton") == "docker" and not opt("--triton-skip-unavailable"):
         # A CI job must not go green having run nothing: a missing engine is an error unless asked.
-        reason = backends.docker_unavailable_reason()
+        reason = backends.docker_unavailable_reason(opt("--triton-docker-variant"))
         if reason:
             raise pytest.UsageError(f"--triton=docker: {reason}; pass --triton-skip-unavailable to skip the benchmark cases instead")
+    if (opt("--triton-docker-variant") or opt("--triton-log-dir")) and opt("--triton") != "docker":
+        raise pytest.UsageError("--triton-docker-variant and --triton-log-dir go with --triton=docker")
+    bench_json = opt("--benchmark-json", None)
+    if bench_json is not None and not isinstance(bench_json, (str, Path)):
+        bench_json = bench_json.name  # an open file, in pytest-benchmark versions that open it
+    log_dir = Path(opt("--triton-log-dir") or (Path(bench_json).parent if bench_json else "results"))
     given = opt("--axon-artifacts")
     artifacts = _usage(resolve_artifacts, Path(given) if given else None, "--axon-artifacts")
     if artifacts is not None and not (artifacts / MANIFEST_FILE).is_file():
@@ -144,6 +159,8 @@ def _settings(config: pytest.Config) -> Settings:
         hosts=opt("--axon-hosts"),
         tls=opt("--triton-tls"),
         ca_file=opt("--triton-ca-file"),
+        docker_variant=opt("--triton-docker-variant"),
+        log_dir=log_dir,
     )
 
 
@@ -208,8 +225,8 @@ def axon_artifacts(axon_settings, tmp_path_factory, pytestconfig) -> Path:
 class _Servers:
     """One server per batching mode, started on first use, stopped at session end.
 
-    embedded: axon starts both modes as needed. docker: pytest-docker's ``docker_services``
-    brings the GPU container up and down, one batching mode per session (--triton-batching).
+    embedded: axon starts both modes as needed. docker: one container per batching mode, each a
+    compose project brought up and down through pytest-docker (see :class:`_PytestDockerServer`).
     external: the one server given, whose batching mode the user states.
     """
 
@@ -221,10 +238,10 @@ class _Servers:
         from axon.errors import ServerError
 
         s = self.settings
-        if s.backend in ("external", "docker") and batching != s.external_batching:
-            pytest.skip(f"this {s.backend} session serves batching {s.external_batching}; run again with --triton-batching {batching} for this case")
-        if s.backend == "docker":
-            reason = backends.docker_unavailable_reason()
+        if s.backend == "external" and batching != s.external_batching:
+            pytest.skip(f"this external server serves batching {s.external_batching}; run again with --triton-batching {batching} for this case")
+        if s.backend == "docker" and batching not in self.running:
+            reason = backends.docker_unavailable_reason(s.docker_variant)
             if reason:  # only reached with --triton-skip-unavailable: without it the session refused to start
                 pytest.skip(reason)
         if batching not in self.running:
@@ -234,40 +251,153 @@ class _Servers:
                     if s.backend == "docker"
                     else backends.make_server(s.backend, batching=batching, artifacts=self.artifacts, url=s.url, metrics_url=s.metrics_url, tls=s.tls, ca_file=s.ca_file)
                 )
+                if s.backend == "docker":
+                    self.running[batching] = server  # before start: whatever a failed start leaves is torn down with the rest
                 server.start()
             except ServerError as exc:
+                self.running.pop(batching, None)
                 pytest.fail(f"Triton ({s.backend}, batching {batching}) did not start: {exc}", pytrace=False)
             self.running[batching] = server
         return self.running[batching]
 
     def _docker(self, batching: str):
-        """The compose service via pytest-docker, then the same readiness check as any server."""
-        import os
-
-        from axon.serving.backends import DOCKER_READY_TIMEOUT_S, ExternalServer
-
-        os.environ["AXON_BATCHING"] = batching  # read by docker-compose.yml's volume path
-        services = self.request.getfixturevalue("docker_services")
-        grpc = f"127.0.0.1:{services.port_for('triton', 8001)}"
-        server = ExternalServer(
-            grpc,
-            models=list(DEFAULT_MODELS),
-            metrics_url=f"http://127.0.0.1:{services.port_for('triton', 8002)}/metrics",
-            ready_timeout_s=DOCKER_READY_TIMEOUT_S,
+        """A container per batching mode, through pytest-docker's fixtures (compose command, file,
+        project name, setup and cleanup commands), then the same readiness check as any server."""
+        value = self.request.getfixturevalue
+        project = value("docker_compose_project_name")
+        server = _PytestDockerServer(
+            batching,
+            artifacts=self.artifacts,
+            variant=value("axon_docker_variant"),
+            project=f"{project}-batching-{batching}",
+            compose_file=Path(value("docker_compose_file")),
+            compose=value("docker_compose_command").split(),
+            log_path=self.settings.log_dir / f"triton-docker-{project}-batching-{batching}.log",
         )
-        server.backend = "docker"
+        server.setup, server.cleanup = value("docker_setup"), value("docker_cleanup")
         return server
 
     def stop(self) -> None:
-        for server in self.running.values():
-            server.stop()
-        self.running.clear()
+        try:
+            for server in self.running.values():
+                server.stop()
+        finally:
+            self.running.clear()
+
+
+class _PytestDockerServer(backends.DockerServer):
+    """:class:`~axon.serving.docker.DockerServer` whose compose up and down are pytest-docker's.
+
+    pytest-docker runs ``docker_setup`` and ``docker_cleanup`` through the shell with this
+    process's environment, so the compose variables (ports, repository, image, profile) are put
+    into ``os.environ`` around each call. Its setup runs outside its own ``try``: when ``up``
+    fails half-way, DockerServer's own ``down`` and label sweep remove what it left.
+    """
+
+    setup: list[str] | str = ()
+    cleanup: list[str] | str = ()
+    _services = None
+
+    def _up(self) -> None:
+        from pytest_docker.plugin import get_docker_services
+
+        from axon.errors import ServerError
+
+        manager = get_docker_services(" ".join(self._compose_cmd), str(self.compose_file), self.project, self.setup, self.cleanup)
+        try:
+            with _environ(self.environment()):
+                manager.__enter__()
+        except Exception as exc:  # pytest-docker raises a bare Exception holding compose's output
+            raise ServerError("compose up failed: " + _last_line(str(exc).rstrip('".'))) from None
+        self._services = manager
+
+    def _down(self) -> None:
+        manager, self._services = self._services, None
+        if manager is not None:
+            try:
+                with _environ(self.environment()):
+                    manager.__exit__(None, None, None)
+                return
+            except Exception:
+                pass  # pytest-docker's cleanup failed: ours below (shielded from a second Ctrl-C)
+        super()._down()
+
+
+def _last_line(text: str) -> str:
+    return (text.strip().splitlines() or ["?"])[-1]
+
+
+class _environ:
+    """Set environment variables for the duration of a block, then put back what was there."""
+
+    def __init__(self, values: dict[str, str]):
+        self.values, self.saved = values, {}
+
+    def __enter__(self):
+        import os
+
+        self.saved = {k: os.environ.get(k) for k in self.values}
+        os.environ.update(self.values)
+
+    def __exit__(self, *exc):
+        import os
+
+        for key, old in self.saved.items():
+            if old is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = old
+
+
+@pytest.fixture(scope="session")
+def axon_docker_variant(axon_settings, pytestconfig) -> str:
+    """gpu or cpu: the NGC image where the engine has the NVIDIA runtime, else axon's CPU image (said once)."""
+    from axon.serving.docker import choose_variant, cpu_image, gpu_image
+
+    variant = choose_variant(axon_settings.docker_variant)
+    image = gpu_image() if variant == "gpu" else cpu_image()
+    if axon_settings.docker_variant not in (None, "auto"):
+        why = "asked for"
+    else:
+        why = "the engine has the NVIDIA runtime" if variant == "gpu" else "no NVIDIA runtime in the engine"
+    pytestconfig._axon_notes.append(f"--triton=docker ran the {variant} image {image} ({why}); container logs in {axon_settings.log_dir}")
+    return variant
+
+
+@pytest.fixture(scope="session")
+def docker_compose_command() -> str:
+    """pytest-docker: `docker compose` (v2) where the CLI has it, else `docker-compose` (v1)."""
+    from axon.serving.docker import compose_command
+
+    return " ".join(compose_command() or ["docker", "compose"])
+
+
+@pytest.fixture(scope="session")
+def docker_compose_project_name() -> str:
+    """pytest-docker: a project name unique to this session, which every container carries as a
+    label (AXON_DOCKER_PROJECT sets it, so a caller can look for leftovers)."""
+    from axon.serving.docker import new_project
+
+    return new_project()
+
+
+@pytest.fixture(scope="session")
+def docker_setup(axon_docker_variant) -> list[str]:
+    """pytest-docker: start only the chosen variant's service (the CPU one is behind a profile)."""
+    from axon.serving.docker import SERVICES
+
+    return [f"up -d --no-build {SERVICES[axon_docker_variant]}"]
+
+
+@pytest.fixture(scope="session")
+def docker_cleanup() -> list[str]:
+    return ["down -v --remove-orphans --timeout 10"]
 
 
 @pytest.fixture(scope="session")
 def docker_compose_file():
-    """pytest-docker: axon's compose file (the GPU container serving model_repository/)."""
-    from axon.serving.backends import COMPOSE_FILE
+    """pytest-docker: axon's compose file (the GPU service by default, the CPU one under profile `cpu`)."""
+    from axon.serving.docker import COMPOSE_FILE
 
     return str(COMPOSE_FILE)
 

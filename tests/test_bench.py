@@ -23,9 +23,9 @@ QUICK = {"duration_s": 2.0, "warmup_s": 0.5, "timeout_s": 5.0, "sample_every": 1
 
 
 @pytest.fixture(scope="module")
-def on_server(artifacts):
-    with EmbeddedServer(embedded_repository(artifacts, "on"), models=[V1]) as server:
-        yield server
+def on_server(server_v1):
+    """These tests only read from their server: the session's shared one (no start of its own)."""
+    return server_v1
 
 
 def _run(server, artifacts, features, **spec):

@@ -115,12 +115,13 @@ def test_a_killed_triton_is_said_at_once_and_leaves_no_debris(artifacts):
         stubs = [c.pid for c in children if c.pid != server.pid]
         regions = _shm_regions_of([c.pid for c in children])
         assert stubs and regions, "expected python-backend stubs mapping shared memory"
+        err = LineWatcher(proc.stderr)
         server.kill()
         killed = time.monotonic()
-        code = proc.wait(timeout=30)
+        err.wait_for(lambda line: "died: killed by SIGKILL" in line, timeout_s=10)
         said_within_s = time.monotonic() - killed
-        err = proc.stderr.read()
-        assert code != 0 and "died: killed by SIGKILL" in err and "Traceback" not in err, err
+        code = proc.wait(timeout=30)
+        assert code != 0 and "Traceback" not in err.rest(), err.lines
         assert said_within_s < 2.0, said_within_s
         assert _wait_gone(stubs) == []
         assert not [r for r in regions if os.path.exists(r)], regions

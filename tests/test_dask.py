@@ -22,8 +22,6 @@ from axon.engines.hosts.host import host_shares
 from axon.engines.loadgen import LoadSpec
 from axon.errors import AxonError
 from axon.records import stats
-from axon.serving.backends import embedded_repository
-from axon.serving.embedded import EmbeddedServer
 from tests.helpers import assert_clean_error, run_axon
 
 pytestmark = pytest.mark.server
@@ -86,9 +84,9 @@ def cluster():
 
 
 @pytest.fixture(scope="module")
-def server(artifacts):
-    with EmbeddedServer(embedded_repository(artifacts, "on"), models=[V1]) as s:
-        yield s
+def server(server_v1):
+    """The hosts only send load to it: the session's shared server."""
+    return server_v1
 
 
 def _hosts(cluster, **kw):

@@ -367,10 +367,10 @@ def test_budgets(axon_budgets):
 
 
 def test_docker_backend_names_the_missing_gpu_repository(tmp_path, monkeypatch):
-    from axon.serving import backends
+    from axon.serving import backends, docker
 
-    monkeypatch.setattr(backends, "docker_unavailable_reason", lambda: None)  # as on a GPU machine
-    server = backends.DockerServer("off", models=["particle_classifier_v1"], compose_file=tmp_path / "docker-compose.yml")
+    monkeypatch.setattr(docker, "docker_unavailable_reason", lambda variant=None: None)  # as on a GPU machine
+    server = backends.DockerServer("off", models=["particle_classifier_v1"], compose_file=tmp_path / "docker-compose.yml", variant="gpu")
     with pytest.raises(ServerError, match=r"batching_off, which lacks particle_classifier_v1; write it with `axon train --gpu-repository model_repository`"):
         server.start()
 
@@ -389,7 +389,7 @@ PLUGIN_BAD = {
 def test_plugin_bad_inputs_stop_the_session_before_any_case(pytester, case):
     args, message = case
     if args == ["--triton=docker"] and backends.docker_unavailable_reason() is None:
-        pytest.skip("Docker and a GPU are here: the docker backend would run")
+        pytest.skip("a container engine (and the CPU image or the NVIDIA runtime) is here: the docker backend would run")
     pytester.makepyfile(PLUGIN_CASES)
     result = pytester.runpytest_subprocess(*args, "-p", "no:cacheprovider")
     assert result.ret == pytest.ExitCode.USAGE_ERROR, result.stdout.str()
@@ -402,7 +402,7 @@ def test_plugin_bad_inputs_stop_the_session_before_any_case(pytester, case):
 
 def test_plugin_skips_docker_cases_only_when_asked(pytester, artifacts):
     if backends.docker_unavailable_reason() is None:
-        pytest.skip("Docker and a GPU are here: the docker backend would run")
+        pytest.skip("a container engine (and the CPU image or the NVIDIA runtime) is here: the docker backend would run")
     pytester.makepyfile("def test_docker(axon_servers):\n    axon_servers.get('on')\n")
     result = pytester.runpytest_subprocess("--triton=docker", "--triton-skip-unavailable", "--axon-artifacts", str(artifacts), "-p", "no:cacheprovider", "-rs")
     result.assert_outcomes(skipped=1)

@@ -30,10 +30,10 @@ def _need_h2load() -> None:
 
 
 @pytest.fixture(scope="module")
-def on_server(artifacts):
+def on_server(server_v1):
+    """These tests only read from their server: the session's shared one (no start of its own)."""
     _need_h2load()
-    with EmbeddedServer(embedded_repository(artifacts, "on"), models=[V1]) as server:
-        yield server
+    return server_v1
 
 
 def _run(server, artifacts, features, batching="on", **spec):
@@ -101,12 +101,13 @@ def test_server_killed_mid_run(artifacts, tmp_path):
 def test_choose_engine(monkeypatch):
     monkeypatch.setattr(engines.base, "h2load_version", lambda: "nghttp2/1.52.0")
     assert engines.choose("auto", "closed", True) == engines.EngineChoice("native", "auto", None)
-    # Open loop is python by design (h2load's --rps is coordinated omission): no fallback notice.
-    assert engines.choose("auto", "open", True) == engines.EngineChoice("python", "auto", None)
+    # Constant-rate open loop runs on h2load (latency from due times); Poisson stays python, said so.
+    assert engines.choose("auto", "open", True) == engines.EngineChoice("native", "auto", None)
+    assert engines.choose("auto", "open", True, distribution="poisson") == engines.EngineChoice("python", "auto", engines.POISSON_ON_PYTHON)
     fallback = engines.choose("auto", "closed", False)
     assert fallback.name == "python" and "no Triton metrics endpoint" in fallback.notice
-    with pytest.raises(AxonError, match="coordinated omission"):
-        engines.choose("native", "open", True)
+    with pytest.raises(AxonError, match="no Poisson mode"):
+        engines.choose("native", "open", True, distribution="poisson")
     monkeypatch.setattr(engines.base, "h2load_version", lambda: None)
     fallback = engines.choose("auto", "closed", True)
     assert fallback.name == "python" and "h2load not found" in fallback.notice and "nghttp2-client" in fallback.notice
@@ -134,7 +135,7 @@ def test_read_log_and_summary(tmp_path):
 @pytest.mark.parametrize(
     "args, message",
     [
-        (["--engine", "native", "--rate", "100"], "coordinated omission"),
+        (["--engine", "native", "--rate", "100", "--poisson"], "h2load has no Poisson mode"),
         (["--engine", "native", "--url", "127.0.0.1:9"], "no Triton metrics endpoint"),
         (["--engine", "python", "--connections", "2"], "--connections shapes the native engine"),
         (["--engine", "native", "--metrics-url", "http://127.0.0.1:9/metrics", "--url", "127.0.0.1:9", "--concurrency", "64", "--connections", "3"], "must divide"),

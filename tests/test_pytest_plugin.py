@@ -15,8 +15,13 @@ def test_case(axon_bench):
 """
 
 
-def _args(artifacts, *extra):
-    return ["--axon-artifacts", str(artifacts), "--axon-duration", "1", "--axon-warmup", "0.2", "-p", "no:cacheprovider", *extra]
+def _args(artifacts, *extra, server=None):
+    """The plugin's options; with ``server``, the session's shared Triton as an external one (no start per run)."""
+    shared = []
+    if server is not None:
+        ep = server.endpoints
+        shared = ["--triton=external", "--triton-url", ep.grpc, "--triton-metrics-url", ep.metrics, "--triton-batching", "on"]
+    return ["--axon-artifacts", str(artifacts), "--axon-duration", "1", "--axon-warmup", "0.2", "-p", "no:cacheprovider", *shared, *extra]
 
 
 @pytest.mark.parametrize(
@@ -54,30 +59,30 @@ def test_budget_breach_fails_with_the_slo_message_and_records_everything(pyteste
 
 
 @pytest.mark.server
-def test_uncovered_case_runs_and_records(pytester, artifacts):
+def test_uncovered_case_runs_and_records(pytester, artifacts, server_v1):
     pytester.makepyfile(CASE)
     pytester.makefile(".toml", slo='[[slo]]\nbatching = "off"\np50_ms = 0.001\n')
-    result = pytester.runpytest_subprocess(*_args(artifacts, "--axon-slo-file", "slo.toml", "-rA"))
+    result = pytester.runpytest_subprocess(*_args(artifacts, "--axon-slo-file", "slo.toml", "-rA", server=server_v1))
     assert result.ret == pytest.ExitCode.OK
     result.stdout.fnmatch_lines(["*no SLO budget covers particle_classifier_v1, batching on, c=2; recorded only*"])
 
 
 @pytest.mark.server
-def test_client_bound_runs_are_marked_whether_they_pass_or_fail(pytester, artifacts):
+def test_client_bound_runs_are_marked_whether_they_pass_or_fail(pytester, artifacts, server_v1):
     pytester.makepyfile(CASE)
     pytester.makefile(".toml", slo='[[slo]]\nname = "impossible"\np50_ms = 0.001\n', ok='[[slo]]\np99_ms = 5000\n')
-    failing = pytester.runpytest_subprocess(*_args(artifacts, "--axon-slo-file", "slo.toml", "--axon-client-bound-cores", "0.0001"))
+    failing = pytester.runpytest_subprocess(*_args(artifacts, "--axon-slo-file", "slo.toml", "--axon-client-bound-cores", "0.0001", server=server_v1))
     failing.stdout.fnmatch_lines(["*budget 0.00 ms*[client-bound run]*", "*client-bound: a load-generator process used*"])
-    passing = pytester.runpytest_subprocess(*_args(artifacts, "--axon-slo-file", "ok.toml", "--axon-client-bound-cores", "0.0001"))
+    passing = pytester.runpytest_subprocess(*_args(artifacts, "--axon-slo-file", "ok.toml", "--axon-client-bound-cores", "0.0001", server=server_v1))
     assert passing.ret == pytest.ExitCode.OK
     passing.stdout.fnmatch_lines(["*client-bound: a load-generator process used*particle_classifier_v1, batching on, c=2*"])
 
 
 @pytest.mark.server
-def test_terminal_shows_real_throughput_engine_and_repeats(pytester, artifacts):
+def test_terminal_shows_real_throughput_engine_and_repeats(pytester, artifacts, server_v1):
     pytester.makepyfile(CASE)
     out = pytester.path / "out.json"
-    result = pytester.runpytest_subprocess(*_args(artifacts, "--axon-repeat", "2", f"--benchmark-json={out}"))
+    result = pytester.runpytest_subprocess(*_args(artifacts, "--axon-repeat", "2", f"--benchmark-json={out}", server=server_v1))
     assert result.ret == pytest.ExitCode.OK
     (bench,) = json.loads(out.read_text())["benchmarks"]
     record = bench["extra_info"]["axon"]
@@ -89,14 +94,14 @@ def test_terminal_shows_real_throughput_engine_and_repeats(pytester, artifacts):
 
 
 @pytest.mark.server
-def test_benchmark_compare_fail_judges_request_latency(pytester, artifacts):
+def test_benchmark_compare_fail_judges_request_latency(pytester, artifacts, server_v1):
     """pytest-benchmark's own gate reads these records: its columns are request latencies."""
     pytester.makepyfile(CASE)
     storage = pytester.path / "history"
-    saved = pytester.runpytest_subprocess(*_args(artifacts, "--benchmark-autosave", f"--benchmark-storage=file://{storage}"))
+    saved = pytester.runpytest_subprocess(*_args(artifacts, "--benchmark-autosave", f"--benchmark-storage=file://{storage}", server=server_v1))
     assert saved.ret == pytest.ExitCode.OK
     (path,) = storage.rglob("0001_*.json")
-    lenient = pytester.runpytest_subprocess(*_args(artifacts, f"--benchmark-storage=file://{storage}", "--benchmark-compare=0001", "--benchmark-compare-fail=median:1000%"))
+    lenient = pytester.runpytest_subprocess(*_args(artifacts, f"--benchmark-storage=file://{storage}", "--benchmark-compare=0001", "--benchmark-compare-fail=median:1000%", server=server_v1))
     assert lenient.ret == pytest.ExitCode.OK
     # Make the saved run 100x faster than any real one: the new run's median request latency regressed.
     payload = json.loads(path.read_text())
@@ -104,7 +109,7 @@ def test_benchmark_compare_fail_judges_request_latency(pytester, artifacts):
     for key in ("min", "max", "mean", "median", "q1", "q3", "iqr", "stddev"):
         stats[key] = stats[key] / 100
     path.write_text(json.dumps(payload))
-    strict = pytester.runpytest_subprocess(*_args(artifacts, f"--benchmark-storage=file://{storage}", "--benchmark-compare=0001", "--benchmark-compare-fail=median:10%"))
+    strict = pytester.runpytest_subprocess(*_args(artifacts, f"--benchmark-storage=file://{storage}", "--benchmark-compare=0001", "--benchmark-compare-fail=median:10%", server=server_v1))
     assert strict.ret != pytest.ExitCode.OK
     # pytest-benchmark reports it by raising PerformanceRegression from its terminal summary.
     output = strict.stdout.str() + strict.stderr.str()

@@ -58,6 +58,7 @@ def records(server, artifacts) -> dict[str, dict]:
     }
     if shutil.which("h2load"):
         out["native"] = run(concurrency=2, engine="native")
+        out["native_open"] = run(rate=200.0, engine="native")
     return out
 
 

@@ -182,7 +182,7 @@ def test_external_server_is_checked_not_started(servers):
 def test_docker_backend_explains_what_is_missing():
     reason = docker_unavailable_reason()
     if reason is None:
-        pytest.skip("this machine has a Docker engine with an NVIDIA runtime; the docker backend can run")
+        pytest.skip("this machine has a container engine (and the CPU image or the NVIDIA runtime); the docker backend can run")
     with pytest.raises(ServerError) as err:
         DockerServer("on").start()
     assert str(err.value) == reason and "docker" in reason.lower()

@@ -41,6 +41,24 @@ def _status(run: dict) -> str:
     return "ok" if run["correctness"]["enabled"] else "unchecked"
 
 
+def _schedule_note(r: dict) -> str:
+    """Open loop: did the sender keep its schedule, and whose was the lag? (latencies are from intended send times)"""
+    sched = r.get("schedule")
+    if not sched:
+        return ""
+    text = (
+        f"\n(schedule, {r['load']['rate']:g}/s {r['load']['distribution']} on {r['engine']['name']}: sent {sched['sent_rps']:,.0f}/s "
+        f"({sched['sent_rps'] / sched['offered_rps']:.3f} of offered); send lag p50 {sched['lag_p50_ms']:.2f}, p99 {sched['lag_p99_ms']:.2f}, max {sched['lag_max_ms']:.2f} ms"
+    )
+    if "client_lag_p99_ms" in sched:
+        text += f"; the client's own lag p99 {sched['client_lag_p99_ms']:.2f} ms, {sched['server_held']:,} requests held back by the server"
+    if "uncorrected_latency_ms" in sched:
+        text += f"; p99 from the actual send {sched['uncorrected_latency_ms']['p99']:.2f} ms (what coordinated omission would report)"
+    if r["engine"].get("fan_out") and r["engine"].get("connections", 1) > 1:
+        text += f"; {r['engine']['fan_out']}"
+    return text + ")"
+
+
 def table(runs: list[dict]) -> str:
     head = f"{'model':<24} {'batch':>5} {'load':>16} {'engine':>6} {'rep':>3} {'req/s':>9} {'p50':>7} {'p95':>7} {'p99':>7} {'err':>5} {'avg bs':>6} {'cpu':>5}  verdict"
     lines = [head, "-" * len(head)]
@@ -62,6 +80,8 @@ def table(runs: list[dict]) -> str:
             f"{lat['p99']:>7.2f} {r['requests']['failed']:>5} {bs_text:>6} {cpu_text:>5}  {verdict}"
         )
     notes = "\n(latencies in ms; cpu = client cores per worker process, or per h2load thread for the native engine; - where not measured)"
+    for r in runs:
+        notes += _schedule_note(r)
     for reason in dict.fromkeys(r["correctness"]["reason"] for r in runs if not r["correctness"]["enabled"]):
         notes += f"\n(unchecked: responses not compared with local onnxruntime: {reason})"
     return "\n".join(lines) + notes
@@ -85,7 +105,7 @@ def specs_from_args(args: argparse.Namespace) -> list[LoadSpec]:
         concurrency=1,  # replaced below
     )
     if args.rate is not None:
-        specs = [replace(base, concurrency=None, connections=None, rate=args.rate, distribution="poisson" if args.poisson else "constant")]
+        specs = [replace(base, concurrency=None, rate=args.rate, distribution="poisson" if args.poisson else "constant")]
     elif args.sweep:
         specs = [replace(base, concurrency=c) for c in args.sweep]
     else:
@@ -249,10 +269,12 @@ def add_parser(sub) -> None:
         "--engine",
         choices=engines.ENGINES,
         default="auto",
-        help="load engine: native (h2load, closed loop, checked against Triton's counters), python (grpc.aio: open loop, varied payloads, "
-        "sampled correctness), auto (default: native for closed loop where h2load and metrics are available, else python, said in output and record)",
+        help="load engine: native (h2load: closed loop and constant-rate open loop, checked against Triton's counters), python (grpc.aio: "
+        "Poisson arrivals, varied payloads, sampled correctness), auto (default: native where h2load and metrics are available and the arrivals "
+        "are not Poisson, else python, said in output and record)",
     )
-    p.add_argument("--connections", type=positive_int, help="native engine: spread the requests in flight over this many HTTP/2 connections (default 1, as one client process)")
+    p.add_argument("--connections", type=positive_int, help="native engine: spread the requests in flight (closed loop) over this many HTTP/2 connections (default 1, as one client process), "
+        "or the rate (open loop) over this many h2load processes of one connection each (default: one per 10,000 req/s)")
     p.add_argument("--repeat", type=positive_int, default=1, help="run each case this many times; tables show the median [min-max] (default 1)")
     p.add_argument(
         "--batching",

@@ -71,7 +71,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return args.func(args)
     except AxonError as exc:
-        print(f"axon: error: {exc}", file=sys.stderr)
+        if not getattr(exc, "said", False):
+            print(f"axon: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
         if termination.received:

@@ -113,9 +113,10 @@ WATCH_INTERVAL_S = 0.2
 
 def watch(servers: list, modes: list[str]) -> None:
     """Until Ctrl-C: a server axon started that dies is said in one line with its log's tail, exit 2."""
+    import sys
     import time
 
-    from axon.errors import ServerError
+    from axon.errors import ServerDied
 
     while True:
         for server, mode in zip(servers, modes):
@@ -124,7 +125,9 @@ def watch(servers: list, modes: list[str]) -> None:
                 tail = server.log_tail() if hasattr(server, "log_tail") else ""
                 kept = server.keep_log() if hasattr(server, "keep_log") else None  # out of the folder stop() removes
                 log = f" (whole log: {kept})" if kept else ""
-                raise ServerError(f"{server.backend} Triton (batching {mode}) died: {death}{log}" + (f"\n--- last lines of its log ---\n{tail}" if tail else ""))
+                message = f"{server.backend} Triton (batching {mode}) died: {death}{log}" + (f"\n--- last lines of its log ---\n{tail}" if tail else "")
+                print(f"axon: error: {message}", file=sys.stderr, flush=True)
+                raise ServerDied(message)
         time.sleep(WATCH_INTERVAL_S)
 
 

@@ -14,6 +14,7 @@ from axon.engines.base import (  # noqa: F401 (the engines' public face)
     H2LOAD,
     H2LOAD_INSTALL_HINT,
     H2LOAD_TLS_UNVERIFIED,
+    POISSON_ON_PYTHON,
     Engine,
     EngineChoice,
     EngineRun,
@@ -36,10 +37,11 @@ def engine_for(choice: EngineChoice, spec: LoadSpec, options: dict[str, str] = C
     if choice.name == "native":
         from axon.engines.native import NativeEngine, topology
 
-        topology(spec.concurrency, spec.connections)  # connections must divide the concurrency
+        if spec.mode == "closed":
+            topology(spec.concurrency, spec.connections)  # connections must divide the concurrency
         return NativeEngine()
     if spec.connections is not None:
-        raise AxonError(f"{options.get('connections', '--connections')} shapes the native engine's load; this case runs on the python engine")
+        raise AxonError(f"{options.get('connections', 'connections')} shapes the native engine's load; this case runs on the python engine")
     from axon.engines.python import PythonEngine
 
     return PythonEngine()

@@ -65,6 +65,10 @@ class WorkerOutcome(TypedDict, total=False):
     window_start_wall: float
     timeline: list[dict] | None
     error: str  # the worker died: why (its counts are then absent)
+    # Open loop, where the engine can tell the server holding requests back from its own lateness (native):
+    client_lag: str  # encoded HDR histogram of the send lag the client itself is to blame for (µs; 0 where the server held it)
+    uncorrected: str  # encoded HDR histogram of latency from the actual send (µs): the view coordinated omission would give
+    server_held: int  # requests sent late because the server held requests (or every stream) when they fell due
 
 
 @dataclass(frozen=True)
@@ -121,7 +125,7 @@ class EngineChoice:
 
 # The options that name the engine and the metrics URL: the CLI's by default; the pytest
 # plugin passes its own, so every message names an option the user can actually type.
-CLI_OPTIONS = {"engine": "--engine", "metrics_url": "--metrics-url"}
+CLI_OPTIONS = {"engine": "--engine", "metrics_url": "--metrics-url", "connections": "--connections"}
 
 
 @lru_cache(maxsize=1)
@@ -142,11 +146,24 @@ def h2load_version() -> str | None:
 H2LOAD_TLS_UNVERIFIED = "h2load does not verify the server's TLS certificate (nghttp2 sets SSL_VERIFY_NONE): the traffic is encrypted, the server unauthenticated"
 
 
-def choose(requested: str, mode: str, has_metrics: bool, options: dict[str, str] = CLI_OPTIONS, tls: bool = False, on_unavailable: str = "stop") -> EngineChoice:
-    """The engine for a case. ``auto`` prefers native for closed loop; native never guesses.
+POISSON_ON_PYTHON = "Poisson arrivals run on the python engine (h2load has no Poisson mode)"
 
-    Open loop always runs on python: h2load's ``--rps`` queues late requests, which is
-    coordinated omission. The native engine needs Triton's metrics to check its counts, since
+
+def choose(
+    requested: str,
+    mode: str,
+    has_metrics: bool,
+    options: dict[str, str] = CLI_OPTIONS,
+    tls: bool = False,
+    on_unavailable: str = "stop",
+    distribution: str = "constant",
+) -> EngineChoice:
+    """The engine for a case. ``auto`` prefers native (closed loop, constant-rate open loop); native never guesses.
+
+    Open loop with constant spacing runs on h2load's ``--rps``, its latencies timed from each
+    request's due time (no coordinated omission: :mod:`axon.engines.native_open`). Poisson
+    arrivals run on python: h2load has no Poisson mode (its ``--timing-script-file`` fell
+    seconds behind a Poisson schedule, issue 19). The native engine needs Triton's metrics to check its counts, since
     h2load sees HTTP status but not gRPC status. Two more cases go to python under ``auto``:
     TLS (h2load does not verify the server's certificate; ``--engine native`` still runs, and
     its record says so) and ``on_unavailable="continue"`` (h2load does not reconnect to a
@@ -156,6 +173,9 @@ def choose(requested: str, mode: str, has_metrics: bool, options: dict[str, str]
         raise AxonError(f"unknown engine {requested!r}; choose from {', '.join(ENGINES)}")
     if requested == "python":
         return EngineChoice("python", requested, None)
+    poisson = mode != "closed" and distribution == "poisson"
+    if poisson and requested == "native":
+        raise AxonError(f"{options['engine']} native can't run Poisson arrivals: h2load has no Poisson mode (use {options['engine']} python, or constant spacing)")
     if on_unavailable == "continue" and requested == "native":
         raise AxonError("--engine native can't run with --on-unavailable continue: h2load does not reconnect to a restarted server (use --engine python)")
     problem = None
@@ -163,8 +183,8 @@ def choose(requested: str, mode: str, has_metrics: bool, options: dict[str, str]
         problem = "--on-unavailable continue runs on the python engine (h2load does not reconnect to a restarted server)"
     elif tls and requested == "auto":
         problem = "TLS runs on the python engine, which verifies the server's certificate (h2load does not)"
-    elif mode != "closed":
-        problem = "open loop runs on the python engine (h2load's --rps queues late requests: coordinated omission)"
+    elif poisson:
+        problem = POISSON_ON_PYTHON
     elif h2load_version() is None:
         problem = f"h2load not found ({H2LOAD_INSTALL_HINT})"
     elif not has_metrics:
@@ -173,6 +193,6 @@ def choose(requested: str, mode: str, has_metrics: bool, options: dict[str, str]
         return EngineChoice("native", requested, H2LOAD_TLS_UNVERIFIED if tls else None)
     if requested == "native":
         raise AxonError(f"{options['engine']} native can't run this case: {problem}")
-    # auto: open loop on python is by design, not a fallback worth a warning.
-    notice = None if mode != "closed" else f"auto engine fell back to python: {problem}"
+    # auto: Poisson on python is by design, said as such rather than as a fallback.
+    notice = problem if poisson else f"auto engine fell back to python: {problem}"
     return EngineChoice("python", requested, notice)

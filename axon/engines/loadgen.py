@@ -43,6 +43,9 @@ ON_UNAVAILABLE = ("stop", "continue")
 UNAVAILABLE_BACKOFF_S = 0.05
 # Open loop: sending later than intended by more than this (p99) means the client fell behind.
 MAX_SCHEDULE_LAG_S = 0.010
+# A request sent more than this after its intended time counts as late in the record's
+# schedule.late_fraction (perf_analyzer reports the same as its "delayed" share).
+LATE_SEND_S = 0.001
 CORRECTNESS_ATOL = 1e-5
 # processes="auto": several worker processes only where there are cores to spare. Measured
 # 2026-11-28 on 2 cores (client and server sharing them), c=64 with a start barrier: 1 process
@@ -85,7 +88,7 @@ class LoadSpec:
     max_error_rate: float = 0.0
     max_in_flight: int = 20_000
     engine: str = "auto"  # auto | native | python (see axon.engines)
-    connections: int | None = None  # native engine: spread the streams over this many connections
+    connections: int | None = None  # native engine: spread the streams (closed) or the rate (open loop) over this many connections
     on_unavailable: str = "stop"  # stop: a server (or model) gone ends the run; continue: keep offering load
     timeline_s: float | None = None  # also record counts and latencies per slice of this many seconds
 
@@ -122,8 +125,8 @@ class LoadSpec:
             raise AxonError(f"on_unavailable must be one of {', '.join(ON_UNAVAILABLE)}, got {self.on_unavailable!r}")
         if self.timeline_s is not None and not self.timeline_s > 0:
             raise AxonError(f"a timeline slice must be > 0 s, got {self.timeline_s}")
-        if self.connections is not None and (self.connections < 1 or self.mode != "closed"):
-            raise AxonError("connections must be >= 1 and go with closed-loop concurrency")
+        if self.connections is not None and self.connections < 1:
+            raise AxonError("connections must be >= 1")
         if self.processes == "auto":
             return self
         if not isinstance(self.processes, int) or self.processes < 1:

@@ -1,5 +1,8 @@
 """The native engine: h2load (nghttp2) keeps N gRPC requests in flight from native code.
 
+Open loop (``--rate``, constant spacing) lives in :mod:`axon.engines.native_open`; this module
+holds the closed loop and the checks both share.
+
 Why: on our 2-core machine a request costs Triton about 70 µs of CPU and the python engine
 55-60 µs, so a Python client halves what it measures from c=16 up (issue 9: 0.56x of h2load's
 throughput at c=64). h2load posts one pre-serialised ModelInfer frame over HTTP/2 and costs
@@ -137,25 +140,34 @@ def parse_summary(stdout: str) -> dict[str, int]:
 
 
 class _Scrapes:
-    """Triton's counters and h2load's CPU, sampled together at one moment inside the window."""
+    """Triton's counters and h2load's CPU, sampled together at one moment inside the window.
 
-    def __init__(self, scrape: Scrape, pid: int):
-        self.scrape, self.pid = scrape, pid
+    ``pids``: one h2load process (closed loop) or several (open loop's fan-out); ``cpu`` is
+    their sum, ``cpus`` each one's (None where one could not be read).
+    """
+
+    def __init__(self, scrape: Scrape, pids: int | list[int]):
+        self.scrape = scrape
+        self.pids = [pids] if isinstance(pids, int) else list(pids)
         self.samples: list[dict] = []
         self.error: str | None = None
 
     def take(self) -> None:
         t0 = time.time()
-        cpu = None
-        with contextlib.suppress(psutil.Error):
-            cpu = process_cpu_s(self.pid)
+        cpus: list[float | None] = []
+        for pid in self.pids:
+            value = None
+            with contextlib.suppress(psutil.Error):
+                value = process_cpu_s(pid)
+            cpus.append(value)
+        cpu = None if None in cpus else sum(cpus)
         try:
             metrics = self.scrape()
         except ServerError as exc:
             self.error = str(exc)
             return
         t1 = time.time()
-        self.samples.append({"metrics": metrics, "t0": t0, "t1": t1, "cpu": cpu})
+        self.samples.append({"metrics": metrics, "t0": t0, "t1": t1, "cpu": cpu, "cpus": cpus})
 
 
 def run(
@@ -221,8 +233,8 @@ def run(
     return EngineRun([outcome], before, after, interrupted, info, extra)
 
 
-def _wait(proc: subprocess.Popen, plan: list[float], scrapes: _Scrapes, log: Path, window_start: float, stall_s: float, on_progress, endpoints: Any = None) -> str | None:
-    """Until h2load exits: scrape at the planned moments, follow its log; why it was stopped, if it was.
+def _wait(procs: subprocess.Popen | list[subprocess.Popen], plan: list[float], scrapes: _Scrapes, logs: Path | list[Path], window_start: float, stall_s: float, on_progress, endpoints: Any = None) -> str | None:
+    """Until h2load exits (every process of a fan-out): scrape at the planned moments, follow the logs; why it was stopped, if it was.
 
     h2load has no per-request deadline and keeps a dead connection's window open until -D ends,
     so a log that stops growing for ``stall_s`` inside the window prompts a liveness scrape:
@@ -230,20 +242,23 @@ def _wait(proc: subprocess.Popen, plan: list[float], scrapes: _Scrapes, log: Pat
     python engine stops on UNAVAILABLE). A stalled server (SIGSTOP, a long pause) answers the
     scrape once it resumes: the run goes on, and the latencies show the stall.
     """
-    logged, offset = 0, 0
+    procs = procs if isinstance(procs, list) else [procs]
+    logs = logs if isinstance(logs, list) else [logs]
+    logged, offsets = 0, [0] * len(logs)
     last_growth = time.time()
-    while proc.poll() is None:
+    while any(p.poll() is None for p in procs):
         now = time.time()
         if plan and now >= plan[0]:
             plan.pop(0)
             scrapes.take()
         # Count rows as h2load appends them: cheap, and a signal from the run itself.
         grown = 0
-        with contextlib.suppress(FileNotFoundError), open(log, "rb") as fh:
-            fh.seek(offset)
-            chunk = fh.read()
-            offset += len(chunk)
-            grown = chunk.count(b"\n")
+        for i, log in enumerate(logs):
+            with contextlib.suppress(FileNotFoundError), open(log, "rb") as fh:
+                fh.seek(offsets[i])
+                chunk = fh.read()
+                offsets[i] += len(chunk)
+                grown += chunk.count(b"\n")
         if grown or now < window_start:
             logged += grown
             last_growth = now
@@ -255,7 +270,9 @@ def _wait(proc: subprocess.Popen, plan: list[float], scrapes: _Scrapes, log: Pat
                 if endpoints is not None and grpc_alive(endpoints, timeout_s=stall_s):
                     last_growth = time.time()  # only the metrics endpoint is gone
                 else:
-                    proc.send_signal(signal.SIGINT)
+                    for p in procs:
+                        with contextlib.suppress(ProcessLookupError):
+                            p.send_signal(signal.SIGINT)
                     return "server unavailable"
         if on_progress is not None:
             on_progress(now - window_start, logged, math.nan)
@@ -341,8 +358,12 @@ def _timeline(spec, starts: np.ndarray, ok_mask: np.ndarray, durations: np.ndarr
     return slices
 
 
-def _verify(spec, rows, ok_mask, scrapes, pre, post) -> dict:
-    """Triton's successes between the two in-window scrapes against h2load's completions."""
+def _verify(spec, rows, ok_mask, scrapes, pre, post, in_flight: int | None = None) -> dict:
+    """Triton's successes between the two in-window scrapes against h2load's completions.
+
+    ``in_flight``: the most requests that can be in flight (closed loop: the concurrency; open
+    loop: every h2load stream).
+    """
     # Whole run (warm-up and teardown included): informational. When -D ends h2load resets the
     # streams still in flight, and Triton may count those (up to N) as failures; only the
     # window's failures are failures of the run.
@@ -356,7 +377,7 @@ def _verify(spec, rows, ok_mask, scrapes, pre, post) -> dict:
     server_success = int(b["metrics"]["success"] - a["metrics"]["success"])
     server_failures = int(b["metrics"]["failure"] - a["metrics"]["failure"])
     rate = client / max(b_mid - a_mid, 1e-9)
-    slack = 2 * spec.concurrency + math.ceil(rate * ((a["t1"] - a["t0"]) + (b["t1"] - b["t0"]))) + math.ceil(COUNT_SLACK_FRACTION * client)
+    slack = 2 * (in_flight if in_flight is not None else spec.concurrency) + math.ceil(rate * ((a["t1"] - a["t0"]) + (b["t1"] - b["t0"]))) + math.ceil(COUNT_SLACK_FRACTION * client)
     # Every request h2load saw as HTTP 200 is either a Triton success or a Triton failure.
     verified = abs(server_success + server_failures - client) <= slack and server_success > 0
     return {
@@ -384,4 +405,8 @@ class NativeEngine:
         if work.scrape is None:
             raise AxonError("the native engine checks h2load's counts against Triton's metrics: it needs a metrics endpoint")
         expected = work.expected[0] if work.expected else None
+        if work.spec.mode == "open":
+            from axon.engines import native_open
+
+            return native_open.run(work.spec, work.endpoints, work.payloads[0], expected, work.scrape, work.on_progress, self.check_body)
         return run(work.spec, work.endpoints, work.payloads[0], expected, work.scrape, work.on_progress, work.client_bound_cores, self.check_body)

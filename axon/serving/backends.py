@@ -1,100 +1,17 @@
-"""The docker (GPU container) and external backends, and the factory over all three."""
+"""The external backend, and the factory over all three (the docker backend is in docker.py)."""
 
 from __future__ import annotations
 
-import json
-import os
-import shutil
-import subprocess
 from collections.abc import Sequence
 from pathlib import Path
 
 from axon.errors import ServerError
-from axon.names import DEFAULT_MODELS
+from axon.serving.docker import COMPOSE_FILE, DOCKER_READY_TIMEOUT_S, DockerServer, docker_unavailable_reason
 from axon.serving.embedded import READY_TIMEOUT_S, EmbeddedServer, Endpoints, TlsFiles, _ContextServer, wait_ready
 
 BACKENDS = ("embedded", "docker", "external")
-COMPOSE_FILE = Path(__file__).resolve().parents[2] / "docker-compose.yml"
 EXTERNAL_READY_TIMEOUT_S = 10.0
-DOCKER_READY_TIMEOUT_S = 300.0  # the first pull of the Triton image is slow
-
-
-def docker_unavailable_reason() -> str | None:
-    """Why the docker backend can't run here, or None if it can (engine up, NVIDIA runtime)."""
-    if shutil.which("docker") is None:
-        return "the docker backend needs Docker, and the docker command is not installed"
-    try:
-        info = subprocess.run(["docker", "info", "--format", "{{json .Runtimes}}"], capture_output=True, text=True, timeout=20)
-    except subprocess.TimeoutExpired:
-        return "the docker backend needs a Docker engine, and `docker info` did not answer in 20 s"
-    if info.returncode != 0:
-        return "the docker backend needs a running Docker engine; `docker info` failed: " + (info.stderr.strip().splitlines() or ["?"])[-1]
-    try:
-        runtimes = json.loads(info.stdout or "{}")
-    except json.JSONDecodeError:
-        runtimes = {}
-    if "nvidia" not in runtimes and shutil.which("nvidia-smi") is None:
-        return "the docker backend needs an NVIDIA GPU with the NVIDIA container runtime; none found"
-    return None
-
-
-class DockerServer(_ContextServer):
-    """Triton's GPU container via ``docker compose`` (docker-compose.yml), batching on or off."""
-
-    backend = "docker"
-
-    def __init__(
-        self,
-        batching: str = "on",
-        models: Sequence[str] = DEFAULT_MODELS,
-        compose_file: Path = COMPOSE_FILE,
-        project: str = "axon",
-        ready_timeout_s: float = DOCKER_READY_TIMEOUT_S,
-    ):
-        self.batching = batching
-        self.models = list(models)
-        self.compose_file = compose_file
-        self.project = f"{project}-batching-{batching}"
-        self.ready_timeout_s = ready_timeout_s
-        self.version: str | None = None
-        self._up = False
-
-    def _compose(self, *args: str, timeout: float) -> subprocess.CompletedProcess:
-        env = dict(os.environ, AXON_BATCHING=self.batching)
-        cmd = ["docker", "compose", "-f", str(self.compose_file), "-p", self.project, *args]
-        return subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=timeout)
-
-    def _check_repository(self) -> None:
-        """The ONNX files the container will mount must exist: `axon train` writes them only when asked."""
-        repo = self.compose_file.parent / "model_repository" / f"batching_{self.batching}"
-        missing = [m for m in self.models if not (repo / m / "1" / "model.onnx").is_file()]
-        if missing:
-            raise ServerError(
-                f"the GPU container mounts {repo}, which lacks {', '.join(missing)}; "
-                "write it with `axon train --gpu-repository model_repository`"
-            )
-
-    def start(self) -> Endpoints:
-        reason = docker_unavailable_reason()
-        if reason:
-            raise ServerError(reason)
-        self._check_repository()
-        done = self._compose("up", "-d", "--wait", timeout=self.ready_timeout_s)
-        self._up = True
-        if done.returncode != 0:
-            logs = self._compose("logs", "--tail", "20", timeout=60).stdout
-            self.stop()
-            raise ServerError(f"docker compose up failed: {done.stderr.strip()}\n--- container log ---\n{logs}")
-        grpc = "127.0.0.1:8001"
-        self.version = wait_ready(grpc, self.models, self.ready_timeout_s)
-        self._endpoints = Endpoints(grpc=grpc, http="127.0.0.1:8000", metrics="http://127.0.0.1:8002/metrics")
-        return self._endpoints
-
-    def stop(self) -> None:
-        if self._up:
-            self._compose("down", "--timeout", "20", timeout=120)
-            self._up = False
-        self._endpoints = None
+__all__ = ["BACKENDS", "COMPOSE_FILE", "DOCKER_READY_TIMEOUT_S", "DockerServer", "ExternalServer", "check_url", "docker_unavailable_reason", "embedded_repository", "make_server"]
 
 
 class ExternalServer(_ContextServer):
@@ -205,7 +122,8 @@ def make_server(
             tls=tls_files,
         )
     if backend == "docker":
-        return DockerServer(batching, models=models or DEFAULT_MODELS)
+        # The CPU variant mounts the embedded repository under artifacts; log_path keeps the container's log.
+        return DockerServer(batching, models=models, artifacts=artifacts, log_path=log_path, **({"ready_timeout_s": ready_timeout_s} if ready_timeout_s else {}))
     if backend == "external":
         if not url:
             raise ServerError("the external backend needs a URL (HOST:PORT of Triton's gRPC endpoint)")

@@ -55,9 +55,11 @@ class Endpoints:
     tls: bool = False
     headers: dict[str, str] = field(default_factory=dict)
     ca_file: str | None = None  # with tls: the CA that signed the server's certificate (None: the system's CAs)
+    # What else the record's server block says of who serves (the docker backend: image, image_id).
+    server_info: dict = field(default_factory=dict)
 
     def as_dict(self) -> dict:
-        return {"grpc": self.grpc, "http": self.http, "metrics": self.metrics, "tls": self.tls, "ca_file": self.ca_file}
+        return {"grpc": self.grpc, "http": self.http, "metrics": self.metrics, "tls": self.tls, "ca_file": self.ca_file, **self.server_info}
 
 
 class Server(Protocol):
@@ -569,7 +571,9 @@ def _stop_group(process: subprocess.Popen, timeout_s: float) -> None:
     pgid = process.pid  # setsid made the child its own group leader
     # Read before the group dies: which shared-memory regions are this server's (never another's).
     regions = _shm_regions(_group_members(pgid))
-    for sig, wait_s in ((signal.SIGTERM, timeout_s), (signal.SIGKILL, 5.0)):
+    # A dead server can't unload its models: its stubs get no grace, only SIGKILL.
+    steps = ((signal.SIGKILL, 5.0),) if process.poll() is not None else ((signal.SIGTERM, timeout_s), (signal.SIGKILL, 5.0))
+    for sig, wait_s in steps:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(pgid, sig)
         try:

@@ -188,10 +188,10 @@ def capacity_markdown(runs: list[dict]) -> str:
     table = capacity_table(runs, p99_budget)
     if not table:
         return "_no capacity search in these results_"
-    lines = [f"| model | batching | highest rate with p99 ≤ {p99_budget:g} ms | runs passing there | p99 there (median) | first failing rate | runs passing there | what stopped it |", "|---|---|---:|---:|---:|---:|---:|---|"]
-    for (model, batching), e in sorted(table.items()):
+    lines = [f"| model | batching | arrivals (engine) | highest rate with p99 ≤ {p99_budget:g} ms | runs passing there | p99 there (median) | first failing rate | runs passing there | what stopped it |", "|---|---|---|---:|---:|---:|---:|---:|---|"]
+    for (model, batching, arrivals), e in sorted(table.items()):
         lines.append(
-            f"| {model} | {batching} | {_fmt(e['max_rate'], 0)} req/s | {e['runs_at_max'] or '–'} | {_fmt(e['p99_at_max'])} ms | {_fmt(e['first_fail'], 0)} | {e['runs_at_fail'] or '–'} | {e['stopped_by'] or '–'} |"
+            f"| {model} | {batching} | {arrivals} | {_fmt(e['max_rate'], 0)} req/s | {e['runs_at_max'] or '–'} | {_fmt(e['p99_at_max'])} ms | {_fmt(e['first_fail'], 0)} | {e['runs_at_fail'] or '–'} | {e['stopped_by'] or '–'} |"
         )
     return "\n".join(lines) + "\n\n_a rate holds when at least half of its runs pass; the boundary is confirmed with repeats_"
 
@@ -445,7 +445,7 @@ def plot_rate(runs: list[dict]):
         handles.append(Line2D([], [], color="black", marker=marker, linestyle=line, label=f"{short}: one run; line = median per offered rate"))
         if short in any_behind:
             handles.append(Line2D([], [], color="black", marker=behind_marker, markersize=10, markeredgewidth=2, linestyle="none",
-                                  label=f"{short}: the python sender fell behind its schedule"))
+                                  label=f"{short}: the sender fell behind its schedule"))
     if _plan(runs):
         _budget_line(ax, runs, "p99", axis="y")
         handles.append(ax.get_lines()[-1])
@@ -613,7 +613,7 @@ def markdown(runs: list[dict], source: str | None = None) -> str:
     if study or len({r["model"] for r in runs}) > 1:
         lines += [f"## Models at c={c}", model_table(runs, c), ""]
     if study:
-        lines += ["## Capacity under the p99 budget (open loop, Poisson)", capacity_markdown(runs), ""]
+        lines += ["## Capacity under the p99 budget (open loop: constant spacing on the native engine, Poisson on the python engine)", capacity_markdown(runs), ""]
     if study or "rate" not in skip:
         lines += ([] if study else ["## Open loop: latency vs throughput"]) + [_image("rate", skip, said), ""]
     if _part(runs, "direct"):

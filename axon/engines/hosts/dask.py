@@ -47,11 +47,12 @@ AUTO_NOTICE = "--dask: every host runs the python engine (the native engine's co
 HostEvent = Callable[[int, str], None]  # (host index, event kind), e.g. (1, "window")
 
 
-def engine_choice(requested: str, mode: str) -> EngineChoice:
-    """The engine on every host: python. ``native`` is refused; ``auto`` says so for closed loop."""
+def engine_choice(requested: str, mode: str, distribution: str = "constant") -> EngineChoice:
+    """The engine on every host: python. ``native`` is refused; ``auto`` says so wherever it would have picked native
+    (closed loop, constant-rate open loop; Poisson is python anyway)."""
     if requested == "native":
         raise AxonError(NATIVE_REFUSAL)
-    notice = AUTO_NOTICE if requested == "auto" and mode == "closed" else None
+    notice = AUTO_NOTICE if requested == "auto" and (mode == "closed" or distribution != "poisson") else None
     return EngineChoice("python", requested, notice)
 
 
@@ -167,7 +168,7 @@ class DaskHosts:
 
     def choose(self, spec: LoadSpec) -> EngineChoice:
         """The engine on every host, and the checks of ``spec`` against these hosts: made once, before any server starts."""
-        choice = engine_choice(spec.engine, spec.mode)
+        choice = engine_choice(spec.engine, spec.mode, spec.distribution)
         check_spec(spec, self.n)
         return choice
 

@@ -177,5 +177,14 @@ def read_file(path: Path) -> dict[str, list]:
 
 
 def split_list(text: str) -> list[str]:
-    """A CLI list: ``1,2,3`` or ``none,64/128/256``; an empty list is kept empty (and refused later)."""
-    return [part.strip() for part in text.split(",") if part.strip()]
+    """A CLI list: ``1,2,3`` or ``none,64/128/256``; an empty list is kept empty (and refused later).
+
+    An empty item ("1,,4") is a typo, refused as the CLI's number lists refuse it: a knob value
+    silently dropped would change what is searched.
+    """
+    parts = [part.strip() for part in text.split(",")]
+    if not any(parts):
+        return []
+    if not all(parts):
+        raise AxonError(f"empty item in {text!r}: expected comma-separated values, e.g. 1,2,3")
+    return parts

@@ -1,0 +1,377 @@
+"""The native engine's open loop: h2load ``--rps``, every latency timed from when it was due.
+
+Why: the python engine cannot keep a schedule above ~3,500 req/s on our 2 cores (issue 19),
+so open-loop capacity was the client's number. h2load keeps the schedule from native code.
+
+How h2load 1.52 paces (h2load.cc, ``rps_cb``; measured here too): ``--rps R`` is per client
+(connection). A timer fires every ``max(10 ms, 1/R)`` and releases the requests that fell due
+since the last tick (``round(elapsed * R)``); a released request that finds all ``-m``
+streams busy waits for the next stream to close. So requests are *released in 10 ms ticks*:
+request k of a client falls due at ``t0 + k/R`` and is released at the first tick after that.
+Timing from ``t0 + k/R`` itself would charge every request up to 10 ms (5 ms on average) of
+h2load's own batching, a fixed artefact of the generator that would also trip the 10 ms
+"client fell behind" rule on every run. Timing from the actual send hides a stalled server
+(coordinated omission): the requests it could not send during the stall start late and look
+fast. So latency runs from the **release tick** (the generator's own intended send time), as
+wrk2 does with its schedule, and the record says the arrivals come in ticks (``tick_ms``).
+
+The log has no client id, so every client is its own h2load process (``-c 1``) with its own
+log: its rows are one schedule. Where one process cannot reach the rate, the rate is spread
+over several (fan-out), and the record says how many.
+
+Rows are reconstructed per process (:func:`reconstruct`):
+
+- rows sorted by start; h2load logs a request when it closes in the main phase, so from the
+  first logged completion on, every request sent is logged: a run of consecutive indices k;
+- the uniform schedule ``t0 + k/R`` anchored on the request sent earliest relative to it;
+- the tick grid's phase from where the sends cluster modulo the tick;
+- due time = the first tick at or after ``t0 + k/R``; lag = send - due; latency = close - due
+  (from the send when the estimate puts the due time after the send, as the python engine does);
+- whose lag it is: a late send is the *server's* when, at its due time, the server had held a
+  request for longer than the lag limit or every stream was busy; otherwise the *client's*
+  (h2load itself was late). Only the client's lag can flag the run "behind".
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import signal
+import subprocess
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from axon.engines.base import H2LOAD, EngineRun, WorkerOutcome, h2load_version
+from axon.engines.loadgen import MAX_SCHEDULE_LAG_S, LoadSpec
+from axon.engines.payloads import MODEL_INFER, grpc_frame
+from axon.errors import AxonError, ServerError
+from axon.records import stats
+
+# One h2load process (one client, one event loop) is asked for at most this rate; above it
+# the rate is spread over several processes. Measured 2026-12-01 on our 2-core machine: one
+# process kept 12,000/s on schedule (issue 19); 10,000 leaves headroom on a busy machine.
+MAX_RATE_PER_CLIENT = 10_000.0
+# Streams per client: enough for STREAM_HEADROOM_S of latency at the client's rate, so a
+# healthy server (p99 well under the 25 ms budget) never exhausts them; a stalled server does,
+# and the requests it holds are then timed from their due time anyway.
+STREAM_HEADROOM_S = 0.1
+MIN_STREAMS = 64
+MAX_STREAMS = 4096
+RPS_TICK_S = 0.01  # h2load 1.52: rps_watcher.repeat = max(0.01, 1 / rps)
+# The uniform schedule is anchored on the earliest send relative to it, so it runs late by that
+# send's own few microseconds: a tick this close before a due time counts as at it.
+DUE_SLACK_S = 0.00002
+PHASE_BIN_S = 0.0001
+
+
+def open_topology(rate: float, connections: int | None = None) -> tuple[int, int, float]:
+    """(clients, streams per client, rate per client) for ``rate`` requests/s.
+
+    ``connections`` fixes the number of clients (each one h2load process with one connection);
+    by default just enough that none is asked for more than :data:`MAX_RATE_PER_CLIENT`.
+    """
+    if connections is not None and connections < 1:
+        raise AxonError(f"--connections must be >= 1, got {connections}")
+    clients = connections or max(1, math.ceil(rate / MAX_RATE_PER_CLIENT))
+    per_client = rate / clients
+    streams = min(MAX_STREAMS, max(MIN_STREAMS, math.ceil(per_client * STREAM_HEADROOM_S)))
+    return clients, streams, per_client
+
+
+def tick_s(rate_per_client: float) -> float:
+    return max(RPS_TICK_S, 1.0 / rate_per_client)
+
+
+def command(url: str, frame: Path, log: Path, spec: LoadSpec, rate: float, streams: int, tls: bool, headers: dict[str, str]) -> list[str]:
+    cmd = [
+        H2LOAD,
+        "-D", f"{round(spec.duration_s * 1000)}ms",
+        f"--warm-up-time={round(spec.warmup_s * 1000)}ms",
+        "-c", "1", "-m", str(streams), "-t", "1",
+        f"--rps={rate:.10g}",
+        "-d", str(frame),
+        "-H", "content-type: application/grpc",
+        "-H", "te: trailers",
+        "--log-file", str(log),
+    ]  # fmt: skip
+    for key, value in headers.items():
+        cmd += ["-H", f"{key.lower()}: {value}"]
+    scheme = "https" if tls else "http"
+    return [*cmd, f"{scheme}://{url}{MODEL_INFER}"]
+
+
+@dataclass
+class Schedule:
+    """One client's logged requests in send order, with their due times (seconds since the epoch)."""
+
+    start: np.ndarray
+    end: np.ndarray
+    status: np.ndarray
+    due: np.ndarray
+    uniform: np.ndarray  # t0 + k/R, before h2load's ticks
+    server_held: np.ndarray  # bool: a late send the server, not h2load, is to blame for
+
+    @property
+    def lag(self) -> np.ndarray:
+        return self.start - self.due
+
+    @property
+    def latency(self) -> np.ndarray:
+        """From the due time (the send, where that came first): the corrected view."""
+        return self.end - np.minimum(self.due, self.start)
+
+    @property
+    def client_lag(self) -> np.ndarray:
+        """The lag h2load itself is to blame for (0 where the server held it back)."""
+        return np.where(self.server_held, 0.0, np.maximum(self.lag, 0.0))
+
+
+def reconstruct(rows: np.ndarray, rate: float, streams: int, lag_limit_s: float = MAX_SCHEDULE_LAG_S) -> Schedule:
+    """One client's h2load log rows (start µs, status, duration µs) -> its schedule. See the module doc."""
+    if not len(rows):
+        empty = np.zeros(0)
+        return Schedule(empty, empty, np.zeros(0, dtype=np.int64), empty, empty, np.zeros(0, dtype=bool))
+    rows = rows[np.argsort(rows[:, 0], kind="stable")]
+    base_us = int(rows[0, 0])
+    # Relative seconds keep float64's resolution far below a microsecond.
+    start_all = (rows[:, 0] - base_us) / 1e6
+    end_all = start_all + rows[:, 2] / 1e6
+    keep = start_all >= end_all.min()
+    start, end, status = start_all[keep], end_all[keep], rows[keep, 1]
+    k = np.arange(len(start))
+    t0 = float(np.min(start - k / rate)) if len(start) else 0.0
+    uniform = t0 + k / rate
+    tick = tick_s(rate)
+    due = _due_ticks(start, uniform, t0, tick)
+    held = _server_held(start_all, end_all, due, start, streams, lag_limit_s)
+    offset = base_us / 1e6
+    return Schedule(start + offset, end + offset, status, due + offset, uniform + offset, held)
+
+
+def _due_ticks(start: np.ndarray, uniform: np.ndarray, t0: float, tick: float) -> np.ndarray:
+    """The tick of h2load's timer that released each request: the first at or after its uniform due time.
+
+    The timer's ticks wander by about half a millisecond either way (measured: batches 7-12 ms
+    apart at a 10 ms tick on a busy machine), so a fixed grid alone would put a request due
+    just after an early-firing tick on that tick, not the next one: a whole tick of phantom lag.
+    Hence: the grid's phase is the median phase of the batches (groups of sends closer than a
+    quarter tick); each request gets the grid tick at or after its uniform time, and the next
+    one where the batch observed at that tick was sent before the request fell due.
+    """
+    if not len(start):
+        return start
+    gaps = np.diff(start)
+    batch = start[np.r_[0, np.nonzero(gaps > tick / 4)[0] + 1]]
+    phases = np.mod(batch - t0, tick)
+    bins = max(int(round(tick / PHASE_BIN_S)), 1)
+    counts = np.bincount(np.minimum((phases / tick * bins).astype(np.int64), bins - 1), minlength=bins)
+    # The densest phase (a +-1 ms circular window, so a cluster straddling 0 is kept whole),
+    # then the median of the batches near it.
+    width = max(int(round(0.001 / PHASE_BIN_S)), 1)
+    smooth = sum(np.roll(counts, s) for s in range(-width, width + 1)) if bins > 2 * width else counts
+    centre = (int(np.argmax(smooth)) + 0.5) / bins * tick
+    delta = np.mod(phases - centre + tick / 2, tick) - tick / 2  # signed distance to the centre
+    near = delta[np.abs(delta) <= 0.001]
+    grid = t0 + centre + (float(np.median(near)) if len(near) else 0.0)
+    due = grid + tick * np.ceil((uniform - DUE_SLACK_S - grid) / tick)
+    # The batch observed at that tick, if any: fired before the request was due -> the next tick released it.
+    j = np.clip(np.searchsorted(batch, due), 1, len(batch) - 1) if len(batch) > 1 else np.zeros(len(due), dtype=np.int64)
+    nearest = np.where(np.abs(batch[j] - due) < np.abs(batch[j - 1] - due), batch[j], batch[j - 1]) if len(batch) > 1 else np.full(len(due), batch[0])
+    early = (np.abs(nearest - due) <= tick / 4) & (nearest < uniform - DUE_SLACK_S)
+    return due + tick * early
+
+
+def _server_held(start_all: np.ndarray, end_all: np.ndarray, due: np.ndarray, start: np.ndarray, streams: int, lag_limit_s: float) -> np.ndarray:
+    """For each request: when it fell due, had the server held a request longer than the lag limit, or were all streams busy?"""
+    if not len(due):
+        return np.zeros(0, dtype=bool)
+    order = np.argsort(end_all, kind="stable")
+    ends_sorted = end_all[order]
+    # The oldest request still in flight at time t: the smallest start among those ending after t.
+    suffix_min_start = np.minimum.accumulate(start_all[order][::-1])[::-1]
+    i = np.searchsorted(ends_sorted, due, side="right")
+    oldest = np.where(i < len(ends_sorted), suffix_min_start[np.minimum(i, len(ends_sorted) - 1)], np.inf)
+    held_long = (oldest < due) & (due - oldest > lag_limit_s)
+    starts_sorted = np.sort(start_all)
+    in_flight = np.searchsorted(starts_sorted, due, side="left") - i
+    late = (start - due) > lag_limit_s
+    return late & (held_long | (in_flight >= streams - 1))
+
+
+def histogram_of(seconds: np.ndarray) -> str:
+    histogram = stats.new_histogram()
+    us = np.clip(np.round(seconds * 1e6), stats.LOWEST_US, stats.HIGHEST_US).astype(np.int64)
+    values, counts = np.unique(us, return_counts=True)
+    for value, count in zip(values.tolist(), counts.tolist()):
+        histogram.record_value(value, count)
+    return stats.encode(histogram)
+
+
+def run(spec: LoadSpec, endpoints: Any, payload: bytes, expected, scrape, on_progress=None, check_body: bool = True) -> EngineRun:
+    """Run the open-loop case on h2load process(es) and turn each one's log into an outcome."""
+    from axon.engines import native  # the closed loop's helpers: pre-check, log reader, scrapes, count check
+
+    if h2load_version() is None:
+        raise AxonError("the native engine needs h2load on PATH")
+    if check_body:
+        native.precheck(endpoints, payload, expected, spec.timeout_s)
+    clients, streams, per_client = open_topology(spec.rate, spec.connections)
+    tick = tick_s(per_client)
+    info = {
+        "name": "native",
+        "tool": "h2load",
+        "version": h2load_version(),
+        "connections": clients,
+        "processes": clients,
+        "streams_per_connection": streams,
+        "threads": 1,
+        "rate_per_connection": per_client,
+        "fan_out": f"{clients} h2load process(es), one connection each, at {per_client:,.6g} req/s each (--rps is per connection)",
+        "schedule": f"h2load --rps: due requests released every {tick * 1e3:g} ms; latency timed from the release tick",
+    }
+    if endpoints.tls:
+        info["certificate_verified"] = False
+    with tempfile.TemporaryDirectory(prefix="axon-h2load-open-") as tmp:
+        frame = Path(tmp) / "request.bin"
+        frame.write_bytes(grpc_frame(payload))
+        logs = [Path(tmp) / f"requests-{i}.log" for i in range(clients)]
+        try:
+            pre = scrape()
+        except ServerError as exc:
+            raise ServerError(f"native engine: cannot read Triton's counters before the run: {exc}") from None
+        launched = time.time()
+        procs: list[subprocess.Popen] = []
+        try:
+            for i, log in enumerate(logs):
+                # Stagger the clients' ticks over one tick, so their bursts interleave.
+                lag = launched + i * tick / clients - time.time()
+                if lag > 0:
+                    time.sleep(lag)
+                cmd = command(endpoints.grpc, frame, log, spec, per_client, streams, endpoints.tls, endpoints.headers)
+                procs.append(subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
+            scrapes = native._Scrapes(scrape, [p.pid for p in procs])
+            window_start = launched + spec.warmup_s
+            margin = min(native.SCRAPE_MARGIN_S, spec.duration_s * native.SCRAPE_MARGIN_FRACTION)
+            plan = [window_start + margin + tick, window_start + spec.duration_s - margin]
+            interrupted, stopped = False, None
+            try:
+                stopped = native._wait(procs, plan, scrapes, logs, window_start, spec.timeout_s, on_progress, endpoints)
+            except KeyboardInterrupt:
+                interrupted = True
+                for p in procs:
+                    with contextlib.suppress(ProcessLookupError):
+                        p.send_signal(signal.SIGINT)
+            outputs = []
+            for p in procs:
+                try:
+                    outputs.append(p.communicate(timeout=spec.duration_s + spec.warmup_s + native.EXIT_GRACE_S))
+                except subprocess.TimeoutExpired:
+                    p.kill()
+                    outputs.append(p.communicate())
+        finally:
+            for p in procs:  # whatever happened above, no h2load outlives the run
+                if p.poll() is None:
+                    p.kill()
+                    p.wait()
+        rows = [native.read_log(log) for log in logs]
+    post_error = None
+    try:
+        post = scrape()
+    except ServerError as exc:
+        post, post_error = None, str(exc)
+    metrics_error = scrapes.error or post_error
+    server_down = stopped is not None or (metrics_error is not None and not native.grpc_alive(endpoints))
+    cut_short = interrupted or stopped is not None
+    schedules = [reconstruct(r, per_client, streams) for r in rows]
+    every = np.concatenate(rows) if rows else np.zeros((0, 3), dtype=np.int64)
+    verification = native._verify(spec, every, every[:, 1] == native.HTTP_OK, scrapes, pre, post, in_flight=clients * streams)
+    outcomes = []
+    for i, (sched, proc, (stdout, stderr)) in enumerate(zip(schedules, procs, outputs)):
+        outcomes.append(_outcome(i, spec, sched, proc.returncode, stdout, stderr, scrapes, server_down, interrupted, cut_short, verification if i == 0 else {}, per_client))
+    extra: dict = {
+        "verification": verification,
+        "h2load_summary": [native.parse_summary(out) for out, _ in outputs],
+        "correctness_method": native.CORRECTNESS_METHOD,
+    }
+    if metrics_error is not None and not server_down:
+        extra["metrics_error"] = metrics_error
+    samples = scrapes.samples
+    before = samples[0]["metrics"] if len(samples) == 2 else None
+    after = samples[1]["metrics"] if len(samples) == 2 else None
+    return EngineRun(outcomes, before, after, interrupted, info, extra)
+
+
+def _outcome(index, spec, sched: Schedule, returncode, stdout, stderr, scrapes, server_down, interrupted, cut_short, verification, rate) -> WorkerOutcome:
+    from axon.engines import native
+
+    ok_mask = sched.status == native.HTTP_OK
+    failures: dict[str, int] = {}
+    for code, n in zip(*np.unique(sched.status[~ok_mask], return_counts=True)):
+        failures[native.STREAM_FAILED if code == -1 else f"HTTP_{code}"] = int(n)
+    reasons: list[str] = []
+    if cut_short and not server_down:
+        reasons.append("interrupted")
+    elif returncode != 0 and not cut_short:
+        reasons.append(f"h2load exited with code {returncode}: {(stderr or stdout).strip().splitlines()[-1:] or ''}")
+    n = len(sched.start)
+    if not n and not cut_short:
+        reasons.append("h2load completed no request (connection refused or closed)")
+    if n and not cut_short:
+        # Rows are kept from the first completion on; the window ends duration_s after h2load's main phase began.
+        stopped_early = float(sched.start.min()) + spec.duration_s - float(sched.start.max())
+        if stopped_early > max(native.EARLY_END_S, native.EARLY_END_FRACTION * spec.duration_s):
+            reasons.append(f"h2load's streams stopped {stopped_early:.1f} s before the window's end (connection lost)")
+    if server_down:
+        reasons.append("server unavailable")
+    server_failures = verification.get("server_failures_in_window") or 0
+    if server_failures:
+        failures[native.SERVER_FAILURE] = server_failures
+    ok = max(int(ok_mask.sum()) - server_failures, 0)
+    measured_s = spec.duration_s if not cut_short else (max(float(sched.end.max() - sched.start.min()), 1e-9) if n else 1e-9)
+    cpus = [s["cpus"][index] for s in scrapes.samples if s.get("cpus") and s["cpus"][index] is not None]
+    interval = scrapes.samples[1]["t0"] - scrapes.samples[0]["t0"] if len(scrapes.samples) == 2 else math.nan
+    cores = (cpus[1] - cpus[0]) / interval if len(cpus) == 2 else math.nan
+    # The requests this process completed between the scrapes, for its CPU per request.
+    completed = 0
+    if len(scrapes.samples) == 2 and n:
+        a, b = scrapes.samples
+        completed = int(np.count_nonzero(ok_mask & (sched.end >= (a["t0"] + a["t1"]) / 2) & (sched.end < (b["t0"] + b["t1"]) / 2)))
+    latency = sched.latency[ok_mask]
+    return WorkerOutcome(
+        index=index,
+        latency=histogram_of(latency),
+        lag=histogram_of(np.maximum(sched.lag, 0.0)),
+        client_lag=histogram_of(sched.client_lag),
+        uncorrected=histogram_of(sched.end[ok_mask] - sched.start[ok_mask]),
+        server_held=int(sched.server_held.sum()),
+        sent=n,
+        ok=ok,
+        failures=failures,
+        checked=1 if index == 0 else 0,  # the pre-run check of the one body every request carries
+        mismatches=0,
+        measured_s=measured_s,
+        client_cores=cores,  # one h2load thread per process
+        client_cpu_s=cpus[1] - cpus[0] if len(cpus) == 2 else math.nan,
+        client_cpu_requests=completed,
+        incomplete_reason="; ".join(dict.fromkeys(reasons)) or None,
+        failure_details={},
+        timeline=_timeline(spec, sched, ok_mask) if spec.timeline_s and n else None,
+    )
+
+
+def _timeline(spec: LoadSpec, sched: Schedule, ok_mask: np.ndarray) -> list[dict]:
+    """Per-slice counts and corrected latencies, slices by due time from the first one."""
+    due = np.minimum(sched.due, sched.start)
+    last = max(math.ceil(spec.duration_s / spec.timeline_s) - 1, 0)
+    index = np.clip(((due - due.min()) // spec.timeline_s).astype(np.int64), 0, last)
+    latency = sched.latency
+    slices = []
+    for i in np.unique(index).tolist():
+        mine = index == i
+        slices.append({"index": i, "ok": int(np.count_nonzero(mine & ok_mask)), "failed": int(np.count_nonzero(mine & ~ok_mask)), "latency": histogram_of(latency[mine & ok_mask])})
+    return slices
