@@ -67,6 +67,28 @@ def test_host_shares_split_the_load_and_never_share_a_schedule():
     assert len(seeds) == 6
 
 
+def test_engine_choice_on_hosts_follows_the_one_machine_rule():
+    from axon.engines.hosts.dask import check_spec, engine_choice
+
+    found = {"tcp://a:1": "nghttp2/1.52.0", "tcp://b:1": "nghttp2/1.52.0"}
+    assert engine_choice("auto", "closed", h2load=found).name == "native"
+    assert engine_choice("auto", "open", "constant", found).name == "native"
+    poisson = engine_choice("auto", "open", "poisson", found)
+    assert poisson.name == "python" and "Poisson" in poisson.notice
+    assert engine_choice("auto", "closed", h2load=found, has_metrics=False).name == "python"
+    lacking = {**found, "tcp://b:1": None}
+    fallback = engine_choice("auto", "closed", h2load=lacking)
+    assert fallback.name == "python" and "h2load not found on Dask worker tcp://b:1" in fallback.notice
+    with pytest.raises(AxonError, match="h2load not found on Dask worker tcp://b:1"):
+        engine_choice("native", "closed", h2load=lacking)
+    # --connections counts per host and must divide each host's share (9 -> 5 and 4).
+    check_spec(LoadSpec(V1, concurrency=8, connections=2), 2, "native")
+    with pytest.raises(AxonError, match="must divide each host's share"):
+        check_spec(LoadSpec(V1, concurrency=9, connections=2), 2, "native")
+    with pytest.raises(AxonError, match="runs on the python engine"):
+        check_spec(LoadSpec(V1, concurrency=8, connections=2), 2, "python")
+
+
 # --------------------------------------------------------------------------- a real cluster
 
 
@@ -210,7 +232,7 @@ def test_native_refused_where_a_worker_lacks_h2load(server, artifacts, tmp_path)
     # A worker whose PATH has no h2load (its Python is started by absolute path, so it runs).
     with (
         dask.config.set({"distributed.worker.daemon": False}),
-        LocalCluster(n_workers=1, threads_per_worker=1, processes=True, host="127.0.0.1", dashboard_address=None, env={"PATH": str(empty)}) as bare,
+        LocalCluster(n_workers=1, threads_per_worker=1, processes=True, host="127.0.0.1", dashboard_address=":0", env={"PATH": str(empty)}) as bare,
     ):
         with DaskHosts(bare.scheduler_address, 1) as hosts:
             (address,) = hosts.addresses
