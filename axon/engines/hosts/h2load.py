@@ -164,10 +164,13 @@ def finish(plan: Plan, scrapes: native._Scrapes, stopped: str | None, interrupte
         for i, (r, proc, (stdout, stderr)) in enumerate(zip(rows, plan.procs, outputs)):
             sched = native_open.reconstruct(r, plan.rate_per_connection, plan.streams)
             outcomes.append(native_open._outcome(i, spec, sched, proc.returncode, stdout, stderr, scrapes, server_down, interrupted, cut_short, {}, plan.rate_per_connection))
-    for o, launched in zip(outcomes, plan.launched):
+    n = len(plan.launched)
+    for i, (o, launched) in enumerate(zip(outcomes, plan.launched)):
         # h2load's main phase begins its warm-up after launch; the launch is what T aligned.
-        o["window_start_wall"] = launched + spec.warmup_s
-        o["window_start_scheduler"] = to_scheduler(launched + spec.warmup_s)
+        # Open loop's clients are staggered over one tick on purpose: judged against their intended launch.
+        start = launched - i * plan.tick_s / n + spec.warmup_s
+        o["window_start_wall"] = start
+        o["window_start_scheduler"] = to_scheduler(start)
     every = np.concatenate(rows) if rows else np.zeros((0, 3), dtype=np.int64)
     ok = every[every[:, 1] == native.HTTP_OK]
     done_us = np.sort(ok[:, 0] + ok[:, 2])
