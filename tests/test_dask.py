@@ -7,6 +7,7 @@ a lost host), not scale: both "hosts" share this machine's cores with the server
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -318,3 +319,36 @@ def test_dask_hosts_refuses_more_hosts_than_workers(cluster):
 
     with pytest.raises(AxonError, match="has 2 worker"):
         DaskHosts(cluster.scheduler_address, 5)
+
+
+def test_native_lost_host_keeps_the_other_and_its_h2load_ends_with_its_window(cluster, server, artifacts, validation_rows):
+    import psutil
+
+    killed: dict = {}
+
+    def on_event(host: int, kind: str) -> None:
+        # Kill host 1's Dask worker once its h2load log shows main-phase rows.
+        if host == 1 and kind == "window" and not killed:
+            pid = hosts.workers[hosts.addresses[1]]["pid"]
+            killed["children"] = psutil.Process(pid).children(recursive=True)
+            killed["h2load"] = [p for p in killed["children"] if p.name() == "h2load"]  # named while alive
+            os.kill(pid, signal.SIGKILL)
+
+    duration = 3.0
+    try:
+        with _hosts(cluster, on_event=on_event) as hosts:
+            r = _run(hosts, server, artifacts, validation_rows[0], concurrency=4, duration_s=duration, engine="native")
+            assert killed, "host 1 never reported its window open"
+            hosts.client.wait_for_workers(2, timeout=60)  # the nanny restarts the worker for the next tests
+        lost, kept = r["hosts"]["per_host"][1], r["hosts"]["per_host"][0]
+        assert r["complete"] is False and r["passed"] is False and "host 1" in r["incomplete_reason"]
+        assert lost["lost"] and lost["attempts"] == 1 and lost["histogram"] is None
+        assert kept["ok"] > 0 and kept["engine"] == "native" and r["requests"]["ok"] == kept["ok"] == r["latency_ms"]["count"]
+        # The lost host's h2load is not tied to its parent: it stops when its -D window ends.
+        assert killed["h2load"]
+        _, alive = psutil.wait_procs(killed["h2load"], timeout=duration + 30)
+        assert not alive, alive
+    finally:
+        for p in killed.get("children", []):  # whatever failed above, nothing this test caused outlives it
+            with contextlib.suppress(psutil.Error):
+                p.kill()
