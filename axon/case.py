@@ -102,7 +102,8 @@ def prepare(
     """
     if hosts is not None:
         spec = spec.validate()
-        return PreparedCase(spec, hosts.choose(spec), hosts)
+        choice = hosts.choose(spec, has_metrics, tls, options)
+        return PreparedCase(spec, choice, hosts.engine_for(choice))
     spec = spec.validate().resolved().validate()
     choice = engines.choose(spec.engine, spec.mode, has_metrics, options, tls=tls, on_unavailable=spec.on_unavailable, distribution=spec.distribution)
     return PreparedCase(spec, choice, engines.engine_for(choice, spec, options))

@@ -7,6 +7,7 @@ a lost host), not scale: both "hosts" share this machine's cores with the server
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -65,6 +66,28 @@ def test_host_shares_split_the_load_and_never_share_a_schedule():
     assert [s.rate for s in opened] == [100.0] * 3
     seeds = {s.seed + i for s in opened for i in range(s.processes)}  # worker i draws from seed + i
     assert len(seeds) == 6
+
+
+def test_engine_choice_on_hosts_follows_the_one_machine_rule():
+    from axon.engines.hosts.dask import check_spec, engine_choice
+
+    found = {"tcp://a:1": "nghttp2/1.52.0", "tcp://b:1": "nghttp2/1.52.0"}
+    assert engine_choice("auto", "closed", h2load=found).name == "native"
+    assert engine_choice("auto", "open", "constant", found).name == "native"
+    poisson = engine_choice("auto", "open", "poisson", found)
+    assert poisson.name == "python" and "Poisson" in poisson.notice
+    assert engine_choice("auto", "closed", h2load=found, has_metrics=False).name == "python"
+    lacking = {**found, "tcp://b:1": None}
+    fallback = engine_choice("auto", "closed", h2load=lacking)
+    assert fallback.name == "python" and "h2load not found on Dask worker tcp://b:1" in fallback.notice
+    with pytest.raises(AxonError, match="h2load not found on Dask worker tcp://b:1"):
+        engine_choice("native", "closed", h2load=lacking)
+    # --connections counts per host and must divide each host's share (9 -> 5 and 4).
+    check_spec(LoadSpec(V1, concurrency=8, connections=2), 2, "native")
+    with pytest.raises(AxonError, match="must divide each host's share"):
+        check_spec(LoadSpec(V1, concurrency=9, connections=2), 2, "native")
+    with pytest.raises(AxonError, match="runs on the python engine"):
+        check_spec(LoadSpec(V1, concurrency=8, connections=2), 2, "python")
 
 
 # --------------------------------------------------------------------------- a real cluster
@@ -156,19 +179,89 @@ def test_clock_offset_is_corrected_and_flagged_when_not(cluster, server, artifac
     assert bad["requests"]["ok"] > 0 and bad["histogram"]
 
 
+def test_native_closed_loop_on_two_hosts_merges_exactly_and_is_verified(cluster, server, artifacts, validation_rows):
+    with _hosts(cluster) as hosts:
+        assert all(w["h2load"] for w in hosts.workers.values())  # the probe found each worker's h2load
+        r = _run(hosts, server, artifacts, validation_rows[0], concurrency=8, engine="native")
+    assert r["complete"] and r["passed"], (r["incomplete_reason"], r["verdicts"])
+    assert r["engine"]["name"] == "native" and r["engine"]["hosts"] == 2 and r["engine"]["connections"] == 2
+    per_host = r["hosts"]["per_host"]
+    assert [h["engine"] for h in per_host] == ["native"] * 2 and [h["concurrency"] for h in per_host] == [4, 4]
+    assert [h["streams_per_connection"] for h in per_host] == [4, 4]
+    assert all(h["ok"] > 0 and h["attempts"] == 1 and not h["lost"] and len(h["client_cores"]) == 1 for h in per_host)
+    # Exact merge: counts add up, the record's histogram is the sum of the hosts' (h2load's logs).
+    assert r["latency_ms"]["count"] == r["requests"]["ok"] == sum(h["ok"] for h in per_host)
+    merged = stats.merge([h["histogram"] for h in per_host])
+    assert stats.LatencySummary.of(merged) == stats.LatencySummary.of(stats.decode(r["histogram"]))
+    # Checked against Triton: its success delta between two in-window scrapes against the sum
+    # over hosts of the requests completed between those instants (on the scheduler's clock).
+    v = r["verification"]
+    assert v["verified"] and v["client_completed"] == sum(v["client_completed_per_host"]) and min(v["client_completed_per_host"]) > 0
+    assert abs(v["server_success"] + v["server_failures_in_window"] - v["client_completed"]) <= v["allowed_difference"]
+    # The slack is the streams in flight at each scrape and the requests finishing while a scrape ran, not a fraction of the count.
+    assert v["allowed_difference"] < v["client_completed"] / 2, v
+    assert r["hosts"]["sync"]["aligned"] and r["correctness"]["checked"] == 2
+
+
+def test_native_open_loop_constant_rate_on_two_hosts(cluster, server, artifacts, validation_rows):
+    rate, duration = 400.0, 2.0
+    with _hosts(cluster) as hosts:
+        r = _run(hosts, server, artifacts, validation_rows[0], rate=rate, duration_s=duration, engine="native")
+    assert r["complete"] and r["passed"], (r["incomplete_reason"], r["verdicts"])
+    assert r["engine"]["name"] == "native" and r["engine"]["rate_per_connection"] == rate / 2 and "2 hosts x 1 h2load" in r["engine"]["fan_out"]
+    per_host = r["hosts"]["per_host"]
+    assert [h["rate"] for h in per_host] == [rate / 2] * 2 and [h["engine"] for h in per_host] == ["native"] * 2
+    # Constant spacing: each host's h2load releases its share in 10 ms ticks; the window holds
+    # the schedule's count, give or take the ticks at its edges, whatever the machine's speed.
+    expected = rate * duration
+    assert abs(r["requests"]["sent"] - expected) <= 0.05 * expected, r["requests"]
+    lag = stats.merge([h["lag_histogram"] for h in per_host])
+    assert lag.get_total_count() == r["requests"]["sent"] == sum(h["sent"] for h in per_host)
+    assert r["verification"]["verified"], r["verification"]
+    assert r["schedule"]["behind"] is False and r["schedule"]["uncorrected_latency_ms"]
+
+
+def test_native_refused_where_a_worker_lacks_h2load(server, artifacts, tmp_path):
+    import dask
+    from distributed import LocalCluster
+
+    from axon.case import prepare
+    from axon.engines.hosts.dask import DaskHosts
+
+    empty = tmp_path / "bin"
+    empty.mkdir()
+    # A worker whose PATH has no h2load (its Python is started by absolute path, so it runs).
+    with (
+        dask.config.set({"distributed.worker.daemon": False}),
+        LocalCluster(n_workers=1, threads_per_worker=1, processes=True, host="127.0.0.1", dashboard_address=":0", env={"PATH": str(empty)}) as bare,
+    ):
+        with DaskHosts(bare.scheduler_address, 1) as hosts:
+            (address,) = hosts.addresses
+            assert hosts.workers[address]["h2load"] is None
+            with pytest.raises(AxonError, match=f"h2load not found on Dask worker {address}"):
+                prepare(LoadSpec(V1, concurrency=4, engine="native"), hosts=hosts)
+            auto = prepare(LoadSpec(V1, concurrency=4), hosts=hosts)
+            assert auto.choice.name == "python" and "h2load not found on Dask worker" in auto.choice.notice
+        # Through the CLI: one line, exit 2, before the server is touched.
+        ep = server.endpoints
+        done = run_axon("bench", "--url", ep.grpc, "--metrics-url", ep.metrics, "--artifacts", str(artifacts), "--concurrency", "4", "--dask", bare.scheduler_address, "--engine", "native")
+        assert_clean_error(done, f"h2load not found on Dask worker {address}")
+
+
 def test_cli_many_hosts_and_its_bad_input(cluster, server, artifacts, tmp_path):
     ep = server.endpoints
     base = ("bench", "--url", ep.grpc, "--metrics-url", ep.metrics, "--artifacts", str(artifacts), "--duration", "1", "--warmup", "0.5")
     out = tmp_path / "hosts.json"
-    done = run_axon(*base, "--concurrency", "4", "--dask", cluster.scheduler_address, "--hosts", "2", "--output", str(out), timeout=180)
+    done = run_axon(*base, "--concurrency", "8", "--dask", cluster.scheduler_address, "--hosts", "2", "--engine", "native", "--output", str(out), timeout=180)
     assert done.returncode == 0, done.stderr
     (run,) = json.loads(out.read_text())["runs"]
-    assert run["hosts"]["count"] == 2 and run["engine"]["placement"] == "dask" and run["complete"]
-    assert "2 hosts via" in done.stderr and "host 1 " in done.stderr and "every host runs the python engine" in done.stderr
+    assert run["hosts"]["count"] == 2 and run["engine"]["placement"] == "dask" and run["complete"] and run["passed"]
+    assert run["engine"]["name"] == "native" and run["verification"]["verified"]
+    assert "2 hosts via" in done.stderr and "host 1 " in done.stderr
     assert_clean_error(run_axon(*base, "--dask", "tcp://127.0.0.1:9"), "cannot reach the Dask scheduler")
     assert_clean_error(run_axon(*base, "--dask", cluster.scheduler_address, "--hosts", "3"), "--hosts 3 but the Dask scheduler", "has 2 worker(s)")
     assert_clean_error(run_axon(*base, "--hosts", "2"), "give --dask")
-    assert_clean_error(run_axon(*base, "--dask", cluster.scheduler_address, "--engine", "native"), "--dask runs the python engine")
+    assert_clean_error(run_axon(*base, "--dask", cluster.scheduler_address, "--engine", "native", "--rate", "100", "--poisson"), "no Poisson mode")
     assert_clean_error(run_axon(*base, "--dask", cluster.scheduler_address, "--requests", "100"), "not --requests")
 
 
@@ -226,3 +319,36 @@ def test_dask_hosts_refuses_more_hosts_than_workers(cluster):
 
     with pytest.raises(AxonError, match="has 2 worker"):
         DaskHosts(cluster.scheduler_address, 5)
+
+
+def test_native_lost_host_keeps_the_other_and_its_h2load_ends_with_its_window(cluster, server, artifacts, validation_rows):
+    import psutil
+
+    killed: dict = {}
+
+    def on_event(host: int, kind: str) -> None:
+        # Kill host 1's Dask worker once its h2load log shows main-phase rows.
+        if host == 1 and kind == "window" and not killed:
+            pid = hosts.workers[hosts.addresses[1]]["pid"]
+            killed["children"] = psutil.Process(pid).children(recursive=True)
+            killed["h2load"] = [p for p in killed["children"] if p.name() == "h2load"]  # named while alive
+            os.kill(pid, signal.SIGKILL)
+
+    duration = 3.0
+    try:
+        with _hosts(cluster, on_event=on_event) as hosts:
+            r = _run(hosts, server, artifacts, validation_rows[0], concurrency=4, duration_s=duration, engine="native")
+            assert killed, "host 1 never reported its window open"
+            hosts.client.wait_for_workers(2, timeout=60)  # the nanny restarts the worker for the next tests
+        lost, kept = r["hosts"]["per_host"][1], r["hosts"]["per_host"][0]
+        assert r["complete"] is False and r["passed"] is False and "host 1" in r["incomplete_reason"]
+        assert lost["lost"] and lost["attempts"] == 1 and lost["histogram"] is None
+        assert kept["ok"] > 0 and kept["engine"] == "native" and r["requests"]["ok"] == kept["ok"] == r["latency_ms"]["count"]
+        # The lost host's h2load is not tied to its parent: it stops when its -D window ends.
+        assert killed["h2load"]
+        _, alive = psutil.wait_procs(killed["h2load"], timeout=duration + 30)
+        assert not alive, alive
+    finally:
+        for p in killed.get("children", []):  # whatever failed above, nothing this test caused outlives it
+            with contextlib.suppress(psutil.Error):
+                p.kill()

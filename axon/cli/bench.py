@@ -202,7 +202,7 @@ def command(args: argparse.Namespace) -> int:
                 from axon.engines.hosts.dask import DaskHosts, describe
 
                 hosts = stack.enter_context(DaskHosts(args.dask, args.hosts))
-                prepared = [prepare(spec, hosts=hosts) for spec in specs]
+                prepared = [prepare(spec, has_metrics=not args.url or bool(args.metrics_url), tls=args.tls, hosts=hosts) for spec in specs]
                 for notice in [prepared[0].choice.notice, *hosts.notices()]:
                     if notice:
                         print(f"axon: notice: {notice}", file=sys.stderr)

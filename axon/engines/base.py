@@ -157,6 +157,7 @@ def choose(
     tls: bool = False,
     on_unavailable: str = "stop",
     distribution: str = "constant",
+    h2load_missing: str | None | bool = False,
 ) -> EngineChoice:
     """The engine for a case. ``auto`` prefers native (closed loop, constant-rate open loop); native never guesses.
 
@@ -168,6 +169,8 @@ def choose(
     TLS (h2load does not verify the server's certificate; ``--engine native`` still runs, and
     its record says so) and ``on_unavailable="continue"`` (h2load does not reconnect to a
     restarted server, so ``--engine native`` refuses it). ``options`` names the face's options in messages.
+    ``h2load_missing``: where the load runs elsewhere (many hosts), why h2load can't run there,
+    or None when it can; False (the default) looks for h2load on this machine.
     """
     if requested not in ENGINES:
         raise AxonError(f"unknown engine {requested!r}; choose from {', '.join(ENGINES)}")
@@ -185,9 +188,11 @@ def choose(
         problem = "TLS runs on the python engine, which verifies the server's certificate (h2load does not)"
     elif poisson:
         problem = POISSON_ON_PYTHON
+    elif h2load_missing is not False:
+        problem = h2load_missing or None
     elif h2load_version() is None:
         problem = f"h2load not found ({H2LOAD_INSTALL_HINT})"
-    elif not has_metrics:
+    if problem is None and not has_metrics:
         problem = f"no Triton metrics endpoint to check h2load's counts against (give {options['metrics_url']})"
     if problem is None:
         return EngineChoice("native", requested, H2LOAD_TLS_UNVERIFIED if tls else None)

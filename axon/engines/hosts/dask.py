@@ -22,8 +22,10 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from axon.engines import EngineChoice, EngineRun, Workload
+from axon.engines import CLI_OPTIONS, H2LOAD_INSTALL_HINT, EngineChoice, EngineRun, Workload, choose
+from axon.engines import native as native_engine
 from axon.engines.hosts import clock
+from axon.engines.hosts import h2load as host_h2load
 from axon.engines.hosts.host import HostJob, HostLoad, RunNames, host_main, host_shares, probe
 from axon.engines.loadgen import LoadSpec
 from axon.engines.payloads import MAX_DISTINCT_PAYLOADS
@@ -38,34 +40,58 @@ MEMBERSHIP_CHECK_S = 1.0  # how often the coordinator asks the scheduler which w
 POLL_S = 0.1
 RESULT_FETCH_S = 30.0  # a finished task's result, fetched from its worker
 ALLOWED_FAILURES_KEY = "distributed.scheduler.allowed-failures"
-NATIVE_REFUSAL = (
-    "--dask runs the python engine on every host: the native engine's count check compares h2load's log with "
-    "Triton's server-wide counters, which many hosts would share; use --engine python (or auto)"
-)
-AUTO_NOTICE = "--dask: every host runs the python engine (the native engine's count check needs one client)"
 
 HostEvent = Callable[[int, str], None]  # (host index, event kind), e.g. (1, "window")
 
 
-def engine_choice(requested: str, mode: str, distribution: str = "constant") -> EngineChoice:
-    """The engine on every host: python. ``native`` is refused; ``auto`` says so wherever it would have picked native
-    (closed loop, constant-rate open loop; Poisson is python anyway)."""
-    if requested == "native":
-        raise AxonError(NATIVE_REFUSAL)
-    notice = AUTO_NOTICE if requested == "auto" and (mode == "closed" or distribution != "poisson") else None
-    return EngineChoice("python", requested, notice)
+def engine_choice(
+    requested: str,
+    mode: str,
+    distribution: str = "constant",
+    h2load: dict[str, str | None] | None = None,
+    has_metrics: bool = True,
+    tls: bool = False,
+    options: dict[str, str] = CLI_OPTIONS,
+    on_unavailable: str = "stop",
+) -> EngineChoice:
+    """The engine on every host, by the one-machine rule (:func:`axon.engines.choose`) with h2load looked for on the workers.
+
+    ``h2load``: each worker's h2load version (None where it has none). ``--engine native``
+    with a worker lacking it is refused, naming the worker; ``auto`` then runs python everywhere
+    and says why. The coordinator itself needs no h2load.
+    """
+    missing = [addr for addr, version in (h2load or {}).items() if version is None]
+    why = f"h2load not found on Dask worker {missing[0]}{f' (and {len(missing) - 1} more)' if len(missing) > 1 else ''} ({H2LOAD_INSTALL_HINT})" if missing else None
+    return choose(requested, mode, has_metrics, options, tls=tls, on_unavailable=on_unavailable, distribution=distribution, h2load_missing=why)
 
 
-def check_spec(spec: LoadSpec, hosts: int) -> None:
+def check_spec(spec: LoadSpec, hosts: int, engine: str = "python") -> None:
     """Refuse, before any work, a load the hosts can't honour."""
     if spec.requests is not None:
         raise AxonError("--dask measures one common window: give --duration, not --requests")
-    if spec.connections is not None:
-        raise AxonError("--connections shapes the native engine's load; --dask runs the python engine")
+    if engine != "native" and spec.connections is not None:
+        raise AxonError("--connections shapes the native engine's load; this case runs on the python engine")
     if spec.mode == "closed":
-        per_host = 1 if isinstance(spec.processes, str) else spec.processes
+        per_host = 1 if engine == "native" or isinstance(spec.processes, str) else spec.processes
         if spec.concurrency < hosts * per_host:
             raise AxonError(f"concurrency {spec.concurrency} can't be split over {hosts} hosts x {per_host} processes (need >= {hosts * per_host})")
+    if engine == "native" and spec.connections is not None:
+        # --connections counts per host; in closed loop it must divide each host's share.
+        for share in host_shares(spec, hosts):
+            if share.mode == "closed" and share.concurrency % spec.connections:
+                raise AxonError(f"--connections {spec.connections} (per host) must divide each host's share of the concurrency ({share.concurrency} of {spec.concurrency})")
+
+
+class HostsEngine:
+    """The :class:`axon.engines.Engine` a case runs on under ``--dask``: the hosts, on the engine chosen for that case."""
+
+    def __init__(self, hosts: DaskHosts, name: str):
+        self.hosts, self.name = hosts, name
+        # h2load posts one body; the python engine cycles through many.
+        self.payload_limit = 1 if name == "native" else MAX_DISTINCT_PAYLOADS
+
+    def run(self, work: Workload) -> EngineRun:
+        return self.hosts.run(work, self.name)
 
 
 @dataclass
@@ -163,37 +189,51 @@ class DaskHosts:
     def _scheduler_time(self) -> float:
         return self.client.run_on_scheduler(time.time)
 
-    name = "python"  # every host runs python-engine workers
-    payload_limit = MAX_DISTINCT_PAYLOADS
-
-    def choose(self, spec: LoadSpec) -> EngineChoice:
+    def choose(self, spec: LoadSpec, has_metrics: bool = True, tls: bool = False, options: dict[str, str] = CLI_OPTIONS) -> EngineChoice:
         """The engine on every host, and the checks of ``spec`` against these hosts: made once, before any server starts."""
-        choice = engine_choice(spec.engine, spec.mode, spec.distribution)
-        check_spec(spec, self.n)
+        h2load = {addr: info.get("h2load") for addr, info in self.workers.items()}
+        choice = engine_choice(spec.engine, spec.mode, spec.distribution, h2load, has_metrics, tls, options, spec.on_unavailable)
+        check_spec(spec, self.n, choice.name)
         return choice
 
-    def run(self, work: Workload) -> EngineRun:
-        """Offer the load from every host; the same :class:`EngineRun` the python engine returns."""
+    def engine_for(self, choice: EngineChoice) -> HostsEngine:
+        return HostsEngine(self, choice.name)
+
+    def run(self, work: Workload, engine: str = "python") -> EngineRun:
+        """Offer the load from every host on ``engine``; the same :class:`EngineRun` one machine's engine returns."""
         from distributed import Event, Queue, Variable
 
         spec, endpoints, payloads, expected = work.spec, work.endpoints, work.payloads, work.expected
         scrape, on_progress, client_bound_cores = work.scrape, work.on_progress, work.client_bound_cores
 
+        native = engine == "native"
+        pre = None
+        if native:
+            if scrape is None:
+                raise AxonError("the native engine checks h2load's counts against Triton's metrics: it needs a metrics endpoint")
+            # The one body every host's h2load will post: checked once, here, before any task is placed.
+            native_engine.precheck(endpoints, payloads[0], expected[0] if expected else None, spec.timeout_s)
+            try:
+                pre = scrape()
+            except ServerError as exc:
+                raise ServerError(f"native engine: cannot read Triton's counters before the run: {exc}") from None
         names = RunNames(f"axon-{uuid.uuid4().hex[:12]}")
         events = Queue(names.events, client=self.client)
         start_var, stop_event = Variable(names.start, client=self.client), Event(names.stop, client=self.client)
         mine = clock.measure_offset(time.time, self._scheduler_time)
         states = [_HostState(h, addr) for h, addr in enumerate(self.addresses)]
-        load = HostLoad(payloads, expected)
-        for state, share in zip(states, host_shares(spec, self.n)):
+        load = HostLoad(payloads[:1], None) if native else HostLoad(payloads, expected)
+        shares = host_shares(spec, self.n)
+        for state, share in zip(states, shares):
             # Scattered to this host once; its load processes get it from there.
             [data] = self.client.scatter([load], workers=[state.address], hash=False)
-            job = HostJob(state.index, names, share, endpoints.grpc, endpoints.tls, dict(endpoints.headers), self.correct_clocks, self.clock_skew_s.get(state.index, 0.0))
+            job = HostJob(state.index, names, share, endpoints.grpc, endpoints.tls, dict(endpoints.headers), self.correct_clocks, self.clock_skew_s.get(state.index, 0.0), engine)
             state.future = self.client.submit(
                 host_main, job, data, key=f"{names.run_id}-host-{state.index}", workers=[state.address], allow_other_workers=False, retries=0, pure=False
             )
         interrupted = False
         start = lead = worst_rtt = math.nan
+        scrapes = native_engine._Scrapes(scrape, []) if scrape is not None else None
         try:
             self._wait_ready(states, events, start_var)
             worst_rtt = max([mine.worst_rtt_s] + [s.ready["offset"]["worst_rtt_s"] for s in states])
@@ -201,20 +241,33 @@ class DaskHosts:
             start = self._scheduler_time() + lead
             start_var.set({"start": start})
             window_start = clock.local_start(start, mine) + spec.warmup_s  # on this machine's clock
-            before = self._follow(states, events, spec, window_start, scrape, on_progress)
+            # python: Triton at the window's edges. native: twice inside the window, for the count check.
+            plan = host_h2load.scrape_plan(spec, shares, window_start) if native else [window_start]
+            self._follow(states, events, spec, window_start, scrapes, plan if scrapes else [], on_progress)
         except KeyboardInterrupt:
-            interrupted, before = True, None
+            interrupted = True
             stop_event.set()
             if math.isnan(start):  # hosts still waiting for T: tell them, rather than let them time out
                 start_var.set({"abort": "interrupted"})
             self._collect(states, events, deadline=time.time() + spec.timeout_s + RESULT_GRACE_S)
-        after = None
-        if scrape is not None and before is not None:
+        samples = scrapes.samples if scrapes and not interrupted else []
+        before = after = post = None
+        if native:
+            before, after = (samples[0]["metrics"], samples[1]["metrics"]) if len(samples) == 2 else (None, None)
+            with contextlib.suppress(ServerError):
+                post = scrape()
+        elif samples:
+            before = samples[0]["metrics"]
             with contextlib.suppress(ServerError):
                 after = scrape()
         with contextlib.suppress(Exception):
             start_var.delete()
-        return self._engine_run(spec, names, states, before, after, interrupted, client_bound_cores, start, lead, worst_rtt, mine)
+        run = self._engine_run(spec, names, states, before, after, interrupted, client_bound_cores, start, lead, worst_rtt, mine, engine)
+        if native:
+            self._verify(run, states, samples, mine, pre, post, scrapes.error)
+        elif scrapes is not None and scrapes.error and before is None:
+            run.extra["metrics_error"] = scrapes.error
+        return run
 
     def _drain(self, states: list[_HostState], events) -> None:
         for event in events.get(batch=True):
@@ -248,21 +301,20 @@ class DaskHosts:
                 raise ServerError(f"host {s.index} ({s.address}) did not start: {why}; nothing was measured")
             time.sleep(POLL_S)
 
-    def _follow(self, states, events, spec: LoadSpec, window_start: float, scrape, on_progress) -> dict | None:
-        """Phase two: scrape Triton as the window opens, report progress, collect results."""
-        before, scraped = None, scrape is None
+    def _follow(self, states, events, spec: LoadSpec, window_start: float, scrapes, plan: list[float], on_progress) -> None:
+        """Phase two: scrape Triton at the planned instants (this machine's clock), report progress, collect results."""
         deadline = window_start + spec.duration_s + spec.timeout_s + RESULT_GRACE_S
         next_membership = 0.0
         while not all(s.result is not None or s.lost for s in states):
             self._drain(states, events)
             now = time.time()
-            if not scraped and now >= window_start:
-                scraped = True
-                # A server gone at the window's start: the hosts' outcomes will say so; keep them.
-                with contextlib.suppress(ServerError):
-                    before = scrape()
+            if plan and now >= plan[0]:
+                plan.pop(0)
+                # A server gone mid-run: the hosts' outcomes will say so; keep them.
+                scrapes.take()
             if on_progress is not None:
-                on_progress(now - window_start, sum(s.sent for s in states), max(s.p99_ms for s in states))
+                p99s = [s.p99_ms for s in states if not math.isnan(s.p99_ms)]  # h2load hosts have no running p99
+                on_progress(now - window_start, sum(s.sent for s in states), max(p99s, default=math.nan))
             if time.monotonic() >= next_membership:
                 next_membership = time.monotonic() + MEMBERSHIP_CHECK_S
                 alive = set(self.client.scheduler_info(n_workers=-1)["workers"])
@@ -271,10 +323,9 @@ class DaskHosts:
             for s in states:
                 if s.result is None and not s.lost:
                     self._settle(s, alive, now > deadline)
-            wait = window_start - time.time() if not scraped else POLL_S
+            wait = plan[0] - time.time() if plan else POLL_S
             time.sleep(min(max(wait, 0.001), POLL_S))
         self._drain(states, events)
-        return before
 
     def _collect(self, states, events, deadline: float) -> None:
         while not all(s.result is not None or s.lost for s in states):
@@ -300,7 +351,7 @@ class DaskHosts:
         if s.lost:
             s.future.cancel()
 
-    def _engine_run(self, spec, names, states, before, after, interrupted, client_bound_cores, start, lead, worst_rtt, mine) -> EngineRun:
+    def _engine_run(self, spec, names, states, before, after, interrupted, client_bound_cores, start, lead, worst_rtt, mine, engine: str = "python") -> EngineRun:
         outcomes: list[dict] = []
         per_host, starts, uncertainties = [], [], []
         for s in states:
@@ -346,16 +397,67 @@ class DaskHosts:
             "scheduler_allowed_failures": self.allowed_failures,
         }
         versions = [s.result["engine_version"] for s in states if s.result]
-        info = {
-            "name": "python",
-            "tool": "grpc.aio",
-            "version": versions[0] if versions else None,
-            "processes": sum(h["processes"] or 0 for h in per_host),
-            "hosts": self.n,
-            "placement": "dask",
-        }
+        if engine == "native":
+            info = _native_info(spec, [s.result for s in states if s.result], versions, self.n)
+        else:
+            info = {
+                "name": "python",
+                "tool": "grpc.aio",
+                "version": versions[0] if versions else None,
+                "processes": sum(h["processes"] or 0 for h in per_host),
+                "hosts": self.n,
+                "placement": "dask",
+            }
         extra = {"record": {"hosts": {"count": self.n, "sync": sync, "per_host": per_host}}, "incomplete": incomplete}
         return EngineRun(outcomes, before, after, interrupted, info, extra)
+
+
+    @staticmethod
+    def _verify(run: EngineRun, states: list[_HostState], samples: list[dict], mine: clock.Offset, pre, post, error: str | None) -> None:
+        """The native engine's count check over all hosts; Triton's failures in the window become the run's."""
+        returned = [s.result for s in states if s.result]
+        verification = host_h2load.verify(
+            samples,
+            mine,
+            [{"completions_us": r["completions_us"], "in_flight": r["in_flight"], "uncertainty_s": r["offset"]["uncertainty_s"]} for r in returned],
+            pre,
+            post,
+            error,
+        )
+        server_failures = verification.get("server_failures_in_window") or 0
+        good = [i for i, o in enumerate(run.outcomes) if "error" not in o]
+        if server_failures and good:
+            # h2load saw them as HTTP 200 and no host can tell which were its own: they are the
+            # run's failures (the per-host breakdown keeps what each h2load saw).
+            first = dict(run.outcomes[good[0]])
+            first["failures"] = {**first["failures"], native_engine.SERVER_FAILURE: server_failures}
+            first["ok"] = max(first["ok"] - server_failures, 0)
+            run.outcomes[good[0]] = first
+        run.extra.update(verification=verification, correctness_method=host_h2load.CORRECTNESS_METHOD)
+        if error and len(samples) < 2:
+            run.extra["metrics_error"] = error
+
+
+def _native_info(spec: LoadSpec, results: list[dict], versions: list, hosts: int) -> dict:
+    """``engine`` of a native many-host record: the totals, each host's shape in ``hosts.per_host``."""
+    info = {
+        "name": "native",
+        "tool": "h2load",
+        "version": versions[0] if versions else None,
+        "connections": sum(r["connections"] for r in results),
+        "processes": sum(r["processes"] for r in results),
+        # Hosts' shares may differ by one request in flight: the most streams any connection carries.
+        "streams_per_connection": max((r["streams_per_connection"] for r in results), default=None),
+        "threads": max((r["threads"] for r in results), default=None),
+        "hosts": hosts,
+        "placement": "dask",
+    }
+    if spec.mode == "open" and results:
+        per = results[0]["rate_per_connection"]
+        info["rate_per_connection"] = per
+        info["fan_out"] = f"{hosts} hosts x {results[0]['processes']} h2load process(es), one connection each, at {per:,.6g} req/s each (--rps is per connection)"
+        info["schedule"] = f"h2load --rps: due requests released every {host_h2load.native_open.tick_s(per) * 1e3:g} ms; latency timed from the release tick"
+    return info
 
 
 def _breakdown(s: _HostState, worker: dict, client_bound_cores: float) -> dict:
@@ -370,6 +472,10 @@ def _breakdown(s: _HostState, worker: dict, client_bound_cores: float) -> dict:
     return {
         "host": s.index,
         "address": s.address,
+        "engine": r.get("engine", "python") if s.result else None,
+        "engine_version": r.get("engine_version"),
+        "connections": r.get("connections"),  # native: h2load's connections on this host (null: python)
+        "streams_per_connection": r.get("streams_per_connection"),
         "hostname": r.get("hostname") or worker.get("hostname"),
         "offset_s": offset.get("offset_s"),
         "offset_uncertainty_s": offset.get("uncertainty_s"),

@@ -1,4 +1,4 @@
-"""What runs on one host: a pinned Dask task driving axon's python-engine workers.
+"""What runs on one host: a pinned Dask task driving axon's python-engine workers, or h2load.
 
 The task never times a request itself. It measures its clock's offset from the scheduler,
 wakes the target (``RepositoryIndex``), starts its share of the load in spawned worker
@@ -6,11 +6,14 @@ processes (each opens its gRPC channel and holds it for the run), reports ready,
 the common start time T (scheduler clock), and releases its workers at its own clock's
 equivalent of T. While they run it sends progress, and a "window" event once requests are
 being measured; then it returns its workers' outcomes, each with its window start on the
-scheduler's clock.
+scheduler's clock. On the native engine the same steps drive h2load instead
+(:mod:`axon.engines.hosts.h2load`): its command lines are built before ready, and it is
+launched at the local equivalent of T.
 """
 
 from __future__ import annotations
 
+import math
 import multiprocessing as mp
 import os
 import socket
@@ -18,6 +21,7 @@ import time
 from dataclasses import dataclass, replace
 
 from axon.engines import python
+from axon.engines.base import H2LOAD_INSTALL_HINT, h2load_version
 from axon.engines.hosts import clock
 from axon.engines.loadgen import PROGRESS_INTERVAL_S, LoadSpec
 from axon.errors import AxonError
@@ -67,6 +71,7 @@ class HostJob:
     headers: dict
     correct_clock: bool = True  # False only in tests: start at T as if the clocks agreed
     clock_skew_s: float = 0.0  # test only: this host's clock reads this much ahead of the real one
+    engine: str = "python"  # or "native": h2load for this host's share
 
 
 def probe() -> dict:
@@ -80,6 +85,8 @@ def probe() -> dict:
         "hostname": socket.gethostname(),
         "pid": os.getpid(),
         "cores": os.cpu_count(),
+        # This worker's h2load (its own PATH), or None: --engine native is refused before any load.
+        "h2load": h2load_version(),
     }
 
 
@@ -111,6 +118,8 @@ def host_main(job: HostJob, load: HostLoad) -> dict:
         return {**base, "error": "refused to rerun: this host's task already started once"}
     claim.set()
     events.put({"kind": "started", "host": job.index})
+    if job.engine == "native":
+        return _native_main(job, load, client, worker, events, base)
     if mp.current_process().daemon:
         return {**base, "error": f"this Dask worker is a daemon process and cannot start load processes; {DAEMON_HINT}"}
 
@@ -164,6 +173,92 @@ def host_main(job: HostJob, load: HostLoad) -> dict:
         "engine_version": python.version(),
         "outcomes": outcomes,
     }
+
+
+def _native_main(job: HostJob, load: HostLoad, client, worker, events, base: dict) -> dict:
+    """The native engine's host: h2load for this host's share, launched at the local equivalent of T."""
+    from distributed import Event, Variable
+
+    from axon.engines.hosts import h2load
+
+    def local() -> float:
+        return time.time() + job.clock_skew_s
+
+    def failed(why: str) -> dict:
+        events.put({"kind": "failed", "host": job.index, "error": why})
+        return {**base, "error": why}
+
+    offset = clock.measure_offset(local, lambda: client.run_on_scheduler(time.time))
+    version = h2load_version()
+    if version is None:  # the coordinator's probe catches this first; a worker's PATH may still change
+        return failed(f"h2load not found on this host ({H2LOAD_INSTALL_HINT})")
+    share = job.share.resolved()
+    try:
+        _wake(job)
+        share.validate()
+        plan = h2load.prepare(share, job.url, job.tls, dict(job.headers), load.payloads[0])
+    except AxonError as exc:
+        return failed(str(exc))
+    try:
+        events.put({"kind": "ready", "host": job.index, "offset": offset.as_dict(), "processes": len(plan.commands)})
+        try:
+            order = Variable(job.names.start, client=client).get(timeout=START_WAIT_S)
+        except TimeoutError:
+            order = {"abort": f"no start time within {START_WAIT_S:.0f} s"}
+        if "abort" in order:
+            return {**base, "error": f"aborted before the start: {order['abort']}"}
+        start_local = clock.local_start(order["start"], offset, job.correct_clock)
+        late_s = max(local() - start_local, 0.0)
+        # h2load reads this machine's real clock; the test-only skew is this host's clock error.
+        h2load.launch(plan, start_local - job.clock_skew_s)
+        on_progress = _native_progress(events, Event(job.names.stop, client=client), job.index)
+        scrapes, stopped, interrupted = h2load.follow(plan, job.url, job.tls, dict(job.headers), on_progress)
+        outcomes, completions, summaries = h2load.finish(plan, scrapes, stopped, interrupted, lambda t: clock.on_scheduler_clock(t + job.clock_skew_s, offset))
+    finally:
+        plan.kill()
+    return {
+        **base,
+        "offset": offset.as_dict(),
+        "scheduler_delay_s": worker.scheduler_delay,
+        "clock_corrected": job.correct_clock,
+        "start_local": start_local,
+        "late_s": late_s,
+        "engine": "native",
+        "engine_version": version,
+        "processes": len(plan.commands),
+        "connections": plan.connections,
+        "streams_per_connection": plan.streams,
+        "threads": plan.threads,
+        "rate_per_connection": plan.rate_per_connection,
+        "concurrency": share.concurrency,
+        "rate": share.rate,
+        "in_flight": h2load.in_flight(share),
+        "completions_us": completions,  # OK completions, scheduler clock: the coordinator's count check
+        "h2load_summary": summaries,
+        "outcomes": outcomes,
+    }
+
+
+def _native_progress(events, stop, index: int):
+    """h2load's progress callback: a "window" event once its log has main-phase rows, progress, stop requests."""
+    from axon.engines.hosts.h2load import Stop
+
+    announced, next_report = False, 0.0
+
+    def on_progress(_elapsed: float, logged: int, _p99: float) -> None:
+        nonlocal announced, next_report
+        if logged > 0 and not announced:
+            # h2load logs only main-phase requests: its window is open.
+            events.put({"kind": "window", "host": index})
+            announced = True
+        now = time.monotonic()
+        if now >= next_report:
+            next_report = now + PROGRESS_INTERVAL_S
+            events.put({"kind": "progress", "host": index, "sent": int(logged), "p99_ms": math.nan})  # h2load's log has no running p99
+            if stop.is_set():
+                raise Stop
+
+    return on_progress
 
 
 def _follow(pool: python.WorkerPool, events, stop, index: int) -> None:
