@@ -8,6 +8,7 @@ SMOKE = {
     "test_closed_loop[v1-batching-on-c4]",
     "test_closed_loop[v1-batching-off-c4]",
     "test_open_loop_poisson[v1-batching-on-rate500]",
+    "test_open_loop_constant[v1-batching-on-rate1000]",  # the native open-loop engine
 }
 
 
