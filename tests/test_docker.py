@@ -172,7 +172,31 @@ def test_docker_kill_mid_run_gives_an_incomplete_record(artifacts, tmp_path, pro
     assert elapsed < 45, "a dead container must not hang the run"
     assert_clean_error(subprocess.CompletedProcess(proc.args, proc.returncode, stdout, stderr.rest()), "incomplete")
     (run,) = json.loads(out.read_text())["runs"]
-    assert run["complete"] is False and "server unavailable" in run["incomplete_reason"] and run["requests"]["ok"] > 0
+    # The watch names the death (not only "server unavailable"), and saw the container's memory.
+    assert run["complete"] is False and run["requests"]["ok"] > 0
+    assert run["incomplete_reason"].startswith("server died: the Triton axon started was killed by SIGKILL in its container"), run["incomplete_reason"]
+    assert run["server_memory"]["watched"] and run["server_memory"]["peak_bytes"] > 0
     assert run["server"]["backend"] == "docker" and run["server"]["image"] == docker.cpu_image() and run["server"]["image_id"].startswith("sha256:")
     assert list((tmp_path / "results").glob("triton-docker-*-batching-off.log")), "the killed container's log is kept"
+    assert _containers(project) == []
+
+
+def test_docker_kill_under_serve_is_said_at_once_and_leaves_no_container(artifacts, tmp_path, project):
+    """`axon serve --backend docker`, then `docker kill`: the death named, a non-zero exit, nothing left."""
+    proc = _axon(["serve", "--backend", "docker", "--artifacts", str(artifacts), "--models", "v1", "--log-dir", str(tmp_path)], project, tmp_path)
+    try:
+        LineWatcher(proc.stdout).wait_for(lambda line: "press Ctrl-C" in line, timeout_s=180)
+        stderr = LineWatcher(proc.stderr)
+        (container,) = [c.split()[0] for c in _containers(project)]
+        subprocess.run(["docker", "kill", container], check=True, capture_output=True, timeout=30)
+        killed = time.monotonic()
+        stderr.wait_for(lambda line: "died: killed by SIGKILL in its container" in line, timeout_s=30)
+        said_within_s = time.monotonic() - killed
+        code = proc.wait(timeout=90)
+    finally:
+        proc.kill()
+        proc.wait(timeout=30)
+    assert code == 2 and "Traceback" not in stderr.rest(), stderr.lines
+    # Asked once a second (an inspect costs tens of ms), so said within about that.
+    assert said_within_s < 5.0, said_within_s
     assert _containers(project) == []

@@ -77,12 +77,14 @@ def own_server(artifacts):
         server.stop()
 
 
-def _run(server, artifacts, features, limit=None, on_progress=None):
-    return run_case(LoadSpec(V1, concurrency=4, **LONG), Target.of(server, "on", limit), features, artifacts / "models" / V1 / "model.onnx", on_progress=on_progress)
+def _run(server, artifacts, features, limit=None, on_progress=None, engine="python"):
+    spec = LoadSpec(V1, concurrency=4, **{**LONG, "engine": engine})
+    return run_case(spec, Target.of(server, "on", limit), features, artifacts / "models" / V1 / "model.onnx", on_progress=on_progress)
 
 
 @pytest.mark.server
-def test_a_server_over_its_memory_limit_stops_the_load_and_stays_up(own_server, artifacts, validation_rows):
+@pytest.mark.parametrize("engine", ["python", "native"])
+def test_a_server_over_its_memory_limit_stops_the_load_and_stays_up(own_server, artifacts, validation_rows, engine):
     """The limit, set for this test just under what axon itself reads of the server, trips the guard.
 
     The run (a 60 s window) stops at the guard's first reading, is marked incomplete with the
@@ -91,7 +93,8 @@ def test_a_server_over_its_memory_limit_stops_the_load_and_stays_up(own_server, 
     held = own_server.memory_bytes()
     assert held and held > 10 * 2**20, held  # tritonserver + a stub: tens of MB (PSS: shared pages split)
     limit = held - 4 * 2**20
-    record = _run(own_server, artifacts, validation_rows[0], limit=limit)
+    record = _run(own_server, artifacts, validation_rows[0], limit=limit, engine=engine)
+    assert record["engine"]["name"] == engine
     assert record["complete"] is False and record["passed"] is False
     assert record["incomplete_reason"].startswith("server memory "), record["incomplete_reason"]
     assert "passed the limit" in record["incomplete_reason"] and "interrupted" not in record["incomplete_reason"]

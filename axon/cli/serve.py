@@ -122,8 +122,8 @@ def watch(servers: list, modes: list[str]) -> None:
         for server, mode in zip(servers, modes):
             death = server.death()
             if death is not None:
-                tail = server.log_tail() if hasattr(server, "log_tail") else ""
                 kept = server.keep_log() if hasattr(server, "keep_log") else None  # out of the folder stop() removes
+                tail = server.log_tail() if hasattr(server, "log_tail") else ""
                 log = f" (whole log: {kept})" if kept else ""
                 message = f"{server.backend} Triton (batching {mode}) died: {death}{log}" + (f"\n--- last lines of its log ---\n{tail}" if tail else "")
                 print(f"axon: error: {message}", file=sys.stderr, flush=True)

@@ -179,8 +179,13 @@ def run(
     on_progress: Callable[[float, int, float], None] | None = None,
     client_bound_cores: float = 0.8,
     check_body: bool = True,
+    guard=None,
 ) -> EngineRun:
-    """Run h2load for one closed-loop case and turn its log into the engines' common outcome."""
+    """Run h2load for one closed-loop case and turn its log into the engines' common outcome.
+
+    ``guard()`` returns why the run must stop now (the server died, or grew past its memory
+    limit), or None; it is asked as often as h2load's log is read.
+    """
     if h2load_version() is None:
         raise AxonError("the native engine needs h2load on PATH")
     if check_body:
@@ -205,7 +210,7 @@ def run(
         plan = [window_start + margin, window_start + spec.duration_s - margin]
         interrupted, stopped = False, None
         try:
-            stopped = _wait(proc, plan, scrapes, log, window_start, spec.timeout_s, on_progress, endpoints)
+            stopped = _wait(proc, plan, scrapes, log, window_start, spec.timeout_s, on_progress, endpoints, guard)
         except KeyboardInterrupt:
             interrupted = True
             # SIGINT: h2load dies, but the rows it logged so far are on disk.
@@ -233,20 +238,32 @@ def run(
     return EngineRun([outcome], before, after, interrupted, info, extra)
 
 
-def _wait(procs: subprocess.Popen | list[subprocess.Popen], plan: list[float], scrapes: _Scrapes, logs: Path | list[Path], window_start: float, stall_s: float, on_progress, endpoints: Any = None) -> str | None:
+def _wait(procs: subprocess.Popen | list[subprocess.Popen], plan: list[float], scrapes: _Scrapes, logs: Path | list[Path], window_start: float, stall_s: float, on_progress, endpoints: Any = None, guard=None) -> str | None:
     """Until h2load exits (every process of a fan-out): scrape at the planned moments, follow the logs; why it was stopped, if it was.
 
     h2load has no per-request deadline and keeps a dead connection's window open until -D ends,
     so a log that stops growing for ``stall_s`` inside the window prompts a liveness scrape:
     a server whose metrics endpoint and gRPC endpoint both fail to answer stops the run (as the
     python engine stops on UNAVAILABLE). A stalled server (SIGSTOP, a long pause) answers the
-    scrape once it resumes: the run goes on, and the latencies show the stall.
+    scrape once it resumes: the run goes on, and the latencies show the stall. ``guard()`` (the
+    run's server watch) is asked every pass: a dead server or one over its memory limit stops
+    h2load at once, its reason returned.
     """
     procs = procs if isinstance(procs, list) else [procs]
+
+    def stop_all() -> None:
+        for p in procs:
+            with contextlib.suppress(ProcessLookupError):
+                p.send_signal(signal.SIGINT)
+
     logs = logs if isinstance(logs, list) else [logs]
     logged, offsets = 0, [0] * len(logs)
     last_growth = time.time()
     while any(p.poll() is None for p in procs):
+        stopped_by = guard() if guard is not None else None
+        if stopped_by:
+            stop_all()
+            return stopped_by
         now = time.time()
         if plan and now >= plan[0]:
             plan.pop(0)
@@ -270,9 +287,7 @@ def _wait(procs: subprocess.Popen | list[subprocess.Popen], plan: list[float], s
                 if endpoints is not None and grpc_alive(endpoints, timeout_s=stall_s):
                     last_growth = time.time()  # only the metrics endpoint is gone
                 else:
-                    for p in procs:
-                        with contextlib.suppress(ProcessLookupError):
-                            p.send_signal(signal.SIGINT)
+                    stop_all()
                     return "server unavailable"
         if on_progress is not None:
             on_progress(now - window_start, logged, math.nan)
@@ -408,5 +423,5 @@ class NativeEngine:
         if work.spec.mode == "open":
             from axon.engines import native_open
 
-            return native_open.run(work.spec, work.endpoints, work.payloads[0], expected, work.scrape, work.on_progress, self.check_body)
-        return run(work.spec, work.endpoints, work.payloads[0], expected, work.scrape, work.on_progress, work.client_bound_cores, self.check_body)
+            return native_open.run(work.spec, work.endpoints, work.payloads[0], expected, work.scrape, work.on_progress, self.check_body, work.guard)
+        return run(work.spec, work.endpoints, work.payloads[0], expected, work.scrape, work.on_progress, work.client_bound_cores, self.check_body, work.guard)

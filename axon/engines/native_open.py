@@ -212,7 +212,7 @@ def histogram_of(seconds: np.ndarray) -> str:
     return stats.encode(histogram)
 
 
-def run(spec: LoadSpec, endpoints: Any, payload: bytes, expected, scrape, on_progress=None, check_body: bool = True) -> EngineRun:
+def run(spec: LoadSpec, endpoints: Any, payload: bytes, expected, scrape, on_progress=None, check_body: bool = True, guard=None) -> EngineRun:
     """Run the open-loop case on h2load process(es) and turn each one's log into an outcome."""
     from axon.engines import native  # the closed loop's helpers: pre-check, log reader, scrapes, count check
 
@@ -260,7 +260,7 @@ def run(spec: LoadSpec, endpoints: Any, payload: bytes, expected, scrape, on_pro
             plan = [window_start + margin + tick, window_start + spec.duration_s - margin]
             interrupted, stopped = False, None
             try:
-                stopped = native._wait(procs, plan, scrapes, logs, window_start, spec.timeout_s, on_progress, endpoints)
+                stopped = native._wait(procs, plan, scrapes, logs, window_start, spec.timeout_s, on_progress, endpoints, guard)
             except KeyboardInterrupt:
                 interrupted = True
                 for p in procs:

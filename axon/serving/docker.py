@@ -31,6 +31,7 @@ from pathlib import Path
 from axon.errors import ServerError
 from axon.names import DEFAULT_MODELS
 from axon.serving.embedded import LOOPBACK, POLL_INTERVAL_S, Endpoints, _ContextServer, free_port, wait_ready
+from axon.serving.watch import group_memory_bytes
 
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE_FILE = ROOT / "docker-compose.yml"
@@ -219,6 +220,8 @@ class DockerServer(_ContextServer):
         self.ports: dict[str, int] = {}
         self._created = False
         self._next_alive_check = 0.0
+        self._next_death_check, self._death = 0.0, None
+        self._pid: int | None = None  # the container's first process, as this machine sees it
 
     # ------------------------------------------------------------------ checks before any work
 
@@ -381,6 +384,52 @@ class DockerServer(_ContextServer):
         )
         return self._endpoints
 
+    def death(self) -> str | None:
+        """How the container stopped (exit code, OOM kill, removed), or None while it runs.
+
+        Asked every fraction of a second by `axon serve` and a run's watch; the engine is asked
+        at most once a second (an inspect costs tens of ms), and a death, once seen, stays.
+        """
+        if not self._created or self.container is None or self._death is not None:
+            return self._death
+        now = time.monotonic()
+        if now < self._next_death_check:
+            return None
+        self._next_death_check = now + ALIVE_EVERY_S
+        state = _docker("inspect", "--format", "{{.State.Status}} {{.State.ExitCode}} {{.State.OOMKilled}}", self.container)
+        # Worded to follow "the Triton axon started was ...", as the embedded server's are.
+        if state.returncode != 0:
+            self._death = f"removed with its container {self.container[:12]} from outside axon"
+            return self._death
+        status, code, oom = (state.stdout.split() + ["", "", ""])[:3]
+        if status in ("running", "created", "restarting"):
+            return None
+        if oom == "true":
+            said = f"killed by the kernel's OOM killer in its container (exit code {code})"
+        elif code == "137":
+            said = "killed by SIGKILL in its container (exit code 137: `docker kill`, or the kernel's OOM killer)"
+        else:
+            said = f"stopped in its container ({status}, exit code {code})"
+        self._death = said
+        return said
+
+    def memory_bytes(self) -> int | None:
+        """The container's processes' memory together (PSS, as for the embedded server), or None."""
+        if not self._created or self.container is None or self.death() is not None:
+            return None
+        if self._pid is None:
+            found = _docker("inspect", "--format", "{{.State.Pid}}", self.container).stdout.strip()
+            self._pid = int(found) if found.isdigit() and int(found) > 0 else None
+        if self._pid is None:
+            return None
+        import psutil
+
+        try:
+            pids = [self._pid, *(c.pid for c in psutil.Process(self._pid).children(recursive=True))]
+        except psutil.Error:
+            return None
+        return group_memory_bytes(pids)
+
     def save_logs(self) -> Path | None:
         """The container's whole log (Triton's stderr) to ``container_log``, before `down` removes it."""
         if self.container is None:
@@ -393,6 +442,10 @@ class DockerServer(_ContextServer):
                 subprocess.run(["docker", "logs", "--timestamps", self.container], stdout=log, stderr=subprocess.STDOUT, timeout=CLI_TIMEOUT_S, start_new_session=True, check=False)
             return self.container_log
         return None
+
+    def keep_log(self) -> Path | None:
+        """The container's log saved now (as `axon serve` does when its server dies)."""
+        return self.save_logs()
 
     def log_tail(self, lines: int = 12) -> str:
         if not self.container_log.is_file():

@@ -407,38 +407,55 @@ def _label_decades(axis) -> None:
 def plot_rate(runs: list[dict]):
     """Capacity search runs, joined in order of offered rate (median p99 per rate); every run a point.
 
-    Colour says the batching mode, marker and line the model; a run whose python sender fell
-    behind its schedule is drawn with the model's own "fell behind" marker (x for v1, + for v2),
-    so the legend needs one entry per meaning, not one per combination.
+    One panel per arrival process (constant spacing on the native engine, Poisson on the python
+    engine): their searches are separate, and one line through both would join unlike runs.
+    Colour says the batching mode, marker and line the model; a run whose sender fell behind
+    its schedule is drawn with the model's own "fell behind" marker (x for v1, + for v2), so
+    the legend needs one entry per meaning, not one per combination.
     """
     from matplotlib.lines import Line2D
 
-    fig, ax = plt.subplots(figsize=(8.5, 4.2))
-    groups: dict[tuple[str, str], list[dict]] = {}
+    from axon.study.plan import arrivals_label
+
+    by_arrivals: dict[str, list[dict]] = {}
     for r in _part(runs, "capacity"):
-        groups.setdefault((r["model"], r["batching"]), []).append(r)
+        by_arrivals.setdefault(arrivals_label(r), []).append(r)
+    panels = sorted(by_arrivals) or ["constant (native)"]
+    fig, axes = plt.subplots(1, len(panels), figsize=(5.2 * len(panels) + 3.3, 4.2), sharey=True, squeeze=False)
     models_seen: list[str] = []
     modes_seen: list[str | None] = []
     any_behind: set[str] = set()
-    for (model, batching), rs in sorted(groups.items(), key=lambda kv: (kv[0][0], str(kv[0][1]))):
-        short = model.removeprefix("particle_classifier_")
-        marker, line, behind_marker = MODEL_STYLE.get(short, ("D", "-.", "1"))
-        models_seen += [short] if short not in models_seen else []
-        modes_seen += [batching] if batching not in modes_seen else []
-        by_rate: dict[float, list[dict]] = {}
-        for r in sorted(rs, key=lambda r: r["load"]["rate"]):
-            by_rate.setdefault(r["load"]["rate"], []).append(r)
-        xs = [statistics.median(r["throughput_rps"] for r in g) for g in by_rate.values()]
-        ys = [statistics.median(r["latency_ms"]["p99"] for r in g) for g in by_rate.values()]
-        # Labelled for whoever reads the figure's objects; the legend is built from handles below.
-        ax.plot(xs, ys, line, color=COLORS[batching], label=f"{short} batching {batching or '?'}: median per offered rate")
-        ok = [r for r in rs if not (r.get("schedule") or {}).get("behind")]
-        behind = [r for r in rs if (r.get("schedule") or {}).get("behind")]
-        ax.plot([r["throughput_rps"] for r in ok], [r["latency_ms"]["p99"] for r in ok], marker, color=COLORS[batching], alpha=0.6, linestyle="none")
-        if behind:
-            any_behind.add(short)
-            ax.plot([r["throughput_rps"] for r in behind], [r["latency_ms"]["p99"] for r in behind], behind_marker, color=COLORS[batching],
-                    markersize=10, markeredgewidth=2, linestyle="none")
+    for ax, arrivals in zip(axes[0], panels):
+        groups: dict[tuple[str, str], list[dict]] = {}
+        for r in by_arrivals.get(arrivals, []):
+            groups.setdefault((r["model"], r["batching"]), []).append(r)
+        for (model, batching), rs in sorted(groups.items(), key=lambda kv: (kv[0][0], str(kv[0][1]))):
+            short = model.removeprefix("particle_classifier_")
+            marker, line, behind_marker = MODEL_STYLE.get(short, ("D", "-.", "1"))
+            models_seen += [short] if short not in models_seen else []
+            modes_seen += [batching] if batching not in modes_seen else []
+            by_rate: dict[float, list[dict]] = {}
+            for r in sorted(rs, key=lambda r: r["load"]["rate"]):
+                by_rate.setdefault(r["load"]["rate"], []).append(r)
+            xs = [statistics.median(r["throughput_rps"] for r in g) for g in by_rate.values()]
+            ys = [statistics.median(r["latency_ms"]["p99"] for r in g) for g in by_rate.values()]
+            # Labelled for whoever reads the figure's objects; the legend is built from handles below.
+            ax.plot(xs, ys, line, color=COLORS[batching], label=f"{short} batching {batching or '?'}, {arrivals}: median per offered rate")
+            ok = [r for r in rs if not (r.get("schedule") or {}).get("behind")]
+            behind = [r for r in rs if (r.get("schedule") or {}).get("behind")]
+            ax.plot([r["throughput_rps"] for r in ok], [r["latency_ms"]["p99"] for r in ok], marker, color=COLORS[batching], alpha=0.6, linestyle="none")
+            if behind:
+                any_behind.add(short)
+                ax.plot([r["throughput_rps"] for r in behind], [r["latency_ms"]["p99"] for r in behind], behind_marker, color=COLORS[batching],
+                        markersize=10, markeredgewidth=2, linestyle="none")
+        if _plan(runs):
+            _budget_line(ax, runs, "p99", axis="y")
+        ax.set_yscale("log")
+        _label_decades(ax.yaxis)
+        ax.set_xlabel("achieved throughput (req/s)")
+        ax.set_title(f"{arrivals} arrivals")
+        ax.grid(alpha=0.3)
+    axes[0][0].set_ylabel("p99 latency (ms), from intended send time")
     handles = [Line2D([], [], color=COLORS[b], linewidth=6, label=f"batching {(b or '?').upper()}") for b in sorted(modes_seen, key=MODES.index)]
     for short in models_seen:
         marker, line, behind_marker = MODEL_STYLE.get(short, ("D", "-.", "1"))
@@ -447,16 +464,9 @@ def plot_rate(runs: list[dict]):
             handles.append(Line2D([], [], color="black", marker=behind_marker, markersize=10, markeredgewidth=2, linestyle="none",
                                   label=f"{short}: the sender fell behind its schedule"))
     if _plan(runs):
-        _budget_line(ax, runs, "p99", axis="y")
-        handles.append(ax.get_lines()[-1])
-    ax.set_yscale("log")
-    _label_decades(ax.yaxis)
-    poisson = all(r["load"].get("distribution") == "poisson" for r in _part(runs, "capacity"))
-    ax.set_xlabel(f"achieved throughput (req/s), open loop, {'Poisson' if poisson else 'constant or mixed'} arrivals")
-    ax.set_ylabel("p99 latency (ms), from intended send time")
-    ax.set_title("Latency vs throughput, open loop (capacity search)")
-    ax.grid(alpha=0.3)
-    ax.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8)
+        handles.append(axes[0][-1].get_lines()[-1])
+    fig.suptitle("Latency vs throughput, open loop (capacity search)")
+    axes[0][-1].legend(handles=handles, loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8)
     fig.tight_layout()
     return fig
 
