@@ -248,7 +248,7 @@ def test_cli_tune_embedded_tiny_space(artifacts, tmp_path):
     folder = out / MODEL
     doc = json.loads((folder / report.RECORD_FILE).read_text())
     by_id = {c["id"]: c for c in doc["candidates"]}
-    assert by_id["c0"]["default"] and by_id["c0"]["knobs"] == {"instances": 1, "delay_us": 100, "preferred": [64, 128, 256], "max_batch": 256}
+    assert by_id["c0"]["default"] and by_id["c0"]["knobs"] == {"instances": 1, "delay_us": 100, "preferred": [64, 128, 256], "max_batch": 256, "max_queue": 0}  # max_queue 0: the seed has no queue bound
     # Max batch 64 under preferred sizes up to 256: Triton refuses it, the search goes on.
     for cid in ("c1", "c2"):
         assert by_id[cid]["knobs"]["max_batch"] == 64

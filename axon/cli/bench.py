@@ -10,7 +10,6 @@ from dataclasses import replace
 from pathlib import Path
 
 from axon import engines, interrupts
-from axon.case import Target, prepare, run_case
 from axon.cli.args import (
     MAX_SERVER_MEMORY_HELP,
     concurrency_list,
@@ -23,7 +22,6 @@ from axon.cli.args import (
 )
 from axon.engines import loadgen
 from axon.engines.loadgen import LoadSpec
-from axon.engines.payloads import load_rows, resolve_artifacts
 from axon.errors import AxonError
 from axon.names import DEFAULT_MODEL, served_name
 from axon.progress import CaseProgress
@@ -156,6 +154,10 @@ def _check_options(args: argparse.Namespace) -> None:
 
 
 def command(args: argparse.Namespace) -> int:
+    # The measuring stack (onnxruntime, numpy, gRPC) only once options parse: a typo is said at once.
+    from axon.case import Target, prepare, run_case
+    from axon.engines.payloads import load_rows, resolve_artifacts
+
     args.model = served_name(args.model)
     specs = specs_from_args(args)
     _check_options(args)

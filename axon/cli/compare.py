@@ -10,7 +10,6 @@ import json
 from pathlib import Path
 
 from axon.errors import AxonError
-from axon.verdicts import context, gate, history, runs
 
 EXIT_OK = 0
 EXIT_REGRESSION = 1
@@ -36,6 +35,8 @@ def _emit(payload: dict, lines: list[str], as_json: bool) -> None:
 def two_sample(old_paths: list[Path], new_paths: list[Path], metric: str, threshold: float, alpha: float,
                strict: bool = False, as_json: bool = False, single_run_fails: bool = False) -> int:
     """Compare OLD and NEW (each a results file or a folder of them) on run-level values."""
+    from axon.verdicts import context, gate, runs  # scipy: only once options parse
+
     old, new = runs.load_many(old_paths), runs.load_many(new_paths)
     both = sorted(set(old) & set(new))
     if not both:
@@ -67,6 +68,8 @@ def two_sample(old_paths: list[Path], new_paths: list[Path], metric: str, thresh
 def history_gate(storage: Path, metric: str, threshold: float, alpha: float, strict: bool = False,
                  as_json: bool = False, plot_dir: Path | None = None) -> int:
     """Judge the newest run of every case in a storage folder against its history."""
+    from axon.verdicts import context, history, runs  # scipy: only once options parse
+
     if not Path(storage).is_dir():
         raise AxonError(f"{storage}: no such folder")
     cases = runs.load_many([storage])
@@ -104,7 +107,8 @@ def history_gate(storage: Path, metric: str, threshold: float, alpha: float, str
 
 
 def command(args: argparse.Namespace) -> int:
-    from axon.verdicts import gate, history
+    from axon.verdicts import gate, history  # scipy: only once options parse
+
 
     threshold = fraction(args.threshold, "threshold", gate.DEFAULT_THRESHOLD)
     if args.storage:

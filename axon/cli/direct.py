@@ -5,9 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from axon.case import run_direct
 from axon.cli.args import int_list, positive_float
-from axon.engines.payloads import load_rows
 from axon.errors import AxonError
 from axon.names import ARCHITECTURES, DEFAULT_MODEL, MODEL_PREFIX, served_name
 from axon.progress import CaseProgress
@@ -29,6 +27,9 @@ def table(runs: list[dict]) -> str:
 
 
 def command(args: argparse.Namespace) -> int:
+    from axon.case import run_direct
+    from axon.engines.payloads import load_rows
+
     model = served_name(args.model)
     onnx_path = args.artifacts / "models" / model / "model.onnx"
     if not onnx_path.is_file():
