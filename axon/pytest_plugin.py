@@ -177,6 +177,7 @@ def pytest_configure(config: pytest.Config) -> None:
     config._axon_settings = _settings(config)  # validated once, before any case runs
     config._axon_budgets = _budgets(config._axon_settings)  # likewise: one message, not one per case
     config._axon_notes = []
+    config.pluginmanager.register(DockerFixtures(), "axon-docker-fixtures")
     config._axon_cases = []  # one line per measured case, printed in the terminal summary
 
 
@@ -364,42 +365,48 @@ def axon_docker_variant(axon_settings, pytestconfig) -> str:
     return variant
 
 
-@pytest.fixture(scope="session")
-def docker_compose_command() -> str:
-    """pytest-docker: `docker compose` (v2) where the CLI has it, else `docker-compose` (v1)."""
-    from axon.serving.docker import compose_command
+class DockerFixtures:
+    """pytest-docker's fixtures as axon needs them, registered in :func:`pytest_configure`.
 
-    return " ".join(compose_command() or ["docker", "compose"])
+    Between two plugins defining one fixture, pytest uses the one registered last; entry-point
+    plugins load in an order that differs between environments, and on a fresh venv
+    pytest-docker's defaults (`docker compose`, `up --build --wait`) won where Debian has only
+    Compose v1. Registered at configure time, after every entry point, these always win; a
+    user's conftest.py still overrides them.
+    """
 
+    @pytest.fixture(scope="session")
+    def docker_compose_command(self) -> str:
+        """pytest-docker: `docker compose` (v2) where the CLI has it, else `docker-compose` (v1)."""
+        from axon.serving.docker import compose_command
 
-@pytest.fixture(scope="session")
-def docker_compose_project_name() -> str:
-    """pytest-docker: a project name unique to this session, which every container carries as a
-    label (AXON_DOCKER_PROJECT sets it, so a caller can look for leftovers)."""
-    from axon.serving.docker import new_project
+        return " ".join(compose_command() or ["docker", "compose"])
 
-    return new_project()
+    @pytest.fixture(scope="session")
+    def docker_compose_project_name(self) -> str:
+        """pytest-docker: a project name unique to this session, which every container carries as a
+        label (AXON_DOCKER_PROJECT sets it, so a caller can look for leftovers)."""
+        from axon.serving.docker import new_project
 
+        return new_project()
 
-@pytest.fixture(scope="session")
-def docker_setup(axon_docker_variant) -> list[str]:
-    """pytest-docker: start only the chosen variant's service (the CPU one is behind a profile)."""
-    from axon.serving.docker import SERVICES
+    @pytest.fixture(scope="session")
+    def docker_setup(self, axon_docker_variant) -> list[str]:
+        """pytest-docker: start only the chosen variant's service (the CPU one is behind a profile)."""
+        from axon.serving.docker import SERVICES
 
-    return [f"up -d --no-build {SERVICES[axon_docker_variant]}"]
+        return [f"up -d --no-build {SERVICES[axon_docker_variant]}"]
 
+    @pytest.fixture(scope="session")
+    def docker_cleanup(self) -> list[str]:
+        return ["down -v --remove-orphans --timeout 10"]
 
-@pytest.fixture(scope="session")
-def docker_cleanup() -> list[str]:
-    return ["down -v --remove-orphans --timeout 10"]
+    @pytest.fixture(scope="session")
+    def docker_compose_file(self):
+        """pytest-docker: axon's compose file (the GPU service by default, the CPU one under profile `cpu`)."""
+        from axon.serving.docker import COMPOSE_FILE
 
-
-@pytest.fixture(scope="session")
-def docker_compose_file():
-    """pytest-docker: axon's compose file (the GPU service by default, the CPU one under profile `cpu`)."""
-    from axon.serving.docker import COMPOSE_FILE
-
-    return str(COMPOSE_FILE)
+        return str(COMPOSE_FILE)
 
 
 @pytest.fixture(scope="session")

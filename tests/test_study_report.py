@@ -90,16 +90,24 @@ def test_plot_objects(study_dir):
     budget_line = [line for line in cdf.get_lines() if line.get_label().startswith("p50 budget")]
     assert budget_line and budget_line[0].get_xdata()[0] == 7.0
     assert max(cdf.get_lines()[0].get_ydata()) == pytest.approx(1.0)
-    (rate,) = figs["rate"].axes
-    assert rate.get_xlabel().startswith("achieved throughput") and rate.get_ylabel().startswith("p99 latency")
-    joined = [ln for ln in rate.get_lines() if "batching" in ln.get_label() and "behind" not in ln.get_label()]
-    assert len(joined) == 4
-    # Each curve joins one point per offered rate, in order of offered rate (retries are points, not detours).
+    from axon.study.plan import arrivals_label
+
+    # One panel per arrival process (constant on native, Poisson on python): separate searches.
     capacity = [r for r in runs if r["study"]["part"] == "capacity"]
-    for line, (model, batching) in zip(joined, sorted({(r["model"], r["batching"]) for r in capacity})):
-        assert len(line.get_xdata()) == len({r["load"]["rate"] for r in capacity if (r["model"], r["batching"]) == (model, batching)})
+    panels = sorted({arrivals_label(r) for r in capacity})
+    rate_axes = figs["rate"].axes
+    assert [ax.get_title() for ax in rate_axes] == [f"{a} arrivals" for a in panels] and len(panels) == 2
+    assert rate_axes[0].get_ylabel().startswith("p99 latency")
+    for rate, arrivals in zip(rate_axes, panels):
+        assert rate.get_xlabel().startswith("achieved throughput")
+        joined = [ln for ln in rate.get_lines() if "batching" in ln.get_label() and "behind" not in ln.get_label()]
+        assert len(joined) == 4
+        # Each curve joins one point per offered rate, in order of offered rate (retries are points, not detours).
+        mine = [r for r in capacity if arrivals_label(r) == arrivals]
+        for line, (model, batching) in zip(joined, sorted({(r["model"], r["batching"]) for r in mine})):
+            assert len(line.get_xdata()) == len({r["load"]["rate"] for r in mine if (r["model"], r["batching"]) == (model, batching)})
     # Fewer legend entries: one per meaning (mode, model, fell behind, budget), never one per combination.
-    assert len(rate.get_legend().get_texts()) <= 7
+    assert len(rate_axes[-1].get_legend().get_texts()) <= 7
     assert [line for line in cdf.get_lines() if line.get_label().startswith("p99 budget")]
     bd_on, bd_off = figs["breakdown"].axes  # one panel per batching mode, log, so ON's small bars at c <= 16 show
     assert bd_on.get_ylabel() == "server time per request (µs, log)" and bd_on.get_yscale() == "log"
