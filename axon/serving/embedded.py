@@ -348,6 +348,7 @@ class EmbeddedServer(_ContextServer):
         self.extra_args = list(extra_args)
         self.process: subprocess.Popen | None = None
         self._oom_kills_at_start: int | None = None
+        self._shm_at_start: set[Path] = set()
         self.version: str | None = None
         self.startup_s: float | None = None
         self._workdir: tempfile.TemporaryDirectory | None = None
@@ -452,6 +453,9 @@ class EmbeddedServer(_ContextServer):
             self.stop()
             raise
         self.startup_s = time.monotonic() - started
+        # Read now, while the group lives: a group killed from outside (kill -9 of every member)
+        # leaves no process to ask at stop, and its regions would stay in /dev/shm.
+        self._shm_at_start = _shm_regions(_group_members(self.process.pid))
         self._endpoints = Endpoints(
             grpc=grpc,
             http=f"{LOOPBACK}:{ports['http']}",
@@ -491,7 +495,8 @@ class EmbeddedServer(_ContextServer):
         process, self.process = self.process, None
         self._endpoints = None
         if process is not None:
-            _stop_group(process, STOP_TIMEOUT_S)
+            _stop_group(process, STOP_TIMEOUT_S, self._shm_at_start)
+            self._shm_at_start = set()
         if self._workdir is not None:
             self._workdir.cleanup()
             self._workdir = None
@@ -567,10 +572,10 @@ def _shm_regions(pids: list[int]) -> set[Path]:
     return found
 
 
-def _stop_group(process: subprocess.Popen, timeout_s: float) -> None:
+def _stop_group(process: subprocess.Popen, timeout_s: float, known_regions: set[Path] = frozenset()) -> None:
     pgid = process.pid  # setsid made the child its own group leader
     # Read before the group dies: which shared-memory regions are this server's (never another's).
-    regions = _shm_regions(_group_members(pgid))
+    regions = _shm_regions(_group_members(pgid)) | set(known_regions)
     # A dead server can't unload its models: its stubs get no grace, only SIGKILL.
     steps = ((signal.SIGKILL, 5.0),) if process.poll() is not None else ((signal.SIGTERM, timeout_s), (signal.SIGKILL, 5.0))
     for sig, wait_s in steps:
