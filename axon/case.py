@@ -217,10 +217,15 @@ def _assemble(spec: LoadSpec, target: Target, run: EngineRun, unchecked: str | N
     schedule = None
     if lag is not None:
         lag_summary = stats.LatencySummary.of(lag)
-        achieved = sent / measured_s if measured_s else 0.0
+        # The client's own bound on requests in flight, and the due requests it shed for it
+        # (counted among the failures as CLIENT_OVERLOAD, so they are never mistaken for answers).
+        limit = run.info.get("in_flight_limit")
+        not_sent = failures.get(loadgen.CLIENT_OVERLOAD, 0) if limit is not None else None
+        achieved = (sent - (not_sent or 0)) / measured_s if measured_s else 0.0
         # Requests are counted by intended send time, so the number sent follows the (random)
         # schedule; only the lag between intended and real send shows a client falling behind.
-        schedule = {"lag_p50_ms": lag_summary.p50, "lag_p99_ms": lag_summary.p99, "lag_max_ms": lag_summary.max, "offered_rps": spec.rate, "sent_rps": achieved}
+        schedule = {"lag_p50_ms": lag_summary.p50, "lag_p99_ms": lag_summary.p99, "lag_max_ms": lag_summary.max, "offered_rps": spec.rate, "sent_rps": achieved,
+                    "in_flight_limit": limit, "not_sent": not_sent}  # fmt: skip
         schedule["late_fraction"] = _share_above(lag, loadgen.LATE_SEND_S * 1e6)
         # An engine that can tell the server holding requests back from its own lateness (the
         # native engine) reports the client's share of the lag: only that can say "behind".
@@ -250,6 +255,7 @@ def _assemble(spec: LoadSpec, target: Target, run: EngineRun, unchecked: str | N
         "timeout_s": spec.timeout_s,
         "on_unavailable": spec.on_unavailable,
         "timeline_s": spec.timeline_s,
+        "max_in_flight": spec.max_in_flight,
     }
     outages = max((o.get("outages", 0) for o in good), default=0)  # every worker sees the same outage
     server_metrics, metrics_missing = _server_metrics(run, target, outages, sent)

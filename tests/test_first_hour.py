@@ -158,6 +158,8 @@ CLI_CASES = {
     "bench-manifest-damaged": (lambda t: ["bench", "--artifacts", _damaged_artifacts(t), "--output", str(t / "out" / "r.json"), *QUICK_BENCH], "manifest.json is damaged (JSONDecodeError"),
     "direct-manifest-damaged": (lambda t: ["direct", "--artifacts", _damaged_artifacts(t), "--model", "v1", "--output", str(t / "out" / "r.json")], "manifest.json is damaged (JSONDecodeError"),
     "tune-manifest-damaged": (lambda t: ["tune", "--artifacts", _damaged_artifacts(t), "--out", str(t / "out")], "manifest.json is damaged (JSONDecodeError"),
+    "bench-in-flight-bound-closed-loop": (lambda t: ["bench", "--concurrency", "4", "--max-in-flight", "8", *QUICK_BENCH], "an in-flight bound goes with an open-loop rate"),
+    "bench-in-flight-bound-below-connections": (lambda t: ["bench", "--rate", "15000", "--engine", "native", "--max-in-flight", "1", *QUICK_BENCH], "below the 2 h2load connections"),
     "study-artifacts-missing": (
         lambda t: ["study", "--artifacts", str(t / "none"), "--out", str(t / "out"), "--pyproject", str(t / "no.toml")],
         "--artifacts {t}/none: no such folder",

@@ -50,6 +50,8 @@ def _schedule_note(r: dict) -> str:
     )
     if "client_lag_p99_ms" in sched:
         text += f"; the client's own lag p99 {sched['client_lag_p99_ms']:.2f} ms, {sched['server_held']:,} requests held back by the server"
+    if sched.get("not_sent"):
+        text += f"; {sched['not_sent']:,} due requests not sent: all {sched['in_flight_limit']:,} allowed in flight were busy (CLIENT_OVERLOAD)"
     if "uncorrected_latency_ms" in sched:
         text += f"; p99 from the actual send {sched['uncorrected_latency_ms']['p99']:.2f} ms (what coordinated omission would report)"
     if r["engine"].get("fan_out") and r["engine"].get("connections", 1) > 1:
@@ -100,6 +102,7 @@ def specs_from_args(args: argparse.Namespace) -> list[LoadSpec]:
         connections=args.connections,
         on_unavailable=args.on_unavailable,
         timeline_s=args.timeline,
+        max_in_flight=args.max_in_flight,
         concurrency=1,  # replaced below
     )
     if args.rate is not None:
@@ -277,6 +280,9 @@ def add_parser(sub) -> None:
     )
     p.add_argument("--connections", type=positive_int, help="native engine: spread the requests in flight (closed loop) over this many HTTP/2 connections (default 1, as one client process), "
         "or the rate (open loop) over this many h2load processes of one connection each (default: one per 10,000 req/s)")
+    p.add_argument("--max-in-flight", type=positive_int, help="open loop: the most requests the client holds in flight, all processes and connections "
+        "together; a request falling due past it is not sent and counts as CLIENT_OVERLOAD (default: python 20,000 per process; native: h2load streams for "
+        "0.1 s of latency at the rate, 64-4,096 per connection)")
     p.add_argument("--repeat", type=positive_int, default=1, help="run each case this many times; tables show the median [min-max] (default 1)")
     p.add_argument(
         "--batching",

@@ -39,6 +39,10 @@ def engine_for(choice: EngineChoice, spec: LoadSpec, options: dict[str, str] = C
 
         if spec.mode == "closed":
             topology(spec.concurrency, spec.connections)  # connections must divide the concurrency
+        else:
+            from axon.engines.native_open import open_topology
+
+            open_topology(spec.rate, spec.connections, spec.max_in_flight)  # the bound must cover every connection
         return NativeEngine()
     if spec.connections is not None:
         raise AxonError(f"{options.get('connections', 'connections')} shapes the native engine's load; this case runs on the python engine")

@@ -26,6 +26,10 @@ TIMEOUT = "DEADLINE_EXCEEDED"
 UNAVAILABLE = "UNAVAILABLE"
 NOT_FOUND = "NOT_FOUND"  # Triton's answer for a model that is not loaded (unloaded mid-run, say)
 CLIENT_OVERLOAD = "CLIENT_OVERLOAD"  # open loop: too many in flight, the request was not sent
+# The python engine's bound on requests in flight per worker process, unless the spec sets one:
+# an open loop against a stalled server would otherwise hold every due request (memory grows
+# with rate x stall); past it a due request is not sent and counts as CLIENT_OVERLOAD.
+PYTHON_MAX_IN_FLIGHT = 20_000
 # Shed load: Triton's queue policy refused the request (its dynamic batcher's queue was full,
 # or the request waited past the queue timeout). Triton says UNAVAILABLE for both, the code a
 # dead server gives too; counted apart, so an overload study shows shed load, and a server
@@ -86,7 +90,7 @@ class LoadSpec:
     processes: int | str = 1  # or "auto"
     seed: int = 0
     max_error_rate: float = 0.0
-    max_in_flight: int = 20_000
+    max_in_flight: int | None = None  # open loop: the most requests in flight in all; None: the engine's own bound
     engine: str = "auto"  # auto | native | python (see axon.engines)
     connections: int | None = None  # native engine: spread the streams (closed) or the rate (open loop) over this many connections
     on_unavailable: str = "stop"  # stop: a server (or model) gone ends the run; continue: keep offering load
@@ -95,6 +99,13 @@ class LoadSpec:
     @property
     def mode(self) -> str:
         return "closed" if self.concurrency is not None else "open"
+
+    def in_flight_per_process(self) -> int:
+        """The python engine's bound for one worker process: the spec's total shared out, or the engine's default."""
+        if self.max_in_flight is None:
+            return PYTHON_MAX_IN_FLIGHT
+        processes = self.processes if isinstance(self.processes, int) else 1
+        return max(1, self.max_in_flight // processes)
 
     def resolved(self, cores: int | None = None) -> LoadSpec:
         """This spec with ``processes="auto"`` replaced by a number for a machine of ``cores``."""
@@ -127,12 +138,19 @@ class LoadSpec:
             raise AxonError(f"a timeline slice must be > 0 s, got {self.timeline_s}")
         if self.connections is not None and self.connections < 1:
             raise AxonError("connections must be >= 1")
+        if self.max_in_flight is not None:
+            if self.mode != "open":
+                raise AxonError("an in-flight bound goes with an open-loop rate: closed loop keeps exactly its concurrency in flight")
+            if self.max_in_flight < 1:
+                raise AxonError(f"the in-flight bound must be >= 1, got {self.max_in_flight}")
         if self.processes == "auto":
             return self
         if not isinstance(self.processes, int) or self.processes < 1:
             raise AxonError(f"processes must be a whole number >= 1 or 'auto', got {self.processes!r}")
         if self.concurrency is not None and self.processes > self.concurrency:
             raise AxonError(f"{self.processes} processes need concurrency >= {self.processes}")
+        if self.max_in_flight is not None and self.max_in_flight < self.processes:
+            raise AxonError(f"an in-flight bound of {self.max_in_flight} cannot be shared by {self.processes} processes")
         return self
 
 
@@ -288,7 +306,7 @@ async def open_loop(
     clock: Clock,
     stop: asyncio.Event,
     t0: float,
-    max_in_flight: int = 20_000,
+    max_in_flight: int = PYTHON_MAX_IN_FLIGHT,
 ) -> None:
     """Send request k at ``t0 + offsets[k]`` whatever the responses do; time it from then."""
     in_flight: set[asyncio.Task] = set()

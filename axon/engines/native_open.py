@@ -47,7 +47,7 @@ from typing import Any
 import numpy as np
 
 from axon.engines.base import H2LOAD, EngineRun, WorkerOutcome, h2load_version
-from axon.engines.loadgen import MAX_SCHEDULE_LAG_S, LoadSpec
+from axon.engines.loadgen import CLIENT_OVERLOAD, MAX_SCHEDULE_LAG_S, LoadSpec
 from axon.engines.payloads import MODEL_INFER, grpc_frame
 from axon.errors import AxonError, ServerError
 from axon.records import stats
@@ -69,18 +69,37 @@ DUE_SLACK_S = 0.00002
 PHASE_BIN_S = 0.0001
 
 
-def open_topology(rate: float, connections: int | None = None) -> tuple[int, int, float]:
+def open_topology(rate: float, connections: int | None = None, max_in_flight: int | None = None) -> tuple[int, int, float]:
     """(clients, streams per client, rate per client) for ``rate`` requests/s.
 
     ``connections`` fixes the number of clients (each one h2load process with one connection);
     by default just enough that none is asked for more than :data:`MAX_RATE_PER_CLIENT`.
+    ``max_in_flight`` bounds the streams of all clients together (each gets its share, rounded
+    down); by default each has enough for :data:`STREAM_HEADROOM_S` of latency.
     """
     if connections is not None and connections < 1:
         raise AxonError(f"--connections must be >= 1, got {connections}")
     clients = connections or max(1, math.ceil(rate / MAX_RATE_PER_CLIENT))
     per_client = rate / clients
+    if max_in_flight is not None:
+        if max_in_flight < clients:
+            raise AxonError(f"an in-flight bound of {max_in_flight} is below the {clients} h2load connections this rate needs (at most {MAX_RATE_PER_CLIENT:,.0f} req/s each)")
+        return clients, max_in_flight // clients, per_client
     streams = min(MAX_STREAMS, max(MIN_STREAMS, math.ceil(per_client * STREAM_HEADROOM_S)))
     return clients, streams, per_client
+
+
+def not_sent(summary: dict[str, int], rate: float, duration_s: float) -> int:
+    """Requests that fell due in one client's window but were never sent: every stream was busy.
+
+    h2load releases ``round(elapsed * rate)`` requests over its main phase and counts in
+    ``started`` those it really sent then (measured: exactly ``rate * duration`` for a server
+    that keeps up); a released request waits for a free stream, and one still waiting when the
+    window ends is never sent. Those are the load the in-flight bound shed.
+    """
+    if "started" not in summary:
+        return 0
+    return max(0, round(rate * duration_s) - summary["started"])
 
 
 def tick_s(rate_per_client: float) -> float:
@@ -220,7 +239,7 @@ def run(spec: LoadSpec, endpoints: Any, payload: bytes, expected, scrape, on_pro
         raise AxonError("the native engine needs h2load on PATH")
     if check_body:
         native.precheck(endpoints, payload, expected, spec.timeout_s)
-    clients, streams, per_client = open_topology(spec.rate, spec.connections)
+    clients, streams, per_client = open_topology(spec.rate, spec.connections, spec.max_in_flight)
     tick = tick_s(per_client)
     info = {
         "name": "native",
@@ -229,6 +248,7 @@ def run(spec: LoadSpec, endpoints: Any, payload: bytes, expected, scrape, on_pro
         "connections": clients,
         "processes": clients,
         "streams_per_connection": streams,
+        "in_flight_limit": clients * streams,
         "threads": 1,
         "rate_per_connection": per_client,
         "fan_out": f"{clients} h2load process(es), one connection each, at {per_client:,.6g} req/s each (--rps is per connection)",
@@ -290,12 +310,15 @@ def run(spec: LoadSpec, endpoints: Any, payload: bytes, expected, scrape, on_pro
     schedules = [reconstruct(r, per_client, streams) for r in rows]
     every = np.concatenate(rows) if rows else np.zeros((0, 3), dtype=np.int64)
     verification = native._verify(spec, every, every[:, 1] == native.HTTP_OK, scrapes, pre, post, in_flight=clients * streams)
+    summaries = [native.parse_summary(out) for out, _ in outputs]
     outcomes = []
     for i, (sched, proc, (stdout, stderr)) in enumerate(zip(schedules, procs, outputs)):
-        outcomes.append(_outcome(i, spec, sched, proc.returncode, stdout, stderr, scrapes, server_down, interrupted, cut_short, verification if i == 0 else {}, per_client))
+        # A window cut short has no full schedule to hold the sends against.
+        dropped = 0 if cut_short else not_sent(summaries[i], per_client, spec.duration_s)
+        outcomes.append(_outcome(i, spec, sched, proc.returncode, stdout, stderr, scrapes, server_down, interrupted, cut_short, verification if i == 0 else {}, dropped))
     extra: dict = {
         "verification": verification,
-        "h2load_summary": [native.parse_summary(out) for out, _ in outputs],
+        "h2load_summary": summaries,
         "correctness_method": native.CORRECTNESS_METHOD,
     }
     if metrics_error is not None and not server_down:
@@ -306,7 +329,7 @@ def run(spec: LoadSpec, endpoints: Any, payload: bytes, expected, scrape, on_pro
     return EngineRun(outcomes, before, after, interrupted, info, extra)
 
 
-def _outcome(index, spec, sched: Schedule, returncode, stdout, stderr, scrapes, server_down, interrupted, cut_short, verification, rate) -> WorkerOutcome:
+def _outcome(index, spec, sched: Schedule, returncode, stdout, stderr, scrapes, server_down, interrupted, cut_short, verification, dropped: int) -> WorkerOutcome:
     from axon.engines import native
 
     ok_mask = sched.status == native.HTTP_OK
@@ -331,6 +354,9 @@ def _outcome(index, spec, sched: Schedule, returncode, stdout, stderr, scrapes, 
     server_failures = verification.get("server_failures_in_window") or 0
     if server_failures:
         failures[native.SERVER_FAILURE] = server_failures
+    if dropped:
+        # As the python engine counts a due request it does not send: a failure of its own class.
+        failures[CLIENT_OVERLOAD] = dropped
     ok = max(int(ok_mask.sum()) - server_failures, 0)
     measured_s = spec.duration_s if not cut_short else (max(float(sched.end.max() - sched.start.min()), 1e-9) if n else 1e-9)
     cpus = [s["cpus"][index] for s in scrapes.samples if s.get("cpus") and s["cpus"][index] is not None]
@@ -349,7 +375,7 @@ def _outcome(index, spec, sched: Schedule, returncode, stdout, stderr, scrapes, 
         client_lag=histogram_of(sched.client_lag),
         uncorrected=histogram_of(sched.end[ok_mask] - sched.start[ok_mask]),
         server_held=int(sched.server_held.sum()),
-        sent=n,
+        sent=n + dropped,
         ok=ok,
         failures=failures,
         checked=1 if index == 0 else 0,  # the pre-run check of the one body every request carries

@@ -168,7 +168,7 @@ async def _run(job: WorkerJob, stop_flag: Any, progress: Any, barrier: Any) -> d
             await loadgen.closed_loop(sender, len(job.payloads), spec.concurrency, recorder, clock, stop, spec.requests, first_index=job.index)
         else:
             offsets = arrival_offsets(spec.rate, spec.warmup_s + spec.duration_s, spec.distribution, spec.seed + job.index)
-            await loadgen.open_loop(sender, len(job.payloads), offsets, recorder, clock, stop, t0, spec.max_in_flight)
+            await loadgen.open_loop(sender, len(job.payloads), offsets, recorder, clock, stop, t0, spec.in_flight_per_process())
         window_closed()
     finally:
         stop.set()
@@ -398,6 +398,8 @@ def run(spec: LoadSpec, endpoints: Any, payloads: list[bytes], expected: list | 
     elif scrape is not None and scrape_error is None:
         scrape_error = "the window ended before Triton's metrics were read at its start"
     info = {"name": "python", "tool": "grpc.aio", "version": version(), "processes": len(jobs)}
+    if spec.mode == "open":
+        info["in_flight_limit"] = spec.in_flight_per_process() * len(jobs)
     extra = {"metrics_error": scrape_error} if scrape_error else {}
     if stopped_by:
         extra["stopped_by"] = stopped_by

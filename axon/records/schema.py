@@ -59,6 +59,7 @@ class EngineInfo(TypedDict, total=False):
     processes: int
     connections: int
     streams_per_connection: int
+    in_flight_limit: int  # open loop: the most requests the client holds in flight (all processes, connections)
     threads: int
 
 
@@ -101,11 +102,15 @@ class LatencyMs(TypedDict):
     stddev: float
 
 
-class Schedule(TypedDict):
+class Schedule(TypedDict, total=False):
+    lag_p50_ms: float
     lag_p99_ms: float
     lag_max_ms: float
     offered_rps: float | None
     sent_rps: float
+    late_fraction: float | None
+    in_flight_limit: int | None  # the client's bound on requests in flight (None: the engine does not say)
+    not_sent: int | None  # requests due in the window but not sent: the bound was reached (CLIENT_OVERLOAD)
     behind: bool
 
 

@@ -75,6 +75,8 @@ def check_spec(spec: LoadSpec, hosts: int, engine: str = "python") -> None:
         per_host = 1 if engine == "native" or isinstance(spec.processes, str) else spec.processes
         if spec.concurrency < hosts * per_host:
             raise AxonError(f"concurrency {spec.concurrency} can't be split over {hosts} hosts x {per_host} processes (need >= {hosts * per_host})")
+    if spec.max_in_flight is not None:
+        host_shares(spec, hosts)  # the bound must be shareable: said now, not by a failed host later
     if engine == "native" and spec.connections is not None:
         # --connections counts per host; in closed loop it must divide each host's share.
         for share in host_shares(spec, hosts):

@@ -87,7 +87,7 @@ def prepare(share: LoadSpec, url: str, tls: bool, headers: dict, payload: bytes)
         logs = [Path(tmp.name) / "requests.log"]
         commands = [native.command(url, frame, logs[0], share, tls, headers)]
         return Plan(share, tmp, commands, logs, c, m, t, None)
-    clients, streams, per_client = native_open.open_topology(share.rate, share.connections)
+    clients, streams, per_client = native_open.open_topology(share.rate, share.connections, share.max_in_flight)
     logs = [Path(tmp.name) / f"requests-{i}.log" for i in range(clients)]
     commands = [native_open.command(url, frame, log, share, per_client, streams, tls, headers) for log in logs]
     return Plan(share, tmp, commands, logs, clients, streams, 1, per_client)
@@ -182,7 +182,7 @@ def in_flight(share: LoadSpec) -> int:
     """The most requests this host can have in flight: its concurrency, or every h2load stream (open loop)."""
     if share.mode == "closed":
         return share.concurrency
-    clients, streams, _ = native_open.open_topology(share.rate, share.connections)
+    clients, streams, _ = native_open.open_topology(share.rate, share.connections, share.max_in_flight)
     return clients * streams
 
 

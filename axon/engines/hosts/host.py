@@ -290,7 +290,10 @@ def host_shares(spec: LoadSpec, hosts: int) -> list[LoadSpec]:
         from axon.engines.loadgen import split_evenly
 
         return [replace(spec, concurrency=c, seed=spec.seed + h * SEED_STRIDE) for h, c in enumerate(split_evenly(spec.concurrency, hosts))]
-    return [replace(spec, rate=spec.rate / hosts, seed=spec.seed + h * SEED_STRIDE) for h in range(hosts)]
+    bound = spec.max_in_flight // hosts if spec.max_in_flight is not None else None  # the run's bound, shared out
+    if bound == 0:
+        raise AxonError(f"an in-flight bound of {spec.max_in_flight} cannot be shared by {hosts} hosts")
+    return [replace(spec, rate=spec.rate / hosts, seed=spec.seed + h * SEED_STRIDE, max_in_flight=bound) for h in range(hosts)]
 
 
 SEED_STRIDE = 1000  # more than any host's number of worker processes
