@@ -140,7 +140,11 @@ def plot(evaluations: Sequence[Evaluation], budget: Budget, winner: Evaluation |
     ax.set_xscale("log")
     from matplotlib.ticker import FuncFormatter, LogLocator
 
-    ax.xaxis.set_major_locator(LogLocator(base=10, subs=(1, 2, 5), numticks=20))
+    # Within a decade (the usual case) 1, 2, 5 leave one or two labels: label every step then.
+    lo, hi = ax.get_xlim()
+    subs = (1, 2, 5) if hi / max(lo, 1e-9) > 10 else (1, 1.5, 2, 3, 4, 5, 6, 7, 8, 9)
+    ax.xaxis.set_major_locator(LogLocator(base=10, subs=subs, numticks=30))
+    ax.xaxis.set_minor_formatter(FuncFormatter(lambda v, _: ""))
     ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
     _label_points(ax, [(e.cid, e.point.p99.median, e.point.throughput.median) for e in evaluations if e.point is not None])
     ax.scatter([], [], marker="s", color="tab:gray", label="default")
