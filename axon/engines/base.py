@@ -16,6 +16,7 @@ that into the one result record, so windows, percentiles and verdicts are writte
 from __future__ import annotations
 
 import shutil
+import signal
 import subprocess
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -201,3 +202,13 @@ def choose(
     # auto: Poisson on python is by design, said as such rather than as a fallback.
     notice = problem if poisson else f"auto engine fell back to python: {problem}"
     return EngineChoice("python", requested, notice)
+
+
+def h2load_sigint() -> None:
+    """In an h2load child, before exec: SIGINT back to its default.
+
+    axon stops h2load with SIGINT (Ctrl-C, the memory guard, a dead server). A child inherits
+    an ignored SIGINT, and axon run as a background job or under nohup has it ignored: h2load
+    would then run out its whole window after axon asked it to stop.
+    """
+    signal.signal(signal.SIGINT, signal.SIG_DFL)

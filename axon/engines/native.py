@@ -43,6 +43,7 @@ import numpy as np
 import psutil
 
 from axon.engines import H2LOAD, EngineRun, WorkerOutcome, Workload, h2load_version
+from axon.engines.base import h2load_sigint
 from axon.engines.cpu import process_cpu_s
 from axon.engines.loadgen import LoadSpec
 from axon.engines.payloads import MODEL_INFER, grpc_frame, output_of
@@ -203,7 +204,7 @@ def run(
         except ServerError as exc:
             raise ServerError(f"native engine: cannot read Triton's counters before the run: {exc}") from None
         launched = time.time()
-        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, preexec_fn=h2load_sigint)
         scrapes = _Scrapes(scrape, proc.pid)
         window_start = launched + spec.warmup_s
         margin = min(SCRAPE_MARGIN_S, spec.duration_s * SCRAPE_MARGIN_FRACTION)

@@ -46,7 +46,7 @@ from typing import Any
 
 import numpy as np
 
-from axon.engines.base import H2LOAD, EngineRun, WorkerOutcome, h2load_version
+from axon.engines.base import H2LOAD, EngineRun, WorkerOutcome, h2load_sigint, h2load_version
 from axon.engines.loadgen import CLIENT_OVERLOAD, MAX_SCHEDULE_LAG_S, LoadSpec
 from axon.engines.payloads import MODEL_INFER, grpc_frame
 from axon.errors import AxonError, ServerError
@@ -273,7 +273,7 @@ def run(spec: LoadSpec, endpoints: Any, payload: bytes, expected, scrape, on_pro
                 if lag > 0:
                     time.sleep(lag)
                 cmd = command(endpoints.grpc, frame, log, spec, per_client, streams, endpoints.tls, endpoints.headers)
-                procs.append(subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
+                procs.append(subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, preexec_fn=h2load_sigint))
             scrapes = native._Scrapes(scrape, [p.pid for p in procs])
             window_start = launched + spec.warmup_s
             margin = min(native.SCRAPE_MARGIN_S, spec.duration_s * native.SCRAPE_MARGIN_FRACTION)

@@ -36,7 +36,7 @@ from types import SimpleNamespace
 import numpy as np
 
 from axon.engines import native, native_open
-from axon.engines.base import h2load_version
+from axon.engines.base import h2load_sigint, h2load_version
 from axon.engines.hosts import clock
 from axon.engines.loadgen import LoadSpec
 from axon.engines.payloads import grpc_frame
@@ -101,7 +101,7 @@ def launch(plan: Plan, start_real: float) -> None:
         if wait > 0:
             time.sleep(wait)
         plan.launched.append(time.time())
-        plan.procs.append(subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
+        plan.procs.append(subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, preexec_fn=h2load_sigint))
 
 
 class Stop(Exception):
