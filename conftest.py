@@ -75,6 +75,23 @@ def pytest_configure(config):
 
     _previous_label.append(os.environ.get(SESSION_LABEL_ENV))
     os.environ[SESSION_LABEL_ENV] = f"s{os.getpid()}{secrets.token_hex(3)}"
+    _children_get_default_signals()
+
+
+def _children_get_default_signals() -> None:
+    """SIGINT and SIGQUIT handled here, so every child the tests start execs with both at their defaults.
+
+    A suite started as a background job of a non-interactive shell inherits both ignored, and
+    a child inherits an ignored signal but not a handler: the Ctrl-C tests would fail for the
+    way the suite was launched. (Not a pre-exec hook in each Popen: with grpc loaded, the hook
+    runs grpc's fork handlers in the child, and a child has died of SIGABRT there.)
+    """
+    import signal
+
+    if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+    if signal.getsignal(signal.SIGQUIT) is signal.SIG_IGN:
+        signal.signal(signal.SIGQUIT, lambda signum, frame: None)  # ignored here as before, default in children
 
 
 def pytest_unconfigure(config):

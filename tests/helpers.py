@@ -2,24 +2,13 @@
 
 from __future__ import annotations
 
-import signal
 import subprocess
 import sys
 
 
-def default_signals() -> None:
-    """In the child, before exec: SIGINT and SIGQUIT back to their defaults.
-
-    A suite started as a background job of a non-interactive shell inherits both ignored, and
-    a child that ignores SIGINT would make every Ctrl-C test fail for the way it was launched.
-    """
-    signal.signal(signal.SIGINT, signal.SIG_DFL)
-    signal.signal(signal.SIGQUIT, signal.SIG_DFL)
-
-
 def run_axon(*args: str, timeout: float = 300, cwd=None) -> subprocess.CompletedProcess:
     """Run the real CLI in a child process, as a user would."""
-    return subprocess.run([sys.executable, "-m", "axon.cli", *args], capture_output=True, text=True, timeout=timeout, cwd=cwd, preexec_fn=default_signals)
+    return subprocess.run([sys.executable, "-m", "axon.cli", *args], capture_output=True, text=True, timeout=timeout, cwd=cwd)
 
 
 def assert_clean_error(done: subprocess.CompletedProcess, *fragments: str, code: int = 2) -> None:
@@ -32,7 +21,7 @@ def assert_clean_error(done: subprocess.CompletedProcess, *fragments: str, code:
 
 def start_axon(*args: str) -> subprocess.Popen:
     """Start the real CLI in a child process whose stderr lines a test can wait on."""
-    return subprocess.Popen([sys.executable, "-m", "axon.cli", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, bufsize=1, preexec_fn=default_signals)
+    return subprocess.Popen([sys.executable, "-m", "axon.cli", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, bufsize=1)
 
 
 class LineWatcher:

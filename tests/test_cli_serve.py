@@ -13,7 +13,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from tests.helpers import LineWatcher, assert_clean_error, default_signals, run_axon
+from tests.helpers import LineWatcher, assert_clean_error, run_axon
 
 pytestmark = pytest.mark.server
 
@@ -35,7 +35,7 @@ def test_bad_arguments(tmp_path):
 
 def _start_serving(*args: str) -> tuple[subprocess.Popen, LineWatcher]:
     """`axon serve ARGS` in its own process group, once it says "serving" (on its own signal, never a nap)."""
-    proc = subprocess.Popen([sys.executable, "-m", "axon.cli", "serve", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, bufsize=1, start_new_session=True, preexec_fn=default_signals)
+    proc = subprocess.Popen([sys.executable, "-m", "axon.cli", "serve", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, bufsize=1, start_new_session=True)
     out = LineWatcher(proc.stdout)
     try:
         out.wait_for(lambda line: "press Ctrl-C" in line, timeout_s=120)

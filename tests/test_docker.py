@@ -22,7 +22,7 @@ import numpy as np
 import pytest
 
 from axon.serving import docker
-from tests.helpers import LineWatcher, assert_clean_error, default_signals, window_under_way
+from tests.helpers import LineWatcher, assert_clean_error, window_under_way
 
 ROOT = Path(__file__).resolve().parents[1]
 V1 = "particle_classifier_v1"
@@ -61,7 +61,7 @@ def _containers(base: str) -> list[str]:
 
 def _axon(args: list[str], project: str, cwd: Path, **env: str) -> subprocess.Popen:
     environ = dict(os.environ, AXON_DOCKER_PROJECT=project, **env)
-    return subprocess.Popen([sys.executable, "-m", "axon.cli", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, bufsize=1, cwd=cwd, env=environ, preexec_fn=default_signals)
+    return subprocess.Popen([sys.executable, "-m", "axon.cli", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, bufsize=1, cwd=cwd, env=environ)
 
 
 def test_compose_config_validates_both_variants(tmp_path):

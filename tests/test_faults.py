@@ -40,7 +40,7 @@ from axon.records import results
 from axon.serving.backends import embedded_repository
 from axon.serving.embedded import EmbeddedServer, free_port
 from tests.faultlog import observe
-from tests.helpers import LineWatcher, assert_clean_error, default_signals, run_axon, start_axon, window_under_way
+from tests.helpers import LineWatcher, assert_clean_error, run_axon, start_axon, window_under_way
 
 pytestmark = pytest.mark.server
 V1 = "particle_classifier_v1"
@@ -68,7 +68,7 @@ class _Bench:
 
     def __init__(self, *args: str, new_session: bool = False):
         if new_session:  # its own process group, as a terminal's Ctrl-C reaches it
-            self.proc = subprocess.Popen([sys.executable, "-m", "axon.cli", "bench", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, bufsize=1, start_new_session=True, preexec_fn=default_signals)
+            self.proc = subprocess.Popen([sys.executable, "-m", "axon.cli", "bench", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, bufsize=1, start_new_session=True)
         else:
             self.proc = start_axon("bench", *args)
         self.stderr = LineWatcher(self.proc.stderr)

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import shutil
 
+import numpy as np
 import pytest
 
 from axon.case import Target, prepare, run_case
@@ -37,10 +38,26 @@ def test_native_streams_share_the_bound():
 
 
 def test_not_sent_counts_the_due_requests_h2load_never_started():
-    assert native_open.not_sent({"started": 2000}, 1000.0, 2.0) == 0  # kept up: every due request started
-    assert native_open.not_sent({"started": 2004}, 1000.0, 2.0) == 0  # the backlog of the warm-up, sent in the window
-    assert native_open.not_sent({"started": 700}, 1000.0, 2.0) == 1300
-    assert native_open.not_sent({}, 1000.0, 2.0) == 0  # no summary (killed): nothing claimed
+    full = {"peak_in_flight": 64, "streams": 64}  # every stream was busy at some point
+    assert native_open.not_sent({"started": 2000}, 1000.0, 2.0, **full) == 0  # kept up: every due request started
+    assert native_open.not_sent({"started": 2004}, 1000.0, 2.0, **full) == 0  # the backlog of the warm-up, sent in the window
+    assert native_open.not_sent({"started": 700}, 1000.0, 2.0, **full) == 1300
+    assert native_open.not_sent({}, 1000.0, 2.0, **full) == 0  # no summary (killed): nothing claimed
+
+
+def test_a_shortfall_with_a_stream_always_free_is_the_window_edge_not_shed_load():
+    # Measured: a client that kept up at 1,000/s over 1 s started 999 (the window ended between ticks).
+    assert native_open.not_sent({"started": 999}, 1000.0, 1.0, peak_in_flight=12, streams=64) == 0
+    assert native_open.not_sent({"started": 700}, 1000.0, 1.0, peak_in_flight=63, streams=64) == 0
+    assert native_open.not_sent({"started": 700}, 1000.0, 1.0, peak_in_flight=1, streams=1) == 300
+
+
+def test_peak_in_flight_reads_the_log():
+    rows = np.array([[0, 200, 10], [5, 200, 10], [10, 200, 5], [16, 200, 1]])  # start µs, status, duration µs
+    assert native_open.peak_in_flight(rows) == 2  # the third starts as the first ends: its stream was freed first
+    assert native_open.peak_in_flight(np.zeros((0, 3), dtype=np.int64)) == 0
+    back_to_back = np.array([[0, 200, 10], [10, 200, 10], [20, 200, 10]])
+    assert native_open.peak_in_flight(back_to_back) == 1
 
 
 @pytest.mark.parametrize(

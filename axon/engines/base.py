@@ -15,8 +15,8 @@ that into the one result record, so windows, percentiles and verdicts are writte
 
 from __future__ import annotations
 
+import contextlib
 import shutil
-import signal
 import subprocess
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -204,11 +204,13 @@ def choose(
     return EngineChoice("python", requested, notice)
 
 
-def h2load_sigint() -> None:
-    """In an h2load child, before exec: SIGINT back to its default.
+def stop_h2load(proc: subprocess.Popen) -> None:
+    """Stop an h2load child at once; the rows it logged so far are on disk.
 
-    axon stops h2load with SIGINT (Ctrl-C, the memory guard, a dead server). A child inherits
-    an ignored SIGINT, and axon run as a background job or under nohup has it ignored: h2load
-    would then run out its whole window after axon asked it to stop.
+    SIGTERM, not SIGINT: axon run as a background job or under nohup passes SIGINT on to its
+    children ignored, and h2load would then run out its whole window. (Resetting SIGINT in a
+    pre-exec hook instead is unsafe: the hook makes grpc's fork handlers run in the child,
+    whose restarted poller met the closed descriptors and aborted h2load with SIGABRT.)
     """
-    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    with contextlib.suppress(ProcessLookupError):
+        proc.terminate()

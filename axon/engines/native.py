@@ -31,7 +31,6 @@ import contextlib
 import math
 import os
 import re
-import signal
 import subprocess
 import tempfile
 import time
@@ -43,7 +42,7 @@ import numpy as np
 import psutil
 
 from axon.engines import H2LOAD, EngineRun, WorkerOutcome, Workload, h2load_version
-from axon.engines.base import h2load_sigint
+from axon.engines.base import stop_h2load
 from axon.engines.cpu import process_cpu_s
 from axon.engines.loadgen import LoadSpec
 from axon.engines.payloads import MODEL_INFER, grpc_frame, output_of
@@ -204,7 +203,7 @@ def run(
         except ServerError as exc:
             raise ServerError(f"native engine: cannot read Triton's counters before the run: {exc}") from None
         launched = time.time()
-        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, preexec_fn=h2load_sigint)
+        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         scrapes = _Scrapes(scrape, proc.pid)
         window_start = launched + spec.warmup_s
         margin = min(SCRAPE_MARGIN_S, spec.duration_s * SCRAPE_MARGIN_FRACTION)
@@ -214,8 +213,7 @@ def run(
             stopped = _wait(proc, plan, scrapes, log, window_start, spec.timeout_s, on_progress, endpoints, guard)
         except KeyboardInterrupt:
             interrupted = True
-            # SIGINT: h2load dies, but the rows it logged so far are on disk.
-            proc.send_signal(signal.SIGINT)
+            stop_h2load(proc)
         try:
             stdout, stderr = proc.communicate(timeout=spec.duration_s + spec.warmup_s + EXIT_GRACE_S)
         except subprocess.TimeoutExpired:
@@ -254,8 +252,7 @@ def _wait(procs: subprocess.Popen | list[subprocess.Popen], plan: list[float], s
 
     def stop_all() -> None:
         for p in procs:
-            with contextlib.suppress(ProcessLookupError):
-                p.send_signal(signal.SIGINT)
+            stop_h2load(p)
 
     logs = logs if isinstance(logs, list) else [logs]
     logged, offsets = 0, [0] * len(logs)

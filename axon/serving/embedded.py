@@ -256,9 +256,18 @@ def port_in_use(port: int, host: str = LOOPBACK) -> bool:
     return False
 
 
+# The server dies with axon (SIGTERM, even when axon is SIGKILLed): util-linux's setpriv sets
+# the parent-death signal and execs tritonserver, which keeps it across the exec.
+DIE_WITH_PARENT = ["setpriv", "--pdeathsig", "TERM"]
+
+
 def _die_with_parent() -> None:
-    """In the child: a new process group, and SIGTERM if axon dies (even by SIGKILL)."""
-    os.setsid()
+    """In the child, before exec, where setpriv is missing: SIGTERM if axon dies.
+
+    Only a fallback: a pre-exec hook makes Python fork() rather than vfork(), so grpc's fork
+    handlers run in the child, and one restarted its poller there, met the descriptors
+    Popen closes, and aborted the child (seen with h2load, 2026-12-01).
+    """
     with contextlib.suppress(Exception):
         libc = ctypes.CDLL("libc.so.6", use_errno=True)
         pr_set_pdeathsig = 1
@@ -431,14 +440,16 @@ class EmbeddedServer(_ContextServer):
         started = time.monotonic()
         self._oom_kills_at_start = oom_kills()
         with open(self.log_path, "wb") as log:
+            setpriv = shutil.which(DIE_WITH_PARENT[0])
             self.process = subprocess.Popen(
-                self.command(backend_dir, ports),
+                [*DIE_WITH_PARENT, *self.command(backend_dir, ports)] if setpriv else self.command(backend_dir, ports),
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
                 env=server_environment(install),
                 cwd=workdir,
-                preexec_fn=_die_with_parent,
+                start_new_session=True,  # its own process group, which stop() signals whole
+                preexec_fn=None if setpriv else _die_with_parent,
             )
         grpc = f"{LOOPBACK}:{ports['grpc']}"
         ca = self.tls.client_ca if self.tls else None

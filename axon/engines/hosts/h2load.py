@@ -23,9 +23,7 @@ uncertainty of each edge.
 
 from __future__ import annotations
 
-import contextlib
 import math
-import signal
 import subprocess
 import tempfile
 import time
@@ -36,7 +34,7 @@ from types import SimpleNamespace
 import numpy as np
 
 from axon.engines import native, native_open
-from axon.engines.base import h2load_sigint, h2load_version
+from axon.engines.base import h2load_version, stop_h2load
 from axon.engines.hosts import clock
 from axon.engines.loadgen import LoadSpec
 from axon.engines.payloads import grpc_frame
@@ -101,7 +99,7 @@ def launch(plan: Plan, start_real: float) -> None:
         if wait > 0:
             time.sleep(wait)
         plan.launched.append(time.time())
-        plan.procs.append(subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, preexec_fn=h2load_sigint))
+        plan.procs.append(subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
 
 
 class Stop(Exception):
@@ -132,8 +130,7 @@ def follow(plan: Plan, url: str, tls: bool, headers: dict, on_progress) -> tuple
     except Stop:
         interrupted = True
         for p in plan.procs:
-            with contextlib.suppress(ProcessLookupError):
-                p.send_signal(signal.SIGINT)  # h2load dies; the rows it logged so far are on disk
+            stop_h2load(p)
     return scrapes, stopped, interrupted
 
 
