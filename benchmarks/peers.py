@@ -67,11 +67,13 @@ def _success(server) -> float:
     return triton_metrics.scrape(server.endpoints.metrics, MODEL)["success"]
 
 
-def _limit_memory(limit_bytes: int):
-    def apply() -> None:
-        resource.setrlimit(resource.RLIMIT_AS, (limit_bytes, limit_bytes))
+def _limit_memory(cmd: list[str], limit_bytes: int) -> list[str]:
+    """The command under util-linux's prlimit: an address-space cap set before exec.
 
-    return apply
+    Not a pre-exec hook: with grpc loaded here, a hook makes Python fork() rather than vfork()
+    and grpc's fork handlers run in the child (an h2load child died of SIGABRT that way).
+    """
+    return ["prlimit", f"--as={limit_bytes}", *cmd]
 
 
 def perf_analyzer(pa: Path, server, case: dict, duration_s: float, memory_gb: float, tmp: Path) -> dict:
@@ -88,7 +90,7 @@ def perf_analyzer(pa: Path, server, case: dict, duration_s: float, memory_gb: fl
     env = {**os.environ, "LD_LIBRARY_PATH": f"{lib}:{os.environ.get('LD_LIBRARY_PATH', '')}"}
     cpu0, ok0 = _cpu_children_s(), _success(server)
     try:
-        done = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=duration_s + PA_EXTRA_S, preexec_fn=_limit_memory(int(memory_gb * 2**30)))
+        done = subprocess.run(_limit_memory(cmd, int(memory_gb * 2**30)), capture_output=True, text=True, env=env, timeout=duration_s + PA_EXTRA_S)
     except subprocess.TimeoutExpired:
         return {"failed": f"timed out after {duration_s + PA_EXTRA_S:.0f} s"}
     cpu, requests = _cpu_children_s() - cpu0, _success(server) - ok0
