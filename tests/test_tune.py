@@ -122,11 +122,22 @@ def test_space_parsing_and_grid():
         ({"instances": [0]}, True, "out of range"),
         ({"delay_us": [0]}, False, "needs dynamic batching"),
         ({"preferred": "64"}, True, "expected a list"),
+        ({"queue_timeout_us": [0, 20000]}, False, "needs dynamic batching"),
+        ({"queue_timeout_us": [-1]}, True, "out of range"),
     ],
 )
 def test_space_refusals(given, batching, fragment):
     with pytest.raises(AxonError, match=fragment.replace("(", r"\(").replace(")", r"\)")):
         space.parse(given, batching)
+
+
+def test_the_queue_timeout_is_a_knob_the_candidate_carries():
+    values = space.parse({"queue_timeout_us": ["0", "20000"], "max_queue": ["0"]})
+    assert list(values) == ["max_queue", "queue_timeout_us"]
+    candidates = space.build(ServingOptions(), values).grid()
+    assert [c.queue_timeout_us for c in candidates] == [0, 20000]
+    assert space.label(candidates[1]).endswith(", timeout 20000 µs")
+    assert space.knobs_of(candidates[1])["queue_timeout_us"] == 20000
 
 
 def test_seed_only_space_is_empty():
@@ -213,6 +224,7 @@ def test_apply_writes_the_repository_config(tmp_path):
         (("--p50-ms", "-1"), None, "budget --p50-ms must be > 0"),
         (("--space", "/nonexistent/space.toml"), None, "cannot read space file"),
         ((), "instances = [1,\n", "is not valid TOML"),
+        (("--queue-timeout-us", "0,soon"), None, "queue_timeout_us: expected a whole number, got 'soon'"),
     ],
 )
 def test_cli_bad_input_is_one_line_before_any_server(tmp_path, extra, space_text, fragment):
@@ -248,7 +260,7 @@ def test_cli_tune_embedded_tiny_space(artifacts, tmp_path):
     folder = out / MODEL
     doc = json.loads((folder / report.RECORD_FILE).read_text())
     by_id = {c["id"]: c for c in doc["candidates"]}
-    assert by_id["c0"]["default"] and by_id["c0"]["knobs"] == {"instances": 1, "delay_us": 100, "preferred": [64, 128, 256], "max_batch": 256, "max_queue": 0}  # max_queue 0: the seed has no queue bound
+    assert by_id["c0"]["default"] and by_id["c0"]["knobs"] == {"instances": 1, "delay_us": 100, "preferred": [64, 128, 256], "max_batch": 256, "max_queue": 0, "queue_timeout_us": 0}  # 0: the seed has no queue policy
     # Max batch 64 under preferred sizes up to 256: Triton refuses it, the search goes on.
     for cid in ("c1", "c2"):
         assert by_id[cid]["knobs"]["max_batch"] == 64

@@ -53,7 +53,7 @@ def _log(text: str) -> None:
 def _given_knobs(args: argparse.Namespace) -> dict:
     """The space file's knobs, with any knob given on the command line taking its place."""
     given: dict = space_mod.read_file(args.space) if args.space else {}
-    for knob, flag in (("instances", args.instances), ("delay_us", args.delay_us), ("preferred", args.preferred), ("max_batch", args.max_batch), ("max_queue", args.max_queue)):
+    for knob, flag in (("instances", args.instances), ("delay_us", args.delay_us), ("preferred", args.preferred), ("max_batch", args.max_batch), ("max_queue", args.max_queue), ("queue_timeout_us", args.queue_timeout_us)):
         if flag is not None:
             given[knob] = space_mod.split_list(flag)
     return given

@@ -11,6 +11,7 @@ A space file is TOML with one list per knob, for example::
     preferred = ["none", "64/128/256"]
     max_batch = [64, 256]
     max_queue = [0, 256]      # the dynamic batcher's queue bound (0: none); a full queue rejects
+    queue_timeout_us = [0, 20000]  # the queue's timeout (0: none); a request queued longer is rejected
 """
 
 from __future__ import annotations
@@ -35,13 +36,17 @@ KNOBS: dict[str, str] = {
     "preferred": "preferred_batch_sizes",
     "max_batch": "max_batch_size",
     "max_queue": "max_queue_size",  # 0: no bound (the seed's)
+    # 0: none. On Triton 2.51 the time bound sheds overload cleanly where the size bound stalls
+    # the batcher (README, "Overload"), so a search of queue policies wants this knob.
+    "queue_timeout_us": "queue_timeout_us",
 }
-BATCHING_KNOBS = ("delay_us", "preferred", "max_batch", "max_queue")  # meaningless without dynamic batching
+BATCHING_KNOBS = ("delay_us", "preferred", "max_batch", "max_queue", "queue_timeout_us")  # meaningless without dynamic batching
 NO_PREFERRED = "none"
 MAX_INSTANCES = 64
 MAX_DELAY_US = 1_000_000
 MAX_BATCH = 65_536
 MAX_QUEUE = 1_000_000
+MAX_QUEUE_TIMEOUT_US = 60_000_000
 # Used when neither flags nor a file name a knob: the knobs the config probe showed matter.
 DEFAULT_SPACE: dict[str, tuple] = {"instances": (1, 2, 3), "delay_us": (0, 100, 500, 1000)}
 
@@ -76,6 +81,7 @@ PARSERS = {
     "preferred": _preferred,
     "max_batch": lambda v: _whole("max_batch", v, 1, MAX_BATCH),
     "max_queue": lambda v: _whole("max_queue", v, 0, MAX_QUEUE),
+    "queue_timeout_us": lambda v: _whole("queue_timeout_us", v, 0, MAX_QUEUE_TIMEOUT_US),
 }
 
 
@@ -85,6 +91,7 @@ def label(options: ServingOptions, batching: bool = True) -> str:
         return f"{options.instances} inst"
     preferred = "/".join(map(str, options.preferred_batch_sizes)) or NO_PREFERRED
     queue = f", queue {options.max_queue_size}" if options.max_queue_size else ""
+    queue += f", timeout {options.queue_timeout_us} µs" if options.queue_timeout_us else ""
     return f"{options.instances} inst, {options.max_queue_delay_us} µs, pref {preferred}, max {options.max_batch_size}{queue}"
 
 
