@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import signal
 import threading
 
@@ -168,7 +169,29 @@ def test_rejections_by_the_queue_policy_are_shed_load_not_a_dead_server(artifact
     with EmbeddedServer(repo, models=[V1]) as server:
         spec = LoadSpec(V1, concurrency=8, duration_s=1.0, warmup_s=0.3, timeout_s=5.0, engine="python", max_error_rate=1.0)
         record = run_case(spec, Target.of(server, "on"), validation_rows[0])
+        # The native engine checks its one body before the run: a server that sheds even a lone
+        # request leaves nothing to check, and it says so (not "the server rejected the body").
+        if shutil.which("h2load"):
+            with pytest.raises(ServerError, match=r"queue policy rejected all \d+ check requests \(Request timeout expired\)"):
+                run_case(LoadSpec(V1, concurrency=8, duration_s=1.0, warmup_s=0.3, timeout_s=5.0, engine="native"), Target.of(server, "on"), validation_rows[0])
     assert record["complete"], record["incomplete_reason"]
     assert record["requests"]["rejected"] > 0 and record["requests"]["failures"].get("REJECTED") == record["requests"]["rejected"]
     assert "UNAVAILABLE" not in record["requests"]["failures"]
     assert "timeout" in record["requests"]["failure_details"]["REJECTED"].lower()
+
+
+@pytest.mark.server
+def test_the_native_engine_never_passes_a_run_the_queue_policy_shed(artifacts, validation_rows, tmp_path):
+    """h2load sees HTTP 200 for a rejected request, and Triton 2.51 does not count a full queue's
+    rejections. A queue bound of 1 under 8 closed-loop streams sheds most of them: the run must
+    come out unverified, not passed, and say why and what to use instead."""
+    from axon.offline.repository import with_queue_policy
+
+    if shutil.which("h2load") is None:
+        pytest.skip("h2load not installed (apt-get install nghttp2-client)")
+    repo = with_queue_policy(embedded_repository(artifacts, "on"), tmp_path / "repo", 1, 0)
+    with EmbeddedServer(repo, models=[V1]) as server:
+        spec = LoadSpec(V1, concurrency=8, duration_s=2.0, warmup_s=0.3, timeout_s=5.0, engine="native", max_error_rate=1.0)
+        record = run_case(spec, Target.of(server, "on"), validation_rows[0])
+    assert record["engine"]["name"] == "native" and record["passed"] is False
+    assert any("--engine python to count rejections" in verdict for verdict in record["verdicts"]), record["verdicts"]

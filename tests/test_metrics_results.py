@@ -36,6 +36,7 @@ def test_parse_sums_the_model_counters():
     # prometheus_client names counter samples "<family>_total": matching on sample names found nothing.
     sample = triton_metrics.parse(EXPOSITION, "m")
     assert sample["success"] == 1000 and sample["failure"] == 3 and sample["executions"] == 125
+    assert sample["rejected"] == 2  # the failures whose reason is REJECTED: Triton's queue policy
     assert sample["gpu_utilization"] == pytest.approx(0.375)
 
 
@@ -80,3 +81,19 @@ def test_unreadable_results(tmp_path):
     (tmp_path / "old.json").write_text(json.dumps({"schema_version": 0, "runs": []}))
     with pytest.raises(AxonError, match="schema version"):
         results.read_results(tmp_path / "old.json")
+
+
+@pytest.mark.parametrize(
+    "verification, classes",
+    [
+        ({"server_failures_in_window": 5, "server_rejected_in_window": 3}, {"REJECTED": 3, "SERVER_FAILURE": 2}),
+        ({"server_failures_in_window": 4, "server_rejected_in_window": 4}, {"REJECTED": 4}),
+        ({"server_failures_in_window": 2}, {"SERVER_FAILURE": 2}),  # a server that gives no reasons
+        ({"server_failures_in_window": 0, "server_rejected_in_window": 0}, {}),
+        ({"verified": False}, {}),  # no scrapes in the window
+    ],
+)
+def test_the_native_engine_splits_triton_failures_by_reason(verification, classes):
+    from axon.engines import native
+
+    assert native.server_failure_classes(verification) == classes

@@ -36,6 +36,7 @@ PYTHON_MAX_IN_FLIGHT = 20_000
 # rejecting under overload is never mistaken for a server gone.
 REJECTED = "REJECTED"
 REJECTION_MARKS = ("exceeds maximum queue size", "request timeout expired")
+
 # A server that answers nothing but UNAVAILABLE (server gone) or NOT_FOUND (model gone) this
 # many times in a row will not recover by itself: with on_unavailable="stop" the run stops early.
 ABORT_AFTER_UNAVAILABLE = 50
@@ -60,6 +61,12 @@ AUTO_SINGLE_PROCESS_CORES = 4
 AUTO_CORES_PER_PROCESS = 4
 AUTO_MAX_PROCESSES = 4
 PROGRESS_INTERVAL_S = 0.5
+
+
+def shed_by_queue(code: str, detail: str) -> bool:
+    """Whether a failure is Triton's queue policy shedding the request (full queue, or queued
+    past its timeout): UNAVAILABLE, the code a dead server gives, told apart by its message."""
+    return code == UNAVAILABLE and any(mark in detail.lower() for mark in REJECTION_MARKS)
 
 
 class Outcome(NamedTuple):
@@ -194,7 +201,7 @@ class Recorder:
         ``start`` decides the window (the send time, or the intended time in open loop); latency
         runs from ``started`` if given, else from ``start``.
         """
-        if outcome.code == UNAVAILABLE and outcome.detail and any(m in outcome.detail.lower() for m in REJECTION_MARKS):
+        if shed_by_queue(outcome.code, outcome.detail or ""):
             outcome = outcome._replace(code=REJECTED)
         if outcome.code in GONE_CODES:
             same = outcome.code == self.gone_code

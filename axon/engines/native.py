@@ -44,7 +44,7 @@ import psutil
 from axon.engines import H2LOAD, EngineRun, WorkerOutcome, Workload, h2load_version
 from axon.engines.base import stop_h2load
 from axon.engines.cpu import process_cpu_s
-from axon.engines.loadgen import LoadSpec
+from axon.engines.loadgen import REJECTED, LoadSpec, shed_by_queue
 from axon.engines.payloads import MODEL_INFER, grpc_frame, output_of
 from axon.errors import AxonError, ServerError
 from axon.records import stats
@@ -61,6 +61,8 @@ COUNT_SLACK_FRACTION = 0.01
 EARLY_END_S = 0.5
 EARLY_END_FRACTION = 0.05
 PRECHECK_ATOL = 1e-5
+PRECHECK_TRIES = 10  # a check request shed by the server's queue policy is sent again, this often
+PRECHECK_RETRY_S = 0.05
 EXIT_GRACE_S = 30.0  # h2load exits right after -D; this bounds a hung one
 HTTP_OK = 200
 STREAM_FAILED = "STREAM_FAILED"  # h2load's status -1: reset stream, lost connection
@@ -111,9 +113,21 @@ def precheck(endpoints: Any, payload: bytes, expected: np.ndarray | None, timeou
     channel = grpc.secure_channel(endpoints.grpc, creds) if creds else grpc.insecure_channel(endpoints.grpc)
     metadata = tuple((k.lower(), v) for k, v in endpoints.headers.items()) or None
     try:
-        response = channel.unary_unary(MODEL_INFER)(payload, timeout=timeout_s, metadata=metadata)
-    except grpc.RpcError as exc:
-        raise ServerError(f"native engine: the server rejected the request body before the run ({exc.code().name}: {exc.details()}); nothing was measured") from None
+        for attempt in range(1, PRECHECK_TRIES + 1):
+            try:
+                response = channel.unary_unary(MODEL_INFER)(payload, timeout=timeout_s, metadata=metadata)
+                break
+            except grpc.RpcError as exc:
+                # A queue policy's rejection says nothing of the body: a busy server sheds the
+                # check as it would any request, so it is asked again, a bounded number of times.
+                if not shed_by_queue(exc.code().name, exc.details() or ""):
+                    raise ServerError(f"native engine: the server rejected the request body before the run ({exc.code().name}: {exc.details()}); nothing was measured") from None
+                if attempt == PRECHECK_TRIES:
+                    raise ServerError(
+                        f"native engine: the server's queue policy rejected all {PRECHECK_TRIES} check requests ({exc.details()}), so the body could not be checked; "
+                        "nothing was measured (--engine python checks answers during the run)"
+                    ) from None
+                time.sleep(PRECHECK_RETRY_S)
     finally:
         channel.close()
     if expected is not None:
@@ -326,8 +340,7 @@ def _outcome(spec, rows, returncode, stdout, stderr, scrapes, pre, post, server_
         reasons.append("server unavailable")
     verification = _verify(spec, rows, ok_mask, scrapes, pre, post)
     server_failures = verification.get("server_failures_in_window") or 0
-    if server_failures:
-        failures[SERVER_FAILURE] = server_failures
+    failures.update(server_failure_classes(verification))
     ok = max(int(ok_mask.sum()) - server_failures, 0)
     sent = int(len(rows))
     cpu = [s["cpu"] for s in scrapes.samples if s["cpu"] is not None]
@@ -389,6 +402,7 @@ def _verify(spec, rows, ok_mask, scrapes, pre, post, in_flight: int | None = Non
     client = int(np.count_nonzero(ok_mask & (done_at >= a_mid) & (done_at < b_mid)))
     server_success = int(b["metrics"]["success"] - a["metrics"]["success"])
     server_failures = int(b["metrics"]["failure"] - a["metrics"]["failure"])
+    server_rejected = int(b["metrics"].get("rejected", 0) - a["metrics"].get("rejected", 0))
     rate = client / max(b_mid - a_mid, 1e-9)
     slack = 2 * (in_flight if in_flight is not None else spec.concurrency) + math.ceil(rate * ((a["t1"] - a["t0"]) + (b["t1"] - b["t0"]))) + math.ceil(COUNT_SLACK_FRACTION * client)
     # Every request h2load saw as HTTP 200 is either a Triton success or a Triton failure.
@@ -401,8 +415,21 @@ def _verify(spec, rows, ok_mask, scrapes, pre, post, in_flight: int | None = Non
         "client_completed": client,
         "server_success": server_success,
         "server_failures_in_window": server_failures,
+        "server_rejected_in_window": server_rejected,
         "allowed_difference": slack,
     }
+
+
+def server_failure_classes(verification: dict) -> dict[str, int]:
+    """The window's failures Triton counted (h2load saw HTTP 200), by class.
+
+    Triton's rejections (queue full, queue timeout) are ``REJECTED``, the class the python
+    engine gives them, so shed load reads the same on both engines; the rest ``SERVER_FAILURE``.
+    """
+    failed = verification.get("server_failures_in_window") or 0
+    rejected = min(verification.get("server_rejected_in_window") or 0, failed)
+    classes = {REJECTED: rejected, SERVER_FAILURE: failed - rejected}
+    return {code: n for code, n in classes.items() if n}
 
 
 class NativeEngine:

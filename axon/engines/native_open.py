@@ -368,8 +368,7 @@ def _outcome(index, spec, sched: Schedule, returncode, stdout, stderr, scrapes, 
     if server_down:
         reasons.append("server unavailable")
     server_failures = verification.get("server_failures_in_window") or 0
-    if server_failures:
-        failures[native.SERVER_FAILURE] = server_failures
+    failures.update(native.server_failure_classes(verification))
     if dropped:
         # As the python engine counts a due request it does not send: a failure of its own class.
         failures[CLIENT_OVERLOAD] = dropped

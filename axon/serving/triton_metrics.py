@@ -26,6 +26,9 @@ COUNTERS = {
     "compute_infer_us": "nv_inference_compute_infer_duration_us",
     "compute_output_us": "nv_inference_compute_output_duration_us",
 }
+# Triton labels each failure with its reason; a full queue or an expired queue timeout is
+# "REJECTED". Engines that cannot see gRPC status (h2load) learn of shed load only from here.
+REJECTED_REASON = "REJECTED"
 GAUGES = {"gpu_utilization": "nv_gpu_utilization", "gpu_memory_used_bytes": "nv_gpu_memory_used_bytes", "cpu_utilization": "nv_cpu_utilization"}
 
 Sample = dict[str, float]  # name -> value for one model (plus server-wide gauges)
@@ -36,12 +39,15 @@ def parse(text: str, model: str) -> Sample:
     wanted = {v: k for k, v in COUNTERS.items()}
     gauges = {v: k for k, v in GAUGES.items()}
     out: Sample = dict.fromkeys(COUNTERS, 0.0)
+    out["rejected"] = 0.0  # the failures whose reason is REJECTED (included in "failure")
     seen_gauges: dict[str, list[float]] = {}
     for family in text_string_to_metric_families(text):
         # Match on the family: the parser names counter samples "<family>_total".
         for sample in family.samples:
             if family.name in wanted and sample.labels.get("model") == model:
                 out[wanted[family.name]] += sample.value
+                if wanted[family.name] == "failure" and sample.labels.get("reason") == REJECTED_REASON:
+                    out["rejected"] += sample.value
             elif family.name in gauges:
                 seen_gauges.setdefault(gauges[family.name], []).append(sample.value)
     for name, values in seen_gauges.items():

@@ -432,7 +432,7 @@ class DaskHosts:
             # h2load saw them as HTTP 200 and no host can tell which were its own: they are the
             # run's failures (the per-host breakdown keeps what each h2load saw).
             first = dict(run.outcomes[good[0]])
-            first["failures"] = {**first["failures"], native_engine.SERVER_FAILURE: server_failures}
+            first["failures"] = {**first["failures"], **native_engine.server_failure_classes(verification)}
             first["ok"] = max(first["ok"] - server_failures, 0)
             run.outcomes[good[0]] = first
         run.extra.update(verification=verification, correctness_method=host_h2load.CORRECTNESS_METHOD)

@@ -212,6 +212,7 @@ def verify(samples: list[dict], coordinator: clock.Offset, hosts: list[dict], pr
     client = sum(per_host)
     server_success = int(b["metrics"]["success"] - a["metrics"]["success"])
     server_failures = int(b["metrics"]["failure"] - a["metrics"]["failure"])
+    server_rejected = int(b["metrics"].get("rejected", 0) - a["metrics"].get("rejected", 0))
     interval = max(b_mid - a_mid, 1e-9)
     rate = client / interval
     scraping = (a["t1"] - a["t0"]) + (b["t1"] - b["t0"])
@@ -230,6 +231,7 @@ def verify(samples: list[dict], coordinator: clock.Offset, hosts: list[dict], pr
         "client_completed_per_host": per_host,
         "server_success": server_success,
         "server_failures_in_window": server_failures,
+        "server_rejected_in_window": server_rejected,
         "allowed_difference": slack,
         "clock_allowance": clock_slack,
     }

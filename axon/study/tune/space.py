@@ -36,8 +36,9 @@ KNOBS: dict[str, str] = {
     "preferred": "preferred_batch_sizes",
     "max_batch": "max_batch_size",
     "max_queue": "max_queue_size",  # 0: no bound (the seed's)
-    # 0: none. On Triton 2.51 the time bound sheds overload cleanly where the size bound stalls
-    # the batcher (README, "Overload"), so a search of queue policies wants this knob.
+    # 0: none. On Triton 2.51 the time bound shed overload where the size bound stalled the
+    # batcher, yet stalled a closed loop that was not overloaded (README, "Overload"): only a
+    # measurement under the user's load decides, so a search of queue policies wants this knob.
     "queue_timeout_us": "queue_timeout_us",
 }
 BATCHING_KNOBS = ("delay_us", "preferred", "max_batch", "max_queue", "queue_timeout_us")  # meaningless without dynamic batching
