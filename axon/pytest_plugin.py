@@ -449,7 +449,7 @@ def axon_hosts(axon_settings):
 
 @pytest.fixture
 def axon_bench(request, benchmark, axon_settings, axon_hosts, axon_servers, axon_artifacts, axon_budgets):
-    """Run one case; returns axon's record. Fails on a broken budget or a failed run."""
+    """Run one case; returns axon's record. Fails when the run itself fails (its record is not passed) or on a broken budget."""
     from axon.case import Target, prepare, run_case
     from axon.engines.loadgen import LoadSpec
     from axon.engines.payloads import load_rows
@@ -486,11 +486,7 @@ def axon_bench(request, benchmark, axon_settings, axon_hosts, axon_servers, axon
         ]
         record = repeats.pool(runs)
         feed_benchmark(benchmark, record)
-        problems = slo.violations(record, axon_budgets)
-        if not record["complete"]:
-            problems.append(f"run incomplete: {record['incomplete_reason']}")
-        if record["requests"]["ok"] == 0:
-            problems.append(f"no successful request ({record['requests']['failures']})")
+        problems = run_verdict(record) + slo.violations(record, axon_budgets)
         label = slo.case_label(record)
         notice = record["engine"].get("notice")
         if notice:
@@ -509,6 +505,28 @@ def axon_bench(request, benchmark, axon_settings, axon_hosts, axon_servers, axon
         return record
 
     return measure
+
+
+def run_verdict(record: dict) -> list[str]:
+    """The run's own verdict, as `axon bench` gives it: why the record is not passed.
+
+    pytest must fail what axon fails: an unverified native run, a client that fell behind its
+    schedule, due requests the client never sent, an incomplete run. These come first, so the
+    terminal line names the run's own verdict before any SLO budget.
+    """
+    problems: list[str] = []
+    if not record["complete"]:
+        problems.append(f"run incomplete: {record['incomplete_reason']}")
+    if not record["passed"]:
+        problems.extend(record["verdicts"])
+    not_sent = (record.get("schedule") or {}).get("not_sent")
+    if not_sent:
+        # pytest leaves the error rate to the SLO budgets, but shed load is the client's failure:
+        # the offered rate was never applied, whatever the budgets say.
+        problems.append(f"{not_sent} due requests not sent (the client's in-flight bound)")
+    if record["requests"]["ok"] == 0:
+        problems.append(f"no successful request ({record['requests']['failures']})")
+    return list(dict.fromkeys(problems))
 
 
 @dataclass(frozen=True)
