@@ -84,7 +84,7 @@ class Workload:
     spec: LoadSpec
     endpoints: Endpoints
     payloads: list[bytes]
-    expected: list[np.ndarray] | None
+    expected: list[dict[str, np.ndarray]] | None  # every output of each payload's reference answer, by name
     scrape: Scrape | None = None
     on_progress: Progress | None = None
     client_bound_cores: float = 0.8
