@@ -80,9 +80,9 @@ def test_request_count_mode(on_server, artifacts, validation_rows):
 def test_requests_the_model_cannot_take_are_refused_before_any_load(artifacts, validation_rows):
     # Batching off serves max_batch_size 1 (read from the served config): 2-row requests would
     # all be rejected, so the run is refused up front, naming the limit, instead of measured.
-    with EmbeddedServer(embedded_repository(artifacts, "off"), models=[V1]) as off:
-        with pytest.raises(AxonError, match="--rows-per-request 2 exceeds model 'particle_classifier_v1''s max_batch_size 1"):
-            _run(off, artifacts, validation_rows[0], concurrency=2, rows_per_request=2, duration_s=1.0, warmup_s=0.2)
+    refused = pytest.raises(AxonError, match="--rows-per-request 2 exceeds model 'particle_classifier_v1''s max_batch_size 1")
+    with EmbeddedServer(embedded_repository(artifacts, "off"), models=[V1]) as off, refused:
+        _run(off, artifacts, validation_rows[0], concurrency=2, rows_per_request=2, duration_s=1.0, warmup_s=0.2)
 
 
 def test_unknown_model(on_server, validation_rows):
