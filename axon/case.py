@@ -397,7 +397,7 @@ UNCOUNTED_REJECTIONS = "; h2load counted more than Triton answered: a server tha
 def run_direct(
     model: str,
     onnx_path: Path,
-    features: np.ndarray,
+    features: np.ndarray | Feed | None,
     rows_per_request: int = 1,
     threads: int = 1,
     duration_s: float = 2.0,
@@ -407,10 +407,16 @@ def run_direct(
     repeat: tuple[int, int] | None = None,
 ) -> dict:
     """The model in-process (no server), as one result record of the same schema, engine ``direct``."""
+    from axon.engines.direct import MAX_DISTINCT_BATCHES
+    from axon.workload.signature import from_onnx
+
     spec = LoadSpec(model, concurrency=1, duration_s=duration_s, warmup_s=warmup_s, rows_per_request=rows_per_request, engine="direct").validate()
     engine = DirectEngine(threads)
     in_process = Endpoints("in-process")
-    run = engine.run(Workload(spec, in_process, [], None, on_progress=on_progress, features=features, reference_onnx=onnx_path))
+    # The same requests a server would get, as arrays: any model's inputs, from its own graph.
+    feed = as_feed(features)
+    settled = settle(replace(feed, signature=feed.signature or from_onnx(onnx_path)), model, in_process, rows_per_request, MAX_DISTINCT_BATCHES, None)
+    run = engine.run(Workload(spec, in_process, [], None, on_progress=on_progress, features=settled.payloads.requests, reference_onnx=onnx_path))
     run.info.update(requested="direct", notice=None)
     target = Target(in_process, backend="in-process", version=run.info["version"], batching=None)
     record = _assemble(spec, target, run, "in-process: the model is the reference itself", dataset, CLIENT_BOUND_CORES * threads, repeat)
@@ -419,4 +425,5 @@ def run_direct(
     # In-process, the client is the whole measurement: "client-bound" (a hot client limiting a
     # server) does not apply.
     record["client"]["client_bound"] = False
+    record["signature"] = {**settled.record, "bytes_per_response": None, "notice": settled.notice}
     return record

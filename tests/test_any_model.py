@@ -230,3 +230,12 @@ def test_case(axon_bench, model):
     assert "[tagger-budget]" in output and "p50" in output
     missing = pytester.runpytest_subprocess("--axon-onnx", str(models["tagger"]), "-p", "no:cacheprovider")
     assert missing.ret == pytest.ExitCode.USAGE_ERROR and "input 'points' has an open dimension" in missing.stderr.str()
+
+
+def test_direct_runs_the_users_model_in_process(models, tmp_path):
+    out = tmp_path / "d.json"
+    done = run_axon("direct", "--onnx", str(models["tagger"]), *SHAPE_ARGS, "--rows-per-request", "1,4", "--repeat", "1", "--duration", "0.3", "--warmup", "0.1", "--output", str(out))
+    assert done.returncode == 0, done.stderr
+    runs = json.loads(out.read_text())["runs"]
+    assert [r["load"]["rows_per_request"] for r in runs] == [1, 4] and all(r["latency_ms"]["count"] > 0 for r in runs)
+    assert runs[1]["signature"]["inputs"][0] == {"name": "points", "datatype": "FP32", "shape": [4, 8, 3]}

@@ -57,8 +57,11 @@ class ModelChoice:
             self._written = None
 
 
-def resolve(args: argparse.Namespace, artifacts: Path | None, rows_per_request: int = 1, serving_options=None) -> ModelChoice:
-    """Settle the model and its inputs from the options, every check made now, before any server."""
+def resolve(args: argparse.Namespace, artifacts: Path | None, rows_per_request: int = 1, serving_options=None, serve: bool = True) -> ModelChoice:
+    """Settle the model and its inputs from the options, every check made now, before any server.
+
+    ``serve``: write a repository for an ``--onnx`` model (False for in-process commands).
+    """
     import numpy as np
 
     from axon.engines.payloads import load_rows
@@ -77,7 +80,7 @@ def resolve(args: argparse.Namespace, artifacts: Path | None, rows_per_request: 
         # With --url the server's own signature governs the requests; the file supplies the reference.
         feed = Feed(rows=rows, shapes=shapes, seed=args.seed, signature=None if getattr(args, "url", None) else model.signature)
         written = None
-        if not getattr(args, "url", None):
+        if serve and not getattr(args, "url", None):
             written = Path(tempfile.mkdtemp(prefix="axon-onnx-"))
             user_model.write_artifacts([model], written, serving_options or ServingOptions())
         dataset = {"name": f"user model {args.onnx}", "payload_rows": f"--input-data {args.input_data}" if rows is not None else "generated"}

@@ -88,7 +88,7 @@ class Workload:
     scrape: Scrape | None = None
     on_progress: Progress | None = None
     client_bound_cores: float = 0.8
-    features: np.ndarray | None = None
+    features: list[dict[str, np.ndarray]] | None = None  # the direct engine's calls: each one's inputs by name
     reference_onnx: Path | None = None
     # Why the load must stop now (the server axon started died, or its memory passed the
     # limit), else None; an engine calls it while it waits on its workers and stops them.
