@@ -11,6 +11,10 @@ from __future__ import annotations
 # costs a CPU client more than a remote call does, so the direct-vs-service break-even shows.
 ARCHITECTURES: dict[str, tuple[int, ...]] = {"v1": (64, 32), "v2": (128, 128, 64), "v3": (512, 512, 256)}
 DEFAULT_VERSIONS = ("v1", "v2")
+# The compute-bound point-cloud tagger (axon.offline.pointcloud), trained beside the MLPs on
+# request (`axon train --models v1,v2,pn`): several inputs, ~0.36 M parameters.
+POINT_CLOUD_VERSION = "pn"
+VERSIONS = (*ARCHITECTURES, POINT_CLOUD_VERSION)  # every model `axon train` can build
 MODEL_PREFIX = "particle_classifier_"
 
 
@@ -29,4 +33,4 @@ def served_name(text: str) -> str:
     Anything else is passed through unchanged: an external server may serve other models.
     """
     version = text.removeprefix(MODEL_PREFIX)
-    return model_name(version) if version in ARCHITECTURES else text
+    return model_name(version) if version in VERSIONS else text

@@ -492,7 +492,7 @@ def axon_bench(request, benchmark, axon_settings, axon_hosts, axon_servers, axon
     """Run one case; returns axon's record. Fails when the run itself fails (its record is not passed) or on a broken budget."""
     from axon.case import Target, prepare, run_case
     from axon.engines.loadgen import LoadSpec
-    from axon.engines.payloads import load_rows
+    from axon.engines.payloads import trained_feed
     from axon.names import served_name
     from axon.workload.feed import Feed
 
@@ -523,7 +523,7 @@ def axon_bench(request, benchmark, axon_settings, axon_hosts, axon_servers, axon
             feed, reference = Feed(shapes=dict(axon_settings.shapes), signature=user.signature), user.path
             dataset = {"name": f"user model {user.path}", "payload_rows": "generated"}
         else:
-            feed, dataset = load_rows(axon_artifacts, option="--axon-artifacts")
+            feed, dataset = trained_feed(axon_artifacts, name, option="--axon-artifacts")
             reference = axon_artifacts / "models" / name / "model.onnx"
             on_the_fly = getattr(request.config, "_axon_on_the_fly", None)
             if on_the_fly:

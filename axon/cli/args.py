@@ -10,7 +10,7 @@ import argparse
 import sys
 from collections.abc import Callable
 
-from axon.names import ARCHITECTURES, MODEL_PREFIX
+from axon.names import MODEL_PREFIX, VERSIONS
 
 # The widest concurrency a list option accepts: beyond it h2load's streams and the python
 # engine's coroutines stop modelling a client farm and start measuring the client.
@@ -113,9 +113,9 @@ def header(text: str) -> tuple[str, str]:
 
 def model_versions(text: str) -> list[str]:
     versions = [v.strip().removeprefix(MODEL_PREFIX) for v in text.split(",") if v.strip()]
-    unknown = [v for v in versions if v not in ARCHITECTURES]
+    unknown = [v for v in versions if v not in VERSIONS]
     if not versions or unknown:
-        raise argparse.ArgumentTypeError(f"unknown model(s) {unknown or text!r}; known: {','.join(sorted(ARCHITECTURES))}")
+        raise argparse.ArgumentTypeError(f"unknown model(s) {unknown or text!r}; known: {','.join(VERSIONS)}")
     return versions
 
 

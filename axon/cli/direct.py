@@ -9,7 +9,7 @@ from pathlib import Path
 from axon.cli.args import int_list, positive_float
 from axon.cli.model_args import add_model_options
 from axon.errors import AxonError
-from axon.names import ARCHITECTURES, DEFAULT_MODEL, MODEL_PREFIX, served_name
+from axon.names import DEFAULT_MODEL, MODEL_PREFIX, VERSIONS, served_name
 from axon.progress import CaseProgress
 from axon.records import repeats, results
 
@@ -38,7 +38,7 @@ def command(args: argparse.Namespace) -> int:
         if not onnx_path.is_file():
             known = sorted(p.name for p in (args.artifacts / "models").glob("*") if (p / "model.onnx").is_file())
             hint = f"; trained models there: {', '.join(known)}" if known else "; run `axon train` first, or give --onnx PATH"
-            if model.removeprefix(MODEL_PREFIX) in ARCHITECTURES:
+            if model.removeprefix(MODEL_PREFIX) in VERSIONS:
                 hint += f" (for {model}: axon train --models {model.removeprefix(MODEL_PREFIX)} --out {args.artifacts})"
             raise AxonError(f"no ONNX model for {model!r} at {onnx_path}{hint}")
     # A damaged artifact, a bad --onnx, --shape or --input-data is said before any folder is made.

@@ -14,11 +14,11 @@ from __future__ import annotations
 import argparse
 import shutil
 import tempfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from axon.errors import AxonError
-from axon.names import DEFAULT_MODEL, served_name
+from axon.names import DEFAULT_MODEL, MODEL_PREFIX, served_name
 
 
 def shape_option(text: str) -> tuple[str, tuple[int, ...]]:
@@ -62,9 +62,7 @@ def resolve(args: argparse.Namespace, artifacts: Path | None, rows_per_request: 
 
     ``serve``: write a repository for an ``--onnx`` model (False for in-process commands).
     """
-    import numpy as np
-
-    from axon.engines.payloads import load_rows
+    from axon.engines.payloads import trained_feed
     from axon.workload import inputs
     from axon.workload.feed import Feed
 
@@ -93,10 +91,10 @@ def resolve(args: argparse.Namespace, artifacts: Path | None, rows_per_request: 
         # Checked against the signature once it is read (from the server), before the load.
         feed = Feed(shapes=shapes, seed=args.seed, input_data=args.input_data)
         return ModelChoice(name, feed, reference if trained else None, {"name": "given", "payload_rows": f"--input-data {args.input_data}"}, artifacts)
-    if trained or (artifacts is None and name == served_name(name) and name.startswith("particle_classifier_")):
-        features, dataset = load_rows(artifacts, args.seed)
+    if trained or (artifacts is None and name.startswith(MODEL_PREFIX)):
+        feed, dataset = trained_feed(artifacts, name, args.seed)
         notices = [dataset["notice"]] if dataset.get("notice") else []
-        return ModelChoice(name, Feed(rows=np.asarray(features), shapes=shapes, seed=args.seed), reference if trained else None, dataset, artifacts, notices=notices)
+        return ModelChoice(name, replace(feed, shapes=shapes), reference if trained else None, dataset, artifacts, notices=notices)
     # Any other served model: inputs generated from the signature the server reports.
     notice = inputs.GENERATED_NOTICE.format(seed=args.seed, high=inputs.GENERATED_INT_HIGH)
     return ModelChoice(name, Feed(shapes=shapes, seed=args.seed), None, {"name": "generated", "payload_rows": "generated"}, artifacts, notices=[notice])

@@ -14,7 +14,7 @@ import numpy as np
 
 from axon.errors import AxonError
 from axon.offline import data
-from axon.offline.pipeline import MANIFEST_FILE, VALIDATION_ROWS_FILE
+from axon.offline.pipeline import MANIFEST_FILE, MODEL_INPUTS_FILE, VALIDATION_ROWS_FILE
 from axon.workload.requests import MAX_DISTINCT_PAYLOADS  # noqa: F401 (the engines' bound on distinct bodies)
 
 MODEL_INFER = "/inference.GRPCInferenceService/ModelInfer"
@@ -76,3 +76,25 @@ def read_manifest_dataset(manifest: Path, option: str = "--artifacts", artifacts
 def grpc_frame(payload: bytes) -> bytes:
     """A gRPC length-prefixed message (no compression flag, 4-byte big-endian length), as h2load posts it."""
     return b"\x00" + struct.pack(">I", len(payload)) + payload
+
+
+def model_inputs(artifacts: Path | None, model: str) -> Path | None:
+    """The validation inputs `axon train` kept for a model with inputs of its own (the point-cloud tagger), if any."""
+    if artifacts is None:
+        return None
+    path = Path(artifacts) / "models" / model / MODEL_INPUTS_FILE
+    return path if path.is_file() else None
+
+
+def trained_feed(artifacts: Path | None, model: str, seed: int = 0, option: str = "--artifacts"):
+    """What a model `axon train` built is fed: its own validation inputs, else the validation rows.
+
+    Returns (Feed, dataset dict); without artifacts, the generated rows of :func:`load_rows`.
+    """
+    from axon.workload.feed import Feed
+
+    own = model_inputs(artifacts, model)
+    if own is not None:
+        return Feed(input_data=own, seed=seed), {"name": "synthetic jets", "payload_rows": f"validation inputs ({own})"}
+    features, dataset = load_rows(artifacts, seed, option)
+    return Feed(rows=features, seed=seed), dataset

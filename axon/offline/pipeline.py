@@ -12,11 +12,19 @@ from pathlib import Path
 import numpy as np
 
 from axon.errors import AxonError
-from axon.names import ARCHITECTURES, model_name
+from axon.names import ARCHITECTURES, POINT_CLOUD_VERSION, VERSIONS, model_name
 from axon.offline import data, export, repository
 from axon.records.atomic import write_json
 
 VALIDATION_ROWS_FILE = "validation_rows.npz"
+# A model with inputs of its own (not HIGGS rows) keeps its validation inputs beside it, one
+# array per input name: what the faces send it, as --input-data would.
+MODEL_INPUTS_FILE = "inputs.npz"
+# The point-cloud tagger trains on its own synthetic jets; seconds per epoch on 2 cores per
+# thousand jets, so a small set and few epochs (its metrics.json says how it was trained).
+POINT_CLOUD_JETS = 2_000
+POINT_CLOUD_VALIDATION_JETS = 512
+POINT_CLOUD_MAX_EPOCHS = 2
 MANIFEST_FILE = "manifest.json"
 # The export check runs batches of up to max(VALIDATION_BATCHES) real rows drawn from the
 # training and validation splits; the stratified split may round away one row per class.
@@ -72,9 +80,9 @@ def build(
     the validation rows (the load generator's payloads) and a manifest naming the dataset.
     """
     # Every check before the first directory is made or torch is imported (seconds).
-    unknown = [v for v in versions if v not in ARCHITECTURES]
+    unknown = [v for v in versions if v not in VERSIONS]
     if unknown:
-        raise AxonError(f"unknown model version(s) {unknown}; known: {sorted(ARCHITECTURES)}")
+        raise AxonError(f"unknown model version(s) {unknown}; known: {list(VERSIONS)}")
     check_rows(len(dataset.labels))
     splits = data.split(dataset, seed=seed)
     ensure_writable(out)
@@ -86,6 +94,9 @@ def build(
     built: list[BuiltModel] = []
     for version in versions:
         name = model_name(version)
+        if version == POINT_CLOUD_VERSION:
+            built.append(_build_point_cloud(dataset, out / "models" / name, min(epochs, POINT_CLOUD_MAX_EPOCHS), seed, on_epoch))
+            continue
         trained = train(
             splits,
             TrainConfig(hidden=ARCHITECTURES[version], epochs=epochs, seed=seed),
@@ -130,3 +141,38 @@ def build(
         },
     )
     return built
+
+
+def _build_point_cloud(dataset: data.Dataset, model_dir: Path, epochs: int, seed: int, on_epoch) -> BuiltModel:
+    """Train, export and check the point-cloud tagger on synthetic jets; keep its validation inputs."""
+    from axon.offline import pointcloud
+    from axon.offline.quality import accuracy, roc_auc
+
+    name = model_dir.name
+    jets = pointcloud.synthetic_jets(POINT_CLOUD_JETS + POINT_CLOUD_VALIDATION_JETS, seed)
+    train_jets, val_jets = jets.take(slice(0, POINT_CLOUD_JETS)), jets.take(slice(POINT_CLOUD_JETS, None))
+    model, history = pointcloud.train(train_jets, epochs, seed, on_epoch=(lambda e, loss: on_epoch(name, e, loss)) if on_epoch else None)
+    onnx_path = pointcloud.export_onnx(model, model_dir / repository.MODEL_FILE, export.OPSET)
+    prob = pointcloud.predict(model, val_jets)
+    # The exported graph against torch on the validation jets, as the MLPs are checked.
+    got = export.session(onnx_path).run(None, val_jets.inputs())[0].ravel()
+    diff = float(np.max(np.abs(got - prob)))
+    if diff > export.ATOL * 10:
+        raise export.ExportError(f"{onnx_path}: onnxruntime differs from torch by {diff:.3g} on the validation jets")
+    np.savez(model_dir / MODEL_INPUTS_FILE, **val_jets.inputs())
+    val = {"auc": roc_auc(val_jets.labels, prob), "accuracy": accuracy(val_jets.labels, prob)}
+    parameters = pointcloud.parameter_count(model)
+    metrics = {
+        "model": name,
+        "architecture": {"kind": "EdgeConv point cloud", "particles": pointcloud.PARTICLES, "neighbours": pointcloud.NEIGHBOURS, "blocks": [list(b) for b in pointcloud.BLOCKS]},
+        "parameters": parameters,
+        "dataset": {"name": "synthetic jets", "jets": POINT_CLOUD_JETS, "validation_jets": POINT_CLOUD_VALIDATION_JETS, "seed": seed, "higgs_rows_unused": dataset.info.rows},
+        "val": val,
+        "train_loss": history,
+        "training": {"epochs": epochs, "batch_size": 64, "learning_rate": 1e-3, "seed": seed},
+        "export": {"opset": export.OPSET, "max_abs_diff": diff, "inputs": list(pointcloud.INPUTS)},
+        "onnx": {"path": str(onnx_path), "sha256": _sha256(onnx_path)},
+    }
+    metrics_path = model_dir / "metrics.json"
+    write_json(metrics_path, metrics)
+    return BuiltModel(name, parameters, val["auc"], val["accuracy"], onnx_path, metrics_path)

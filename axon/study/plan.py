@@ -15,7 +15,7 @@ from pathlib import Path
 
 from axon.case import Target, run_case, run_direct
 from axon.engines.loadgen import LoadSpec
-from axon.engines.payloads import load_rows
+from axon.engines.payloads import load_rows, trained_feed
 from axon.errors import AxonError
 from axon.names import model_name
 from axon.records import results
@@ -83,7 +83,7 @@ Log = Callable[[str], None]
 class Study:
     def __init__(self, artifacts: Path, out: Path, plan: StudyPlan, log: Log = lambda s: print(s, file=sys.stderr)):
         self.artifacts, self.out, self.plan, self.log = artifacts, out, plan, log
-        self.features, self.dataset = load_rows(artifacts)
+        load_rows(artifacts)  # damaged artifacts are said now, before any server starts; each case reads its model's inputs
         self.runs: list[dict] = []
         self.writer = results.ResultsWriter(out / STUDY_FILE)  # checked now, before any server starts
         self.path = self.writer.path
@@ -91,7 +91,8 @@ class Study:
 
     def _case(self, server, batching: str, part: str, spec: LoadSpec, repeat: tuple[int, int] | None = None) -> dict:
         target = Target.of(server, batching, self.plan.max_server_memory)
-        record = run_case(spec, target, self.features, self.artifacts / "models" / spec.model / "model.onnx", self.dataset, repeat=repeat)
+        feed, dataset = trained_feed(self.artifacts, spec.model)
+        record = run_case(spec, target, feed, self.artifacts / "models" / spec.model / "model.onnx", dataset, repeat=repeat)
         self._keep(record, part)
         return record
 
@@ -161,10 +162,11 @@ class Study:
         for version in p.models:
             name = model_name(version)
             onnx_path = self.artifacts / "models" / name / "model.onnx"
+            feed, dataset = trained_feed(self.artifacts, name)
             for rows in p.direct_rows:
                 for index in range(n):
                     repeat = (index, n) if n > 1 else None
-                    record = run_direct(name, onnx_path, self.features, rows, 1, p.direct_duration_s, p.warmup_s / 2, self.dataset, repeat=repeat)
+                    record = run_direct(name, onnx_path, feed, rows, 1, p.direct_duration_s, p.warmup_s / 2, dataset, repeat=repeat)
                     self._keep(record, "direct")
                     for engine in SERVICE_ENGINES:
                         spec = replace(self._spec(version, concurrency=1, rows_per_request=rows), engine=engine, duration_s=p.direct_duration_s, warmup_s=p.warmup_s / 2)

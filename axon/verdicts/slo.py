@@ -25,7 +25,7 @@ else:  # pragma: no cover - Python 3.10
     import tomli as tomllib
 
 from axon.errors import AxonError
-from axon.names import ARCHITECTURES, model_name, served_name
+from axon.names import VERSIONS, model_name, served_name
 from axon.records.schema import case_label
 
 SELECTORS = ("model", "batching", "mode", "min_concurrency", "max_concurrency")
@@ -99,7 +99,7 @@ def covered(result: dict, budgets: list[Budget]) -> bool:
 # Selector values a case can have: a budget selecting anything else would silently match nothing.
 BATCHING_VALUES = ("on", "off")
 MODE_VALUES = ("closed", "open")
-KNOWN_MODELS = tuple(model_name(v) for v in ARCHITECTURES)
+KNOWN_MODELS = tuple(model_name(v) for v in VERSIONS)
 # Where budgets live in each kind of file; any other key there is a misspelling.
 PLAIN_TABLES = ("slo",)
 PYPROJECT_KEYS = ("slo",)
