@@ -177,7 +177,7 @@ def benchmark_runs(payload: dict, path: Path) -> list[RunRecord]:
         raise AxonError(f"{path}: a pytest-benchmark JSON with no axon record (extra_info['axon']) in any benchmark: nothing axon measured")
     versions = {r.get("schema_version") for r in runs}
     if versions != {SCHEMA_VERSION}:
-        raise AxonError(f"{path}: pytest-benchmark JSON whose axon records have schema version(s) {sorted(map(repr, versions))}, this axon reads {SCHEMA_VERSION}")
+        raise AxonError(f"{path}: pytest-benchmark JSON whose axon records have schema version(s) {', '.join(sorted(map(repr, versions)))}, this axon reads {SCHEMA_VERSION}")
     return runs
 
 

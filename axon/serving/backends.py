@@ -88,8 +88,9 @@ def http1_answer(url: str, timeout_s: float = HTTP1_PROBE_TIMEOUT_S) -> str | No
 
     First the HTTP/2 preface: a gRPC server (or a proxy that speaks both, such as Envoy)
     answers with a binary SETTINGS frame, a TLS server with an alert; either means "not HTTP/1".
-    Triton's HTTP and metrics ports close the connection on it instead: only then is a plain
-    HTTP/1.1 request sent, and "HTTP/1.1 200 OK" says what the port is. Two round trips at most.
+    Triton's HTTP and metrics ports close the connection on it instead (other HTTP/1 servers
+    answer in text): only then is a plain HTTP/1.1 request sent, and "HTTP/1.1 200 OK" says
+    what the port is. Two round trips at most.
     """
     import socket
 
@@ -105,8 +106,10 @@ def http1_answer(url: str, timeout_s: float = HTTP1_PROBE_TIMEOUT_S) -> str | No
             return None  # unreachable or silent: wait_ready says what it finds
 
     head = answer(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n")
-    if head == b"":  # closed on the HTTP/2 preface: ask in HTTP/1
-        head = answer(f"GET / HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n".encode())
+    if head is None or (head and head[0] < 0x09):
+        return None  # silent, or a binary answer: an HTTP/2 frame (SETTINGS) or a TLS alert
+    # Closed on the preface, or answered in text: ask in HTTP/1, whose answer names itself.
+    head = answer(f"GET / HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n".encode())
     if not head or not head.startswith(b"HTTP/1"):
         return None
     return head.split(b"\r\n", 1)[0].decode("ascii", "replace")

@@ -646,7 +646,8 @@ def markdown(runs: list[dict], source: str | None = None) -> str:
         f"{first['server']['backend']} Triton {first['server']['version']}, git {str(first.get('git_commit'))[:10]}. "
         f"Data: {data.get('name', '?')} ({data.get('rows', '?')} rows, seed {data.get('seed', '?')}). "
         f"Each case: {first['load']['warmup_s']:g} s warm-up, {first['load']['duration_s']:g} s window"
-        f"{', ' + repeat if repeat else '. '}Engines: {_engines(runs)}." + (f" Budgets: p50 {p50_budget:g} ms, p99 {p99_budget:g} ms." if study else ""),
+        f"{', ' + repeat if repeat else '. '}Engines: {_engines(runs)}." + (f" Budgets: p50 {p50_budget:g} ms, p99 {p99_budget:g} ms." if study
+           else f" Budget lines: p50 {p50_budget:g} ms, p99 {p99_budget:g} ms, the study's defaults (a results file carries no budgets)."),
         "",
     ]
     if not study:
