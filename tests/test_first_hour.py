@@ -314,7 +314,7 @@ def test_a_window_shorter_than_the_engine_times_is_refused_with_its_minimum(engi
     choice = EngineChoice(engine, engine, None)
     with pytest.raises(AxonError, match=rf"^--duration {shortest / 10:g} s is shorter than the {engine} engine can time: its shortest window is {shortest:g} s \("):
         engine_for(choice, spec)
-    with pytest.raises(AxonError, match=rf"^a window of {shortest / 10:g} s is shorter"):  # the plugin's faces name no --duration
+    with pytest.raises(AxonError, match=rf"^--axon-duration {shortest / 10:g} s is shorter"):  # the plugin names its own option
         engine_for(choice, spec, OPTIONS)
     assert engine_for(choice, replace(spec, duration_s=shortest)).name == engine
     assert engine_for(choice, replace(spec, requests=100)).name == engine  # a request count bounds that window, not the duration
