@@ -21,7 +21,7 @@ from axon.verdicts import slo
 
 BATCHING = ("on", "off")
 # Messages from shared code name these options, not the CLI's.
-OPTIONS = {"engine": "--axon-engine", "metrics_url": "--triton-metrics-url"}
+OPTIONS = {"engine": "--axon-engine", "metrics_url": "--triton-metrics-url", "duration": "--axon-duration"}
 ON_THE_FLY_ROWS = 20_000
 ON_THE_FLY_EPOCHS = 2
 

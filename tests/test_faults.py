@@ -331,8 +331,9 @@ def test_d_metrics_endpoint_gone_at_the_window_end(server, artifacts, tmp_path, 
     bench = _Bench(*args, "--metrics-url", proxy.url)
     try:
         bench.wait_window()
-        # python scrapes once at the window's start; native once before h2load starts and once inside the window.
-        proxy.wait_served(1 if engine == "python" else 2)
+        # Once when the server is checked, before any load; then python once at the window's
+        # start, native once before h2load starts and once inside the window.
+        proxy.wait_served(2 if engine == "python" else 3)
         proxy.close()
         done = bench.finish()
     finally:

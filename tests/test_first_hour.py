@@ -105,6 +105,22 @@ def _text_file(where: Path) -> str:
     return str(where / "notes.txt")
 
 
+def _json_file(where: Path, name: str, payload: dict) -> str:
+    (where / name).write_text(json.dumps(payload))
+    return str(where / name)
+
+
+def _a_file(where: Path) -> Path:
+    """A plain file: a folder under it can't be made, even by root (whom chmod does not stop)."""
+    (where / "a-file").write_text("")
+    return where / "a-file"
+
+
+def _copy_of(where: Path, path: str) -> str:
+    shutil.copy(path, where / "copy.json")
+    return str(where / "copy.json")
+
+
 QUICK_BENCH = ["--duration", "1", "--warmup", "0"]
 
 
@@ -168,6 +184,15 @@ CLI_CASES = {
     "report-missing-path": (lambda t: ["report", str(t / "nothing.json")], "{t}/nothing.json: no such file or folder"),
     "report-folder-without-study": (lambda t: ["report", str(t)], "no study.json in {t}; give a results file"),
     "report-not-a-results-file": (lambda t: ["report", _text_file(t)], "cannot read results {t}/notes.txt"),
+    # Round 4 (issue 26): each used to be a traceback, a contradiction or a verdict never reached.
+    "bench-window-shorter-than-the-engine-times": (lambda t: ["bench", "--engine", "python", "--duration", "0.01", "--warmup", "0"],
+                                                   "--duration 0.01 s is shorter than the python engine can time: its shortest window is 0.1 s"),
+    "report-out-under-a-file": (lambda t: ["report", _results_file(t, 4), "--out", str(_a_file(t) / "out")], "cannot write the report to {t}/a-file/out: {t}/a-file is a file, not a folder"),
+    "report-pytest-benchmark-without-axon": (lambda t: ["report", _json_file(t, "pb.json", {"benchmarks": [{"name": "test_sum", "extra_info": {}}]})],
+                                             "{t}/pb.json: a pytest-benchmark JSON with no axon record (extra_info['axon'])"),
+    "report-json-of-another-kind": (lambda t: ["report", _json_file(t, "other.json", {"name": "x"})], "neither axon results (schema_version, runs) nor a pytest-benchmark JSON"),
+    "compare-a-file-with-itself": (lambda t: ["compare", _results_file(t, 4), _results_file(t, 4)], "OLD and NEW are the same file ({t}/c4.json)"),
+    "compare-identical-content": (lambda t: ["compare", _results_file(t, 4), _copy_of(t, _results_file(t, 4))], "hold identical content (the same runs)"),
     "merge-one-file": (lambda t: ["merge", _results_file(t, 4), "--output", str(t / "out" / "m.json")], "give two or more results files to merge"),
     "merge-missing-file": (lambda t: ["merge", _results_file(t, 4), str(t / "gone.json"), "--output", str(t / "out" / "m.json")], "cannot read results {t}/gone.json"),
     "merge-different-cases": (
@@ -214,6 +239,106 @@ def test_tls_against_a_plaintext_server_says_so_and_leaves_nothing(server_v1, tm
     errors = [line for line in done.stderr.splitlines() if line.startswith("axon: error:")]  # notices (engine, no artifacts) may precede it
     assert len(errors) == 1 and "not trusted" not in errors[0], done.stderr
     assert not (tmp_path / "out").exists()
+
+
+def _host_port(url: str) -> str:
+    return url.split("//", 1)[-1].split("/", 1)[0]
+
+
+@pytest.mark.server
+@pytest.mark.parametrize("port", ["metrics", "http"])
+def test_url_at_an_http1_port_is_said_at_once(server_v1, tmp_path, port):
+    ep = server_v1.endpoints
+    url = _host_port(ep.metrics) if port == "metrics" else ep.http
+    done = run_axon("bench", "--url", url, *QUICK_BENCH, "--output", str(tmp_path / "out" / "r.json"), cwd=tmp_path, timeout=60)
+    assert_clean_error(done, f"{url} is an HTTP/1 server (it answered 'HTTP/1.1 ", "not Triton's gRPC endpoint", "usually 8001")
+    errors = [line for line in done.stderr.splitlines() if line.startswith("axon: error:")]  # notices (no artifacts) may precede it
+    assert len(errors) == 1, done.stderr
+    # Said from the probe's answer: never the readiness wait's timeout, never a guess at TLS.
+    assert "not ready after" not in done.stderr and "--tls" not in done.stderr, done.stderr
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.server
+@pytest.mark.parametrize(
+    ("where", "message"),
+    [("grpc", "the server there does not answer HTTP/1"), ("http", "answers, but not with Triton's metrics (no nv_* counters there)")],
+)
+def test_a_metrics_url_that_is_not_trittons_metrics_is_one_line_before_any_load(server_v1, tmp_path, where, message):
+    ep = server_v1.endpoints
+    metrics = f"http://{ep.grpc}/metrics" if where == "grpc" else f"http://{ep.http}/v2"  # the gRPC port; Triton's HTTP API
+    done = run_axon("bench", "--url", ep.grpc, "--metrics-url", metrics, *QUICK_BENCH, "--output", str(tmp_path / "out" / "r.json"), cwd=tmp_path, timeout=60)
+    assert_clean_error(done, metrics, message, "http://HOST:8002/metrics")
+    errors = [line for line in done.stderr.splitlines() if line.startswith("axon: error:")]
+    assert len(errors) == 1, done.stderr
+    assert "req/s" not in done.stderr and not (tmp_path / "out").exists()  # no load was offered, nothing written
+
+
+def test_the_http1_probe_tells_an_http1_server_from_a_grpc_one():
+    """Real sockets, no Triton: Python's HTTP/1 server, and a gRPC (HTTP/2) server that must never be refused."""
+    import http.server
+    import threading
+    from concurrent import futures
+
+    import grpc
+
+    class Quiet(http.server.SimpleHTTPRequestHandler):
+        def log_message(self, *args):
+            pass
+
+    web = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Quiet)
+    threading.Thread(target=web.serve_forever, daemon=True).start()
+    rpc = grpc.server(futures.ThreadPoolExecutor(max_workers=1))
+    rpc_port = rpc.add_insecure_port("127.0.0.1:0")
+    rpc.start()
+    try:
+        assert backends.http1_answer(f"127.0.0.1:{web.server_port}").startswith("HTTP/1.0 200")
+        assert backends.http1_answer(f"127.0.0.1:{rpc_port}") is None
+    finally:
+        web.shutdown()
+        web.server_close()
+        rpc.stop(0)
+    assert backends.http1_answer(f"127.0.0.1:{web.server_port}") is None  # nothing there: left to the readiness check
+
+
+@pytest.mark.parametrize("engine", ["native", "python"])
+def test_a_window_shorter_than_the_engine_times_is_refused_with_its_minimum(engine):
+    from dataclasses import replace
+
+    from axon.engines import EngineChoice, engine_for, native, python
+    from axon.engines.loadgen import LoadSpec
+    from axon.pytest_plugin import OPTIONS
+
+    shortest = {"native": native.MIN_WINDOW_S, "python": python.MIN_WINDOW_S}[engine]
+    spec = LoadSpec("m", concurrency=4, duration_s=shortest / 10, warmup_s=0).validate()
+    choice = EngineChoice(engine, engine, None)
+    with pytest.raises(AxonError, match=rf"^--duration {shortest / 10:g} s is shorter than the {engine} engine can time: its shortest window is {shortest:g} s \("):
+        engine_for(choice, spec)
+    with pytest.raises(AxonError, match=rf"^--axon-duration {shortest / 10:g} s is shorter"):  # the plugin names its own option
+        engine_for(choice, spec, OPTIONS)
+    assert engine_for(choice, replace(spec, duration_s=shortest)).name == engine
+    assert engine_for(choice, replace(spec, requests=100)).name == engine  # a request count bounds that window, not the duration
+
+
+def test_report_reads_a_pytest_benchmark_json(tmp_path):
+    recorded = sorted((ROOT / "tests" / "data" / "history_noise").rglob("*.json"))[0]  # a real `pytest benchmarks --benchmark-json` file
+    shutil.copy(recorded, tmp_path / "bench.json")
+    done = run_axon("report", str(tmp_path / "bench.json"), cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert "| particle_classifier_v1, batching on, c=16 | 1 |" in done.stdout and "schema version" not in done.stdout + done.stderr
+    assert (tmp_path / "bench-report" / "latency_cdf.png").is_file()
+
+
+def test_pytest_benchmark_cases_measured_several_times_give_each_run():
+    from axon.records.results import benchmark_runs
+    from axon.records.schema import SCHEMA_VERSION
+
+    one, two, three = ({"schema_version": SCHEMA_VERSION, "repeat": {"index": i, "of": 2}} for i in range(3))
+    pooled = {**two, "repeats": [one, two]}
+    payload = {"benchmarks": [{"name": "a", "extra_info": {"axon": pooled}}, {"name": "b", "extra_info": {"axon": three}}, {"name": "c", "extra_info": {}}]}
+    assert benchmark_runs(payload, Path("x.json")) == [one, two, three]
+    with pytest.raises(AxonError, match=r"x.json: pytest-benchmark JSON whose axon records have schema version\(s\) '0', this axon reads"):
+        benchmark_runs({"benchmarks": [{"name": "a", "extra_info": {"axon": {"schema_version": "0"}}}]}, Path("x.json"))
 
 
 def test_version():

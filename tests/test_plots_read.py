@@ -9,6 +9,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
+import pytest
 
 from axon.records.repeats import Spread
 from axon.study.tune import report as tune_report
@@ -55,3 +56,100 @@ def test_gate_plot_ticks_are_whole_runs():
     ticks = [t for t in fig.axes[0].get_xticks() if 1 <= t <= len(values)]
     assert ticks and all(float(t).is_integer() for t in ticks), ticks
     plt.close(fig)
+
+
+# --------------------------------------------------------------------------- the study's plots keep README's promises (issue 26, item 11)
+
+RECORDED_STUDY = ROOT / "docs" / "results-2026-11-29" / "study.json"  # a real study: 140 runs, every part
+
+
+def _runs(which: str) -> list[dict]:
+    """The recorded study, or what `axon bench --sweep` writes: no study plan (so no budgets), one batching mode."""
+    from axon.records.results import read_results
+
+    runs = read_results(RECORDED_STUDY)
+    if which == "study":
+        return runs
+    return [{k: v for k, v in r.items() if k != "study"} for r in runs if r["study"]["part"] == "sweep" and r["batching"] == "on"]
+
+
+def _figures(which: str) -> dict:
+    from axon.study import report
+
+    figs = report.figures(_runs(which))
+    assert set(figs) == ({"sweep", "ab", "cdf", "rate", "breakdown", "direct"} if which == "study" else {"sweep", "cdf", "breakdown"})
+    for fig in figs.values():
+        fig.canvas.draw()  # tick labels, wrapped titles and extents as they are saved
+    return figs
+
+
+def _budget(ax, which: str):
+    lines = [ln for ln in ax.get_lines() if ln.get_label().startswith(f"{which} budget")]
+    assert len(lines) == 1, [ln.get_label() for ln in ax.get_lines()]
+    assert matplotlib.colors.to_hex(lines[0].get_color()) == matplotlib.colors.to_hex("red")
+    return lines[0]
+
+
+@pytest.mark.parametrize("which", ["study", "bench"])
+def test_every_latency_plot_draws_its_budgets(which):
+    import statistics
+
+    figs = _figures(which)
+    default = "" if which == "study" else " (default)"  # a results file carries no budgets: the study's defaults, said so
+    latency_axes = [(key, ax) for key, fig in figs.items() for ax in fig.axes if "latency" in ax.get_xlabel() + ax.get_ylabel()]
+    assert {key for key, _ in latency_axes} == set(figs) - {"breakdown", "direct"}  # server time and client CPU are not request latency
+    for key, ax in latency_axes:
+        p99 = _budget(ax, "p99")
+        assert p99.get_label() == f"p99 budget 25 ms{default}" and p99.get_linestyle() == "--"
+        if key in ("ab", "cdf"):
+            assert _budget(ax, "p50").get_linestyle() == ":"
+    # The sweep rings every point over the p99 budget: on a log axis 25.5 ms sits on the 25 ms line.
+    runs = [r for r in _runs(which) if r["load"]["mode"] == "closed" and r.get("study", {"part": "sweep"})["part"] == "sweep" and r["model"] == "particle_classifier_v1"]
+    groups: dict[tuple, list[float]] = {}
+    for r in runs:
+        groups.setdefault((r["batching"], r["load"]["concurrency"]), []).append(r["latency_ms"]["p99"])
+    over = {(c, statistics.median(v)) for (_, c), v in groups.items() if statistics.median(v) > 25.0}
+    assert over  # the recorded study has some (ON at c=256, OFF at c=128 and 256)
+    (ring,) = [ln for ln in figs["sweep"].axes[1].get_lines() if ln.get_label() == "over the p99 budget"]
+    assert set(zip(ring.get_xdata(), ring.get_ydata())) == over
+    # The CDF's guides: where to read p50 and p99, named on the plot.
+    (cdf,) = figs["cdf"].axes
+    guides = {ln.get_label(): list(ln.get_ydata()) for ln in cdf.get_lines() if "guide" in ln.get_label()}
+    assert guides == {"_p50 guide at 0.5": [0.5, 0.5], "_p99 guide at 0.99": [0.99, 0.99]}
+    assert {t.get_text() for t in cdf.texts} == {"0.5 (p50)", "0.99 (p99)"}
+    assert [ln.get_xdata()[0] for ln in (_budget(cdf, "p50"), _budget(cdf, "p99"))] == [7.0, 25.0]
+    for fig in figs.values():
+        plt.close(fig)
+
+
+@pytest.mark.parametrize("which", ["study", "bench"])
+def test_titles_fit_inside_their_figure_and_never_overlap(which):
+    for key, fig in _figures(which).items():
+        renderer = fig.canvas.get_renderer()
+        titles = [t for t in [*fig.texts, *(ax.title for ax in fig.axes)] if t.get_text()]
+        assert titles, key
+        boxes = [t.get_window_extent(renderer) for t in titles]
+        for title, box in zip(titles, boxes):
+            inside = box.x0 >= 0 and box.y0 >= 0 and box.x1 <= fig.bbox.width and box.y1 <= fig.bbox.height
+            assert inside, (key, title.get_text(), box, fig.bbox)
+        assert not [(a, b) for i, a in enumerate(boxes) for b in boxes[i + 1 :] if a.overlaps(b)], key
+        plt.close(fig)
+
+
+@pytest.mark.parametrize("which", ["study", "bench"])
+def test_tick_labels_come_in_one_size_and_never_overlap(which):
+    for key, fig in _figures(which).items():
+        shown = {}
+        for n, ax in enumerate(fig.axes):
+            for axis in (ax.xaxis, ax.yaxis):
+                labels = [t for t in axis.get_ticklabels(which="both") if t.get_visible() and t.get_text()]
+                shown[(n, axis.axis_name)] = labels
+                boxes = [t.get_window_extent() for t in labels]
+                assert not [(a.get_text(), b.get_text()) for i, a in enumerate(labels) for j, b in enumerate(labels) if j > i and boxes[i].overlaps(boxes[j])], (key, n, axis.axis_name)
+        sizes = {t.get_fontsize() for labels in shown.values() for t in labels}
+        assert len(sizes) == 1, (key, sizes)
+        # A log axis that shows labels labels a decade in its view (1, 10, ...), not only 2 and 5.
+        for (n, name), labels in shown.items():
+            if labels and getattr(fig.axes[n], f"get_{name}scale")() == "log":
+                assert {t.get_text() for t in labels} & {"0.1", "1", "10", "100", "1000", "10000", "100000"}, (key, n, name)
+        plt.close(fig)

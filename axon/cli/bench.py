@@ -80,7 +80,8 @@ def table(runs: list[dict]) -> str:
             f"{r['model']:<24} {r['batching'] or '?':>5} {load:>16} {engine:>6} {rep:>3} {r['throughput_rps']:>9,.0f} {lat['p50']:>7.2f} {lat['p95']:>7.2f} "
             f"{lat['p99']:>7.2f} {r['requests']['failed']:>5} {bs_text:>6} {cpu_text:>5}  {verdict}"
         )
-    notes = "\n(latencies in ms; cpu = client cores per worker process, or per h2load thread for the native engine; - where not measured)"
+    notes = ("\n(latencies in ms; rep = repeat number, - for a single run; err = failed requests; "
+             "cpu = client cores per worker process, or per h2load thread for the native engine, - where not measured)")
     for r in runs:
         notes += _schedule_note(r)
     for reason in dict.fromkeys(r["correctness"]["reason"] for r in runs if not r["correctness"]["enabled"]):

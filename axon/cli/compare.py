@@ -106,6 +106,27 @@ def history_gate(storage: Path, metric: str, threshold: float, alpha: float, str
     return EXIT_REGRESSION if regressions else EXIT_OK
 
 
+def _contents(path: Path) -> list[bytes]:
+    """The bytes of a results file, or of every JSON file under a folder (sorted): what the gate would read."""
+    files = sorted(path.rglob("*.json")) if path.is_dir() else [path]
+    try:
+        return sorted(f.read_bytes() for f in files)
+    except OSError:
+        return [str(path.resolve()).encode()]  # unreadable: the reader says why, later
+
+
+def same_measurements(old: Path, new: Path) -> None:
+    """OLD and NEW that are one file (or hold the same bytes) can only agree: "no regression"
+    would read as a verdict the gate never reached, so it is a one-line error instead."""
+    if not (old.exists() and new.exists()):
+        return  # the reader names the missing one
+    if old.resolve() == new.resolve():
+        raise AxonError(f"OLD and NEW are the same {'folder' if old.is_dir() else 'file'} ({old}): comparing runs with themselves finds nothing; give the baseline and the new runs")
+    held = _contents(old)
+    if held and held == _contents(new):
+        raise AxonError(f"OLD {old} and NEW {new} hold identical content (the same runs): comparing runs with themselves finds nothing")
+
+
 def command(args: argparse.Namespace) -> int:
     from axon.verdicts import gate, history  # scipy: only once options parse
 
@@ -121,6 +142,7 @@ def command(args: argparse.Namespace) -> int:
     if args.plot_dir:
         raise AxonError("--plot-dir draws histories: use it with --storage")
     alpha = fraction(args.alpha, "alpha", gate.DEFAULT_ALPHA)
+    same_measurements(args.files[0], args.files[1])
     return two_sample([args.files[0]], [args.files[1]], args.metric, threshold, alpha, args.strict, args.json, args.single_run_fails)
 
 

@@ -43,9 +43,19 @@ def engine_for(choice: EngineChoice, spec: LoadSpec, options: dict[str, str] = C
             from axon.engines.native_open import open_topology
 
             open_topology(spec.rate, spec.connections, spec.max_in_flight)  # the bound must cover every connection
-        return NativeEngine()
+        return check_window(NativeEngine(), spec, options)
     if spec.connections is not None:
         raise AxonError(f"{options.get('connections', 'connections')} shapes the native engine's load; this case runs on the python engine")
     from axon.engines.python import PythonEngine
 
-    return PythonEngine()
+    return check_window(PythonEngine(), spec, options)
+
+
+def check_window(engine: Engine, spec: LoadSpec, options: dict[str, str] = CLI_OPTIONS) -> Engine:
+    """``engine``, once ``spec``'s window is one it can time: a shorter one is refused with its
+    minimum, before any work (a 0.01 s window once printed "3,600 req/s" from 36 requests)."""
+    shortest = getattr(engine, "min_window_s", 0.0)
+    if spec.requests is None and spec.duration_s < shortest:
+        raise AxonError(f"{options.get('duration', 'a window of')} {spec.duration_s:g} s is shorter than the {engine.name} engine can time: "
+                        f"its shortest window is {shortest:g} s ({engine.min_window_why})")
+    return engine

@@ -126,7 +126,7 @@ class EngineChoice:
 
 # The options that name the engine and the metrics URL: the CLI's by default; the pytest
 # plugin passes its own, so every message names an option the user can actually type.
-CLI_OPTIONS = {"engine": "--engine", "metrics_url": "--metrics-url", "connections": "--connections"}
+CLI_OPTIONS = {"engine": "--engine", "metrics_url": "--metrics-url", "connections": "--connections", "duration": "--duration"}
 
 
 @lru_cache(maxsize=1)

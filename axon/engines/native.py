@@ -54,6 +54,11 @@ from axon.serving.embedded import grpc_alive
 # scrapes fall after the warm-up's requests and before h2load stops its streams.
 SCRAPE_MARGIN_S = 0.25
 SCRAPE_MARGIN_FRACTION = 0.2  # of the window, for short windows
+# The shortest window the native engine times: Triton's counters are read twice inside it, a
+# fifth of it from each edge, to check h2load's counts. A scrape took 2.5-5 ms here (2026-12-07,
+# 2 cores); at c=64 a 0.01-0.02 s window ended before the second scrape or held no request,
+# and its "req/s" came from a few dozen requests.
+MIN_WINDOW_S = 0.1
 # Triton's and h2load's counts between the scrapes may differ by the requests in flight at
 # each scrape (2 N), those completed while a scrape was under way, and this share for timing.
 COUNT_SLACK_FRACTION = 0.01
@@ -437,6 +442,8 @@ class NativeEngine:
 
     name = "native"
     payload_limit = 1  # h2load's -d sends one body for every request
+    min_window_s = MIN_WINDOW_S
+    min_window_why = "Triton's counters are read twice inside the window to check h2load's counts"
 
     def __init__(self, check_body: bool = True):
         self.check_body = check_body

@@ -404,11 +404,19 @@ def run(spec: LoadSpec, endpoints: Any, payloads: list[bytes], expected: list | 
     return EngineRun(outcomes, before, after, interrupted, info, extra)
 
 
+# The shortest window the python engine times: its parent reads Triton's counters at the
+# window's start and asks the run's guard (a dead server, its memory) on a 0.1 s tick; a
+# shorter window is over before it is watched once.
+MIN_WINDOW_S = 0.1
+
+
 class PythonEngine:
     """grpc.aio workers: closed and open loop (Poisson too), many distinct bodies, sampled checks."""
 
     name = "python"
     payload_limit = MAX_DISTINCT_PAYLOADS
+    min_window_s = MIN_WINDOW_S
+    min_window_why = "the run's guard and Triton's counters are read on a 0.1 s tick"
 
     def run(self, work: Workload) -> EngineRun:
         return run(work.spec, work.endpoints, work.payloads, work.expected, work.on_progress, work.scrape, work.guard)

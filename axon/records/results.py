@@ -160,6 +160,27 @@ def read_measurements(path: Path) -> tuple[str, dict]:
     return "other", payload
 
 
+def benchmark_runs(payload: dict, path: Path) -> list[RunRecord]:
+    """The axon runs a pytest-benchmark JSON carries: each case's ``extra_info["axon"]``, its
+    repeats unpooled (a case measured N times holds the N records under ``repeats``).
+
+    A file with benchmarks but no axon record (another suite's) is a one-line error that says so.
+    """
+    runs: list[RunRecord] = []
+    for bench in payload.get("benchmarks") or []:
+        record = (bench.get("extra_info") or {}).get("axon") if isinstance(bench, dict) else None
+        if not isinstance(record, dict):
+            continue
+        pooled = record.get("repeats")
+        runs += pooled if isinstance(pooled, list) and pooled else [record]
+    if not runs:
+        raise AxonError(f"{path}: a pytest-benchmark JSON with no axon record (extra_info['axon']) in any benchmark: nothing axon measured")
+    versions = {r.get("schema_version") for r in runs}
+    if versions != {SCHEMA_VERSION}:
+        raise AxonError(f"{path}: pytest-benchmark JSON whose axon records have schema version(s) {', '.join(sorted(map(repr, versions)))}, this axon reads {SCHEMA_VERSION}")
+    return runs
+
+
 def merge_runs(runs: Iterable[dict]) -> dict[str, Any]:
     """Merge runs of the same case (say, from several hosts): exact, via the histograms."""
     runs = list(runs)

@@ -11,6 +11,8 @@ from axon.serving.embedded import READY_TIMEOUT_S, EmbeddedServer, Endpoints, Tl
 
 BACKENDS = ("embedded", "docker", "external")
 EXTERNAL_READY_TIMEOUT_S = 10.0
+# An HTTP/2 or HTTP/1 server answers the probe within a round trip; a silent one is left to wait_ready.
+HTTP1_PROBE_TIMEOUT_S = 1.0
 __all__ = ["BACKENDS", "COMPOSE_FILE", "DOCKER_READY_TIMEOUT_S", "DockerServer", "ExternalServer", "check_url", "docker_unavailable_reason", "embedded_repository", "make_server"]
 
 
@@ -42,10 +44,18 @@ class ExternalServer(_ContextServer):
 
     def start(self) -> Endpoints:
         check_url(self.url, "the server URL")
+        http1 = http1_answer(self.url)
+        if http1 is not None:  # said at once: gRPC would only time out, then guess at TLS
+            raise ServerError(f"{self.url} is an HTTP/1 server (it answered {http1!r}), not Triton's gRPC endpoint; "
+                              "give the gRPC port (usually 8001; 8000 is Triton's HTTP API, 8002 its metrics)")
         try:
             self.version = wait_ready(self.url, self.models, self.ready_timeout_s, ssl=self.tls, headers=self.headers, ca_file=self.ca_file)
         except ServerError as exc:
             raise ServerError(f"Triton at {self.url} is unreachable or not ready: {exc}") from None
+        if self.metrics_url:  # a wrong metrics URL is said before any load, not as a run's missing counters
+            from axon.serving import triton_metrics
+
+            triton_metrics.check_endpoint(self.metrics_url, "the metrics URL")
         self._endpoints = Endpoints(grpc=self.url, metrics=self.metrics_url, tls=self.tls, headers=self.headers, ca_file=self.ca_file)
         return self._endpoints
 
@@ -70,6 +80,39 @@ def check_url(url: str, option: str) -> None:
         raise ServerError(f"{option} must be HOST:PORT of Triton's gRPC endpoint, got {url!r}")
     if not 1 <= int(port) <= 65535:
         raise ServerError(f"{option}: port {port} is out of range (1-65535), got {url!r}")
+
+
+def http1_answer(url: str, timeout_s: float = HTTP1_PROBE_TIMEOUT_S) -> str | None:
+    """The status line an HTTP/1-only server at ``url`` (HOST:PORT) answers with, or None for
+    anything else (an HTTP/2 or gRPC server, a TLS one, no answer, no server).
+
+    First the HTTP/2 preface: a gRPC server (or a proxy that speaks both, such as Envoy)
+    answers with a binary SETTINGS frame, a TLS server with an alert; either means "not HTTP/1".
+    Triton's HTTP and metrics ports close the connection on it instead (other HTTP/1 servers
+    answer in text): only then is a plain HTTP/1.1 request sent, and "HTTP/1.1 200 OK" says
+    what the port is. Two round trips at most.
+    """
+    import socket
+
+    host, _, port = url.split("://", 1)[-1].rpartition(":")
+
+    def answer(request: bytes) -> bytes | None:
+        try:
+            with socket.create_connection((host.strip("[]"), int(port)), timeout=timeout_s) as sock:
+                sock.settimeout(timeout_s)
+                sock.sendall(request)
+                return sock.recv(64)
+        except (OSError, ValueError):
+            return None  # unreachable or silent: wait_ready says what it finds
+
+    head = answer(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n")
+    if head is None or (head and head[0] < 0x09):
+        return None  # silent, or a binary answer: an HTTP/2 frame (SETTINGS) or a TLS alert
+    # Closed on the preface, or answered in text: ask in HTTP/1, whose answer names itself.
+    head = answer(f"GET / HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n".encode())
+    if not head or not head.startswith(b"HTTP/1"):
+        return None
+    return head.split(b"\r\n", 1)[0].decode("ascii", "replace")
 
 
 def check_metrics_url(url: str, option: str) -> None:

@@ -6,6 +6,7 @@ two scrapes. Parsing uses prometheus_client's parser, not regexes.
 
 from __future__ import annotations
 
+import http.client
 import urllib.request
 from dataclasses import asdict, dataclass
 
@@ -56,13 +57,33 @@ def parse(text: str, model: str) -> Sample:
     return out
 
 
-def scrape(url: str, model: str, timeout_s: float = SCRAPE_TIMEOUT_S) -> Sample:
+def fetch(url: str, timeout_s: float = SCRAPE_TIMEOUT_S) -> str:
+    """The exposition text at ``url``, or a one-line ServerError."""
     try:
         with urllib.request.urlopen(url, timeout=timeout_s) as response:
-            text = response.read().decode("utf-8", "replace")
+            return response.read().decode("utf-8", "replace")
+    except http.client.HTTPException as exc:
+        # Not an HTTP/1 answer at all (BadStatusLine): an HTTP/2-only server such as Triton's
+        # gRPC port answers an HTTP/1 request with a binary GOAWAY frame.
+        raise ServerError(f"cannot scrape Triton metrics at {url}: the server there does not answer HTTP/1 ({type(exc).__name__}); "
+                          "is it Triton's gRPC port? The metrics are served over HTTP, usually at http://HOST:8002/metrics") from None
     except OSError as exc:
         raise ServerError(f"cannot scrape Triton metrics at {url}: {exc}") from None
-    return parse(text, model)
+
+
+def scrape(url: str, model: str, timeout_s: float = SCRAPE_TIMEOUT_S) -> Sample:
+    return parse(fetch(url, timeout_s), model)
+
+
+def check_endpoint(url: str, option: str, timeout_s: float = SCRAPE_TIMEOUT_S) -> None:
+    """Before any load: ``url`` answers with Triton's metrics (some ``nv_`` family), else one line naming ``option``."""
+    text = fetch(url, timeout_s)
+    try:
+        names = [family.name for family in text_string_to_metric_families(text)]
+    except ValueError:  # the parser's error on text that is not Prometheus exposition
+        names = []
+    if not any(name.startswith("nv_") for name in names):
+        raise ServerError(f"{option} {url} answers, but not with Triton's metrics (no nv_* counters there); Triton serves them at http://HOST:8002/metrics by default")
 
 
 @dataclass(frozen=True)

@@ -19,7 +19,7 @@ import numpy as np
 from axon.errors import AxonError
 from axon.names import DEFAULT_MODEL
 from axon.records import repeats, stats
-from axon.records.results import read_results
+from axon.records.results import benchmark_runs, read_measurements, read_results
 from axon.study.plan import COMPARE_AT, FALLBACK_P50_MS, FALLBACK_P99_MS, STUDY_FILE, capacity_table
 
 # One colour meaning across the study's figures: blue is batching ON, orange batching OFF, and
@@ -30,6 +30,7 @@ BUDGET_STYLE = {"p50": ":", "p99": "--"}  # both red: dotted p50, dashed p99, on
 MODEL_STYLE = {"v1": ("o", "-", "x"), "v2": ("s", "--", "+")}  # marker, line, fell-behind marker
 COMPONENT_COLORS = ("#2f4f4f", "#8fbc8f", "#556b2f", "#c0c0c0")  # queue, input, infer, output
 MODES = ("on", "off", None)
+TITLE_ROOM = 0.96  # the share of a figure's width a title may take
 PLOTS = {
     "sweep": "throughput_p99_vs_concurrency.png",
     "ab": "ab_bars.png",
@@ -305,9 +306,9 @@ def plot_sweep(runs: list[dict], model: str | None = None):
     short = model.removeprefix("particle_classifier_")
     ax_t.set_ylabel("throughput (req/s)")
     ax_t.set_title(f"{short}: throughput vs concurrency (median, min–max)")
-    if _plan(runs):
-        _budget_line(ax_l, runs, "p99", axis="y")
-        ax_l.legend()
+    _budget_line(ax_l, runs, "p99", axis="y")
+    _mark_over_budget(ax_l, runs, model)
+    ax_l.legend()
     ax_l.set_ylabel("p99 latency (ms)")
     ax_l.set_yscale("log")
     _label_decades(ax_l.yaxis)
@@ -340,9 +341,8 @@ def plot_ab(runs: list[dict], concurrency: int | None = None, model: str | None 
         spreads = [summary[f"{k}_ms"] for k in keys]
         bars = ax_l.bar(x + shift, [s.median for s in spreads], 0.4, yerr=err(spreads), capsize=3, label=f"batching {name.upper()}", color=COLORS[name])
         ax_l.bar_label(bars, labels=[f"{s.median:.2f}" for s in spreads], padding=2, fontsize=8)
-    if _plan(runs):
-        for which in ("p50", "p99"):
-            _budget_line(ax_l, runs, which, axis="y")
+    for which in ("p50", "p99"):
+        _budget_line(ax_l, runs, which, axis="y")
     ax_l.set_xticks(x, keys)
     ax_l.set_ylabel("latency (ms)")
     ax_l.set_title(f"{short}: latency, c={concurrency} (median, min–max over {len(on)} runs)")
@@ -366,13 +366,14 @@ def plot_cdf(runs: list[dict], concurrency: int | None = None, model: str | None
         # All repeats pooled: an exact merge of their histograms.
         values, counts = stats.histogram_values_seconds(stats.merge([r["histogram"] for r in group]))
         ax.plot(np.array(values) * 1e3, np.cumsum(counts) / np.sum(counts), color=COLORS[batching], label=f"batching {batching or '?'}")
-    if _plan(runs):  # budget lines only where a study set the budgets
-        for which in ("p50", "p99"):
-            _budget_line(ax, runs, which, axis="x")
-        # Where to read p50 and p99: a curve crossing 0.5 left of the dotted line meets the p50
-        # budget; one reaching 0.99 left of the dashed line meets the p99 budget.
-        for level in (0.5, 0.99):
-            ax.axhline(level, color="gray", linewidth=0.8, alpha=0.6)
+    for which in ("p50", "p99"):
+        _budget_line(ax, runs, which, axis="x")
+    # Where to read p50 and p99: a curve crossing 0.5 left of the dotted line meets the p50
+    # budget; one reaching 0.99 left of the dashed line meets the p99 budget.
+    for level, name in ((0.5, "p50"), (0.99, "p99")):
+        ax.axhline(level, color="gray", linewidth=0.8, alpha=0.6, label=f"_{name} guide at {level:g}")  # "_": not in the legend
+        # Named at the right edge: the 0.99 guide runs just under the 1.0 grid line.
+        ax.text(0.995, level, f"{level:g} ({name})", transform=ax.get_yaxis_transform(), ha="right", va="top", color="dimgray", fontsize=8)
     ax.set_xscale("log")
     _label_decades(ax.xaxis)
     ax.set_xlabel("request latency (ms)")
@@ -385,23 +386,46 @@ def plot_cdf(runs: list[dict], concurrency: int | None = None, model: str | None
 
 
 def _budget_line(ax, runs: list[dict], which: str, axis: str) -> None:
-    """The study's p50 or p99 budget as a red line (dotted p50, dashed p99) across a latency axis."""
+    """The p50 or p99 budget as a red line (dotted p50, dashed p99) across a latency axis.
+
+    A study's own budgets; any other results file carries none, so the study's defaults are
+    drawn, and their label says so.
+    """
     p50, p99 = budgets(runs)
     value = p50 if which == "p50" else p99
     line = ax.axhline if axis == "y" else ax.axvline
-    line(value, color="red", linestyle=BUDGET_STYLE[which], linewidth=1.2, label=f"{which} budget {value:g} ms")
+    line(value, color="red", linestyle=BUDGET_STYLE[which], linewidth=1.2, label=f"{which} budget {value:g} ms{'' if _plan(runs) else ' (default)'}")
+
+
+def _mark_over_budget(ax, runs: list[dict], model: str) -> None:
+    """A red ring around each sweep point whose median p99 is over the p99 budget: on a log axis
+    25.5 ms sits on a 25 ms line, and only the ring says which side of it the point is."""
+    _, p99_budget = budgets(runs)
+    over = [(c, s.median) for b in MODES for c, group in _sweep(runs, b, model).items() if (s := repeats.summarise(group)["p99_ms"]).median > p99_budget]
+    if over:
+        ax.plot(*zip(*over), "o", markersize=13, markerfacecolor="none", markeredgecolor="red", markeredgewidth=1.5, label="over the p99 budget")
+
+
+# Minor labels (2 and 5 between decades) only on an axis of at most this many decades: beyond
+# it they would crowd the decades' own labels.
+MINOR_LABELS_MAX_DECADES = 3.5
 
 
 def _label_decades(axis) -> None:
-    """On a log axis, a label at every decade (0.1, 1, 10, 100) and at 2 and 5 between them
-    (smaller), not only the one or two decades matplotlib labels by default."""
+    """On a log axis, a label at every decade (0.1, 1, 10, 100) and, where room allows, at 2 and
+    5 between them, all in one size: not only the one or two decades matplotlib labels by default."""
     from matplotlib.ticker import FuncFormatter, LogLocator
+
+    def minor(v: float, _pos) -> str:
+        low, high = sorted(axis.get_view_interval())
+        room = low > 0 and math.log10(high / low) <= MINOR_LABELS_MAX_DECADES
+        return f"{v:g}" if room else ""
 
     axis.set_major_locator(LogLocator(base=10, numticks=20))
     axis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
     axis.set_minor_locator(LogLocator(base=10, subs=(2, 5), numticks=20))
-    axis.set_minor_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
-    axis.set_tick_params(which="minor", labelsize=7)
+    axis.set_minor_formatter(FuncFormatter(minor))
+    axis.set_tick_params(which="minor", labelsize=matplotlib.rcParams[f"{axis.axis_name}tick.labelsize"])  # one size with the decades'
 
 
 def plot_rate(runs: list[dict]):
@@ -448,8 +472,7 @@ def plot_rate(runs: list[dict]):
                 any_behind.add(short)
                 ax.plot([r["throughput_rps"] for r in behind], [r["latency_ms"]["p99"] for r in behind], behind_marker, color=COLORS[batching],
                         markersize=10, markeredgewidth=2, linestyle="none")
-        if _plan(runs):
-            _budget_line(ax, runs, "p99", axis="y")
+        _budget_line(ax, runs, "p99", axis="y")
         ax.set_yscale("log")
         _label_decades(ax.yaxis)
         ax.set_xlabel("achieved throughput (req/s)")
@@ -463,8 +486,7 @@ def plot_rate(runs: list[dict]):
         if short in any_behind:
             handles.append(Line2D([], [], color="black", marker=behind_marker, markersize=10, markeredgewidth=2, linestyle="none",
                                   label=f"{short}: the sender fell behind its schedule"))
-    if _plan(runs):
-        handles.append(axes[0][-1].get_lines()[-1])
+    handles.append(next(line for line in axes[0][-1].get_lines() if line.get_label().startswith("p99 budget")))
     fig.suptitle("Latency vs throughput, open loop (capacity search)")
     axes[0][-1].legend(handles=handles, loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8)
     fig.tight_layout()
@@ -500,9 +522,23 @@ def plot_breakdown(runs: list[dict]):
         ax.grid(alpha=0.3, axis="y", which="both")
     axes[0][0].set_ylabel("server time per request (µs, log)")
     axes[0][-1].legend(fontsize=8)
-    fig.suptitle(f"{model.removeprefix('particle_classifier_')}: where Triton spends each request's time (median over repeats)")
+    _fit_suptitle(fig, f"{model.removeprefix('particle_classifier_')}: where Triton spends each request's time (median over repeats)")
     fig.tight_layout()
     return fig
+
+
+def _fit_suptitle(fig, title: str) -> None:
+    """The figure's title, wrapped until it fits the figure's width: one panel (a bench file of
+    one batching mode) is narrower than a title written for two. Measured with the renderer,
+    so a long model name wraps too; text and figure scale together, so it fits at any dpi."""
+    import textwrap
+
+    text = fig.suptitle(title)
+    renderer = fig.canvas.get_renderer()
+    width = len(title)
+    while text.get_window_extent(renderer).width > TITLE_ROOM * fig.bbox.width and width > 10:
+        width = int(width * 0.85)
+        text.set_text(textwrap.fill(title, width))
 
 
 def plot_direct(runs: list[dict]):
@@ -610,7 +646,8 @@ def markdown(runs: list[dict], source: str | None = None) -> str:
         f"{first['server']['backend']} Triton {first['server']['version']}, git {str(first.get('git_commit'))[:10]}. "
         f"Data: {data.get('name', '?')} ({data.get('rows', '?')} rows, seed {data.get('seed', '?')}). "
         f"Each case: {first['load']['warmup_s']:g} s warm-up, {first['load']['duration_s']:g} s window"
-        f"{', ' + repeat if repeat else '. '}Engines: {_engines(runs)}." + (f" Budgets: p50 {p50_budget:g} ms, p99 {p99_budget:g} ms." if study else ""),
+        f"{', ' + repeat if repeat else '. '}Engines: {_engines(runs)}." + (f" Budgets: p50 {p50_budget:g} ms, p99 {p99_budget:g} ms." if study
+           else f" Budget lines: p50 {p50_budget:g} ms, p99 {p99_budget:g} ms, the study's defaults (a results file carries no budgets)."),
         "",
     ]
     if not study:
@@ -681,11 +718,39 @@ def load(path: Path) -> tuple[list[dict], Path, str | None]:
         return read_results(study_file), path, None
     if not path.exists():
         raise AxonError(f"{path}: no such file or folder")
-    return read_results(path), path.parent / f"{path.stem}-report", path.name
+    kind, payload = read_measurements(path)
+    if kind == "other":
+        raise AxonError(f"{path}: a JSON object that is neither axon results (schema_version, runs) nor a pytest-benchmark JSON (benchmarks)")
+    runs = benchmark_runs(payload, path) if kind == "pytest-benchmark" else payload["runs"]
+    return runs, path.parent / f"{path.stem}-report", path.name
+
+
+def check_out(out: Path) -> None:
+    """The report's folder made and written to before any plot is drawn: a folder that can't
+    take it (read-only, or under a file) is one line, not a traceback after the work.
+
+    Folders made for the check are removed when it fails.
+    """
+    import contextlib
+    import tempfile
+
+    missing = [p for p in [out, *out.parents] if not p.exists()]
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=out, prefix=".axon-probe-"):
+            pass
+    except OSError as exc:
+        for folder in missing:  # innermost first
+            with contextlib.suppress(OSError):
+                folder.rmdir()
+        blocker = next((a for a in out.parents if a.exists()), None)
+        why = f"{blocker} is a file, not a folder" if blocker is not None and not blocker.is_dir() else exc.strerror or str(exc)
+        raise AxonError(f"cannot write the report to {out}: {why}") from None
 
 
 def write_report(path: Path, out: Path | None = None) -> Path:
-    """Read a study folder or any axon results file; write report.md and the plots that apply.
+    """Read a study folder, any axon results file or a pytest-benchmark JSON of axon's cases;
+    write report.md and the plots that apply.
 
     Plots that the runs can't support (a sweep of one concurrency, an A/B without both modes)
     are not drawn; report.md says which, and why.
@@ -694,7 +759,7 @@ def write_report(path: Path, out: Path | None = None) -> Path:
     if not runs:
         raise AxonError(f"{path} holds no runs")
     out = Path(out or default_out)
-    out.mkdir(parents=True, exist_ok=True)
+    check_out(out)
     for key, fig in figures(runs).items():
         fig.savefig(out / PLOTS[key], dpi=110)
         plt.close(fig)
