@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import sys
 import time
 from pathlib import Path
@@ -22,7 +23,7 @@ from axon.names import ARCHITECTURES, MODEL_PREFIX, served_name
 from axon.offline.repository import ServingOptions, apply_serving, config_text
 from axon.records import atomic, results
 from axon.serving import backends
-from axon.study.tune import report, search, verdict
+from axon.study.tune import confirm, report, search, verdict
 from axon.study.tune import space as space_mod
 from axon.study.tune.control import ModelControl, ServerGone, seed_options
 
@@ -65,6 +66,8 @@ def _check_args(args: argparse.Namespace) -> tuple[dict, verdict.Budget]:
             raise AxonError(f"budget {name} must be > 0, got {value:g}")
     if args.objective == "capacity" and args.model.removeprefix(MODEL_PREFIX) not in ARCHITECTURES:
         raise AxonError(f"--objective capacity measures axon's own models ({', '.join(ARCHITECTURES)}), not {args.model!r}")
+    if args.confirm_pairs < 2:
+        raise AxonError(f"--confirm-pairs must be at least 2 (one pair has no spread to judge), got {args.confirm_pairs}")
     if args.apply and args.url:
         raise AxonError("--apply writes the artifacts' repositories, which a server at --url does not serve; copy the winner's config.pbtxt from --out instead")
     values = space_mod.parse(_given_knobs(args), batching=args.batching == "on")
@@ -123,7 +126,8 @@ def _tune(args, server, control: ModelControl, space: space_mod.Space, budget: v
         "started": results.now_iso(),
         "server": {"backend": server.backend, "version": getattr(server, "version", None), **server.endpoints.as_dict()},
         "plan": {"concurrencies": list(plan.concurrencies), "repeat": args.repeat, "p50_ms": budget.p50_ms, "p99_ms": budget.p99_ms,
-                 "objective": args.objective, "duration_s": args.duration, "warmup_s": args.warmup, "min_gain": search.MIN_GAIN},
+                 "objective": args.objective, "duration_s": args.duration, "warmup_s": args.warmup, "min_gain": search.MIN_GAIN,
+                 "alpha": args.alpha, "confirm_pairs": args.confirm_pairs},
         "space": space.as_dict(),
         "initial_config": control.initial,
     }
@@ -153,17 +157,20 @@ def _tune(args, server, control: ModelControl, space: space_mod.Space, budget: v
     tuner = search.Search(space, plan, load, measure, _log)
 
     def save() -> None:
-        doc.update(strategy=tuner.strategy, candidates=tuner.candidates, runs=tuner.runs, wall_s=time.monotonic() - started)
+        doc.update(strategy=tuner.strategy, candidates=tuner.candidates, runs=tuner.runs, confirm_runs=tuner.confirm_runs, wall_s=time.monotonic() - started)
         atomic.write_json(out / report.RECORD_FILE, doc)
 
     tuner.on_change = save
     _log(f"tune {args.model}: {space.size} candidates in the space; {args.repeat} interleaved rounds; concurrencies {','.join(map(str, plan.concurrencies))}; "
          f"budget p50 {budget.p50_ms:g} ms, p99 {budget.p99_ms:g} ms; {args.warmup:g} s warm-up + {args.duration:g} s per run")
     capacities: dict[str, dict] = {}
+    confirmation = None
     try:
         tuner.run()
         if args.objective == "capacity":
             capacities = _capacities(args, server, load, tuner, batching, budget, out)
+        else:
+            confirmation = _confirm(args, tuner, budget, doc)
     finally:
         # Triton keeps the last override even across a plain load: restore explicitly, whatever happened.
         with contextlib.suppress(Exception):
@@ -171,10 +178,15 @@ def _tune(args, server, control: ModelControl, space: space_mod.Space, budget: v
             _log(f"restored {args.model} to its on-disk config in {doc['restored']['seconds']:.1f} s")
         doc["last_candidate_loaded"] = tuner.last_loaded
         save()
-    evaluations = verdict.evaluate(tuner.candidates, tuner.runs, budget, capacities)
+    evaluations = verdict.evaluate(tuner.candidates, tuner.runs, budget, capacities, args.alpha)
+    if confirmation is not None:
+        evaluations = [dataclasses.replace(e, confirmation=confirmation) if e.cid == confirmation["candidate"] else e for e in evaluations]
     ranked = verdict.rank(evaluations, args.objective)
-    win = verdict.winner(evaluations, args.objective)
-    line = report.summary(win, evaluations[0], budget, args.objective)
+    if args.objective == "capacity":
+        win = verdict.winner(evaluations, args.objective)
+    else:  # crowned only by the head-to-head
+        win = next((e for e in evaluations if confirmation and confirmation["held"] and e.cid == confirmation["candidate"]), None)
+    line = report.summary(win, evaluations[0], budget, args.objective, confirmation, evaluations)
     winner_options = tuner.options_of(win.cid) if win else None
     winner_config = None
     if winner_options is not None:
@@ -185,7 +197,8 @@ def _tune(args, server, control: ModelControl, space: space_mod.Space, budget: v
             winner_config = text_format.MessageToString(apply_serving(json_format.ParseDict(control.initial, mc.ModelConfig()), winner_options, batching))
         else:
             winner_config = config_text(args.model, "embedded", batching, winner_options)
-    doc.update(capacities=capacities, evaluations=[e.as_dict() for e in ranked], winner=win.cid if win else None, verdict=line, wall_s=time.monotonic() - started)
+    doc.update(capacities=capacities, evaluations=[e.as_dict() for e in ranked], winner=win.cid if win else None, verdict=line,
+               confirmation=confirmation, wall_s=time.monotonic() - started)
     applied: list[Path] = []
     if args.apply and winner_options is not None:
         applied = report.apply_winner(args.model, batching, winner_options, args.artifacts, args.gpu_repository)
@@ -204,6 +217,22 @@ def _tune(args, server, control: ModelControl, space: space_mod.Space, budget: v
         print(f"note: {args.model} now serves its on-disk config, which differs from what was served before tuning (that was an override)")
     print(f"tune: {len(tuner.runs)} runs over {len(tuner.candidates)} candidates in {doc['wall_s']:.0f} s; {', '.join(str(p) for p in written.values())}, {out / report.RECORD_FILE}")
     return 0
+
+
+def _confirm(args, tuner: search.Search, budget: verdict.Budget, doc: dict) -> confirm.Confirmation | None:
+    """The screen's nominee against the default, head-to-head on fresh runs; None when there is no nominee."""
+    evaluations = verdict.evaluate(tuner.candidates, tuner.runs, budget, alpha=args.alpha)
+    nominee = verdict.nominee(evaluations)
+    if nominee is None:
+        return None
+    default = evaluations[0]
+    breaks = default.point is None or not default.point.in_budget
+    c_default = default.point.concurrency if default.point else nominee.point.concurrency
+    a, b = tuner.head_to_head(nominee.cid, c_default, nominee.point.concurrency, args.confirm_pairs)
+    found = confirm.decide(nominee.cid, a, b, nominee.comparison.holm_p, args.repeat, args.confirm_pairs, budget, args.alpha, breaks)
+    doc["confirmation"] = found
+    _log(f"{nominee.cid}: {confirm.sentence(found, nominee.cid)}")
+    return found
 
 
 def _capacities(args, server, load, tuner: search.Search, batching: str, budget: verdict.Budget, out: Path) -> dict[str, dict]:
