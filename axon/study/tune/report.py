@@ -222,7 +222,8 @@ def markdown(doc: dict, ranked: Sequence[Evaluation], candidates: Sequence[dict]
     if failed:
         lines += ["", "Candidates Triton refused or that crashed it:"] + [f"- {c['id']} {c['label']}: {c['error']}" for c in failed]
     for r in doc.get("server_restarts") or []:
-        lines += ["", f"Triton crashed while loading {r['at_candidate']} (after {r['runs_before']} runs) and was restarted; its log: `{Path(r['log']).name}`."]
+        why = f" ({r['reason']})" if r.get("reason") else ""
+        lines += ["", f"Triton went down while loading {r['at_candidate']} (after {r['runs_before']} runs){why} and was restarted; its log: `{Path(r['log']).name}`."]
     restored = doc.get("restored") or {}
     if restored:
         lines += ["", f"Afterwards the model was restored to its on-disk config ({restored['method']}, {restored['seconds']:.1f} s; "

@@ -25,15 +25,37 @@ from axon.records import atomic, results
 from axon.serving import backends
 from axon.study.tune import confirm, report, search, verdict
 from axon.study.tune import space as space_mod
-from axon.study.tune.control import ModelControl, ServerGone, seed_options
+from axon.study.tune.control import LoadResult, ModelControl, ServerGone, process_state, seed_options
 
 SCHEMA_VERSION = 1
 CAPACITY_START_RPS = 500.0
-MAX_RESTARTS = 2  # embedded server crashes survived before the tune gives up
+# Embedded server crashes or hangs survived in one tune: each candidate gets its try and one
+# more; past this many the tune stops, keeping what it measured.
+MAX_RESTARTS = 6
+
+
+def _kill(server) -> None:
+    """SIGKILL the embedded server's whole process group now: a server that crashed into a futex
+    or was stopped (SIGSTOP) does not act on SIGTERM, and a polite stop would wait 15 s for it."""
+    import os
+    import signal
+
+    pid = getattr(server, "pid", None)
+    if pid is None:
+        return
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pid, signal.SIGKILL)  # setsid made the server its group's leader
+    with contextlib.suppress(Exception):
+        server.process.wait(timeout=5)
+
+
+def _watch(server):
+    """Why the embedded server's process is unwell (exited, stopped), for ModelControl's checks each second."""
+    return lambda: server.death() or process_state(getattr(server, "pid", None))
 
 
 def _restart(server, out: Path, index: int) -> Path:
-    """Start a crashed embedded server again on its ports (clients reconnect); keep the crash's log."""
+    """Start a crashed or hung embedded server again on its ports (clients reconnect); keep the crash's log."""
     import shutil
 
     ep = server.endpoints
@@ -41,6 +63,7 @@ def _restart(server, out: Path, index: int) -> Path:
     kept = out / f"tritonserver-crash-{index + 1}.log"
     if server.log_path and Path(server.log_path).is_file():
         shutil.copyfile(server.log_path, kept)
+    _kill(server)
     server.stop()
     server.ports = ports
     server.start()
@@ -106,8 +129,11 @@ def command(args: argparse.Namespace) -> int:
     with contextlib.ExitStack() as stack:
         stack.enter_context(server)
         ep = server.endpoints
-        control = ModelControl(ep.grpc, args.model, ssl=ep.tls, headers=ep.headers, log_path=getattr(server, "log_path", None))
+        control = ModelControl(ep.grpc, args.model, ssl=ep.tls, headers=ep.headers, log_path=getattr(server, "log_path", None),
+                               watch=None if args.url else _watch(server))
         stack.callback(control.close)
+        # Runs before the server's own stop: a server left dead or hung is killed, not waited for.
+        stack.callback(lambda: control.gone and not args.url and _kill(server))
         initial = control.check()
         seed, batches = seed_options(initial)
         if batches != (args.batching == "on"):
@@ -143,16 +169,24 @@ def _tune(args, server, control: ModelControl, space: space_mod.Space, budget: v
     restarts: list[dict] = []
     doc["server_restarts"] = restarts
 
-    def load(options: ServingOptions):
-        try:
-            return control.load(control.candidate_json(options, batching))
-        except ServerGone as exc:
-            if args.url or len(restarts) >= MAX_RESTARTS:
-                raise AxonError(f"tune stopped: {exc}; partial results in {out / report.RECORD_FILE}") from None
-            _log(f"{exc}; restarting the embedded server on the same ports and loading the candidate again")
-            restarts.append({"at_candidate": space_mod.label(options, space.batching), "runs_before": len(tuner.runs), "log": str(_restart(server, out, len(restarts)))})
-            control.wait_ready()
-            return control.load(control.candidate_json(options, batching))
+    def load(options: ServingOptions) -> LoadResult:
+        """Load a candidate; a server that dies or hangs meanwhile is restarted and the candidate
+        tried once more; twice down, it "crashed the server" and the search goes on."""
+        cand = tuner.candidate(options)
+        reasons: list[str] = []
+        for attempt in range(2):
+            _log(f"  loading {cand['id']} {cand['label']}" + (" again, on the restarted server" if attempt else ""))
+            try:
+                return control.load(control.candidate_json(options, batching))
+            except ServerGone as exc:
+                if args.url or len(restarts) >= MAX_RESTARTS:
+                    raise AxonError(f"tune stopped: {exc}; partial results in {out / report.RECORD_FILE}") from None
+                reasons.append(control.gone or str(exc))
+                _log(f"{exc}; restarting the embedded server on the same ports" + ("" if attempt else ", then loading the candidate again"))
+                restarts.append({"at_candidate": cand["label"], "candidate": cand["id"], "reason": str(exc), "runs_before": len(tuner.runs),
+                                 "log": str(_restart(server, out, len(restarts)))})
+                control.wait_ready()
+        return LoadResult(False, 0.0, f"{verdict.CRASHED} twice ({reasons[0]}; then {reasons[1]})", crashed=True)
 
     tuner = search.Search(space, plan, load, measure, _log)
 

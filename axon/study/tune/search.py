@@ -72,6 +72,7 @@ class Search:
                 "knobs": space_mod.knobs_of(options),
                 "default": not self.candidates,
                 "error": None,
+                "crashed": False,  # brought the server down twice while loading (the error says how)
                 "loads": [],
                 "sweep": None,
                 "sweep_stop": None,
@@ -165,8 +166,8 @@ class Search:
                 cand["loads"].append({"stage": stage, "round": rnd, "ok": result.ok, "seconds": result.seconds, "error": result.error})
                 self.on_change()
                 if not result.ok:
-                    cand["error"] = result.error
-                    self.log(f"  {cand['id']} {cand['label']}: failed to load: {result.error}")
+                    cand["error"], cand["crashed"] = result.error, result.crashed
+                    self.log(f"  {cand['id']} {cand['label']}: {'' if result.crashed else 'failed to load: '}{result.error}; the search goes on")
                     continue
                 self.last_loaded = cand["id"]
                 if cand["sweep"] is None:
