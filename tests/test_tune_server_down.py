@@ -18,7 +18,20 @@ from axon.study.tune import report
 from tests.helpers import LineWatcher, start_axon
 
 MODEL = "particle_classifier_v1"
-TINY = ("--delay-us", "0,500", "--repeat", "2", "--duration", "0.5", "--warmup", "0.2", "--concurrency", "4", "--confirm-pairs", "2")
+TINY = (
+    "--delay-us",
+    "0,500",
+    "--repeat",
+    "2",
+    "--duration",
+    "0.5",
+    "--warmup",
+    "0.2",
+    "--concurrency",
+    "4",
+    "--confirm-pairs",
+    "2",
+)
 
 
 def _server_pid(parent: int, timeout_s: float = 120) -> int:
@@ -71,7 +84,9 @@ def test_a_candidate_that_kills_then_hangs_the_server_is_named_and_the_search_go
     doc = json.loads((out / MODEL / report.RECORD_FILE).read_text())
     by_id = {c["id"]: c for c in doc["candidates"]}
     # Named: c1 crashed the server (killed, then hung); tried twice, then left.
-    assert by_id["c1"]["crashed"] and by_id["c1"]["error"].startswith("crashed the server twice (killed by SIGKILL; then stopped (SIGSTOP")
+    assert by_id["c1"]["crashed"] and by_id["c1"]["error"].startswith(
+        "crashed the server twice (killed by SIGKILL; then stopped (SIGSTOP"
+    )
     assert [r["candidate"] for r in doc["server_restarts"]] == ["c1", "c1"]
     assert all(Path(r["log"]).is_file() for r in doc["server_restarts"])
     # No other result lost: the default and c2 measured in both rounds, c1 never.
@@ -108,4 +123,7 @@ def test_sigterm_ends_a_tune_on_a_hung_server_keeping_what_was_measured(artifact
     assert took < 30, (took, stderr[-2000:])
     doc = json.loads((out / MODEL / report.RECORD_FILE).read_text())
     assert [(r["tune"]["round"], r["tune"]["candidate"]) for r in doc["runs"]] == [(0, "c0")]  # what was measured is kept
-    assert not Path(f"/proc/{touched[0]}").exists() or "Z" in Path(f"/proc/{touched[0]}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    assert (
+        not Path(f"/proc/{touched[0]}").exists()
+        or "Z" in Path(f"/proc/{touched[0]}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    )
