@@ -335,6 +335,7 @@ def test_apply_writes_the_repository_config(tmp_path):
         (("--space", "/nonexistent/space.toml"), None, "cannot read space file"),
         ((), "instances = [1,\n", "is not valid TOML"),
         (("--queue-timeout-us", "0,soon"), None, "queue_timeout_us: expected a whole number, got 'soon'"),
+        (("--confirm-pairs", "1"), None, "--confirm-pairs must be at least 2 (one pair has no spread to judge), got 1"),
     ],
 )
 def test_cli_bad_input_is_one_line_before_any_server(tmp_path, extra, space_text, fragment):
@@ -346,6 +347,11 @@ def test_cli_bad_input_is_one_line_before_any_server(tmp_path, extra, space_text
     assert_clean_error(done, fragment)
     assert len(done.stderr.strip().splitlines()) == 1, done.stderr
     assert "repository" not in done.stderr  # refused before any server was looked for
+
+
+def test_cli_alpha_out_of_range(tmp_path):
+    done = run_axon("tune", "--alpha", "1.5", "--out", str(tmp_path), timeout=60)
+    assert_clean_error(done, "argument --alpha: expected a number between 0 and 1 (exclusive), got 1.5")
 
 
 def test_cli_unknown_model_without_url(artifacts, tmp_path):

@@ -282,6 +282,7 @@ class ModelControl:
             if time.monotonic() > deadline:
                 raise AxonError(f"model {self.model!r} not ready {timeout_s:.0f} s after its load at {self.url}")
             time.sleep(POLL_S)
+        self.gone = None  # ready: whatever was wrong before (a restarted server) is over
 
     # ------------------------------------------------------------------ restore
     def restore(self) -> dict:

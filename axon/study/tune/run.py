@@ -145,7 +145,7 @@ def command(args: argparse.Namespace) -> int:
 def _tune(args, server, control: ModelControl, space: space_mod.Space, budget: verdict.Budget, features, dataset, reference: Path, out: Path, started: float, case: PreparedCase) -> int:
     batching = "on" if space.batching else "off"
     target = Target.of(server, batching, args.max_server_memory)
-    plan = search.Plan(tuple(args.concurrency), args.repeat, budget)
+    plan = search.Plan(tuple(args.concurrency), args.repeat, budget, alpha=args.alpha)
     doc: dict = {
         "schema_version": SCHEMA_VERSION,
         "model": args.model,

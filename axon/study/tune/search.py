@@ -42,6 +42,7 @@ class Plan:
     repeat: int
     budget: verdict.Budget
     strategy: str = "auto"
+    alpha: float = verdict.DEFAULT_ALPHA  # the screen's level, for the coordinate search's moves too
 
 
 @dataclass
@@ -116,7 +117,7 @@ class Search:
         noise = verdict.pooled_noise([p.values for _, p in [*measured.values(), (incumbent, base)] if p is not None])
         # The same screen as the final verdict (corrected for the stage's candidates): the search
         # follows only a gain it can tell from noise; the winner is still confirmed head-to-head.
-        screened = verdict.screen({cid: verdict.compare(p, base, noise) for cid, (_, p) in measured.items()})
+        screened = verdict.screen({cid: verdict.compare(p, base, noise) for cid, (_, p) in measured.items()}, self.plan.alpha)
         contenders = [(measured[cid][1].throughput.median, measured[cid][0]) for cid, c in screened.items() if c.beats]
         if contenders:
             best = max(contenders, key=lambda t: t[0])[1]
