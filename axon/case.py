@@ -23,7 +23,6 @@ from axon import engines
 from axon.engines import Engine, EngineChoice, EngineRun, Progress, Workload, loadgen
 from axon.engines.direct import DirectEngine
 from axon.engines.loadgen import LoadSpec
-from axon.engines.payloads import build_payloads, reference_outputs
 from axon.engines.python import CLIENT_BOUND_CORES
 from axon.errors import ServerError
 from axon.records import results, stats
@@ -31,6 +30,8 @@ from axon.records.schema import SCHEMA_VERSION, add_counts
 from axon.serving import triton_metrics
 from axon.serving.embedded import Endpoints, wait_ready
 from axon.serving.watch import ServerWatch, Watchable, default_limit_bytes, not_watched
+from axon.workload.feed import Feed, as_feed, settle
+from axon.workload.signature import served_models
 
 if TYPE_CHECKING:
     from axon.engines.hosts.dask import DaskHosts
@@ -112,7 +113,7 @@ def prepare(
 def run_case(
     case: PreparedCase | LoadSpec,
     target: Target,
-    features: np.ndarray,
+    features: np.ndarray | Feed | None,
     reference_onnx: Path | None = None,
     dataset: dict | None = None,
     on_progress: Progress | None = None,
@@ -140,9 +141,10 @@ def run_case(
     try:
         wait_ready(ep.grpc, [spec.model], MODEL_CHECK_TIMEOUT_S, ssl=ep.tls, headers=ep.headers or None, ca_file=ep.ca_file)
     except ServerError as exc:
-        raise ServerError(f"model {spec.model!r} is not served at {ep.grpc}: {exc}") from None
-    payloads, chunks = build_payloads(spec.model, features, spec.rows_per_request, limit=engine.payload_limit)
-    expected = reference_outputs(reference_onnx, chunks)
+        raise ServerError(f"model {spec.model!r} is not served at {ep.grpc}: {exc}; it serves: {served_models(ep)}") from None
+    # Any model: its signature read (from the user's ONNX file or the server), its inputs built.
+    settled = settle(as_feed(features), spec.model, ep, spec.rows_per_request, engine.payload_limit, reference_onnx)
+    payloads, expected = settled.payloads.bodies, settled.expected
     scrape = (lambda: triton_metrics.scrape(ep.metrics, spec.model)) if ep.metrics else None
     watch = target.watch()
     with watch if watch is not None else contextlib.nullcontext():
@@ -152,6 +154,7 @@ def run_case(
     unchecked = None if expected is not None else unchecked_reason(reference_onnx)
     record = _assemble(spec, target, run, unchecked, dataset, client_bound_cores, repeat)
     record.update(run.extra.get("record", {}))  # many hosts: clock sync and per-host breakdown
+    record["signature"] = {**settled.record, "bytes_per_response": _response_bytes(expected), "notice": settled.notice}
     for reason in run.extra.get("incomplete", []):
         record["complete"], record["passed"] = False, False
         record["incomplete_reason"] = "; ".join(filter(None, [record["incomplete_reason"], reason]))
@@ -168,6 +171,13 @@ def run_case(
         record["incomplete_reason"] = "interrupted"
         record["passed"] = False
     return record
+
+
+def _response_bytes(expected: list[dict] | None) -> int | None:
+    """The raw output tensors' bytes in one answer, known from the local reference (None without one)."""
+    if not expected:
+        return None
+    return int(sum(a.nbytes for a in expected[0].values()))
 
 
 def unchecked_reason(reference_onnx: Path | None) -> str:
@@ -387,7 +397,7 @@ UNCOUNTED_REJECTIONS = "; h2load counted more than Triton answered: a server tha
 def run_direct(
     model: str,
     onnx_path: Path,
-    features: np.ndarray,
+    features: np.ndarray | Feed | None,
     rows_per_request: int = 1,
     threads: int = 1,
     duration_s: float = 2.0,
@@ -397,10 +407,16 @@ def run_direct(
     repeat: tuple[int, int] | None = None,
 ) -> dict:
     """The model in-process (no server), as one result record of the same schema, engine ``direct``."""
+    from axon.engines.direct import MAX_DISTINCT_BATCHES
+    from axon.workload.signature import from_onnx
+
     spec = LoadSpec(model, concurrency=1, duration_s=duration_s, warmup_s=warmup_s, rows_per_request=rows_per_request, engine="direct").validate()
     engine = DirectEngine(threads)
     in_process = Endpoints("in-process")
-    run = engine.run(Workload(spec, in_process, [], None, on_progress=on_progress, features=features, reference_onnx=onnx_path))
+    # The same requests a server would get, as arrays: any model's inputs, from its own graph.
+    feed = as_feed(features)
+    settled = settle(replace(feed, signature=feed.signature or from_onnx(onnx_path)), model, in_process, rows_per_request, MAX_DISTINCT_BATCHES, None)
+    run = engine.run(Workload(spec, in_process, [], None, on_progress=on_progress, features=settled.payloads.requests, reference_onnx=onnx_path))
     run.info.update(requested="direct", notice=None)
     target = Target(in_process, backend="in-process", version=run.info["version"], batching=None)
     record = _assemble(spec, target, run, "in-process: the model is the reference itself", dataset, CLIENT_BOUND_CORES * threads, repeat)
@@ -409,4 +425,5 @@ def run_direct(
     # In-process, the client is the whole measurement: "client-bound" (a hot client limiting a
     # server) does not apply.
     record["client"]["client_bound"] = False
+    record["signature"] = {**settled.record, "bytes_per_response": None, "notice": settled.notice}
     return record

@@ -51,6 +51,8 @@ class Settings:
     ca_file: str | None = None
     docker_variant: str | None = None
     log_dir: Path = Path("results")
+    onnx: tuple = ()  # the user's own models (axon.offline.user_model.UserModel), added to the matrix
+    shapes: tuple = ()  # --axon-shape: (input name, dims) for their open dimensions
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -92,6 +94,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--axon-repeat", type=int, default=1, help="run each case this many times; the gate compares run-level values (default 1)")
     group.addoption("--axon-dask", metavar="ADDRESS", help="offer the load from the workers of this Dask scheduler (docs/many-hosts.md)")
     group.addoption("--axon-hosts", type=int, help="with --axon-dask: how many workers offer load (default all)")
+    group.addoption("--axon-onnx", action="append", default=[], metavar="PATH", help="add your own ONNX model to the matrix (repeatable): served beside v1 and v2 from a repository axon writes, "
+        "fed generated inputs, checked against onnxruntime; its name (the file's stem) selects it in SLO budgets")
+    group.addoption("--axon-shape", action="append", default=[], metavar="NAME:d1,d2", help="an --axon-onnx input's open dimensions, batch axis excluded (repeatable)")
     group.addoption("--axon-slo-file", help="TOML with [[slo]] budgets (default: [[tool.axon.slo]] in the rootdir's pyproject.toml)")
 
 
@@ -138,6 +143,16 @@ def _settings(config: pytest.Config) -> Settings:
         raise pytest.UsageError("--axon-hosts must be >= 1 and goes with --axon-dask ADDRESS")
     if opt("--axon-repeat") < 1:
         raise pytest.UsageError(f"--axon-repeat must be >= 1, got {opt('--axon-repeat')}")
+    from axon.offline import user_model
+    from axon.workload.signature import parse_shape
+
+    onnx = tuple(_usage(user_model.load, [Path(p) for p in opt("--axon-onnx")]))
+    shapes = tuple(_usage(parse_shape, text) for text in opt("--axon-shape"))
+    if shapes and not onnx:
+        raise pytest.UsageError("--axon-shape gives an --axon-onnx model's open dimensions: give --axon-onnx with it")
+    for model in onnx:
+        _usage(model.signature.check_supported, f"--axon-onnx {model.path}")
+        _usage(model.signature.request_shapes, 1, dict(shapes), f"model {model.name!r}")
     slo_file = opt("--axon-slo-file")
     if slo_file is None and (config.rootpath / "pyproject.toml").is_file():
         slo_file = config.rootpath / "pyproject.toml"
@@ -161,6 +176,8 @@ def _settings(config: pytest.Config) -> Settings:
         ca_file=opt("--triton-ca-file"),
         docker_variant=opt("--triton-docker-variant"),
         log_dir=log_dir,
+        onnx=onnx,
+        shapes=shapes,
     )
 
 
@@ -174,6 +191,7 @@ def _usage(check, *args):
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "axon_smoke: a quick benchmark case run by the test command")
+    config.addinivalue_line("markers", "axon_models: parametrise the case's `model` over v1, v2 and every --axon-onnx model")
     config._axon_settings = _settings(config)  # validated once, before any case runs
     config._axon_budgets = _budgets(config._axon_settings)  # likewise: one message, not one per case
     config._axon_notes = []
@@ -190,7 +208,7 @@ def _budgets(settings: Settings) -> list[slo.Budget]:
     if settings.slo_file is None:
         return []
     # An external server may serve any model, so only then are model names left unchecked.
-    models = None if settings.backend == "external" else slo.KNOWN_MODELS
+    models = None if settings.backend == "external" else (*slo.KNOWN_MODELS, *(m.name for m in settings.onnx))
     try:
         return slo.load_budgets(settings.slo_file, models=models)
     except AxonError as exc:
@@ -409,9 +427,31 @@ class DockerFixtures:
         return str(COMPOSE_FILE)
 
 
+def _with_user_models(settings: Settings, artifacts: Path, into: Path) -> Path:
+    """The repositories a server axon starts serves: the trained ones, plus the user's models beside them."""
+    import shutil
+
+    from axon.offline import user_model
+
+    if not settings.onnx:
+        return artifacts
+    shutil.copytree(artifacts / "repositories", into / "repositories")
+    return user_model.write_artifacts(settings.onnx, into)
+
+
+def pytest_generate_tests(metafunc) -> None:
+    """A benchmark marked ``axon_models`` runs over v1, v2 and every --axon-onnx model (its ``model`` argument)."""
+    if metafunc.definition.get_closest_marker("axon_models") is not None and "model" in metafunc.fixturenames:
+        metafunc.parametrize("model", (*MATRIX_MODELS, *(m.name for m in metafunc.config._axon_settings.onnx)))
+
+
+MATRIX_MODELS = ("v1", "v2")
+
+
 @pytest.fixture(scope="session")
-def axon_servers(axon_settings, axon_artifacts, request):
-    servers = _Servers(axon_settings, axon_artifacts, request)
+def axon_servers(axon_settings, axon_artifacts, request, tmp_path_factory):
+    served = _with_user_models(axon_settings, axon_artifacts, tmp_path_factory.mktemp("axon-served")) if axon_settings.backend != "external" else axon_artifacts
+    servers = _Servers(axon_settings, served, request)
     yield servers
     servers.stop()
 
@@ -449,11 +489,12 @@ def axon_hosts(axon_settings):
 
 @pytest.fixture
 def axon_bench(request, benchmark, axon_settings, axon_hosts, axon_servers, axon_artifacts, axon_budgets):
-    """Run one case; returns axon's record. Fails on a broken budget or a failed run."""
+    """Run one case; returns axon's record. Fails when the run itself fails (its record is not passed) or on a broken budget."""
     from axon.case import Target, prepare, run_case
     from axon.engines.loadgen import LoadSpec
     from axon.engines.payloads import load_rows
     from axon.names import served_name
+    from axon.workload.feed import Feed
 
     def measure(model: str, batching: str, concurrency: int | None = None, rate: float | None = None, distribution: str = "constant", rows_per_request: int = 1) -> dict:
         name = served_name(model)
@@ -474,23 +515,28 @@ def axon_bench(request, benchmark, axon_settings, axon_hosts, axon_servers, axon
             case = prepare(spec, server.endpoints.metrics is not None, server.endpoints.tls, OPTIONS, axon_hosts)
         except AxonError as exc:
             pytest.fail(str(exc), pytrace=False)
-        features, dataset = load_rows(axon_artifacts, option="--axon-artifacts")
-        on_the_fly = getattr(request.config, "_axon_on_the_fly", None)
-        if on_the_fly:
-            dataset = {**dataset, "notice": on_the_fly}
+        user = {m.name: m for m in axon_settings.onnx}.get(name)
+        if user is not None:
+            # The user's model: inputs generated from its signature, checked against its own file.
+            if not user.signature.batched and batching == "on":
+                pytest.skip(f"model {name!r} has no batch axis: Triton cannot batch it (its batching-off case measures it)")
+            feed, reference = Feed(shapes=dict(axon_settings.shapes), signature=user.signature), user.path
+            dataset = {"name": f"user model {user.path}", "payload_rows": "generated"}
+        else:
+            feed, dataset = load_rows(axon_artifacts, option="--axon-artifacts")
+            reference = axon_artifacts / "models" / name / "model.onnx"
+            on_the_fly = getattr(request.config, "_axon_on_the_fly", None)
+            if on_the_fly:
+                dataset = {**dataset, "notice": on_the_fly}
         target = Target.of(server, batching)
         n = axon_settings.repeat
         runs = [
-            run_case(case, target, features, axon_artifacts / "models" / name / "model.onnx", dataset, client_bound_cores=axon_settings.client_bound_cores, repeat=(i, n) if n > 1 else None)
+            run_case(case, target, feed, reference, dataset, client_bound_cores=axon_settings.client_bound_cores, repeat=(i, n) if n > 1 else None)
             for i in range(n)
         ]
         record = repeats.pool(runs)
         feed_benchmark(benchmark, record)
-        problems = slo.violations(record, axon_budgets)
-        if not record["complete"]:
-            problems.append(f"run incomplete: {record['incomplete_reason']}")
-        if record["requests"]["ok"] == 0:
-            problems.append(f"no successful request ({record['requests']['failures']})")
+        problems = run_verdict(record) + slo.violations(record, axon_budgets)
         label = slo.case_label(record)
         notice = record["engine"].get("notice")
         if notice:
@@ -509,6 +555,28 @@ def axon_bench(request, benchmark, axon_settings, axon_hosts, axon_servers, axon
         return record
 
     return measure
+
+
+def run_verdict(record: dict) -> list[str]:
+    """The run's own verdict, as `axon bench` gives it: why the record is not passed.
+
+    pytest must fail what axon fails: an unverified native run, a client that fell behind its
+    schedule, due requests the client never sent, an incomplete run. These come first, so the
+    terminal line names the run's own verdict before any SLO budget.
+    """
+    problems: list[str] = []
+    if not record["complete"]:
+        problems.append(f"run incomplete: {record['incomplete_reason']}")
+    if not record["passed"]:
+        problems.extend(record["verdicts"])
+    not_sent = (record.get("schedule") or {}).get("not_sent")
+    if not_sent:
+        # pytest leaves the error rate to the SLO budgets, but shed load is the client's failure:
+        # the offered rate was never applied, whatever the budgets say.
+        problems.append(f"{not_sent} due requests not sent (the client's in-flight bound)")
+    if record["requests"]["ok"] == 0:
+        problems.append(f"no successful request ({record['requests']['failures']})")
+    return list(dict.fromkeys(problems))
 
 
 @dataclass(frozen=True)

@@ -27,12 +27,14 @@ import numpy as np
 
 from axon.case import Target, run_case
 from axon.engines.loadgen import LoadSpec
-from axon.engines.payloads import MODEL_INFER, build_payloads, grpc_frame, load_rows
+from axon.engines.payloads import MODEL_INFER, grpc_frame, load_rows
 from axon.records import results
 from axon.records.atomic import write_json
 from axon.serving import triton_metrics
 from axon.serving.backends import embedded_repository
 from axon.serving.embedded import EmbeddedServer
+from axon.workload.feed import Feed, settle
+from axon.workload.signature import from_onnx
 
 MODEL = "particle_classifier_v1"
 GENERATORS = ("h2load", "native", "python")
@@ -78,7 +80,8 @@ def main() -> int:
         print(f"fidelity: no repository at {repo}; run `axon train` (or `make bench`) first", file=sys.stderr)
         return 2
     features, _ = load_rows(args.artifacts)
-    payloads, _ = build_payloads(MODEL, features, 1, limit=1)
+    onnx = args.artifacts / "models" / MODEL / "model.onnx"
+    payloads = settle(Feed(rows=features, signature=from_onnx(onnx)), MODEL, None, 1, 1, None).payloads.bodies
     report: dict = {"machine": results.machine_info(), "timestamp": results.now_iso(), "duration_s": args.duration, "rounds": args.rounds, "cases": {}}
     log = args.output.with_suffix(".tritonserver.log")
     with EmbeddedServer(repo, models=[MODEL], log_path=log) as server, tempfile.TemporaryDirectory() as tmp:

@@ -45,12 +45,14 @@ import numpy as np
 from axon.case import Target, run_case
 from axon.engines.loadgen import LoadSpec
 from axon.engines.native_open import open_topology
-from axon.engines.payloads import MODEL_INFER, build_payloads, grpc_frame, load_rows
+from axon.engines.payloads import MODEL_INFER, grpc_frame, load_rows
 from axon.records import results
 from axon.records.atomic import write_json
 from axon.serving import triton_metrics
 from axon.serving.backends import embedded_repository
 from axon.serving.embedded import EmbeddedServer
+from axon.workload.feed import Feed, settle
+from axon.workload.signature import from_onnx
 
 MODEL = "particle_classifier_v1"
 GENERATORS = ("perf_analyzer", "h2load", "native", "python")
@@ -217,7 +219,8 @@ def main() -> int:
         print(f"peers: {problems[0]}", file=sys.stderr)
         return 2
     features, _ = load_rows(args.artifacts)
-    payloads, _ = build_payloads(MODEL, features, 1, limit=1)
+    onnx = args.artifacts / "models" / MODEL / "model.onnx"
+    payloads = settle(Feed(rows=features, signature=from_onnx(onnx)), MODEL, None, 1, 1, None).payloads.bodies
     cases = [{"label": f"closed c={c}", "mode": "closed", "concurrency": c} for c in concurrencies]
     cases += [{"label": f"open {r:,}/s", "mode": "open", "rate": r} for r in rates]
     rows: dict = {c["label"]: {g: [] for g in GENERATORS} for c in cases}

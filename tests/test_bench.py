@@ -12,7 +12,7 @@ import pytest
 
 from axon.case import Target, run_case
 from axon.engines.loadgen import LoadSpec
-from axon.errors import ServerError
+from axon.errors import AxonError, ServerError
 from axon.serving.backends import embedded_repository
 from axon.serving.embedded import EmbeddedServer
 from tests.helpers import LineWatcher, assert_clean_error, run_axon, start_axon, window_under_way
@@ -77,13 +77,12 @@ def test_request_count_mode(on_server, artifacts, validation_rows):
     assert 300 <= r["requests"]["sent"] <= 300 + 4
 
 
-def test_errors_fail_the_run(artifacts, validation_rows):
-    with EmbeddedServer(embedded_repository(artifacts, "off"), models=[V1]) as off:
-        # Batching off takes one row per request: every 2-row request is rejected.
-        r = _run(off, artifacts, validation_rows[0], concurrency=2, rows_per_request=2, duration_s=1.0, warmup_s=0.2)
-    assert not r["passed"] and r["requests"]["ok"] == 0
-    assert r["requests"]["failures"] == {"INVALID_ARGUMENT": r["requests"]["sent"]}
-    assert "error rate 100.00%" in r["verdicts"][0]
+def test_requests_the_model_cannot_take_are_refused_before_any_load(artifacts, validation_rows):
+    # Batching off serves max_batch_size 1 (read from the served config): 2-row requests would
+    # all be rejected, so the run is refused up front, naming the limit, instead of measured.
+    refused = pytest.raises(AxonError, match="--rows-per-request 2 exceeds model 'particle_classifier_v1''s max_batch_size 1")
+    with EmbeddedServer(embedded_repository(artifacts, "off"), models=[V1]) as off, refused:
+        _run(off, artifacts, validation_rows[0], concurrency=2, rows_per_request=2, duration_s=1.0, warmup_s=0.2)
 
 
 def test_unknown_model(on_server, validation_rows):

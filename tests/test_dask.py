@@ -93,17 +93,55 @@ def test_engine_choice_on_hosts_follows_the_one_machine_rule():
 # --------------------------------------------------------------------------- a real cluster
 
 
-@pytest.fixture(scope="module")
-def cluster():
-    import dask
-    from distributed import LocalCluster
+LOCAL_CLUSTER = Path(__file__).resolve().parent.parent / "deploy" / "local.sh"
+CLUSTER_START_S = 90.0
 
-    # As deploy/ asks of a real cluster: workers may start processes; a lost task is never retried.
-    with (
-        dask.config.set({"distributed.worker.daemon": False, "distributed.scheduler.allowed-failures": 0}),
-        LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1", dashboard_address=None) as c,
-    ):
-        yield c
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory):
+    """Two hosts from `deploy/local.sh 2`, the recipe users start: every test here tests it too.
+
+    It runs in a session of its own, so that its scheduler, its nannies and their workers all
+    go with one signal at the end, whatever happened.
+    """
+    import subprocess
+    import sys
+    import time
+    from types import SimpleNamespace
+
+    from distributed import Client
+
+    from axon.serving.embedded import free_port
+
+    port = free_port()
+    log = tmp_path_factory.mktemp("dask") / "local.log"
+    # The venv's `dask` first on PATH, as for a user who activated it.
+    env = {**os.environ, "AXON_DASK_PORT": str(port), "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
+    with log.open("w") as out:
+        proc = subprocess.Popen(["bash", str(LOCAL_CLUSTER), "2"], env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+    address = f"tcp://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + CLUSTER_START_S
+        client = None
+        while client is None:
+            if proc.poll() is not None or time.monotonic() > deadline:
+                pytest.fail(f"deploy/local.sh did not start 2 workers (exit {proc.poll()}): {log.read_text()[-2000:]}")
+            with contextlib.suppress(OSError, TimeoutError):
+                client = Client(address, timeout=2)
+        with client:
+            while len(client.scheduler_info(n_workers=-1)["workers"]) < 2:
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    pytest.fail(f"deploy/local.sh did not start 2 workers (exit {proc.poll()}): {log.read_text()[-2000:]}")
+                time.sleep(0.2)
+        yield SimpleNamespace(scheduler_address=address)
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
 
 
 @pytest.fixture(scope="module")

@@ -71,13 +71,18 @@ def test_connections_spread_the_streams(on_server, artifacts, validation_rows):
 @pytest.mark.server
 def test_a_body_the_server_rejects_is_never_a_passing_run(artifacts, validation_rows, monkeypatch):
     _need_h2load()
+    from axon.offline.repository import MLP_SIGNATURE
+    from axon.workload.feed import Feed
+
+    # A signature that says 256 rows fit, where the server (batching off) takes one: the 2-row
+    # body passes axon's own shape check and is rejected by Triton (HTTP 200, grpc-status 3).
+    feed = Feed(rows=validation_rows[0], signature=MLP_SIGNATURE)
     with EmbeddedServer(embedded_repository(artifacts, "off"), models=[V1]) as off:
-        # Batching off takes one row per request: a 2-row body is rejected (HTTP 200, grpc-status 3).
         with pytest.raises(ServerError, match="rejected the request body.*INVALID_ARGUMENT"):
-            _run(off, artifacts, validation_rows[0], batching="off", concurrency=2, rows_per_request=2)
+            _run(off, artifacts, feed, batching="off", concurrency=2, rows_per_request=2)
         # Without the pre-run check, the cross-check with Triton's counters still catches it.
         monkeypatch.setattr(native, "precheck", lambda *a, **k: None)
-        r = _run(off, artifacts, validation_rows[0], batching="off", concurrency=2, rows_per_request=2)
+        r = _run(off, artifacts, feed, batching="off", concurrency=2, rows_per_request=2)
     assert not r["passed"]
     assert r["verification"]["verified"] is False and r["verification"]["server_success"] == 0
     assert any(v.startswith("unverified: Triton counted 0 successes") for v in r["verdicts"]), r["verdicts"]

@@ -114,3 +114,34 @@ def test_benchmark_compare_fail_judges_request_latency(pytester, artifacts, serv
     # pytest-benchmark reports it by raising PerformanceRegression from its terminal summary.
     output = strict.stdout.str() + strict.stderr.str()
     assert "Performance has regressed" in output and "median" in output
+
+
+def test_a_run_axon_fails_fails_the_case_with_the_runs_own_verdict(pytester, artifacts, tmp_path):
+    """pytest must fail what `axon bench` fails. A queue bound of 1 under the native engine's
+    8 streams: h2load sees HTTP 200 for every rejection, Triton does not count them, so axon
+    marks the run unverified. No SLO budget is broken (the budgets are lenient): the case fails
+    on the run's own verdict, and the terminal line names it."""
+    import shutil
+
+    from axon.names import served_name
+    from axon.offline.repository import with_queue_policy
+    from axon.serving.backends import embedded_repository
+    from axon.serving.embedded import EmbeddedServer
+
+    if shutil.which("h2load") is None:
+        pytest.skip("h2load not installed (apt-get install nghttp2-client)")
+    pytester.makepyfile(
+        """
+def test_case(axon_bench):
+    axon_bench("v1", "on", concurrency=8)
+"""
+    )
+    pytester.makefile(".toml", slo="[[slo]]\np99_ms = 60000\n")
+    repo = with_queue_policy(embedded_repository(artifacts, "on"), tmp_path / "repo", 1, 0)
+    with EmbeddedServer(repo, models=[served_name("v1")]) as server:
+        result = pytester.runpytest_subprocess(*_args(artifacts, "--axon-engine", "native", "--axon-slo-file", "slo.toml", server=server))
+    output = result.stdout.str()
+    assert result.ret == pytest.ExitCode.TESTS_FAILED, output
+    assert "unverified: Triton counted" in output
+    summary = [line for line in output.splitlines() if line.startswith("test_case") and " native " in line]
+    assert summary and "FAILED: unverified" in summary[0], output

@@ -20,10 +20,11 @@ from axon.cli.args import (
     positive_int,
     processes,
 )
+from axon.cli.model_args import add_model_options
+from axon.cli.model_args import resolve as resolve_model
 from axon.engines import loadgen
 from axon.engines.loadgen import LoadSpec
 from axon.errors import AxonError
-from axon.names import DEFAULT_MODEL, served_name
 from axon.progress import CaseProgress
 from axon.records import repeats, results
 from axon.serving import backends
@@ -158,12 +159,26 @@ def _check_options(args: argparse.Namespace) -> None:
 
 def command(args: argparse.Namespace) -> int:
     # The measuring stack (onnxruntime, numpy, gRPC) only once options parse: a typo is said at once.
-    from axon.case import Target, prepare, run_case
-    from axon.engines.payloads import load_rows, resolve_artifacts
+    from axon.engines.payloads import resolve_artifacts
 
-    args.model = served_name(args.model)
-    specs = specs_from_args(args)
     _check_options(args)
+    artifacts = resolve_artifacts(args.artifacts)
+    if artifacts is None and not args.url and args.onnx is None:
+        raise AxonError("no artifacts: run `axon train` first (it writes ./artifacts), or give --artifacts DIR, --onnx PATH for your own model, or --url for a running server")
+    choice = resolve_model(args, artifacts, args.rows_per_request)
+    try:
+        return _measure(args, choice)
+    finally:
+        choice.close()
+
+
+def _measure(args: argparse.Namespace, choice) -> int:
+    from axon.case import Target, prepare, run_case
+    from axon.offline.user_model import refuse_batching_modes
+
+    args.model = choice.name
+    refuse_batching_modes(choice.name, choice.batched, args.batching, args.ab)
+    specs = specs_from_args(args)
     if args.hosts is not None and not args.dask:
         raise AxonError("--hosts places load on a Dask cluster: give --dask SCHEDULER_ADDRESS with it")
     # Each case is prepared once (spec checked, engine chosen) before any server starts; with
@@ -171,14 +186,11 @@ def command(args: argparse.Namespace) -> int:
     prepared = [] if args.dask else [prepare(spec, has_metrics=not args.url or bool(args.metrics_url), tls=args.tls) for spec in specs]
     if prepared and prepared[0].choice.notice:
         print(f"axon: notice: {prepared[0].choice.notice}", file=sys.stderr)
-    artifacts = resolve_artifacts(args.artifacts)
-    if artifacts is None and not args.url:
-        raise AxonError("no artifacts: run `axon train` first (it writes ./artifacts), or give --artifacts DIR, or --url for a running server")
-    features, dataset = load_rows(artifacts, args.seed)
-    if dataset.get("notice"):
-        print(f"axon: notice: {dataset['notice']}", file=sys.stderr)
-    reference = artifacts / "models" / args.model / "model.onnx" if artifacts else None
-    modes = ["on", "off"] if args.ab else [args.batching or "on"]
+    for notice in choice.notices:
+        print(f"axon: notice: {notice}", file=sys.stderr)
+    artifacts, features, dataset, reference = choice.artifacts, choice.feed, choice.dataset, choice.reference
+    # A model without a batch axis is served unbatched: its record says "off", as it is.
+    modes = ["on", "off"] if args.ab else [args.batching or ("on" if choice.batched else "off")]
     servers = {
         mode: backends.make_server(
             "external" if args.url else args.backend or "embedded",
@@ -263,7 +275,7 @@ def command(args: argparse.Namespace) -> int:
 
 def add_parser(sub) -> None:
     p = sub.add_parser("bench", help="offer load to Triton and measure it (starts the embedded server unless --url)")
-    p.add_argument("--model", default=DEFAULT_MODEL, help=f"model name, or v1/v2 (default {DEFAULT_MODEL})")
+    add_model_options(p)
     load = p.add_mutually_exclusive_group()
     load.add_argument("--concurrency", type=positive_int, default=64, help="closed loop: requests in flight (default 64)")
     load.add_argument("--rate", type=positive_float, help="open loop: requests per second, latency timed from intended send times")
@@ -293,7 +305,7 @@ def add_parser(sub) -> None:
     p.add_argument("--duration", type=positive_float, default=30.0, help="measurement window in seconds (default 30)")
     p.add_argument("--warmup", type=float, default=5.0, help="warm-up seconds before the window (default 5)")
     p.add_argument("--requests", type=positive_int, help="closed loop: measure this many requests instead of a duration")
-    p.add_argument("--rows-per-request", type=positive_int, default=1, help="FP32 rows of 28 features in each request (default 1)")
+    p.add_argument("--rows-per-request", type=positive_int, default=1, help="rows (along the batch axis) of every input in each request (default 1; 1 for a model without a batch axis)")
     p.add_argument(
         "--processes",
         type=processes,
@@ -302,7 +314,7 @@ def add_parser(sub) -> None:
     )
     p.add_argument("--timeout", type=positive_float, default=10.0, help="client timeout per request in seconds (default 10)")
     p.add_argument("--max-error-rate", type=fraction_of_one, default=0.0, help="fail the run above this error fraction (default 0)")
-    p.add_argument("--seed", type=int, default=0, help="seed of the Poisson arrivals and of synthetic rows (default 0)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the Poisson arrivals and of generated inputs (default 0)")
     p.add_argument("--output", type=Path, help="results JSON (default results/bench-<time>.json)")
     p.add_argument(
         "--artifacts",

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 from axon.cli.args import int_list, positive_float
+from axon.cli.model_args import add_model_options
 from axon.errors import AxonError
 from axon.names import ARCHITECTURES, DEFAULT_MODEL, MODEL_PREFIX, served_name
 from axon.progress import CaseProgress
@@ -28,17 +30,22 @@ def table(runs: list[dict]) -> str:
 
 def command(args: argparse.Namespace) -> int:
     from axon.case import run_direct
-    from axon.engines.payloads import load_rows
+    from axon.cli.model_args import resolve
 
-    model = served_name(args.model)
-    onnx_path = args.artifacts / "models" / model / "model.onnx"
-    if not onnx_path.is_file():
-        known = sorted(p.name for p in (args.artifacts / "models").glob("*") if (p / "model.onnx").is_file())
-        hint = f"; trained models there: {', '.join(known)}" if known else "; run `axon train` first"
-        if model.removeprefix(MODEL_PREFIX) in ARCHITECTURES:
-            hint += f" (for {model}: axon train --models {model.removeprefix(MODEL_PREFIX)} --out {args.artifacts})"
-        raise AxonError(f"no ONNX model for {model!r} at {onnx_path}{hint}")
-    features, dataset = load_rows(args.artifacts, args.seed)  # a damaged artifact is said before any folder is made
+    if args.onnx is None:
+        model = served_name(args.model or DEFAULT_MODEL)
+        onnx_path = args.artifacts / "models" / model / "model.onnx"
+        if not onnx_path.is_file():
+            known = sorted(p.name for p in (args.artifacts / "models").glob("*") if (p / "model.onnx").is_file())
+            hint = f"; trained models there: {', '.join(known)}" if known else "; run `axon train` first, or give --onnx PATH"
+            if model.removeprefix(MODEL_PREFIX) in ARCHITECTURES:
+                hint += f" (for {model}: axon train --models {model.removeprefix(MODEL_PREFIX)} --out {args.artifacts})"
+            raise AxonError(f"no ONNX model for {model!r} at {onnx_path}{hint}")
+    # A damaged artifact, a bad --onnx, --shape or --input-data is said before any folder is made.
+    choice = resolve(args, args.artifacts if args.artifacts.is_dir() else None, max(args.rows_per_request), serve=False)
+    model, onnx_path, features, dataset = choice.name, choice.reference or onnx_path, choice.feed, choice.dataset
+    for notice in choice.notices:
+        print(f"axon: notice: {notice}", file=sys.stderr)
     writer = results.ResultsWriter(args.output or results.default_output(Path("results"), "direct"))  # checked before any work
     runs: list[dict] = []
     for rows in args.rows_per_request:
@@ -66,7 +73,7 @@ def add_parser(sub) -> None:
         help="run the model in-process with onnxruntime (no server): the direct side of direct vs service",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
-    p.add_argument("--model", default=DEFAULT_MODEL, help="model name, or v1/v2/v3")
+    add_model_options(p)
     p.add_argument("--rows-per-request", type=int_list(1), default=[1, 16, 256], metavar="K[,K...]", help="rows per call (event sizes)")
     p.add_argument("--threads", type=int_list(1), default=[1], metavar="T[,T...]", help="onnxruntime intra-op threads (1: as inside an HLT process)")
     p.add_argument("--duration", type=positive_float, default=2.0, help="measurement window per case, seconds")

@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 
 from axon.cli.args import HelpFormatter, add_queue_options, header, model_versions
+from axon.cli.model_args import shape_option
 from axon.errors import AxonError
 
 
@@ -20,8 +21,11 @@ def command(args: argparse.Namespace) -> int:
     from axon.offline.pipeline import VALIDATION_ROWS_FILE
     from axon.serving import backends, client
 
-    models = [model_name(v) for v in args.models]
     modes = ["on", "off"] if args.batching == "both" else [args.batching]
+    # The user's own models: read now (a bad file is one line before any server), served beside
+    # the trained ones named by --models (by default, alone).
+    user = _user_models(args, modes)
+    models = [model_name(v) for v in (args.models or ([] if user else ["v1", "v2"]))]
     if args.url:
         backends.check_url(args.url, "--url")
     if args.metrics_url:
@@ -43,6 +47,9 @@ def command(args: argparse.Namespace) -> int:
         raise AxonError("--max-queue-size and --queue-timeout-us set the dynamic batcher's queue policy of the embedded server: "
                         "use them with --backend embedded --batching on (or write it with `axon train --max-queue-size`)")
     with contextlib.ExitStack() as stack:
+        if user:
+            args.artifacts = _user_artifacts(args, user, models, stack)
+            models += [m.name for m in user]
         servers = []
         for mode in modes:
             repository = args.repository
@@ -81,6 +88,9 @@ def command(args: argparse.Namespace) -> int:
                 kept = "" if args.log_dir else "  (removed at stop; --log-dir keeps it)"
                 print(f"  log     {server.log_path}{kept}")
         if args.check:
+            _check_user_models(servers, user, dict(args.shape))
+            models = [m for m in models if m not in {u.name for u in user}]
+        if args.check and models:
             rows_file = args.artifacts / VALIDATION_ROWS_FILE
             if not rows_file.is_file():
                 raise AxonError(f"--check needs validation rows from `axon train`: {rows_file} not found")
@@ -99,10 +109,61 @@ def command(args: argparse.Namespace) -> int:
                             raise AxonError(f"{name}: server answer differs from local onnxruntime by {diff:.3g}")
                         line += f", local onnxruntime agrees (|diff| = {diff:.1e})"
                     print(line)
+        if args.check:
             return 0
         print("serving; press Ctrl-C to stop", flush=True)
         watch(servers, modes)
         return 0  # not reached: watch() returns only by an exception
+
+
+def _user_models(args: argparse.Namespace, modes: list[str]) -> list:
+    if not args.onnx:
+        return []
+    from axon.offline import user_model
+
+    if args.backend == "external":
+        raise AxonError("--onnx serves your model from a repository axon writes: use the embedded or docker backend (with --url, bench it: axon bench --url ... --model NAME)")
+    if args.repository is not None:
+        raise AxonError("--onnx and --repository both say what to serve: give one of them")
+    user = user_model.load(args.onnx)
+    for m in user:
+        m.signature.check_supported(f"--onnx {m.path}")
+        if not m.signature.batched and args.batching != "on":
+            user_model.refuse_batching_modes(m.name, False, args.batching, False)
+    return user
+
+
+def _user_artifacts(args: argparse.Namespace, user: list, trained: list[str], stack) -> Path:
+    """A folder in `axon train`'s layout holding the user's models and the trained ones asked for, removed at stop."""
+    import shutil
+    import tempfile
+
+    from axon.offline import user_model
+    from axon.offline.repository import BATCHING_MODES, TARGETS, batching_dir
+
+    root = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="axon-onnx-")))
+    user_model.write_artifacts(user, root)
+    for name in trained:
+        for target in TARGETS:
+            for mode in BATCHING_MODES:
+                source = args.artifacts / "repositories" / target / batching_dir(mode) / name
+                if not source.is_dir():
+                    raise AxonError(f"model repository not found: {source} (run `axon train` first, or leave --models out to serve only --onnx)")
+                shutil.copytree(source, root / "repositories" / target / batching_dir(mode) / name)
+    return root
+
+
+def _check_user_models(servers: list, user: list, shapes: dict) -> None:
+    """One generated request per user model, its every output compared with onnxruntime on the same file."""
+    from axon.engines.native import precheck
+    from axon.workload.feed import Feed, settle
+
+    for server in servers:
+        for m in user:
+            settled = settle(Feed(signature=m.signature, shapes=shapes), m.name, server.endpoints, 1, 1, m.path)
+            precheck(server.endpoints, settled.payloads.bodies[0], settled.expected[0], 10.0)
+            outputs = ", ".join(f"{t.name} {t.datatype}" for t in m.signature.outputs)
+            print(f"check {m.name}: generated inputs answered ({outputs}); local onnxruntime agrees on every output")
 
 
 # How often `axon serve` looks at its servers. Short, so a death is said within a second, and
@@ -135,7 +196,9 @@ def add_parser(sub) -> None:
     p = sub.add_parser("serve", help="start Triton (embedded by default), print its endpoints, keep it up until Ctrl-C", formatter_class=HelpFormatter)
     p.add_argument("--backend", choices=("embedded", "docker", "external"), default="embedded", help="which Triton: a child process, the GPU container, or one already running")
     p.add_argument("--batching", choices=("on", "off", "both"), default="on", help="dynamic batching of the served repository; both starts two servers")
-    p.add_argument("--models", type=model_versions, default="v1,v2", help="comma-separated versions")
+    p.add_argument("--models", type=model_versions, help="comma-separated versions of axon's trained models (default v1,v2; with --onnx, none unless named)")
+    p.add_argument("--onnx", type=Path, action="append", default=[], metavar="PATH", help="also serve your own ONNX model (repeatable): axon writes its repository with the same knobs; its name is the file's stem")
+    p.add_argument("--shape", type=shape_option, action="append", default=[], metavar="NAME:d1,d2", help="with --check: an --onnx input's open dimensions, batch axis excluded (repeatable)")
     p.add_argument("--artifacts", type=Path, default=Path("artifacts"), help="output of `axon train`")
     p.add_argument("--repository", type=Path, help="serve this embedded repository instead of the one under --artifacts (default: that one)")
     p.add_argument("--url", help="external backend: HOST:PORT of Triton's gRPC endpoint")

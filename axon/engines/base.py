@@ -84,11 +84,11 @@ class Workload:
     spec: LoadSpec
     endpoints: Endpoints
     payloads: list[bytes]
-    expected: list[np.ndarray] | None
+    expected: list[dict[str, np.ndarray]] | None  # every output of each payload's reference answer, by name
     scrape: Scrape | None = None
     on_progress: Progress | None = None
     client_bound_cores: float = 0.8
-    features: np.ndarray | None = None
+    features: list[dict[str, np.ndarray]] | None = None  # the direct engine's calls: each one's inputs by name
     reference_onnx: Path | None = None
     # Why the load must stop now (the server axon started died, or its memory passed the
     # limit), else None; an engine calls it while it waits on its workers and stops them.

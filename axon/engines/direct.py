@@ -20,7 +20,6 @@ import numpy as np
 from axon.engines import EngineRun, WorkerOutcome, Workload
 from axon.engines.cpu import own_cpu_s
 from axon.errors import AxonError
-from axon.offline.export import INPUT_NAME, OUTPUT_NAME
 from axon.records import stats
 
 MAX_DISTINCT_BATCHES = 64  # cycled through, so a call does not always see the same rows
@@ -39,24 +38,15 @@ def session(onnx_path: Path, threads: int):
     return ort.InferenceSession(str(onnx_path), options, providers=["CPUExecutionProvider"])
 
 
-def batches(features: np.ndarray, rows_per_call: int) -> list[np.ndarray]:
-    rows = np.ascontiguousarray(features, dtype=np.float32)
-    n = min(MAX_DISTINCT_BATCHES, len(rows) // rows_per_call)
-    if n == 0:
-        raise AxonError(f"need at least {rows_per_call} validation rows, have {len(rows)}")
-    return [rows[i * rows_per_call : (i + 1) * rows_per_call] for i in range(n)]
-
-
 def version() -> str:
     import onnxruntime as ort
 
     return f"onnxruntime/{ort.__version__}"
 
 
-def run(onnx_path: Path, features: np.ndarray, rows_per_call: int, threads: int, duration_s: float, warmup_s: float, on_progress=None) -> EngineRun:
-    """Call the model back to back for ``warmup_s`` then ``duration_s``; time every call in the window."""
+def run(onnx_path: Path, calls_inputs: list[dict[str, np.ndarray]], threads: int, duration_s: float, warmup_s: float, on_progress=None) -> EngineRun:
+    """Call the model back to back for ``warmup_s`` then ``duration_s`` on ``calls_inputs`` in turn; time every call in the window."""
     sess = session(onnx_path, threads)
-    inputs = batches(features, rows_per_call)
     histogram = stats.new_histogram()
     clock = time.perf_counter
     t0 = clock()
@@ -73,7 +63,7 @@ def run(onnx_path: Path, features: np.ndarray, rows_per_call: int, threads: int,
             if cpu_start is None and start >= window_start:
                 cpu_start = own_cpu_s()
                 start = clock()
-            sess.run([OUTPUT_NAME], {INPUT_NAME: inputs[i % len(inputs)]})
+            sess.run(None, calls_inputs[i % len(calls_inputs)])
             done = clock()
             i += 1
             if start >= window_start:
@@ -121,4 +111,4 @@ class DirectEngine:
         if work.reference_onnx is None or work.features is None:
             raise AxonError("the direct engine runs a local model: it needs the ONNX file and rows")
         spec = work.spec
-        return run(work.reference_onnx, work.features, spec.rows_per_request, self.threads, spec.duration_s, spec.warmup_s, work.on_progress)
+        return run(work.reference_onnx, work.features, self.threads, spec.duration_s, spec.warmup_s, work.on_progress)

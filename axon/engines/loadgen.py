@@ -51,7 +51,6 @@ MAX_SCHEDULE_LAG_S = 0.010
 # A request sent more than this after its intended time counts as late in the record's
 # schedule.late_fraction (perf_analyzer reports the same as its "delayed" share).
 LATE_SEND_S = 0.001
-CORRECTNESS_ATOL = 1e-5
 # processes="auto": several worker processes only where there are cores to spare. Measured
 # 2026-11-28 on 2 cores (client and server sharing them), c=64 with a start barrier: 1 process
 # 4,872 req/s, 4 processes 3,657 req/s. So: 1 process on machines of up to
@@ -343,14 +342,14 @@ async def open_loop(
         await asyncio.gather(*in_flight)
 
 
-def make_checker(responses_to_array: Callable[[bytes], np.ndarray], expected: np.ndarray, atol: float = CORRECTNESS_ATOL) -> Checker:
-    """A checker comparing a response's output with the locally computed reference rows."""
+def make_checker(expected: list[dict[str, np.ndarray]]) -> Checker:
+    """A checker comparing every output of a response with the locally computed reference answer."""
+    from axon.workload.requests import decode, matches
 
     def check(index: int, response: bytes | None) -> bool:
         if response is None:
             return False
-        got = responses_to_array(response)
-        return got.shape == expected[index].shape and bool(np.all(np.abs(got - expected[index]) <= atol))
+        return matches(decode(response), expected[index])
 
     return check
 

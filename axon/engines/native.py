@@ -45,7 +45,7 @@ from axon.engines import H2LOAD, EngineRun, WorkerOutcome, Workload, h2load_vers
 from axon.engines.base import stop_h2load
 from axon.engines.cpu import process_cpu_s
 from axon.engines.loadgen import REJECTED, LoadSpec, shed_by_queue
-from axon.engines.payloads import MODEL_INFER, grpc_frame, output_of
+from axon.engines.payloads import MODEL_INFER, grpc_frame
 from axon.errors import AxonError, ServerError
 from axon.records import stats
 from axon.serving.embedded import grpc_alive
@@ -60,7 +60,6 @@ COUNT_SLACK_FRACTION = 0.01
 # A log that stops this long before the window's end means h2load's streams died mid-run.
 EARLY_END_S = 0.5
 EARLY_END_FRACTION = 0.05
-PRECHECK_ATOL = 1e-5
 PRECHECK_TRIES = 10  # a check request shed by the server's queue policy is sent again, this often
 PRECHECK_RETRY_S = 0.05
 EXIT_GRACE_S = 30.0  # h2load exits right after -D; this bounds a hung one
@@ -103,7 +102,7 @@ def command(url: str, frame: Path, log: Path, spec: LoadSpec, tls: bool, headers
     return [*cmd, f"{scheme}://{url}{MODEL_INFER}"]
 
 
-def precheck(endpoints: Any, payload: bytes, expected: np.ndarray | None, timeout_s: float) -> None:
+def precheck(endpoints: Any, payload: bytes, expected: dict[str, np.ndarray] | None, timeout_s: float) -> None:
     """Send the exact body once over gRPC; raise if the server rejects it or answers wrongly."""
     import grpc
 
@@ -131,8 +130,9 @@ def precheck(endpoints: Any, payload: bytes, expected: np.ndarray | None, timeou
     finally:
         channel.close()
     if expected is not None:
-        got = output_of(response)
-        if got.shape != expected.shape or not np.all(np.abs(got - expected) <= PRECHECK_ATOL):
+        from axon.workload.requests import decode, matches
+
+        if not matches(decode(response), expected):
             raise ServerError("native engine: the server's answer to the request body differs from local onnxruntime; nothing was measured")
 
 

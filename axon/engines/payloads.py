@@ -1,7 +1,7 @@
-"""What every engine sends: real validation rows as pre-serialised ModelInferRequests.
+"""Where the rows come from (the artifacts of `axon train`) and how a body travels (gRPC framing).
 
 Lives below the engines and the faces (CLI, study, pytest plugin) alike: each of them needs
-the same rows, the same bytes and the same local onnxruntime reference.
+the same rows; what a request carries for any model is built in :mod:`axon.workload`.
 """
 
 from __future__ import annotations
@@ -14,11 +14,10 @@ import numpy as np
 
 from axon.errors import AxonError
 from axon.offline import data
-from axon.offline.export import INPUT_NAME, OUTPUT_NAME
 from axon.offline.pipeline import MANIFEST_FILE, VALIDATION_ROWS_FILE
+from axon.workload.requests import MAX_DISTINCT_PAYLOADS  # noqa: F401 (the engines' bound on distinct bodies)
 
 MODEL_INFER = "/inference.GRPCInferenceService/ModelInfer"
-MAX_DISTINCT_PAYLOADS = 1024
 SYNTHETIC_PAYLOAD_ROWS = 4096
 
 
@@ -74,46 +73,6 @@ def read_manifest_dataset(manifest: Path, option: str = "--artifacts", artifacts
     return info
 
 
-def build_payloads(model: str, features: np.ndarray, rows_per_request: int, limit: int = MAX_DISTINCT_PAYLOADS) -> tuple[list[bytes], list[np.ndarray]]:
-    """Serialised ModelInferRequests over real rows, and the rows each one carries."""
-    from tritonclient.grpc import service_pb2
-
-    rows = np.ascontiguousarray(features, dtype=np.float32)
-    n = min(limit, len(rows) // rows_per_request)
-    if n == 0:
-        raise AxonError(f"need at least {rows_per_request} validation rows, have {len(rows)}")
-    payloads, chunks = [], []
-    for i in range(n):
-        chunk = rows[i * rows_per_request : (i + 1) * rows_per_request]
-        request = service_pb2.ModelInferRequest(model_name=model, id="")
-        # Shape and type only: the data travels in raw_input_contents.
-        request.inputs.add(name=INPUT_NAME, datatype="FP32", shape=list(chunk.shape))
-        request.outputs.add(name=OUTPUT_NAME)
-        request.raw_input_contents.append(chunk.tobytes())
-        payloads.append(request.SerializeToString())
-        chunks.append(chunk)
-    return payloads, chunks
-
-
-def output_of(response: bytes) -> np.ndarray:
-    """The output tensor of a serialised ModelInferResponse."""
-    from tritonclient.grpc import service_pb2
-
-    message = service_pb2.ModelInferResponse.FromString(response)
-    shape = tuple(message.outputs[0].shape)
-    return np.frombuffer(message.raw_output_contents[0], dtype=np.float32).reshape(shape)
-
-
 def grpc_frame(payload: bytes) -> bytes:
     """A gRPC length-prefixed message (no compression flag, 4-byte big-endian length), as h2load posts it."""
     return b"\x00" + struct.pack(">I", len(payload)) + payload
-
-
-def reference_outputs(onnx_path: Path | None, chunks: list[np.ndarray]) -> list[np.ndarray] | None:
-    """Local onnxruntime outputs for each payload's rows, or None when there is no model file."""
-    if onnx_path is None or not Path(onnx_path).is_file():
-        return None
-    from axon.offline import export
-
-    sess = export.session(Path(onnx_path))
-    return [sess.run([OUTPUT_NAME], {INPUT_NAME: c})[0] for c in chunks]

@@ -19,12 +19,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
-
 from axon.engines import EngineRun, WorkerOutcome, Workload, loadgen
 from axon.engines.cpu import own_cpu_s
 from axon.engines.loadgen import LoadSpec, Outcome, Recorder
-from axon.engines.payloads import MAX_DISTINCT_PAYLOADS, MODEL_INFER, output_of
+from axon.engines.payloads import MAX_DISTINCT_PAYLOADS, MODEL_INFER
 from axon.engines.schedule import arrival_offsets
 from axon.errors import AxonError, ServerError
 from axon.records import stats
@@ -114,7 +112,7 @@ async def _run(job: WorkerJob, stop_flag: Any, progress: Any, barrier: Any) -> d
     clock = time.perf_counter
     keep_going = spec.on_unavailable == "continue"
     sender = GrpcSender(job.url, job.payloads, spec.timeout_s, job.tls, job.headers, job.ca_file, reconnect_quickly=keep_going)
-    checker = loadgen.make_checker(output_of, [np.asarray(e) for e in job.expected]) if job.expected else None
+    checker = loadgen.make_checker(job.expected) if job.expected else None
     if job.connect_first:
         try:
             await sender.connect(spec.timeout_s)

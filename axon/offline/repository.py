@@ -24,6 +24,7 @@ from axon.errors import AxonError
 from axon.offline.data import N_FEATURES
 from axon.offline.export import INPUT_NAME, OUTPUT_NAME
 from axon.records import atomic
+from axon.workload.signature import Signature, Tensor, from_onnx
 
 TARGETS = ("embedded", "gpu")
 BATCHING_MODES = ("on", "off")
@@ -57,8 +58,16 @@ def batching_dir(batching: str) -> str:
     return f"batching_{batching}"
 
 
-def model_config(name: str, target: str, batching: str, options: ServingOptions = ServingOptions()) -> mc.ModelConfig:
-    """The ModelConfig for one model, target and batching mode."""
+# The trained MLPs' signature, for a config written before (or without) their ONNX file.
+MLP_SIGNATURE = Signature((Tensor(INPUT_NAME, "FP32", (N_FEATURES,)),), (Tensor(OUTPUT_NAME, "FP32", (1,)),), 256, "onnx")
+
+
+def model_config(name: str, target: str, batching: str, options: ServingOptions = ServingOptions(), signature: Signature = MLP_SIGNATURE) -> mc.ModelConfig:
+    """The ModelConfig for one model, target and batching mode: its inputs and outputs from ``signature``.
+
+    A model without a batch axis (``signature.max_batch_size == 0``) is served as it is in both
+    batching folders: Triton cannot batch it, so neither mode's knobs apply.
+    """
     if target not in TARGETS:
         raise AxonError(f"target must be one of {TARGETS}, got {target!r}")
     batching_dir(batching)
@@ -68,15 +77,21 @@ def model_config(name: str, target: str, batching: str, options: ServingOptions 
         config.default_model_filename = MODEL_FILE
     else:
         config.backend = "python"
-    config.input.add(name=INPUT_NAME, data_type=mc.TYPE_FP32, dims=[N_FEATURES])
-    config.output.add(name=OUTPUT_NAME, data_type=mc.TYPE_FP32, dims=[1])
-    if batching == "off":
+    for tensor in signature.inputs:
+        config.input.add(name=tensor.name, data_type=mc.DataType.Value("TYPE_" + tensor.datatype), dims=list(tensor.shape))
+    for tensor in signature.outputs:
+        config.output.add(name=tensor.name, data_type=mc.DataType.Value("TYPE_" + tensor.datatype), dims=list(tensor.shape))
+    if not signature.batched:
+        batching = "off"  # nothing to batch: max_batch_size 0, no dynamic batcher
+    elif batching == "off":
         # One request per execution: Triton forms no batches.
         config.max_batch_size = 1
     kind = mc.ModelInstanceGroup.KIND_GPU if target == "gpu" else mc.ModelInstanceGroup.KIND_CPU
     group = config.instance_group.add(kind=kind)
     preferred = tuple(size for size in options.preferred_batch_sizes if size <= options.max_batch_size)
     apply_serving(config, replace(options, preferred_batch_sizes=preferred), batching)
+    if not signature.batched:
+        config.max_batch_size = 0
     if target == "gpu":
         group.gpus.append(0)
     else:
@@ -133,8 +148,8 @@ def with_queue_policy(source: Path, into: Path, max_queue_size: int, timeout_us:
     return into
 
 
-def config_text(name: str, target: str, batching: str, options: ServingOptions = ServingOptions()) -> str:
-    return text_format.MessageToString(model_config(name, target, batching, options))
+def config_text(name: str, target: str, batching: str, options: ServingOptions = ServingOptions(), signature: Signature = MLP_SIGNATURE) -> str:
+    return text_format.MessageToString(model_config(name, target, batching, options, signature))
 
 
 def parse_config(text: str) -> mc.ModelConfig:
@@ -153,7 +168,8 @@ def write_repository(
     try:
         for name, onnx_path in models.items():
             model_dir = root / name
-            atomic.write_bytes(model_dir / "config.pbtxt", config_text(name, target, batching, options).encode())
+            signature = from_onnx(onnx_path, options.max_batch_size) if onnx_path is not None else MLP_SIGNATURE
+            atomic.write_bytes(model_dir / "config.pbtxt", config_text(name, target, batching, options, signature).encode())
             if onnx_path is not None:
                 version = model_dir / "1"
                 version.mkdir(parents=True, exist_ok=True)

@@ -159,6 +159,7 @@ class RunRecord(TypedDict, total=False):
     schedule: Schedule | None
     correctness: Correctness
     verification: dict | None  # native engine only
+    signature: dict  # the model's inputs and outputs as sent (axon.workload.signature.SignatureRecord + bytes_per_response, notice); absent from older records
     client: Client
     server_metrics: dict | None
     server_metrics_missing: str | None
