@@ -4,23 +4,24 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 from pathlib import Path
 
 import pytest
 
 from axon.errors import AxonError
 from axon.offline.repository import ServingOptions, config_text, parse_config
-from axon.study.tune import report, search, space, verdict
+from axon.study.tune import confirm, report, search, space, verdict
 from axon.study.tune.control import LoadResult
 from tests.helpers import assert_clean_error, run_axon
 
 MODEL = "particle_classifier_v1"
 BUDGET = verdict.Budget(p50_ms=7.0, p99_ms=25.0)
 # Short windows: these tests check behaviour, not numbers.
-QUICK = ("--repeat", "2", "--duration", "1", "--warmup", "0.5", "--concurrency", "16")
+QUICK = ("--repeat", "2", "--duration", "1", "--warmup", "0.5", "--concurrency", "16", "--confirm-pairs", "2")
 
 
-def _run(cid: str, rnd: int, rps: float, p50: float = 2.0, p99: float = 10.0, c: int = 64, stage: int = 0) -> dict:
+def _run(cid: str, rnd: int, rps: float, p50: float = 2.0, p99: float = 10.0, c: int = 64, stage: int | str = 0) -> dict:
     return {"tune": {"candidate": cid, "round": rnd, "stage": stage}, "load": {"concurrency": c}, "throughput_rps": rps, "latency_ms": {"p50": p50, "p99": p99}}
 
 
@@ -41,52 +42,145 @@ PROBE = {
 }
 
 
-def test_beyond_noise_on_the_recorded_config_probe():
-    default = verdict.operating_point(_runs("seed", PROBE["seed (1 instance, 100 µs)"]), BUDGET)
-    judged = {name: verdict.compare(verdict.operating_point(_runs(name, v), BUDGET), default) for name, v in PROBE.items() if not name.startswith("seed")}
-    # Only 2 instances at 100 µs lies wholly above the seed's range; 0 µs won round 2 by 61% and
-    # lost round 1: a once-per-candidate tuner would have picked it, and it is within noise.
-    assert judged["2 instances, 100 µs"].beats and judged["2 instances, 100 µs"].reason == "ranges apart"
-    for name in ("1 instance, 0 µs", "2 instances, 0 µs", "1 instance, 1000 µs"):
-        assert not judged[name].beats, name
-        assert judged[name].reason == "within noise"
-    assert judged["1 instance, 0 µs"].change == pytest.approx((19_300 + 26_600) / (20_600 + 16_500) - 1)
-
-
 def _evaluate(groups: dict[str, list[dict]]) -> list[verdict.Evaluation]:
     candidates = [{"id": cid, "label": cid, "error": None, "loads": []} for cid in groups]
     return verdict.evaluate(candidates, [r for rs in groups.values() for r in rs], BUDGET)
 
 
-def test_winner_only_beyond_noise_and_within_budget():
+def test_the_screen_on_the_recorded_config_probe():
+    evaluations = {e.cid: e for e in _evaluate({name: _runs(name, v) for name, v in PROBE.items()})}
+    # Two runs each and a pooled spread of 18% (sd of log runs, 5 df): none of the four is beyond
+    # noise once corrected for four tries, though 2 instances at 100 µs lies wholly above the seed's
+    # range (the old rule's "ranges apart" winner) and 0 µs won round 2 by 61%.
+    assert verdict.pooled_noise(list(PROBE.values())) == (pytest.approx(0.18330009, rel=1e-6), 5)
+    assert not any(e.comparison.beats for e in evaluations.values())
+    two = evaluations["2 instances, 100 µs"].comparison
+    assert two.p_value == pytest.approx(0.12517275, rel=1e-6) and two.holm_p == pytest.approx(0.41428115, rel=1e-6)
+    assert two.reason == "within noise (p=0.41 for 4 tried)"
+    assert evaluations["1 instance, 0 µs"].comparison.change == pytest.approx((19_300 + 26_600) / (20_600 + 16_500) - 1)
+    # The nominee for the head-to-head: the strongest evidence, not the highest median (2 inst, 0 µs: +26.4%).
+    assert verdict.nominee(list(evaluations.values())).cid == "2 instances, 100 µs"
+    assert verdict.winner(list(evaluations.values())) is None
+
+
+def test_one_sided_p_with_the_pooled_spread():
+    # Logs 0, 0.2 against 0.3, 0.5: pooled sd sqrt(0.02), 2 df, t = 0.3 / sqrt(0.02) = 2.1213;
+    # Student's t with 2 df has sf(t) = (1 - t / sqrt(t^2 + 2)) / 2.
+    default, candidate = [1.0, math.exp(0.2)], [math.exp(0.3), math.exp(0.5)]
+    sd, df = verdict.pooled_noise([default, candidate])
+    assert (sd, df) == (pytest.approx(math.sqrt(0.02)), 2)
+    t = 0.3 / math.sqrt(0.02)
+    assert verdict.one_sided_p(default, candidate, sd, df) == pytest.approx((1 - t / math.sqrt(t * t + 2)) / 2)
+    assert verdict.one_sided_p(candidate, default, sd, df) == pytest.approx((1 + t / math.sqrt(t * t + 2)) / 2)
+    assert verdict.one_sided_p([100, 100], [110, 110], 0.0, 2) == 0.0  # no spread at all: a gain is certain
+    assert verdict.one_sided_p([100, 100], [100, 100], 0.0, 2) == 1.0
+
+
+def test_holm_sidak_steps():
+    # Sorted 0.01, 0.03, 0.04, 0.5: steps 1-(1-p)^4, ^3, ^2, ^1, each at least the one before.
+    adjusted = verdict.holm_sidak([0.04, 0.01, 0.5, 0.03])
+    assert adjusted == pytest.approx([1 - 0.97**3, 1 - 0.99**4, 0.5, 1 - 0.97**3])
+    assert verdict.holm_sidak([]) == []
+    assert verdict.holm_sidak([0.9, 0.9]) == pytest.approx([0.99, 0.99])  # never capped at 1 below p = 1
+
+
+def test_screen_corrects_for_every_candidate_tried():
+    # c1: +10% on a 1% spread: beyond noise alone (p ~ 1e-4), and still after 12 tries.
+    base = [10_000, 10_100, 9_900]
+    groups = {"c0": _runs("c0", base), "c1": _runs("c1", [11_000, 11_110, 10_890])}
+    alone = {e.cid: e for e in _evaluate(groups)}["c1"].comparison
+    assert alone.beats and alone.holm_p == pytest.approx(alone.p_value)
+    assert alone.reason == f"beyond noise (p={alone.holm_p:.2g} for 1 tried)"
+    # c2: +2% on the same spread: beyond noise alone (one-sided p = 0.036) ...
+    groups["c2"] = _runs("c2", [10_200, 10_302, 10_098])
+    p_alone = {e.cid: e for e in _evaluate({"c0": groups["c0"], "c2": groups["c2"]})}["c2"].comparison
+    assert p_alone.beats and p_alone.p_value < 0.05
+    # ... but not among 12: ten more candidates identical to the default join the family.
+    for i in range(3, 13):
+        groups[f"c{i}"] = _runs(f"c{i}", base)
+    by_id = {e.cid: e for e in _evaluate(groups)}
+    assert by_id["c1"].comparison.beats
+    c2 = by_id["c2"].comparison
+    assert not c2.beats and c2.reason == "within noise (p=0.12 for 12 tried)"
+    expected = 1 - (1 - c2.p_value) ** 11  # second smallest of 12
+    assert c2.holm_p == pytest.approx(max(expected, by_id["c1"].comparison.holm_p))
+    assert verdict.nominee(list(by_id.values())).cid == "c1"
+
+
+def test_screen_never_passes_a_budget_breaker_or_one_run():
     groups = {
         "c0": _runs("c0", [10_000, 10_400, 10_200]),
-        "c1": _runs("c1", [11_000, 9_900, 12_000]),  # higher median, overlapping range, no Welch
-        "c2": _runs("c2", [20_000, 21_000, 22_000], p99=30.0),  # far faster, but p99 over budget
+        "c1": _runs("c1", [20_000, 21_000, 22_000], p99=30.0),  # far faster, but p99 over budget
+        "c2": _runs("c2", [30_000]),  # one run
+        "c3": _runs("c3", [9_000, 9_100, 9_200]),  # below the default
     }
     evaluations = _evaluate(groups)
-    assert verdict.winner(evaluations) is None
-    assert [e.cid for e in verdict.rank(evaluations)] == ["c1", "c0", "c2"]  # budget-breakers last
     by_id = {e.cid: e for e in evaluations}
-    assert by_id["c2"].comparison.reason == "breaks the budget" and not by_id["c2"].point.in_budget
+    assert by_id["c1"].comparison.reason == "breaks the budget" and not by_id["c1"].point.in_budget
+    assert by_id["c2"].comparison.reason == "one run: noise not judged"
+    assert by_id["c3"].comparison.reason == "not above the default" and by_id["c3"].comparison.holm_p is not None
+    assert not any(e.comparison.beats for e in evaluations)
+    assert verdict.nominee(evaluations) is None and verdict.winner(evaluations) is None
+    assert [e.cid for e in verdict.rank(evaluations)] == ["c2", "c0", "c3", "c1"]  # budget-breakers last
     assert report.summary(None, by_id["c0"], BUDGET, "throughput") == "No candidate beats the default beyond noise."
-    groups["c3"] = _runs("c3", [10_500, 10_600, 10_700])  # overlaps? no: 10,500 > 10,400
-    win = verdict.winner(_evaluate(groups))
-    assert win is not None and win.cid == "c3" and win.comparison.reason == "ranges apart"
 
 
-def test_welch_judges_overlapping_ranges():
-    default = verdict.operating_point(_runs("a", [100, 101, 102, 103, 104, 111]), BUDGET)
-    candidate = verdict.operating_point(_runs("b", [110, 111, 112, 113, 114, 115]), BUDGET)
-    assert candidate.throughput.overlaps(default.throughput)
-    result = verdict.compare(candidate, default)
-    assert result.beats and result.reason.startswith("Welch t on log runs") and result.p_value < 0.01
+# --------------------------------------------------------------------------- the head-to-head
 
 
-def test_one_run_is_never_beyond_noise():
-    default = verdict.operating_point(_runs("a", [100]), BUDGET)
-    candidate = verdict.operating_point(_runs("b", [1_000]), BUDGET)
-    assert not verdict.compare(candidate, default).beats
+def _pairs(cid: str, values: list[float], p50: float = 2.0, p99: float = 10.0) -> list[dict]:
+    return [_run(cid, k, v, p50=p50, p99=p99, stage="confirm") for k, v in enumerate(values)]
+
+
+def test_paired_p_and_the_combination():
+    # Two pairs, ratios 1.2 and 1.5: t on the log ratios with 1 df (Cauchy): sf(t) = 1/2 - atan(t)/pi.
+    d = [math.log(1.2), math.log(1.5)]
+    t = (sum(d) / 2) / (abs(d[0] - d[1]) / math.sqrt(2) / math.sqrt(2))
+    assert confirm.paired_p([100, 100], [120, 150]) == pytest.approx(0.5 - math.atan(t) / math.pi)
+    assert confirm.paired_p([100, 100], [110, 110]) == 0.0 and confirm.paired_p([100, 100], [90, 90]) == 1.0
+    assert confirm.paired_p([100], [200]) == 1.0
+    # Screen p 0.5 (z = 0) and head-to-head p 0.01 (z = 2.3263), weights sqrt(3/13), sqrt(10/13).
+    assert confirm.combined_p(0.5, 0.01, 3, 10) == pytest.approx(0.020658134, rel=1e-6)
+    assert confirm.combined_p(1.0, 1e-9, 3, 10) == 1.0
+
+
+def test_head_to_head_crowns_only_what_holds():
+    default = [10_000, 10_300, 9_800, 10_100, 9_900, 10_200]
+    faster = [13_100, 13_300, 12_700, 13_000, 13_200, 12_900]
+    held = confirm.decide("c5", _pairs("c0", default), _pairs("c5", faster), 0.3, 3, 6, BUDGET, 0.05)
+    assert held["held"] and held["in_budget"] and held["wins"] == 6 and held["pairs"] == 6
+    assert held["change"] == pytest.approx(math.exp(sum(math.log(b / a) for a, b in zip(default, faster)) / 6) - 1)
+    assert held["p_value"] < 1e-4 and held["combined_p"] == pytest.approx(confirm.combined_p(0.3, held["p_value"], 3, 6))
+    assert held["reason"] == f"held: p={held['p_value']:.2g}, with the screen p={held['combined_p']:.2g} < 0.05"
+    # The same candidate, no faster this time: not crowned, and said so.
+    same = [10_050, 10_250, 9_750, 10_150, 9_850, 10_150]
+    lost = confirm.decide("c5", _pairs("c0", default), _pairs("c5", same), 0.3, 3, 6, BUDGET, 0.05)
+    assert not lost["held"] and lost["reason"] == f"did not hold: p={lost['p_value']:.2g} ≥ 0.05" and lost["p_value"] > 0.05
+    # Faster, but over the p99 budget in the head-to-head.
+    over = confirm.decide("c5", _pairs("c0", default), _pairs("c5", faster, p99=30.0), 0.3, 3, 6, BUDGET, 0.05)
+    assert not over["held"] and over["reason"] == "broke the budget in the head-to-head"
+    # A screen that all but ruled it out: the closed test fails though the head-to-head alone passes.
+    weak = confirm.decide("c5", _pairs("c0", default[:3]), _pairs("c5", [10_600, 10_700, 10_400]), 0.999, 3, 3, BUDGET, 0.05)
+    assert weak["p_value"] < 0.05 and not weak["held"] and weak["reason"].startswith("did not hold with the screen")
+    # Interrupted after one pair: too few to judge.
+    one = confirm.decide("c5", _pairs("c0", default[:1]), _pairs("c5", faster[:1]), 0.01, 3, 6, BUDGET, 0.05)
+    assert not one["held"] and one["reason"] == "1 pair(s) measured: too few to judge"
+    assert confirm.sentence(lost, "c5") == f"head-to-head against the default, 6 interleaved pairs: {lost['change']:+.1%}, c5 ahead in {lost['wins']}/6; {lost['reason']}"
+
+
+def test_the_summary_says_what_the_head_to_head_showed():
+    groups = {"c0": _runs("c0", [10_000, 10_400, 10_200]), "c1": _runs("c1", [11_000, 12_500, 11_600])}
+    evaluations = _evaluate(groups)
+    by_id = {e.cid: e for e in evaluations}
+    default = [10_000, 10_300, 9_800, 10_100]
+    lost = confirm.decide("c1", _pairs("c0", default), _pairs("c1", [10_100, 10_200, 9_900, 10_000]), by_id["c1"].comparison.holm_p, 3, 4, BUDGET, 0.05)
+    line = report.summary(None, by_id["c0"], BUDGET, "throughput", lost, evaluations)
+    assert line.startswith(f"No winner: c1 (c1) looked best in the search, {by_id['c1'].comparison.reason}, but the head-to-head against the default, 4 interleaved pairs: ")
+    assert line.endswith(f"{lost['reason']}.") and "did not hold" in line
+    held = confirm.decide("c1", _pairs("c0", default), _pairs("c1", [13_000, 13_400, 12_700, 13_100]), by_id["c1"].comparison.holm_p, 3, 4, BUDGET, 0.05)
+    assert held["held"]
+    line = report.summary(by_id["c1"], by_id["c0"], BUDGET, "throughput", held, evaluations)
+    assert line.startswith("Winner: c1 (c1) serves 11,600 req/s at c=64 within the budget") and "; confirmed by a head-to-head against the default, 4 interleaved pairs: +29.8%, c1 ahead in 4/4; held: p=" in line
 
 
 def test_operating_point_is_the_best_concurrency_within_budget():
@@ -182,6 +276,22 @@ def test_interleaved_rounds_failed_candidate_and_early_stop():
     assert not any(call == ("run", 1, 128) for call in fake.calls)
 
 
+def test_head_to_head_interleaves_fresh_loads():
+    fake = FakeServer(lambda o, c: 5_000.0 * o.instances)
+    s = space.build(ServingOptions(), space.parse({"instances": [1, 2]}))
+    tuner = search.Search(s, search.Plan((16, 64), 2, BUDGET), fake.load, fake.measure)
+    tuner.run()
+    screen_runs = len(tuner.runs)
+    fake.calls.clear()
+    default_runs, nominee_runs = tuner.head_to_head("c1", 16, 64, 3)
+    # A, B, A, B, A, B: each side loaded afresh before its run, at its own concurrency.
+    assert fake.calls == [("load", 1, 256), ("run", 1, 16), ("load", 2, 256), ("run", 2, 64)] * 3
+    assert [r["tune"]["candidate"] for r in tuner.confirm_runs] == ["c0", "c1"] * 3
+    assert [r["tune"]["round"] for r in nominee_runs] == [0, 1, 2] and all(r["tune"]["stage"] == "confirm" for r in default_runs)
+    assert len(tuner.runs) == screen_runs  # the screen's runs stay the screen's
+    assert sum(ld["stage"] == "confirm" for ld in tuner.candidates[1]["loads"]) == 3
+
+
 def test_coordinate_search_for_large_spaces():
     # Throughput grows with instances; delay does not matter. 3 x 5 = 15 > BRUTE_FORCE_MAX.
     fake = FakeServer(lambda o, c: 4_000.0 * o.instances + o.max_queue_delay_us * 0.0)
@@ -225,6 +335,7 @@ def test_apply_writes_the_repository_config(tmp_path):
         (("--space", "/nonexistent/space.toml"), None, "cannot read space file"),
         ((), "instances = [1,\n", "is not valid TOML"),
         (("--queue-timeout-us", "0,soon"), None, "queue_timeout_us: expected a whole number, got 'soon'"),
+        (("--confirm-pairs", "1"), None, "--confirm-pairs must be at least 2 (one pair has no spread to judge), got 1"),
     ],
 )
 def test_cli_bad_input_is_one_line_before_any_server(tmp_path, extra, space_text, fragment):
@@ -236,6 +347,11 @@ def test_cli_bad_input_is_one_line_before_any_server(tmp_path, extra, space_text
     assert_clean_error(done, fragment)
     assert len(done.stderr.strip().splitlines()) == 1, done.stderr
     assert "repository" not in done.stderr  # refused before any server was looked for
+
+
+def test_cli_alpha_out_of_range(tmp_path):
+    done = run_axon("tune", "--alpha", "1.5", "--out", str(tmp_path), timeout=60)
+    assert_clean_error(done, "argument --alpha: expected a number between 0 and 1 (exclusive), got 1.5")
 
 
 def test_cli_unknown_model_without_url(artifacts, tmp_path):
@@ -269,13 +385,20 @@ def test_cli_tune_embedded_tiny_space(artifacts, tmp_path):
     # Interleaved rounds: c0, c3, c0, c3; every successful load timed.
     assert [(r["tune"]["round"], r["tune"]["candidate"]) for r in doc["runs"]] == [(0, "c0"), (0, "c3"), (1, "c0"), (1, "c3")]
     assert all(ld["seconds"] >= 0 for c in doc["candidates"] for ld in c["loads"])
-    assert len(by_id["c3"]["loads"]) == 2 and all(ld["ok"] for ld in by_id["c3"]["loads"])
+    screen_loads = [ld for ld in by_id["c3"]["loads"] if ld["stage"] != "confirm"]
+    assert len(screen_loads) == 2 and all(ld["ok"] for ld in by_id["c3"]["loads"])
     assert all(r["engine"]["name"] == "native" for r in doc["runs"])  # the best engine here (h2load)
     assert doc["restored"]["matches_initial"] is True
     # The table, the verdict, and what is written.
     assert "req/s median [min–max]" in done.stdout and "c3 2 inst, 100 µs" in done.stdout and "failed to load" in done.stdout
+    # A nominee (c3, the one measured) is confirmed head-to-head, interleaved, before any winner.
+    if doc["confirmation"] is not None:
+        assert doc["confirmation"]["candidate"] == "c3" and doc["confirmation"]["pairs"] == 2
+        assert [r["tune"]["candidate"] for r in doc["confirm_runs"]] == ["c0", "c3", "c0", "c3"]
+        assert "head-to-head against the default, 2 interleaved pairs" in done.stdout
     if doc["winner"] is None:
-        assert "No candidate beats the default beyond noise." in done.stdout
+        said = "No winner: c3" if doc["confirmation"] else "No candidate beats the default beyond noise."
+        assert said in done.stdout
         assert not (folder / report.WINNER_CONFIG).exists()
     else:
         assert "Winner: c3" in done.stdout

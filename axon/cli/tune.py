@@ -10,6 +10,7 @@ from pathlib import Path
 
 from axon.cli.args import MAX_SERVER_MEMORY_HELP, concurrency_list, memory_size, positive_float, positive_int
 from axon.names import DEFAULT_MODEL
+from axon.study.tune import ALPHA, CONFIRM_PAIRS
 
 DEFAULT_CONCURRENCY = "16,64,128"
 OBJECTIVES = ("throughput", "capacity")
@@ -19,6 +20,16 @@ def command(args: argparse.Namespace) -> int:
     from axon.study.tune import run
 
     return run.command(args)
+
+
+def _level(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number between 0 and 1, got {text!r}") from None
+    if not 0 < value < 1:
+        raise argparse.ArgumentTypeError(f"expected a number between 0 and 1 (exclusive), got {text}")
+    return value
 
 
 def add_parser(sub) -> None:
@@ -36,6 +47,9 @@ def add_parser(sub) -> None:
     p.add_argument("--p50-ms", type=float, default=7.0, help="p50 budget in ms (default 7)")
     p.add_argument("--p99-ms", type=float, default=25.0, help="p99 budget in ms (default 25)")
     p.add_argument("--objective", choices=OBJECTIVES, default="throughput", help="rank by closed-loop throughput within budget, or also search open-loop capacity under the p99 budget")
+    p.add_argument("--alpha", type=_level, default=ALPHA, help=f"the chance, at most, of crowning a candidate no better than the default (default {ALPHA:g})")
+    p.add_argument("--confirm-pairs", type=positive_int, default=CONFIRM_PAIRS,
+                   help=f"interleaved pairs (default, nominee) of the head-to-head that must confirm a winner (default {CONFIRM_PAIRS}; at least 2)")
     p.add_argument("--repeat", type=positive_int, default=3, help="interleaved rounds: every candidate once per round (default 3)")
     p.add_argument("--duration", type=positive_float, default=2.0, help="measurement window per run in seconds (default 2)")
     p.add_argument("--warmup", type=float, default=1.0, help="warm-up per run in seconds (default 1)")

@@ -11,9 +11,12 @@ Facts this relies on (FIELD-NOTES, "Triton model control"; checked again 2026-11
 
 from __future__ import annotations
 
+import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 from google.protobuf import json_format
 from tritonclient.grpc import model_config_pb2 as mc
@@ -21,14 +24,25 @@ from tritonclient.grpc import model_config_pb2 as mc
 from axon.errors import AxonError
 from axon.offline.repository import ServingOptions, apply_serving
 
-READY_TIMEOUT_S = 120.0  # a reload of several python-backend instances takes seconds on 2 cores
+READY_TIMEOUT_S = 60.0  # a reload of several python-backend instances takes seconds on 2 cores
 POLL_S = 0.05
 CALL_TIMEOUT_S = 10.0
-LOAD_TIMEOUT_S = 300.0
+# A load or unload: its own deadline, and meanwhile the server is watched every second (below).
+# Triton 2.51 once crashed unloading a candidate and hung in a futex; a 300 s deadline then
+# held the tune for 5 minutes per call.
+LOAD_TIMEOUT_S = 60.0
+WATCH_EVERY_S = 1.0
+HUNG_AFTER_S = 10.0  # no answer to "live?" for this long, the process alive: hung
+# What Triton's log says when it dies of a signal (its handler prints "Signal (6) received."),
+# and glibc's word for the heap corruption behind the 2.51 crash.
+FATAL_MARKS = ("Signal (", "double free", "corrupted size", "free(): invalid")
+
+T = TypeVar("T")
+Watch = Callable[[], "str | None"]  # why the server process is unwell (exited, stopped), or None
 
 
 class ServerGone(AxonError):
-    """Triton stopped answering while a candidate loaded: not the candidate's failure."""
+    """Triton died or hung while a candidate loaded: not the candidate's failure."""
 
 
 @dataclass(frozen=True)
@@ -36,6 +50,18 @@ class LoadResult:
     ok: bool
     seconds: float
     error: str | None = None  # Triton's message when it refused the candidate
+    crashed: bool = False  # it brought the server down, twice (axon.study.tune.run)
+
+
+def process_state(pid: int | None) -> str | None:
+    """Why the process is not running normally, from /proc: stopped (SIGSTOP) or traced; None otherwise."""
+    if pid is None:
+        return None
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return None
+    return {"T": "stopped (SIGSTOP or SIGTSTP): it answers nothing", "t": "stopped by a tracer"}.get(state)
 
 
 def _message(exc: Exception) -> str:
@@ -54,10 +80,14 @@ class ModelControl:
         The served model's name.
     """
 
-    def __init__(self, url: str, model: str, ssl: bool = False, headers: dict[str, str] | None = None, log_path: Path | None = None):
+    def __init__(self, url: str, model: str, ssl: bool = False, headers: dict[str, str] | None = None, log_path: Path | None = None,
+                 watch: Watch | None = None):
         import tritonclient.grpc as grpcclient
 
         self.url, self.model = url, model
+        # The server's process, where axon started it: checked every second while a call is out.
+        self.watch = watch
+        self.gone: str | None = None  # the last ServerGone's reason, until the server is back
         # The server's log, when axon started the server: Triton's gRPC answer to a refused load is
         # "failed to poll from model repository"; the reason is in the log's error line.
         self.log_path = log_path
@@ -92,7 +122,7 @@ class ModelControl:
         # A plain load of the model as it is changes nothing under explicit control, and is refused
         # in the other modes: the one way to learn the mode before any candidate is measured.
         try:
-            self.client.load_model(self.model, headers=self.headers, client_timeout=LOAD_TIMEOUT_S)
+            self.watched("load", lambda: self.client.load_model(self.model, headers=self.headers, client_timeout=LOAD_TIMEOUT_S))
         except InferenceServerException as exc:
             raise AxonError(
                 f"Triton at {self.url} refuses model loads ({_message(exc)}); axon tune loads each candidate "
@@ -110,29 +140,96 @@ class ModelControl:
         return json_format.MessageToJson(apply_serving(config, options, batching))
 
     def load(self, config_json: str) -> LoadResult:
-        """Load a candidate and wait until the model is ready; the time covers both."""
+        """Load a candidate and wait until the model is ready; the time covers both.
+
+        Raises :class:`ServerGone` when the server dies or hangs meanwhile (:meth:`watched`).
+        """
         from tritonclient.utils import InferenceServerException
 
         offset = self._log_size()
         started = time.monotonic()
         try:
-            self.client.load_model(self.model, config=config_json, headers=self.headers, client_timeout=LOAD_TIMEOUT_S)
+            self.watched("load", lambda: self.client.load_model(self.model, config=config_json, headers=self.headers, client_timeout=LOAD_TIMEOUT_S))
         except InferenceServerException as exc:
             seconds = time.monotonic() - started
-            if not self._live():
+            problem = self._problem(offset)
+            if problem is not None or not self._live():
                 # Triton 2.51 has crashed (SIGSEGV) on a reload here after dozens of reloads;
                 # a dead server must not be mistaken for a refused candidate.
-                raise ServerGone(f"Triton at {self.url} stopped answering while {self.model} loaded ({_message(exc)})") from None
+                self.gone = problem or f"stopped answering ({_message(exc)})"
+                raise ServerGone(f"Triton at {self.url} {self.gone} while {self.model} loaded") from None
             reason = self._logged_error(offset)
             return LoadResult(False, seconds, _message(exc) + (f" ({reason})" if reason else ""))
         self.wait_ready()
         return LoadResult(True, time.monotonic() - started)
 
-    def _live(self) -> bool:
+    def watched(self, what: str, call: Callable[[], T]) -> T:
+        """Run one server call in a thread; every second, check that the server lives meanwhile.
+
+        The call keeps its own deadline. The checks: the process (exited, or stopped, where axon
+        started it), Triton's log since the call began (a fatal signal), and a "live?" with a 1 s
+        deadline (unanswered for :data:`HUNG_AFTER_S`: hung). Any of them raises
+        :class:`ServerGone` at once, instead of waiting out the deadline on a server that
+        will never answer. The main thread only waits on an event, so Ctrl-C and SIGTERM
+        interrupt it at once.
+        """
+        offset = self._log_size()
+        box: dict = {}
+        done = threading.Event()
+
+        def run() -> None:
+            try:
+                box["value"] = call()
+            except BaseException as exc:  # handed to the main thread, which raises it
+                box["error"] = exc
+            finally:
+                done.set()
+
+        # A daemon: a call left hanging on a dead server must not hold axon's exit.
+        threading.Thread(target=run, name=f"axon-tune-{what}", daemon=True).start()
+        silent_since: float | None = None
+        while not done.wait(WATCH_EVERY_S):
+            problem = self._problem(offset)
+            if problem is None:
+                if self._live(WATCH_EVERY_S):
+                    silent_since = None
+                else:
+                    silent_since = silent_since or time.monotonic()
+                    if time.monotonic() - silent_since >= HUNG_AFTER_S:
+                        problem = f"did not answer for {HUNG_AFTER_S:g} s (hung)"
+            if problem is not None:
+                self.gone = problem
+                raise ServerGone(f"Triton at {self.url} {problem} during a model {what} of {self.model}")
+        if "error" in box:
+            raise box["error"]
+        self.gone = None
+        return box["value"]
+
+    def _problem(self, offset: int) -> str | None:
+        """Why the server is unwell, from its process and its log since ``offset``; None when neither says."""
+        if self.watch is not None:
+            why = self.watch()
+            if why:
+                return why
+        line = self._fatal_line(offset)
+        return f"logged a fatal error ({line!r})" if line else None
+
+    def _fatal_line(self, offset: int) -> str | None:
+        if not self.log_path:
+            return None
+        try:
+            with open(self.log_path, "rb") as fh:
+                fh.seek(offset)
+                text = fh.read().decode(errors="replace")
+        except OSError:
+            return None
+        return next((ln.strip() for ln in text.splitlines() if any(m in ln for m in FATAL_MARKS)), None)
+
+    def _live(self, timeout_s: float = CALL_TIMEOUT_S) -> bool:
         from tritonclient.utils import InferenceServerException
 
         try:
-            return bool(self.client.is_server_live(headers=self.headers, client_timeout=CALL_TIMEOUT_S))
+            return bool(self.client.is_server_live(headers=self.headers, client_timeout=timeout_s))
         except InferenceServerException:
             return False
 
@@ -159,11 +256,33 @@ class ModelControl:
         return message.split("': ", 1)[-1]
 
     def wait_ready(self, timeout_s: float = READY_TIMEOUT_S) -> None:
+        """Poll until the model is ready, each poll with a short deadline; watched as a load is."""
+        from tritonclient.utils import InferenceServerException
+
+        def ready() -> bool:
+            try:
+                return bool(self.client.is_model_ready(self.model, headers=self.headers, client_timeout=WATCH_EVERY_S))
+            except InferenceServerException:
+                return False  # not answering this second: the watch below decides whether it is hung
+
         deadline = time.monotonic() + timeout_s
-        while not self.client.is_model_ready(self.model, headers=self.headers, client_timeout=CALL_TIMEOUT_S):
+        offset = self._log_size()
+        silent_since: float | None = None
+        while not ready():
+            problem = self._problem(offset)
+            if problem is None and not self._live(WATCH_EVERY_S):
+                silent_since = silent_since or time.monotonic()
+                if time.monotonic() - silent_since >= HUNG_AFTER_S:
+                    problem = f"did not answer for {HUNG_AFTER_S:g} s (hung)"
+            else:
+                silent_since = None
+            if problem is not None:
+                self.gone = problem
+                raise ServerGone(f"Triton at {self.url} {problem} while {self.model} became ready")
             if time.monotonic() > deadline:
                 raise AxonError(f"model {self.model!r} not ready {timeout_s:.0f} s after its load at {self.url}")
             time.sleep(POLL_S)
+        self.gone = None  # ready: whatever was wrong before (a restarted server) is over
 
     # ------------------------------------------------------------------ restore
     def restore(self) -> dict:
@@ -173,11 +292,11 @@ class ModelControl:
         one served before tuning (it does unless that one was itself an override).
         """
         started = time.monotonic()
-        self.client.unload_model(self.model, headers=self.headers, client_timeout=LOAD_TIMEOUT_S)
+        self.watched("unload", lambda: self.client.unload_model(self.model, headers=self.headers, client_timeout=LOAD_TIMEOUT_S))
         deadline = time.monotonic() + READY_TIMEOUT_S
         while self.client.is_model_ready(self.model, headers=self.headers, client_timeout=CALL_TIMEOUT_S) and time.monotonic() < deadline:
             time.sleep(POLL_S)
-        self.client.load_model(self.model, headers=self.headers, client_timeout=LOAD_TIMEOUT_S)
+        self.watched("load", lambda: self.client.load_model(self.model, headers=self.headers, client_timeout=LOAD_TIMEOUT_S))
         self.wait_ready()
         now = self.served_config()
         return {"method": "unload, then load from the repository", "seconds": time.monotonic() - started, "matches_initial": now == self.initial}

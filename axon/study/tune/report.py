@@ -19,6 +19,7 @@ import matplotlib.pyplot as plt
 from axon.errors import AxonError
 from axon.offline import repository
 from axon.records import atomic
+from axon.study.tune.confirm import Confirmation, sentence
 from axon.study.tune.verdict import NO_WINNER, Budget, Evaluation
 
 RECORD_FILE = "tune.json"
@@ -43,11 +44,16 @@ def _change(e: Evaluation) -> str:
 
 def _verdict(e: Evaluation, objective: str) -> str:
     if e.status == "failed":
-        return "failed to load"
+        return e.comparison.reason  # failed to load, or crashed the server
     if objective == "capacity" and e.capacity_comparison is not None:
         head = "BEATS default" if e.capacity_comparison.beats else e.capacity_comparison.reason
         return f"{head} (capacity); throughput: {e.comparison.reason}"
-    return f"BEATS default ({e.comparison.reason})" if e.comparison.beats else e.comparison.reason
+    said = f"BEATS default ({e.comparison.reason})" if e.comparison.beats else e.comparison.reason
+    c = e.confirmation
+    if c is not None:
+        change = "" if c["change"] is None else f" {c['change']:+.0%}"
+        said += f"; head-to-head{change}, {'CONFIRMED' if c['held'] else 'not confirmed'}"
+    return said
 
 
 def rows(ranked: Sequence[Evaluation], candidates: Sequence[dict], objective: str = "throughput") -> list[tuple[str, ...]]:
@@ -88,19 +94,26 @@ def markdown_table(ranked: Sequence[Evaluation], candidates: Sequence[dict], obj
     return "\n".join(["| " + " | ".join(HEADERS) + " |", align, *("| " + " | ".join(r) + " |" for r in body)])
 
 
-def summary(winner: Evaluation | None, default: Evaluation, budget: Budget, objective: str) -> str:
-    """One sentence, Model Analyzer style, or the no-winner sentence."""
-    if winner is None:
-        return NO_WINNER.capitalize() + "."
-    p = winner.point
-    within = f"within the budget (p50 ≤ {budget.p50_ms:g} ms, p99 ≤ {budget.p99_ms:g} ms)"
-    if objective == "capacity" and winner.capacity_comparison is not None:
+def summary(winner: Evaluation | None, default: Evaluation, budget: Budget, objective: str, confirmation: Confirmation | None = None,
+            evaluations: Sequence[Evaluation] = ()) -> str:
+    """One sentence, Model Analyzer style, with what the head-to-head showed; or the no-winner sentence."""
+    if objective == "capacity" and winner is not None and winner.capacity_comparison is not None:
         change = winner.capacity_comparison.change
         more = f", {change:+.0%} against the default" if change is not None else ""
         return f"Winner: {winner.cid} ({winner.label}) holds {winner.capacity['max_rate']:,.0f} req/s open loop under the p99 budget{more} ({winner.capacity_comparison.reason})."
+    if winner is None:
+        if confirmation is None:
+            return NO_WINNER.capitalize() + "."
+        nominee = next((e for e in evaluations if e.cid == confirmation["candidate"]), None)
+        who = f"{nominee.cid} ({nominee.label})" if nominee else confirmation["candidate"]
+        seen = f", {nominee.comparison.reason}" if nominee else ""
+        return f"No winner: {who} looked best in the search{seen}, but the {sentence(confirmation, confirmation['candidate'])}."
+    p = winner.point
+    within = f"within the budget (p50 ≤ {budget.p50_ms:g} ms, p99 ≤ {budget.p99_ms:g} ms)"
     change = winner.comparison.change
     more = f", {change:+.0%} against the default's {default.point.throughput.median:,.0f}" if change is not None and default.point else ""
-    return f"Winner: {winner.cid} ({winner.label}) serves {p.throughput.median:,.0f} req/s at c={p.concurrency} {within}{more} ({winner.comparison.reason})."
+    confirmed = f"; confirmed by a {sentence(confirmation, winner.cid)}" if confirmation else ""
+    return f"Winner: {winner.cid} ({winner.label}) serves {p.throughput.median:,.0f} req/s at c={p.concurrency} {within}{more} ({winner.comparison.reason}){confirmed}."
 
 
 def pareto(evaluations: Sequence[Evaluation]) -> list[Evaluation]:
@@ -183,6 +196,7 @@ def markdown(doc: dict, ranked: Sequence[Evaluation], candidates: Sequence[dict]
     m = first.get("machine") or {}
     engine = (first.get("engine") or {}).get("name", "?")
     failed = [c for c in candidates if c["error"]]
+    confirmation = doc.get("confirmation")
     lines = [
         f"## axon tune: {doc['model']}",
         "",
@@ -193,16 +207,23 @@ def markdown(doc: dict, ranked: Sequence[Evaluation], candidates: Sequence[dict]
         "",
         markdown_table(ranked, candidates, plan["objective"]),
         "",
-        "`!`: breaks the budget at every concurrency measured (shown at its best throughput); it cannot win.",
+        "`!`: breaks the budget at every concurrency measured (shown at its best throughput); it cannot win. "
+        f"Beyond noise: one-sided t on log run throughputs, Holm-Šidák over the candidates tried, at {plan.get('alpha', 0.05):g}; "
+        "a winner is crowned only when a fresh interleaved head-to-head against the default confirms it.",
         "",
         f"**{verdict_line}**",
         "",
         f"![throughput vs p99]({PLOT_FILE})",
     ]
+    if confirmation:
+        lines += ["", f"Head-to-head ({confirmation['candidate']} against the default, interleaved): default "
+                  + ", ".join(f"{v:,.0f}" for v in confirmation["default_rps"]) + f" req/s; {confirmation['candidate']} "
+                  + ", ".join(f"{v:,.0f}" for v in confirmation["candidate_rps"]) + f" req/s; {confirmation['reason']}."]
     if failed:
-        lines += ["", "Candidates Triton refused:"] + [f"- {c['id']} {c['label']}: {c['error']}" for c in failed]
+        lines += ["", "Candidates Triton refused or that crashed it:"] + [f"- {c['id']} {c['label']}: {c['error']}" for c in failed]
     for r in doc.get("server_restarts") or []:
-        lines += ["", f"Triton crashed while loading {r['at_candidate']} (after {r['runs_before']} runs) and was restarted; its log: `{Path(r['log']).name}`."]
+        why = f" ({r['reason']})" if r.get("reason") else ""
+        lines += ["", f"Triton went down while loading {r['at_candidate']} (after {r['runs_before']} runs){why} and was restarted; its log: `{Path(r['log']).name}`."]
     restored = doc.get("restored") or {}
     if restored:
         lines += ["", f"Afterwards the model was restored to its on-disk config ({restored['method']}, {restored['seconds']:.1f} s; "

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import sys
 import time
 from pathlib import Path
@@ -22,17 +23,39 @@ from axon.names import ARCHITECTURES, MODEL_PREFIX, served_name
 from axon.offline.repository import ServingOptions, apply_serving, config_text
 from axon.records import atomic, results
 from axon.serving import backends
-from axon.study.tune import report, search, verdict
+from axon.study.tune import confirm, report, search, verdict
 from axon.study.tune import space as space_mod
-from axon.study.tune.control import ModelControl, ServerGone, seed_options
+from axon.study.tune.control import LoadResult, ModelControl, ServerGone, process_state, seed_options
 
 SCHEMA_VERSION = 1
 CAPACITY_START_RPS = 500.0
-MAX_RESTARTS = 2  # embedded server crashes survived before the tune gives up
+# Embedded server crashes or hangs survived in one tune: each candidate gets its try and one
+# more; past this many the tune stops, keeping what it measured.
+MAX_RESTARTS = 6
+
+
+def _kill(server) -> None:
+    """SIGKILL the embedded server's whole process group now: a server that crashed into a futex
+    or was stopped (SIGSTOP) does not act on SIGTERM, and a polite stop would wait 15 s for it."""
+    import os
+    import signal
+
+    pid = getattr(server, "pid", None)
+    if pid is None:
+        return
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pid, signal.SIGKILL)  # setsid made the server its group's leader
+    with contextlib.suppress(Exception):
+        server.process.wait(timeout=5)
+
+
+def _watch(server):
+    """Why the embedded server's process is unwell (exited, stopped), for ModelControl's checks each second."""
+    return lambda: server.death() or process_state(getattr(server, "pid", None))
 
 
 def _restart(server, out: Path, index: int) -> Path:
-    """Start a crashed embedded server again on its ports (clients reconnect); keep the crash's log."""
+    """Start a crashed or hung embedded server again on its ports (clients reconnect); keep the crash's log."""
     import shutil
 
     ep = server.endpoints
@@ -40,6 +63,7 @@ def _restart(server, out: Path, index: int) -> Path:
     kept = out / f"tritonserver-crash-{index + 1}.log"
     if server.log_path and Path(server.log_path).is_file():
         shutil.copyfile(server.log_path, kept)
+    _kill(server)
     server.stop()
     server.ports = ports
     server.start()
@@ -65,6 +89,8 @@ def _check_args(args: argparse.Namespace) -> tuple[dict, verdict.Budget]:
             raise AxonError(f"budget {name} must be > 0, got {value:g}")
     if args.objective == "capacity" and args.model.removeprefix(MODEL_PREFIX) not in ARCHITECTURES:
         raise AxonError(f"--objective capacity measures axon's own models ({', '.join(ARCHITECTURES)}), not {args.model!r}")
+    if args.confirm_pairs < 2:
+        raise AxonError(f"--confirm-pairs must be at least 2 (one pair has no spread to judge), got {args.confirm_pairs}")
     if args.apply and args.url:
         raise AxonError("--apply writes the artifacts' repositories, which a server at --url does not serve; copy the winner's config.pbtxt from --out instead")
     values = space_mod.parse(_given_knobs(args), batching=args.batching == "on")
@@ -103,8 +129,11 @@ def command(args: argparse.Namespace) -> int:
     with contextlib.ExitStack() as stack:
         stack.enter_context(server)
         ep = server.endpoints
-        control = ModelControl(ep.grpc, args.model, ssl=ep.tls, headers=ep.headers, log_path=getattr(server, "log_path", None))
+        control = ModelControl(ep.grpc, args.model, ssl=ep.tls, headers=ep.headers, log_path=getattr(server, "log_path", None),
+                               watch=None if args.url else _watch(server))
         stack.callback(control.close)
+        # Runs before the server's own stop: a server left dead or hung is killed, not waited for.
+        stack.callback(lambda: control.gone and not args.url and _kill(server))
         initial = control.check()
         seed, batches = seed_options(initial)
         if batches != (args.batching == "on"):
@@ -116,14 +145,15 @@ def command(args: argparse.Namespace) -> int:
 def _tune(args, server, control: ModelControl, space: space_mod.Space, budget: verdict.Budget, features, dataset, reference: Path, out: Path, started: float, case: PreparedCase) -> int:
     batching = "on" if space.batching else "off"
     target = Target.of(server, batching, args.max_server_memory)
-    plan = search.Plan(tuple(args.concurrency), args.repeat, budget)
+    plan = search.Plan(tuple(args.concurrency), args.repeat, budget, alpha=args.alpha)
     doc: dict = {
         "schema_version": SCHEMA_VERSION,
         "model": args.model,
         "started": results.now_iso(),
         "server": {"backend": server.backend, "version": getattr(server, "version", None), **server.endpoints.as_dict()},
         "plan": {"concurrencies": list(plan.concurrencies), "repeat": args.repeat, "p50_ms": budget.p50_ms, "p99_ms": budget.p99_ms,
-                 "objective": args.objective, "duration_s": args.duration, "warmup_s": args.warmup, "min_gain": search.MIN_GAIN},
+                 "objective": args.objective, "duration_s": args.duration, "warmup_s": args.warmup, "min_gain": search.MIN_GAIN,
+                 "alpha": args.alpha, "confirm_pairs": args.confirm_pairs},
         "space": space.as_dict(),
         "initial_config": control.initial,
     }
@@ -139,31 +169,42 @@ def _tune(args, server, control: ModelControl, space: space_mod.Space, budget: v
     restarts: list[dict] = []
     doc["server_restarts"] = restarts
 
-    def load(options: ServingOptions):
-        try:
-            return control.load(control.candidate_json(options, batching))
-        except ServerGone as exc:
-            if args.url or len(restarts) >= MAX_RESTARTS:
-                raise AxonError(f"tune stopped: {exc}; partial results in {out / report.RECORD_FILE}") from None
-            _log(f"{exc}; restarting the embedded server on the same ports and loading the candidate again")
-            restarts.append({"at_candidate": space_mod.label(options, space.batching), "runs_before": len(tuner.runs), "log": str(_restart(server, out, len(restarts)))})
-            control.wait_ready()
-            return control.load(control.candidate_json(options, batching))
+    def load(options: ServingOptions) -> LoadResult:
+        """Load a candidate; a server that dies or hangs meanwhile is restarted and the candidate
+        tried once more; twice down, it "crashed the server" and the search goes on."""
+        cand = tuner.candidate(options)
+        reasons: list[str] = []
+        for attempt in range(2):
+            _log(f"  loading {cand['id']} {cand['label']}" + (" again, on the restarted server" if attempt else ""))
+            try:
+                return control.load(control.candidate_json(options, batching))
+            except ServerGone as exc:
+                if args.url or len(restarts) >= MAX_RESTARTS:
+                    raise AxonError(f"tune stopped: {exc}; partial results in {out / report.RECORD_FILE}") from None
+                reasons.append(control.gone or str(exc))
+                _log(f"{exc}; restarting the embedded server on the same ports" + ("" if attempt else ", then loading the candidate again"))
+                restarts.append({"at_candidate": cand["label"], "candidate": cand["id"], "reason": str(exc), "runs_before": len(tuner.runs),
+                                 "log": str(_restart(server, out, len(restarts)))})
+                control.wait_ready()
+        return LoadResult(False, 0.0, f"{verdict.CRASHED} twice ({reasons[0]}; then {reasons[1]})", crashed=True)
 
     tuner = search.Search(space, plan, load, measure, _log)
 
     def save() -> None:
-        doc.update(strategy=tuner.strategy, candidates=tuner.candidates, runs=tuner.runs, wall_s=time.monotonic() - started)
+        doc.update(strategy=tuner.strategy, candidates=tuner.candidates, runs=tuner.runs, confirm_runs=tuner.confirm_runs, wall_s=time.monotonic() - started)
         atomic.write_json(out / report.RECORD_FILE, doc)
 
     tuner.on_change = save
     _log(f"tune {args.model}: {space.size} candidates in the space; {args.repeat} interleaved rounds; concurrencies {','.join(map(str, plan.concurrencies))}; "
          f"budget p50 {budget.p50_ms:g} ms, p99 {budget.p99_ms:g} ms; {args.warmup:g} s warm-up + {args.duration:g} s per run")
     capacities: dict[str, dict] = {}
+    confirmation = None
     try:
         tuner.run()
         if args.objective == "capacity":
             capacities = _capacities(args, server, load, tuner, batching, budget, out)
+        else:
+            confirmation = _confirm(args, tuner, budget, doc)
     finally:
         # Triton keeps the last override even across a plain load: restore explicitly, whatever happened.
         with contextlib.suppress(Exception):
@@ -171,10 +212,15 @@ def _tune(args, server, control: ModelControl, space: space_mod.Space, budget: v
             _log(f"restored {args.model} to its on-disk config in {doc['restored']['seconds']:.1f} s")
         doc["last_candidate_loaded"] = tuner.last_loaded
         save()
-    evaluations = verdict.evaluate(tuner.candidates, tuner.runs, budget, capacities)
+    evaluations = verdict.evaluate(tuner.candidates, tuner.runs, budget, capacities, args.alpha)
+    if confirmation is not None:
+        evaluations = [dataclasses.replace(e, confirmation=confirmation) if e.cid == confirmation["candidate"] else e for e in evaluations]
     ranked = verdict.rank(evaluations, args.objective)
-    win = verdict.winner(evaluations, args.objective)
-    line = report.summary(win, evaluations[0], budget, args.objective)
+    if args.objective == "capacity":
+        win = verdict.winner(evaluations, args.objective)
+    else:  # crowned only by the head-to-head
+        win = next((e for e in evaluations if confirmation and confirmation["held"] and e.cid == confirmation["candidate"]), None)
+    line = report.summary(win, evaluations[0], budget, args.objective, confirmation, evaluations)
     winner_options = tuner.options_of(win.cid) if win else None
     winner_config = None
     if winner_options is not None:
@@ -185,7 +231,8 @@ def _tune(args, server, control: ModelControl, space: space_mod.Space, budget: v
             winner_config = text_format.MessageToString(apply_serving(json_format.ParseDict(control.initial, mc.ModelConfig()), winner_options, batching))
         else:
             winner_config = config_text(args.model, "embedded", batching, winner_options)
-    doc.update(capacities=capacities, evaluations=[e.as_dict() for e in ranked], winner=win.cid if win else None, verdict=line, wall_s=time.monotonic() - started)
+    doc.update(capacities=capacities, evaluations=[e.as_dict() for e in ranked], winner=win.cid if win else None, verdict=line,
+               confirmation=confirmation, wall_s=time.monotonic() - started)
     applied: list[Path] = []
     if args.apply and winner_options is not None:
         applied = report.apply_winner(args.model, batching, winner_options, args.artifacts, args.gpu_repository)
@@ -204,6 +251,22 @@ def _tune(args, server, control: ModelControl, space: space_mod.Space, budget: v
         print(f"note: {args.model} now serves its on-disk config, which differs from what was served before tuning (that was an override)")
     print(f"tune: {len(tuner.runs)} runs over {len(tuner.candidates)} candidates in {doc['wall_s']:.0f} s; {', '.join(str(p) for p in written.values())}, {out / report.RECORD_FILE}")
     return 0
+
+
+def _confirm(args, tuner: search.Search, budget: verdict.Budget, doc: dict) -> confirm.Confirmation | None:
+    """The screen's nominee against the default, head-to-head on fresh runs; None when there is no nominee."""
+    evaluations = verdict.evaluate(tuner.candidates, tuner.runs, budget, alpha=args.alpha)
+    nominee = verdict.nominee(evaluations)
+    if nominee is None:
+        return None
+    default = evaluations[0]
+    breaks = default.point is None or not default.point.in_budget
+    c_default = default.point.concurrency if default.point else nominee.point.concurrency
+    a, b = tuner.head_to_head(nominee.cid, c_default, nominee.point.concurrency, args.confirm_pairs)
+    found = confirm.decide(nominee.cid, a, b, nominee.comparison.holm_p, args.repeat, args.confirm_pairs, budget, args.alpha, breaks)
+    doc["confirmation"] = found
+    _log(f"{nominee.cid}: {confirm.sentence(found, nominee.cid)}")
+    return found
 
 
 def _capacities(args, server, load, tuner: search.Search, batching: str, budget: verdict.Budget, out: Path) -> dict[str, dict]:

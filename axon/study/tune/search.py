@@ -42,6 +42,7 @@ class Plan:
     repeat: int
     budget: verdict.Budget
     strategy: str = "auto"
+    alpha: float = verdict.DEFAULT_ALPHA  # the screen's level, for the coordinate search's moves too
 
 
 @dataclass
@@ -58,6 +59,7 @@ class Search:
     runs: list[dict] = field(default_factory=list)
     strategy: str = ""
     last_loaded: str | None = None
+    confirm_runs: list[dict] = field(default_factory=list)  # the head-to-head's, apart from the screen's
 
     def __post_init__(self) -> None:
         self._by_options: dict[ServingOptions, dict] = {}
@@ -71,6 +73,7 @@ class Search:
                 "knobs": space_mod.knobs_of(options),
                 "default": not self.candidates,
                 "error": None,
+                "crashed": False,  # brought the server down twice while loading (the error says how)
                 "loads": [],
                 "sweep": None,
                 "sweep_stop": None,
@@ -110,18 +113,45 @@ class Search:
             return verdict.operating_point([r for r in self.runs if r["tune"]["candidate"] == cid and r["tune"]["stage"] == stage], self.plan.budget)
 
         base = point(incumbent)
-        contenders = []
-        for options in members:
-            if options == incumbent or self.candidate(options)["error"]:
-                continue
-            p = point(options)
-            if verdict.compare(p, base).beats:
-                contenders.append((p.throughput.median, options))
+        measured = {self.candidate(o)["id"]: (o, point(o)) for o in members if o != incumbent and not self.candidate(o)["error"]}
+        noise = verdict.pooled_noise([p.values for _, p in [*measured.values(), (incumbent, base)] if p is not None])
+        # The same screen as the final verdict (corrected for the stage's candidates): the search
+        # follows only a gain it can tell from noise; the winner is still confirmed head-to-head.
+        screened = verdict.screen({cid: verdict.compare(p, base, noise) for cid, (_, p) in measured.items()}, self.plan.alpha)
+        contenders = [(measured[cid][1].throughput.median, measured[cid][0]) for cid, c in screened.items() if c.beats]
         if contenders:
             best = max(contenders, key=lambda t: t[0])[1]
             self.log(f"  incumbent now {space_mod.label(best, self.space.batching)} (beats the previous beyond noise)")
             return best
         return incumbent
+
+    # ------------------------------------------------------------------ the head-to-head
+    def head_to_head(self, nominee: str, c_default: int, c_nominee: int, pairs: int) -> tuple[list[dict], list[dict]]:
+        """``pairs`` interleaved pairs, the default then the nominee, each loaded afresh and run at its
+        own operating point's concurrency. Returns (default runs, nominee runs), pair by pair; a
+        load that fails ends it early (the pairs measured so far are kept)."""
+        default_id = self.candidates[0]["id"]
+        sides = ((default_id, c_default, []), (nominee, c_nominee, []))
+        self.log(f"head-to-head: {nominee} against the default {default_id}, {pairs} interleaved pairs")
+        for k in range(pairs):
+            for cid, c, out in sides:
+                cand = next(x for x in self.candidates if x["id"] == cid)
+                options = self.options_of(cid)
+                result = self.load(options)
+                cand["loads"].append({"stage": "confirm", "round": k, "ok": result.ok, "seconds": result.seconds, "error": result.error})
+                if not result.ok:
+                    self.log(f"  {cid} {cand['label']}: failed to load in the head-to-head: {result.error}")
+                    return sides[0][2][: len(sides[1][2])], sides[1][2]
+                self.last_loaded = cid
+                label = f"{cid} {cand['label']}, c={c}, pair {k + 1}/{pairs}"
+                record = self.measure(options, c, label)
+                record["tune"] = {"candidate": cid, "label": cand["label"], "stage": "confirm", "round": k, "load_s": result.seconds}
+                out.append(record)
+                self.confirm_runs.append(record)
+                self.on_change()
+                lat = record["latency_ms"]
+                self.log(f"  {label:<64} {record['throughput_rps']:>9,.0f} req/s  p50 {lat['p50']:6.2f}  p99 {lat['p99']:6.2f} ms")
+        return sides[0][2], sides[1][2]
 
     # ------------------------------------------------------------------ one stage
     def stage(self, members: list[ServingOptions], stage: int) -> None:
@@ -137,8 +167,8 @@ class Search:
                 cand["loads"].append({"stage": stage, "round": rnd, "ok": result.ok, "seconds": result.seconds, "error": result.error})
                 self.on_change()
                 if not result.ok:
-                    cand["error"] = result.error
-                    self.log(f"  {cand['id']} {cand['label']}: failed to load: {result.error}")
+                    cand["error"], cand["crashed"] = result.error, result.crashed
+                    self.log(f"  {cand['id']} {cand['label']}: {'' if result.crashed else 'failed to load: '}{result.error}; the search goes on")
                     continue
                 self.last_loaded = cand["id"]
                 if cand["sweep"] is None:
