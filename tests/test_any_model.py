@@ -239,3 +239,28 @@ def test_direct_runs_the_users_model_in_process(models, tmp_path):
     runs = json.loads(out.read_text())["runs"]
     assert [r["load"]["rows_per_request"] for r in runs] == [1, 4] and all(r["latency_ms"]["count"] > 0 for r in runs)
     assert runs[1]["signature"]["inputs"][0] == {"name": "points", "datatype": "FP32", "shape": [4, 8, 3]}
+
+
+def test_the_point_cloud_tagger_exports_three_inputs_with_a_batch_axis(tmp_path):
+    from axon.offline import export, pointcloud
+
+    jets = pointcloud.synthetic_jets(96, seed=1)
+    model, history = pointcloud.train(jets.take(slice(0, 64)), epochs=1)
+    assert len(history) == 1 and pointcloud.parameter_count(model) > 300_000
+    path = pointcloud.export_onnx(model, tmp_path / "pn.onnx", export.OPSET)
+    s = from_onnx(path)
+    assert s.batched and [(t.name, t.datatype, t.shape) for t in s.inputs] == [
+        ("points", "FP32", (pointcloud.PARTICLES, 2)),
+        ("features", "FP32", (pointcloud.PARTICLES, 4)),
+        ("mask", "FP32", (pointcloud.PARTICLES, 1)),
+    ]
+    held_out = jets.take(slice(64, 96))
+    got = export.session(path).run(None, held_out.inputs())[0].ravel()
+    assert np.max(np.abs(got - pointcloud.predict(model, held_out))) < 1e-4
+    # Padded particles change nothing: the mask keeps them out of every neighbourhood and the pool.
+    noisy = held_out.inputs()
+    pad = noisy["mask"][..., 0] == 0
+    noisy["features"] = noisy["features"].copy()
+    noisy["features"][pad] = 99.0
+    again = export.session(path).run(None, noisy)[0].ravel()
+    assert np.max(np.abs(again - got)) < 1e-4

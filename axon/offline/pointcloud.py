@@ -48,7 +48,7 @@ def synthetic_jets(n: int, seed: int = 0) -> Jets:
     """Seeded jets: signal has two prongs 0.2-0.4 apart sharing the pT; background one wider prong."""
     rng = np.random.default_rng(seed)
     labels = rng.integers(0, 2, n)
-    count = rng.integers(8, PARTICLES + 1, n)
+    count = rng.integers(NEIGHBOURS + 1, PARTICLES + 1, n)  # every particle has k real neighbours
     points = np.zeros((n, PARTICLES, 2), np.float32)
     features = np.zeros((n, PARTICLES, 4), np.float32)
     mask = np.zeros((n, PARTICLES, 1), np.float32)
