@@ -214,6 +214,7 @@ def _assemble(spec: LoadSpec, target: Target, run: EngineRun, unchecked: str | N
         verdicts.append(_unverified_message(verification))
     if mismatches:
         verdicts.append(f"{mismatches} sampled responses differ from local onnxruntime")
+    verdicts.extend(run.extra.get("verdicts", []))  # the engine's own (native open loop: a release tick it can't vouch for)
     schedule = None
     if lag is not None:
         lag_summary = stats.LatencySummary.of(lag)

@@ -46,15 +46,17 @@ def _need_h2load() -> None:
 # --------------------------------------------------------------------------- a simulated h2load
 
 
-def _simulate(rate, duration_s=3.0, streams=1000, service_s=0.002, stall=None, starved=None, jitter_s=0.0005, seed=0):
+def _simulate(rate, duration_s=3.0, streams=1000, service_s=0.002, stall=None, starved=None, jitter_s=5e-4, seed=0, tick_s=0.01):
     """Rows (start µs, status, duration µs) as h2load --rps would log them.
 
     ``stall``: (from, to) s in which the server answers nothing (requests in flight finish at
     ``to`` + service). ``starved``: (from, to) s in which h2load's own timer does not fire.
+    ``tick_s``: the timer's period (h2load 1.52's 10 ms; another release may differ).
     """
     rng = np.random.default_rng(seed)
     epoch = 1_700_000_000.0
-    ticks = np.arange(0.0, duration_s, native_open.RPS_TICK_S) + rng.uniform(-jitter_s, jitter_s, int(np.ceil(duration_s / native_open.RPS_TICK_S)))[: len(np.arange(0.0, duration_s, native_open.RPS_TICK_S))]
+    grid = np.arange(0.0, duration_s, tick_s)
+    ticks = grid + rng.uniform(-jitter_s, jitter_s, len(grid))
     if starved:
         ticks = ticks[(ticks < starved[0]) | (ticks >= starved[1])]
     ticks = np.maximum.accumulate(np.clip(ticks, 0.0, None))
@@ -119,6 +121,53 @@ def test_a_starved_client_is_behind_even_when_the_server_is_fast():
     sched = native_open.reconstruct(_simulate(2000, starved=(1.0, 1.5)), 2000, 1000)
     assert not sched.server_held.any()
     assert np.percentile(sched.client_lag, 99) > 0.1  # its own timer did not fire for 0.5 s
+
+
+@pytest.mark.parametrize("tick_s", [0.005, 0.010, 0.020])
+def test_the_release_tick_is_read_from_the_log(tick_s):
+    """An h2load that paces in 5 or 20 ms ticks (not 1.52's 10 ms) is timed from its own ticks."""
+    rate, service_s = 2000, 0.002
+    rows = _simulate(rate, tick_s=tick_s, service_s=service_s)
+    starts = np.sort(rows[:, 0] - rows[0, 0]) / 1e6
+    assert native_open.measure_tick(starts, rate) == pytest.approx(tick_s, rel=1e-3)
+    sched = native_open.reconstruct(rows, rate, 1000)
+    assert sched.tick_measured and sched.tick == pytest.approx(tick_s, rel=1e-3)
+    # Timed from the real release ticks: no phantom lag, latency = the server's 2 ms.
+    assert np.percentile(sched.lag, 99) < 0.002
+    assert np.percentile(sched.latency, 99) < service_s + 0.002
+
+
+def test_assuming_the_wrong_tick_would_mis_time_every_latency(monkeypatch):
+    """What the measured tick prevents: a 20 ms log put on 10 ms ticks charges phantom lag."""
+    rows = _simulate(2000, tick_s=0.020)
+    monkeypatch.setattr(native_open, "measure_tick", lambda start, rate: None)
+    assumed = native_open.reconstruct(rows, 2000, 1000)
+    assert not assumed.tick_measured and assumed.tick == native_open.RPS_TICK_S
+    assert np.percentile(assumed.lag, 90) > 0.005
+
+
+def test_a_log_without_a_tick_is_said_and_an_unchecked_h2load_refused():
+    rate = 2000
+    # Sends at random instants (every stream held, each send follows a freed stream): no tick.
+    rng = np.random.default_rng(1)
+    starts = np.sort(rng.uniform(0.0, 3.0, 6000))
+    assert native_open.measure_tick(starts, rate) is None
+    assert native_open.tick_problem("nghttp2/1.52.0", [None]) is None  # a checked release's tick stands in
+    assert native_open.tick_problem("nghttp2/1.99.0", [0.02, 0.02]) is None  # measured: any release will do
+    problem = native_open.tick_problem("nghttp2/1.99.0", [0.02, None])
+    assert problem is not None and "\n" not in problem
+    assert "nghttp2/1.99.0" in problem and "pacing is unchecked" in problem and "nghttp2/1.52.0" in problem
+
+
+def test_the_record_says_which_tick_and_where_it_came_from():
+    rate = 2000
+    measured = native_open.reconstruct(_simulate(rate, tick_s=0.020), rate, 1000)
+    info = native_open.tick_info("nghttp2/1.52.0", [measured], rate)
+    assert info["tick_ms"] == pytest.approx(20, rel=1e-3) and info["tick_source"].startswith("measured from h2load's log")
+    assert "not the 10 ms nghttp2/1.52.0 was checked with" in info["tick_source"] and "every 20 ms" in info["schedule"]
+    blind = native_open.Schedule(*([np.zeros(0)] * 6), tick=0.01, tick_measured=False)
+    source = native_open.tick_info("nghttp2/1.52.0", [blind], rate)["tick_source"]
+    assert source == "nghttp2/1.52.0's, checked (the log showed no tick)"
 
 
 def test_open_topology():

@@ -61,6 +61,14 @@ STREAM_HEADROOM_S = 0.1
 MIN_STREAMS = 64
 MAX_STREAMS = 4096
 RPS_TICK_S = 0.01  # h2load 1.52: rps_watcher.repeat = max(0.01, 1 / rps)
+# The h2load releases whose pacing was checked here (source read, and a log measured): each
+# one's base tick. Another release's tick is read from its own log (:func:`measure_tick`);
+# where its log shows none, its latencies cannot be timed from release ticks and the run says so.
+CHECKED_TICKS = {"nghttp2/1.52.0": RPS_TICK_S}
+# measure_tick's evidence: this many releases at least, keeping to one grid this tightly
+# (a timer firing up to 2 ms either side of a 10 ms grid gives 0.76), else the log shows no tick.
+MIN_RELEASES = 20
+MIN_GRID_CONCENTRATION = 0.5
 # The uniform schedule is anchored on the earliest send relative to it, so it runs late by that
 # send's own few microseconds: a tick this close before a due time counts as at it.
 DUE_SLACK_S = 0.00002
@@ -120,7 +128,64 @@ def peak_in_flight(rows: np.ndarray) -> int:
 
 
 def tick_s(rate_per_client: float) -> float:
+    """The release tick h2load 1.52 uses at this per-client rate: what a run is planned with (staggering, scrapes)."""
     return max(RPS_TICK_S, 1.0 / rate_per_client)
+
+
+def measure_tick(start: np.ndarray, rate: float) -> float | None:
+    """The release tick read from one client's send times (seconds, sorted), or None where they show none.
+
+    h2load sends the requests one tick releases back to back (microseconds apart), and the
+    tick is at least 1/R, so sends closer than half the mean spacing 1/R belong to one
+    release. The median step between releases is a first estimate; a line fitted through the
+    releases near it, over a span doubled at each pass, makes it exact over the whole run (a
+    firing wanders by a millisecond, the grid does not). Checked: at least
+    :data:`MIN_RELEASES` releases, and :data:`ON_GRID_SHARE` of them within a quarter tick of
+    the fitted grid; a log whose sends follow freed streams (every stream held) shows no tick.
+    """
+    if len(start) < 2 or rate <= 0:
+        return None
+    releases = start[np.r_[0, np.nonzero(np.diff(start) > 0.5 / rate)[0] + 1]]
+    if len(releases) < MIN_RELEASES:
+        return None
+    step = float(np.median(np.diff(releases)))
+    # A release split by a pause inside it reads as two close releases: merge those, once.
+    releases = releases[np.r_[0, np.nonzero(np.diff(releases) > step / 4)[0] + 1]]
+    step = float(np.median(np.diff(releases)))
+    if len(releases) < MIN_RELEASES or step <= 0:
+        return None
+    origin, tick = float(releases[0]), step
+    span = 16 * tick
+    while True:
+        near = releases[releases - origin <= span]
+        index = np.round((near - origin) / tick)
+        on = np.abs(near - origin - index * tick) <= tick / 4
+        if np.count_nonzero(on) >= 2 and np.ptp(index[on]) > 0:
+            tick, origin = (float(v) for v in np.polyfit(index[on], near[on], 1))
+        if span >= releases[-1] - releases[0]:
+            break
+        span *= 2
+    if tick <= 0:
+        return None
+    # How tightly the releases keep to the grid: the mean resultant length of their phases
+    # (1: all on it; about 1/sqrt(n): sends at random instants, whatever step they average).
+    phases = 2 * np.pi * (releases - origin) / tick
+    return tick if math.hypot(np.cos(phases).mean(), np.sin(phases).mean()) >= MIN_GRID_CONCENTRATION else None
+
+
+def tick_problem(version: str | None, measured: list[float | None]) -> str | None:
+    """Why latencies timed from release ticks can't be trusted (one line), or None.
+
+    Every client's tick is read from its log; where a log shows none, the tick of a checked
+    release stands in (its pacing is known), and an unchecked release's cannot.
+    """
+    if all(t is not None for t in measured) or version in CHECKED_TICKS:
+        return None
+    checked = ", ".join(CHECKED_TICKS)
+    return (
+        f"h2load {version}'s release tick could not be read from its log and its pacing is unchecked (checked: {checked}), "
+        "so latencies timed from its release ticks can't be trusted (use h2load 1.52, or --engine python)"
+    )
 
 
 def command(url: str, frame: Path, log: Path, spec: LoadSpec, rate: float, streams: int, tls: bool, headers: dict[str, str]) -> list[str]:
@@ -151,6 +216,8 @@ class Schedule:
     due: np.ndarray
     uniform: np.ndarray  # t0 + k/R, before h2load's ticks
     server_held: np.ndarray  # bool: a late send the server, not h2load, is to blame for
+    tick: float = RPS_TICK_S  # the release tick the due times were put on
+    tick_measured: bool = False  # read from the log (:func:`measure_tick`), not assumed
 
     @property
     def lag(self) -> np.ndarray:
@@ -168,10 +235,14 @@ class Schedule:
 
 
 def reconstruct(rows: np.ndarray, rate: float, streams: int, lag_limit_s: float = MAX_SCHEDULE_LAG_S) -> Schedule:
-    """One client's h2load log rows (start µs, status, duration µs) -> its schedule. See the module doc."""
+    """One client's h2load log rows (start µs, status, duration µs) -> its schedule. See the module doc.
+
+    The release tick is read from the rows (:func:`measure_tick`); where they show none,
+    h2load 1.52's (:func:`tick_s`) stands in, and ``tick_measured`` says so.
+    """
     if not len(rows):
         empty = np.zeros(0)
-        return Schedule(empty, empty, np.zeros(0, dtype=np.int64), empty, empty, np.zeros(0, dtype=bool))
+        return Schedule(empty, empty, np.zeros(0, dtype=np.int64), empty, empty, np.zeros(0, dtype=bool), tick_s(rate))
     rows = rows[np.argsort(rows[:, 0], kind="stable")]
     base_us = int(rows[0, 0])
     # Relative seconds keep float64's resolution far below a microsecond.
@@ -182,11 +253,12 @@ def reconstruct(rows: np.ndarray, rate: float, streams: int, lag_limit_s: float 
     k = np.arange(len(start))
     t0 = float(np.min(start - k / rate)) if len(start) else 0.0
     uniform = t0 + k / rate
-    tick = tick_s(rate)
+    measured = measure_tick(start, rate)
+    tick = measured if measured is not None else tick_s(rate)
     due = _due_ticks(start, uniform, t0, tick)
     held = _server_held(start_all, end_all, due, start, streams, lag_limit_s)
     offset = base_us / 1e6
-    return Schedule(start + offset, end + offset, status, due + offset, uniform + offset, held)
+    return Schedule(start + offset, end + offset, status, due + offset, uniform + offset, held, tick, measured is not None)
 
 
 def _due_ticks(start: np.ndarray, uniform: np.ndarray, t0: float, tick: float) -> np.ndarray:
@@ -324,6 +396,7 @@ def run(spec: LoadSpec, endpoints: Any, payload: bytes, expected, scrape, on_pro
     server_down = stopped is not None or (metrics_error is not None and not native.grpc_alive(endpoints))
     cut_short = interrupted or stopped is not None
     schedules = [reconstruct(r, per_client, streams) for r in rows]
+    info.update(tick_info(info["version"], schedules, per_client))
     every = np.concatenate(rows) if rows else np.zeros((0, 3), dtype=np.int64)
     verification = native._verify(spec, every, every[:, 1] == native.HTTP_OK, scrapes, pre, post, in_flight=clients * streams)
     summaries = [native.parse_summary(out) for out, _ in outputs]
@@ -339,10 +412,32 @@ def run(spec: LoadSpec, endpoints: Any, payload: bytes, expected, scrape, on_pro
     }
     if metrics_error is not None and not server_down:
         extra["metrics_error"] = metrics_error
+    ticks = [sched.tick if sched.tick_measured else None for sched in schedules if len(sched.start)]
+    problem = tick_problem(info["version"], ticks)
+    if problem:
+        extra["verdicts"] = [problem]
     samples = scrapes.samples
     before = samples[0]["metrics"] if len(samples) == 2 else None
     after = samples[1]["metrics"] if len(samples) == 2 else None
     return EngineRun(outcomes, before, after, interrupted, info, extra)
+
+
+def tick_info(version: str | None, schedules: list[Schedule], rate: float) -> dict:
+    """What the record says of h2load's release tick: the one its latencies were timed from, and where it came from."""
+    measured = [sched.tick for sched in schedules if sched.tick_measured]
+    expected = max(CHECKED_TICKS[version], 1.0 / rate) if version in CHECKED_TICKS else None
+    tick = float(np.median(measured)) if measured else (expected or tick_s(rate))
+    if measured and len(measured) == len(schedules):
+        source = "measured from h2load's log"
+    elif measured:
+        source = f"measured from {len(measured)} of {len(schedules)} h2load logs; h2load 1.52's tick for the rest"
+    else:
+        source = f"{version}'s, checked (the log showed no tick)" if expected else "assumed (no tick in its log, unchecked)"
+    schedule = f"h2load --rps: due requests released every {tick * 1e3:.3g} ms; latency timed from the release tick"
+    out = {"tick_ms": tick * 1e3, "tick_source": source, "schedule": schedule}
+    if measured and expected and abs(tick - expected) > 0.1 * expected:
+        out["tick_source"] += f" ({tick * 1e3:.3g} ms, not the {expected * 1e3:.3g} ms {version} was checked with)"
+    return out
 
 
 def _outcome(index, spec, sched: Schedule, returncode, stdout, stderr, scrapes, server_down, interrupted, cut_short, verification, dropped: int) -> WorkerOutcome:
