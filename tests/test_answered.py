@@ -59,6 +59,9 @@ def test_no_counts_confirm_nothing_unless_the_run_was_cut_short():
     v = answered.vouch(check_failed, 300, {}, rows=300, complete=True)
     assert (v.ok, v.failures, v.basis) == (0, {answered.UNCONFIRMED: 300}, answered.NONE)
     assert math.isnan(answered.throughput(v, 1.0))
+    # Counters that went backwards (the model unloaded mid-run) confirm nothing either.
+    reset = answered.vouch({**QUEUE_BOUND, "server_success": -5000}, 300, {}, rows=300, complete=True)
+    assert (reset.ok, reset.basis) == (0, answered.NONE)
     # Cut short: the incomplete reason speaks for the run, its counts stay h2load's.
     assert answered.vouch(check_failed, 300, {}, rows=300, complete=False).basis == answered.CLIENT
 

@@ -19,8 +19,9 @@ for the native engine:
   ``requests.ok`` is the share Triton confirms (its successes between the scrapes, at most
   h2load's completions there, as a share of those completions, applied to the window's rows);
   the rest are failures of class ``UNCONFIRMED``, and throughput follows (basis ``server``).
-  Where the check ran without Triton's counts (no scrapes), nothing is confirmed: ``ok`` 0 and no
-  throughput (basis ``none``). A run cut short says so instead, with h2load's own counts.
+  Where the check ran without Triton's counts (no scrapes, or counters that went backwards: the
+  model unloaded), nothing is confirmed: ``ok`` 0 and no throughput (basis ``none``). A run cut
+  short before the check says so instead, with h2load's own counts.
 """
 
 from __future__ import annotations
@@ -68,7 +69,9 @@ def vouch(verification: dict | None, ok: int, failures: dict[str, int], rows: in
         return Vouched(ok, failures, CLIENT, True)
     if verification.get("verified"):
         return Vouched(ok, failures, CLIENT, not verification.get("server_failures_in_window"))
-    if "server_success" in verification:
+    # Counters that went backwards (the model unloaded, the server restarted) count nothing.
+    counted = verification.get("server_success", -1) >= 0
+    if counted:
         client = verification["client_completed"]
         share = min(client, verification["server_success"]) / client if client else 0.0
         confirmed = min(ok, round(rows * share))
@@ -79,7 +82,7 @@ def vouch(verification: dict | None, ok: int, failures: dict[str, int], rows: in
     out = dict(failures)
     if ok - confirmed:
         out[UNCONFIRMED] = ok - confirmed
-    return Vouched(confirmed, out, SERVER if "server_success" in verification else NONE, False)
+    return Vouched(confirmed, out, SERVER if counted else NONE, False)
 
 
 def throughput(vouched: Vouched, measured_s: float) -> float:
