@@ -52,6 +52,8 @@ def test_counts_that_disagree_show_what_triton_confirms():
     # Triton counting more than h2load completed (another client, say) confirms at most h2load's own.
     more = answered.vouch({**QUEUE_BOUND, "server_success": 20_000}, ok, {}, rows=rows, complete=True)
     assert more.ok == ok and answered.UNCONFIRMED not in more.failures and more.basis == answered.SERVER
+    assert more.latency_resolved  # no row is left that Triton did not answer
+    assert not answered.vouch({**QUEUE_BOUND, "server_success": 20_000, "server_failures_in_window": 3}, ok, {}, rows=rows, complete=True).latency_resolved
 
 
 def test_no_counts_confirm_nothing_unless_the_run_was_cut_short():

@@ -11,6 +11,7 @@ of magnitude.
 from __future__ import annotations
 
 import contextlib
+import gzip
 import heapq
 import json
 import os
@@ -18,6 +19,7 @@ import shutil
 import signal
 import subprocess
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -30,6 +32,7 @@ from axon.serving.embedded import EmbeddedServer
 from tests.helpers import LineWatcher, assert_clean_error, start_axon, window_under_way
 
 V1 = "particle_classifier_v1"
+DATA = Path(__file__).parent / "data" / "h2load"
 QUICK = {"duration_s": 2.0, "warmup_s": 0.5, "timeout_s": 5.0, "engine": "native"}
 STALL_S = 1.0
 WINDOW_WAIT_S = 120
@@ -157,6 +160,39 @@ def test_a_log_without_a_tick_is_said_and_an_unchecked_h2load_refused():
     problem = native_open.tick_problem("nghttp2/1.99.0", [0.02, None])
     assert problem is not None and "\n" not in problem
     assert "nghttp2/1.99.0" in problem and "pacing is unchecked" in problem and "nghttp2/1.52.0" in problem
+
+
+def _real_log(rate: int) -> np.ndarray:
+    """A real h2load 1.52 --rps log against the embedded Triton (2026-12-07, 2 cores; the 2,000/s one under load 6)."""
+    with gzip.open(DATA / f"rps{rate}-nghttp2-1.52.0.log.gz", "rt") as fh:
+        return np.loadtxt(fh, dtype=np.int64, delimiter="\t").reshape(-1, 3)
+
+
+@pytest.mark.parametrize("stretch", [0.5, 1.0, 2.0])
+def test_real_logs_read_as_their_tick(stretch):
+    """Real 1.52 logs read as 10 ms; the same log with its time axis stretched (an h2load with a 5 or 20 ms tick at half or twice the spacing) reads as that."""
+    rows = _real_log(1000)
+    t0 = rows[0, 0]
+    stretched = np.column_stack([t0 + np.round((rows[:, 0] - t0) * stretch), rows[:, 1], np.round(rows[:, 2] * stretch)]).astype(np.int64)
+    sched = native_open.reconstruct(stretched, 1000 / stretch, 1000)
+    assert sched.tick_measured and sched.tick == pytest.approx(0.01 * stretch, rel=0.002)
+    assert np.percentile(sched.lag, 90) < 0.1 * sched.tick  # no phantom tick of lag
+
+
+def test_a_real_log_under_load_is_1_52s_exact_tick():
+    sched = native_open.reconstruct(_real_log(2000), 2000, 1000, version="nghttp2/1.52.0")
+    assert sched.tick_measured and sched.tick == native_open.RPS_TICK_S and sched.tick_read == pytest.approx(0.01, rel=native_open.TICK_AGREES)
+
+
+def test_a_tick_that_agrees_with_the_checked_release_is_its_exact_tick():
+    rows = _simulate(2000)
+    sched = native_open.reconstruct(rows, 2000, 1000, version="nghttp2/1.52.0")
+    assert sched.tick_measured and sched.tick == native_open.RPS_TICK_S and sched.tick_read == pytest.approx(0.01, rel=1e-3)
+    info = native_open.tick_info("nghttp2/1.52.0", [sched], 2000)
+    assert info["tick_source"].startswith("measured from h2load's log (") and "nghttp2/1.52.0's 10 ms" in info["tick_source"]
+    # Another tick is not snapped to it.
+    other = native_open.reconstruct(_simulate(2000, tick_s=0.020), 2000, 1000, version="nghttp2/1.52.0")
+    assert other.tick == pytest.approx(0.020, rel=1e-3)
 
 
 def test_the_record_says_which_tick_and_where_it_came_from():

@@ -69,6 +69,10 @@ CHECKED_TICKS = {"nghttp2/1.52.0": RPS_TICK_S}
 # (a timer firing up to 2 ms either side of a 10 ms grid gives 0.76), else the log shows no tick.
 MIN_RELEASES = 20
 MIN_GRID_CONCENTRATION = 0.5
+# A tick read within this of a checked release's is that release's tick: its exact value is
+# used. Measured 2026-12-07 on a loaded machine (load 6 on 2 cores), 2,000/s: the fit read
+# 9.985 ms, pulled by timer firings late enough to shift libev's grid.
+TICK_AGREES = 0.01
 # The uniform schedule is anchored on the earliest send relative to it, so it runs late by that
 # send's own few microseconds: a tick this close before a due time counts as at it.
 DUE_SLACK_S = 0.00002
@@ -218,6 +222,7 @@ class Schedule:
     server_held: np.ndarray  # bool: a late send the server, not h2load, is to blame for
     tick: float = RPS_TICK_S  # the release tick the due times were put on
     tick_measured: bool = False  # read from the log (:func:`measure_tick`), not assumed
+    tick_read: float | None = None  # what the log showed (``tick`` is a checked release's exact one where they agree)
 
     @property
     def lag(self) -> np.ndarray:
@@ -234,11 +239,12 @@ class Schedule:
         return np.where(self.server_held, 0.0, np.maximum(self.lag, 0.0))
 
 
-def reconstruct(rows: np.ndarray, rate: float, streams: int, lag_limit_s: float = MAX_SCHEDULE_LAG_S) -> Schedule:
+def reconstruct(rows: np.ndarray, rate: float, streams: int, lag_limit_s: float = MAX_SCHEDULE_LAG_S, version: str | None = None) -> Schedule:
     """One client's h2load log rows (start µs, status, duration µs) -> its schedule. See the module doc.
 
-    The release tick is read from the rows (:func:`measure_tick`); where they show none,
-    h2load 1.52's (:func:`tick_s`) stands in, and ``tick_measured`` says so.
+    The release tick is read from the rows (:func:`measure_tick`); where it agrees with the
+    checked ``version``'s (within :data:`TICK_AGREES`), that exact tick is used; where the rows
+    show none, h2load 1.52's (:func:`tick_s`) stands in, and ``tick_measured`` says so.
     """
     if not len(rows):
         empty = np.zeros(0)
@@ -255,10 +261,13 @@ def reconstruct(rows: np.ndarray, rate: float, streams: int, lag_limit_s: float 
     uniform = t0 + k / rate
     measured = measure_tick(start, rate)
     tick = measured if measured is not None else tick_s(rate)
+    if measured is not None and version in CHECKED_TICKS:
+        checked = max(CHECKED_TICKS[version], 1.0 / rate)
+        tick = checked if abs(measured - checked) <= TICK_AGREES * checked else measured
     due = _due_ticks(start, uniform, t0, tick)
     held = _server_held(start_all, end_all, due, start, streams, lag_limit_s)
     offset = base_us / 1e6
-    return Schedule(start + offset, end + offset, status, due + offset, uniform + offset, held, tick, measured is not None)
+    return Schedule(start + offset, end + offset, status, due + offset, uniform + offset, held, tick, measured is not None, measured)
 
 
 def _due_ticks(start: np.ndarray, uniform: np.ndarray, t0: float, tick: float) -> np.ndarray:
@@ -395,7 +404,7 @@ def run(spec: LoadSpec, endpoints: Any, payload: bytes, expected, scrape, on_pro
     metrics_error = scrapes.error or post_error
     server_down = stopped is not None or (metrics_error is not None and not native.grpc_alive(endpoints))
     cut_short = interrupted or stopped is not None
-    schedules = [reconstruct(r, per_client, streams) for r in rows]
+    schedules = [reconstruct(r, per_client, streams, version=info["version"]) for r in rows]
     info.update(tick_info(info["version"], schedules, per_client))
     every = np.concatenate(rows) if rows else np.zeros((0, 3), dtype=np.int64)
     verification = native._verify(spec, every, every[:, 1] == native.HTTP_OK, scrapes, pre, post, in_flight=clients * streams)
@@ -427,8 +436,11 @@ def tick_info(version: str | None, schedules: list[Schedule], rate: float) -> di
     measured = [sched.tick for sched in schedules if sched.tick_measured]
     expected = max(CHECKED_TICKS[version], 1.0 / rate) if version in CHECKED_TICKS else None
     tick = float(np.median(measured)) if measured else (expected or tick_s(rate))
+    read = [sched.tick_read for sched in schedules if sched.tick_read is not None]
     if measured and len(measured) == len(schedules):
         source = "measured from h2load's log"
+        if expected and tick == expected:
+            source += f" ({float(np.median(read)) * 1e3:.4g} ms: {version}'s {expected * 1e3:.3g} ms)"
     elif measured:
         source = f"measured from {len(measured)} of {len(schedules)} h2load logs; h2load 1.52's tick for the rest"
     else:

@@ -10,11 +10,11 @@ for the native engine:
 
 - the counts agree and Triton failed nothing between the scrapes: every HTTP-200 row was an
   answer, and the histogram is the answered requests';
-- Triton failed some (``REJECTED``, ``SERVER_FAILURE``), or the counts disagree: the rows mix
-  answers and rejections, so the record shows no percentiles as the answered requests'. The
-  rows' histogram is kept apart (``latency_apart``, of ``http_200_unresolved``) with how many of
-  them were not answered, and the exact bounds that count puts on the answered requests'
-  percentiles;
+- Triton failed some (``REJECTED``, ``SERVER_FAILURE``), or answered fewer than h2load
+  completed: the rows mix answers and rejections, so the record shows no percentiles as the
+  answered requests'. The rows' histogram is kept apart (``latency_apart``, of
+  ``http_200_unresolved``) with how many of them were not answered, and the exact bounds that
+  count puts on the answered requests' percentiles;
 - the counts disagree (unverified): h2load's completions are not shown as answered requests.
   ``requests.ok`` is the share Triton confirms (its successes between the scrapes, at most
   h2load's completions there, as a share of those completions, applied to the window's rows);
@@ -82,7 +82,10 @@ def vouch(verification: dict | None, ok: int, failures: dict[str, int], rows: in
     out = dict(failures)
     if ok - confirmed:
         out[UNCONFIRMED] = ok - confirmed
-    return Vouched(confirmed, out, SERVER if counted else NONE, False)
+    # Triton answering at least every request h2load completed, and failing none, leaves no row
+    # that was not an answer (another client's load, a lost host's, can push its count above).
+    clean = counted and verification["server_success"] >= verification["client_completed"] and not verification.get("server_failures_in_window")
+    return Vouched(confirmed, out, SERVER if counted else NONE, clean)
 
 
 def throughput(vouched: Vouched, measured_s: float) -> float:
