@@ -25,7 +25,7 @@ from axon.engines.direct import DirectEngine
 from axon.engines.loadgen import LoadSpec
 from axon.engines.python import CLIENT_BOUND_CORES
 from axon.errors import ServerError
-from axon.records import results, stats
+from axon.records import answered, results, stats
 from axon.records.schema import SCHEMA_VERSION, add_counts
 from axon.serving import triton_metrics
 from axon.serving.embedded import Endpoints, wait_ready
@@ -210,20 +210,30 @@ def _assemble(spec: LoadSpec, target: Target, run: EngineRun, unchecked: str | N
     reasons = list(dict.fromkeys([o["incomplete_reason"] for o in good if o["incomplete_reason"]] + errors))
     if len(good) < n_workers and not errors:
         reasons.append("a worker did not report")
-    throughput = ok / measured_s if measured_s and measured_s > 0 else 0.0
+    verification = run.extra.get("verification")
+    # Only what the counts vouch for is shown as answered (records.answered): the native
+    # engine's HTTP-200 rows are answers only where Triton's counters say so.
+    vouched = answered.vouch(verification, ok, failures, histogram.get_total_count(), complete=not reasons)
+    apart = answered.rejected([o.get("rejected_latency", "") for o in good])
+    if not vouched.latency_resolved:
+        apart = answered.unresolved(histogram, histogram.get_total_count() - vouched.ok)
+        histogram = stats.new_histogram()
+    ok, failures = vouched.ok, vouched.failures
+    throughput = answered.throughput(vouched, measured_s)
     verdicts: list[str] = []
-    error_rate = (sent - ok) / sent if sent else 1.0
+    # Completions Triton's counts can't confirm are not known to be errors: "unverified" says it.
+    error_rate = (sent - ok - failures.get(answered.UNCONFIRMED, 0)) / sent if sent else 1.0
     if sent == 0:
         verdicts.append("no request was measured")
     elif error_rate > spec.max_error_rate:
         said = "; ".join(f"{code}: {text}" for code, text in details.items() if code in failures)
         verdicts.append(f"error rate {error_rate:.2%} > {spec.max_error_rate:.2%} ({failures})" + (f"; the server said {said}" if said else ""))
     mismatches = sum(o["mismatches"] for o in good)
-    verification = run.extra.get("verification")
     if verification is not None and not verification["verified"] and not reasons:
         verdicts.append(_unverified_message(verification))
     if mismatches:
         verdicts.append(f"{mismatches} sampled responses differ from local onnxruntime")
+    verdicts.extend(run.extra.get("verdicts", []))  # the engine's own (native open loop: a release tick it can't vouch for)
     schedule = None
     if lag is not None:
         lag_summary = stats.LatencySummary.of(lag)
@@ -244,7 +254,8 @@ def _assemble(spec: LoadSpec, target: Target, run: EngineRun, unchecked: str | N
         behind = judged.count > 0 and judged.p99 / 1e3 > loadgen.MAX_SCHEDULE_LAG_S
         if own:
             schedule.update(client_lag_p99_ms=judged.p99, server_held=sum(o.get("server_held", 0) for o in good))
-        uncorrected = [o["uncorrected"] for o in good if o.get("uncorrected")]
+        # The view from the actual send mixes answers and rejections as the rows do: shown only where they are answers.
+        uncorrected = [o["uncorrected"] for o in good if o.get("uncorrected")] if vouched.latency_resolved else []
         if uncorrected:
             u = stats.LatencySummary.of(stats.merge(uncorrected))
             schedule["uncorrected_latency_ms"] = {"p50": u.p50, "p90": u.p90, "p99": u.p99, "max": u.max}
@@ -294,8 +305,10 @@ def _assemble(spec: LoadSpec, target: Target, run: EngineRun, unchecked: str | N
         "requests": {"sent": sent, "ok": ok, "failed": sent - ok, "timed_out": failures.get(loadgen.TIMEOUT, 0), "failures": failures, "failure_details": details, "outages": outages, "rejected": failures.get(loadgen.REJECTED, 0)},
         "throughput_rps": throughput,
         "throughput_inferences_per_s": throughput * spec.rows_per_request,
+        "throughput_basis": vouched.basis,
         "latency_ms": stats.LatencySummary.of(histogram).as_dict(),
         "histogram": stats.encode(histogram),
+        "latency_apart": apart,
         "schedule": schedule,
         "correctness": correctness,
         "verification": verification,
@@ -308,7 +321,7 @@ def _assemble(spec: LoadSpec, target: Target, run: EngineRun, unchecked: str | N
         },
         "server_metrics": server_metrics,
         "server_metrics_missing": metrics_missing,
-        "timeline": _timeline(good, spec, measured_s) if spec.timeline_s else None,
+        "timeline": _timeline(good, spec, measured_s, vouched) if spec.timeline_s else None,
         "complete": not reasons,
         "incomplete_reason": "; ".join(reasons) or None,
         "passed": not verdicts and not reasons,
@@ -347,8 +360,13 @@ def _server_metrics(run: EngineRun, target: Target, outages: int = 0, sent: int 
     return None, "not read (the run stopped before the window's end)"
 
 
-def _timeline(outcomes: list[dict], spec: LoadSpec, measured_s: float) -> list[dict]:
-    """The workers' slices merged: per slice of ``spec.timeline_s`` seconds, counts and latency percentiles."""
+def _timeline(outcomes: list[dict], spec: LoadSpec, measured_s: float, vouched: answered.Vouched) -> list[dict]:
+    """The workers' slices merged: per slice of ``spec.timeline_s`` seconds, counts and latency percentiles.
+
+    Where the run's counts vouch for no answered requests (see :mod:`axon.records.answered`),
+    no slice shows them either: ``ok`` and throughput are None where Triton's counts disagreed,
+    percentiles None where rows mix answers and rejections.
+    """
     by_index: dict[int, list[dict]] = {}
     for o in outcomes:
         for piece in o.get("timeline") or []:
@@ -363,16 +381,18 @@ def _timeline(outcomes: list[dict], spec: LoadSpec, measured_s: float) -> list[d
         start = index * spec.timeline_s
         # The last slice may be shorter (a window that is not a whole number of slices, a run cut short).
         length = min(spec.timeline_s, measured_s - start) if measured_s == measured_s else spec.timeline_s
+        counted = vouched.basis == answered.CLIENT
+        timed = bool(ok) and vouched.latency_resolved
         slices.append(
             {
                 "start_s": start,
                 "duration_s": length,
-                "ok": ok,
+                "ok": ok if counted else None,
                 "failed": sum(p["failed"] for p in pieces),
-                "throughput_rps": ok / length if length > 0 else 0.0,
-                "p50_ms": summary.p50 if ok else None,
-                "p99_ms": summary.p99 if ok else None,
-                "max_ms": summary.max if ok else None,
+                "throughput_rps": (ok / length if length > 0 else 0.0) if counted else None,
+                "p50_ms": summary.p50 if timed else None,
+                "p99_ms": summary.p99 if timed else None,
+                "max_ms": summary.max if timed else None,
             }
         )
     return slices

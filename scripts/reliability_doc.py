@@ -70,7 +70,7 @@ Record fields these cases rely on (all optional for older records):
 | `requests.failure_details` | failure code -> the server's first message for it (e.g. `NOT_FOUND`: Triton's "Request for unknown model ...") |
 | `requests.outages` | times the server (`UNAVAILABLE`) or the model (`NOT_FOUND`) answered nothing else 50 times in a row |
 | `server_metrics_missing` | why `server_metrics` is null: no endpoint given, a scrape that failed (when, and the error), or counters that restarted |
-| `timeline` | with `--timeline S`: one entry per S-second slice of the window, by send time: `start_s`, `duration_s`, `ok`, `failed`, `throughput_rps`, `p50_ms`, `p99_ms`, `max_ms` (null when nothing succeeded); slices in which nothing was sent are listed too |
+| `timeline` | with `--timeline S`: one entry per S-second slice of the window, by send time: `start_s`, `duration_s`, `ok`, `failed`, `throughput_rps`, `p50_ms`, `p99_ms`, `max_ms` (null when nothing succeeded); slices in which nothing was sent are listed too. Native engine: `ok` and `throughput_rps` are null where the run's counts disagreed with Triton's (`throughput_basis` not `client`), and the percentiles null where its rows are kept apart (`latency_apart`) |
 | `load.on_unavailable`, `load.timeline_s` | the options the run was made with |
 | `server.ca_file` | the CA the server's certificate was verified against (TLS) |
 | `engine.certificate_verified` | native engine over TLS: `false` (h2load does not verify) |

@@ -178,6 +178,10 @@ def test_rejections_by_the_queue_policy_are_shed_load_not_a_dead_server(artifact
     assert record["requests"]["rejected"] > 0 and record["requests"]["failures"].get("REJECTED") == record["requests"]["rejected"]
     assert "UNAVAILABLE" not in record["requests"]["failures"]
     assert "timeout" in record["requests"]["failure_details"]["REJECTED"].lower()
+    # Percentiles count answered requests only; the rejected ones' latency is kept apart.
+    apart = record["latency_apart"]
+    assert apart["of"] == "rejected" and apart["requests"] == record["requests"]["rejected"] == apart["latency_ms"]["count"]
+    assert record["latency_ms"]["count"] == record["requests"]["ok"]
 
 
 @pytest.mark.server

@@ -152,3 +152,47 @@ def test_engine_bad_input(args, message, monkeypatch, tmp_path):
     if "nope" not in args and "--poisson" not in args and "python" not in args:
         _need_h2load()
     assert_clean_error(run_axon("bench", "--artifacts", str(tmp_path), *args), message)
+
+
+@pytest.mark.server
+def test_a_queue_bound_server_shows_no_h2load_count_as_answered(artifacts, validation_rows, tmp_path):
+    """A queue of 1 under 8 streams: Triton rejects most requests, h2load counts each as HTTP 200,
+    and Triton 2.51 does not count a full queue's rejections, so the counts disagree. The record,
+    the table and the report then show the share Triton confirms (marked), never h2load's
+    completions as answered requests, and no percentile as the answered requests'."""
+    from axon.cli.bench import table
+    from axon.offline.repository import with_queue_policy
+    from axon.study import report
+
+    _need_h2load()
+    repo = with_queue_policy(embedded_repository(artifacts, "on"), tmp_path / "repo", 1, 0)
+    with EmbeddedServer(repo, models=[V1]) as server:
+        r = _run(server, artifacts, validation_rows[0], concurrency=8, max_error_rate=1.0)
+    v, apart = r["verification"], r["latency_apart"]
+    assert r["passed"] is False and v["verified"] is False and "server_success" in v, (v, r["verdicts"])
+    # h2load's HTTP-200 rows are kept apart, not shown as answered latencies.
+    assert apart["of"] == "http_200_unresolved" and r["latency_ms"]["count"] == 0
+    rows = apart["requests"]
+    h2load_rps = rows / r["measured_s"]
+    # Answered: Triton's confirmed share of those rows, the rest UNCONFIRMED failures.
+    share = min(v["client_completed"], v["server_success"]) / v["client_completed"]
+    assert r["throughput_basis"] == "server" and r["requests"]["ok"] == round(rows * share) < rows
+    assert r["throughput_rps"] == pytest.approx(r["requests"]["ok"] / r["measured_s"]) and r["throughput_rps"] < h2load_rps
+    triton_failed = sum(r["requests"]["failures"].get(k, 0) for k in ("REJECTED", "SERVER_FAILURE"))
+    assert r["requests"]["failures"]["UNCONFIRMED"] == rows - r["requests"]["ok"] - triton_failed > 0
+    assert apart["unanswered"] == rows - r["requests"]["ok"]
+    # The table and the report say the same, marked, and never print h2load's rate.
+    shown = table([r])
+    line = shown.splitlines()[2]
+    assert f"{r['throughput_rps']:,.0f}*" in line and f"{h2load_rps:,.0f}" not in line and "unverified" in line, shown
+    assert line.split()[5:9] == [f"{r['throughput_rps']:,.0f}*", "-", "-", "-"], line  # req/s, p50, p95, p99
+    assert "share Triton confirmed" in shown
+    cases = report.cases_table([r])
+    assert f"{r['throughput_rps']:,.0f}*" in cases and f"{h2load_rps:,.0f}" not in cases, cases
+    assert "never h2load's count" in report._flags([r])
+    # The keys this run adds (latency_apart's, throughput_basis) are in the schema doc.
+    from tests.test_results_schema import _documented, _paths
+
+    documented = _documented()
+    added = [p for p in _paths(r) if p.startswith(("latency_apart", "throughput_basis"))]
+    assert len(added) > 10 and sorted(p for p in added if not any(d.match(p) for d in documented)) == []

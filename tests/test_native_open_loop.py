@@ -11,6 +11,7 @@ of magnitude.
 from __future__ import annotations
 
 import contextlib
+import gzip
 import heapq
 import json
 import os
@@ -18,6 +19,7 @@ import shutil
 import signal
 import subprocess
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -30,6 +32,7 @@ from axon.serving.embedded import EmbeddedServer
 from tests.helpers import LineWatcher, assert_clean_error, start_axon, window_under_way
 
 V1 = "particle_classifier_v1"
+DATA = Path(__file__).parent / "data" / "h2load"
 QUICK = {"duration_s": 2.0, "warmup_s": 0.5, "timeout_s": 5.0, "engine": "native"}
 STALL_S = 1.0
 WINDOW_WAIT_S = 120
@@ -46,15 +49,17 @@ def _need_h2load() -> None:
 # --------------------------------------------------------------------------- a simulated h2load
 
 
-def _simulate(rate, duration_s=3.0, streams=1000, service_s=0.002, stall=None, starved=None, jitter_s=0.0005, seed=0):
+def _simulate(rate, duration_s=3.0, streams=1000, service_s=0.002, stall=None, starved=None, jitter_s=5e-4, seed=0, tick_s=0.01):
     """Rows (start µs, status, duration µs) as h2load --rps would log them.
 
     ``stall``: (from, to) s in which the server answers nothing (requests in flight finish at
     ``to`` + service). ``starved``: (from, to) s in which h2load's own timer does not fire.
+    ``tick_s``: the timer's period (h2load 1.52's 10 ms; another release may differ).
     """
     rng = np.random.default_rng(seed)
     epoch = 1_700_000_000.0
-    ticks = np.arange(0.0, duration_s, native_open.RPS_TICK_S) + rng.uniform(-jitter_s, jitter_s, int(np.ceil(duration_s / native_open.RPS_TICK_S)))[: len(np.arange(0.0, duration_s, native_open.RPS_TICK_S))]
+    grid = np.arange(0.0, duration_s, tick_s)
+    ticks = grid + rng.uniform(-jitter_s, jitter_s, len(grid))
     if starved:
         ticks = ticks[(ticks < starved[0]) | (ticks >= starved[1])]
     ticks = np.maximum.accumulate(np.clip(ticks, 0.0, None))
@@ -119,6 +124,86 @@ def test_a_starved_client_is_behind_even_when_the_server_is_fast():
     sched = native_open.reconstruct(_simulate(2000, starved=(1.0, 1.5)), 2000, 1000)
     assert not sched.server_held.any()
     assert np.percentile(sched.client_lag, 99) > 0.1  # its own timer did not fire for 0.5 s
+
+
+@pytest.mark.parametrize("tick_s", [0.005, 0.010, 0.020])
+def test_the_release_tick_is_read_from_the_log(tick_s):
+    """An h2load that paces in 5 or 20 ms ticks (not 1.52's 10 ms) is timed from its own ticks."""
+    rate, service_s = 2000, 0.002
+    rows = _simulate(rate, tick_s=tick_s, service_s=service_s)
+    starts = np.sort(rows[:, 0] - rows[0, 0]) / 1e6
+    assert native_open.measure_tick(starts, rate) == pytest.approx(tick_s, rel=1e-3)
+    sched = native_open.reconstruct(rows, rate, 1000)
+    assert sched.tick_measured and sched.tick == pytest.approx(tick_s, rel=1e-3)
+    # Timed from the real release ticks: no phantom lag, latency = the server's 2 ms.
+    assert np.percentile(sched.lag, 99) < 0.002
+    assert np.percentile(sched.latency, 99) < service_s + 0.002
+
+
+def test_assuming_the_wrong_tick_would_mis_time_every_latency(monkeypatch):
+    """What the measured tick prevents: a 20 ms log put on 10 ms ticks charges phantom lag."""
+    rows = _simulate(2000, tick_s=0.020)
+    monkeypatch.setattr(native_open, "measure_tick", lambda start, rate: None)
+    assumed = native_open.reconstruct(rows, 2000, 1000)
+    assert not assumed.tick_measured and assumed.tick == native_open.RPS_TICK_S
+    assert np.percentile(assumed.lag, 90) > 0.005
+
+
+def test_a_log_without_a_tick_is_said_and_an_unchecked_h2load_refused():
+    rate = 2000
+    # Sends at random instants (every stream held, each send follows a freed stream): no tick.
+    rng = np.random.default_rng(1)
+    starts = np.sort(rng.uniform(0.0, 3.0, 6000))
+    assert native_open.measure_tick(starts, rate) is None
+    assert native_open.tick_problem("nghttp2/1.52.0", [None]) is None  # a checked release's tick stands in
+    assert native_open.tick_problem("nghttp2/1.99.0", [0.02, 0.02]) is None  # measured: any release will do
+    problem = native_open.tick_problem("nghttp2/1.99.0", [0.02, None])
+    assert problem is not None and "\n" not in problem
+    assert "nghttp2/1.99.0" in problem and "pacing is unchecked" in problem and "nghttp2/1.52.0" in problem
+
+
+def _real_log(rate: int) -> np.ndarray:
+    """A real h2load 1.52 --rps log against the embedded Triton (2026-12-07, 2 cores; the 2,000/s one under load 6)."""
+    with gzip.open(DATA / f"rps{rate}-nghttp2-1.52.0.log.gz", "rt") as fh:
+        return np.loadtxt(fh, dtype=np.int64, delimiter="\t").reshape(-1, 3)
+
+
+@pytest.mark.parametrize("stretch", [0.5, 1.0, 2.0])
+def test_real_logs_read_as_their_tick(stretch):
+    """Real 1.52 logs read as 10 ms; the same log with its time axis stretched (an h2load with a 5 or 20 ms tick at half or twice the spacing) reads as that."""
+    rows = _real_log(1000)
+    t0 = rows[0, 0]
+    stretched = np.column_stack([t0 + np.round((rows[:, 0] - t0) * stretch), rows[:, 1], np.round(rows[:, 2] * stretch)]).astype(np.int64)
+    sched = native_open.reconstruct(stretched, 1000 / stretch, 1000)
+    assert sched.tick_measured and sched.tick == pytest.approx(0.01 * stretch, rel=0.002)
+    assert np.percentile(sched.lag, 90) < 0.1 * sched.tick  # no phantom tick of lag
+
+
+def test_a_real_log_under_load_is_1_52s_exact_tick():
+    sched = native_open.reconstruct(_real_log(2000), 2000, 1000, version="nghttp2/1.52.0")
+    assert sched.tick_measured and sched.tick == native_open.RPS_TICK_S and sched.tick_read == pytest.approx(0.01, rel=native_open.TICK_AGREES)
+
+
+def test_a_tick_that_agrees_with_the_checked_release_is_its_exact_tick():
+    rows = _simulate(2000)
+    sched = native_open.reconstruct(rows, 2000, 1000, version="nghttp2/1.52.0")
+    assert sched.tick_measured and sched.tick == native_open.RPS_TICK_S and sched.tick_read == pytest.approx(0.01, rel=1e-3)
+    info = native_open.tick_info("nghttp2/1.52.0", [sched], 2000)
+    assert info["tick_source"].startswith("measured from h2load's log (") and "nghttp2/1.52.0's 10 ms" in info["tick_source"]
+    # Another tick is not snapped to it.
+    other = native_open.reconstruct(_simulate(2000, tick_s=0.020), 2000, 1000, version="nghttp2/1.52.0")
+    assert other.tick == pytest.approx(0.020, rel=1e-3)
+
+
+def test_the_record_says_which_tick_and_where_it_came_from():
+    rate = 2000
+    measured = native_open.reconstruct(_simulate(rate, tick_s=0.020), rate, 1000)
+    info = native_open.tick_info("nghttp2/1.52.0", [measured], rate)
+    assert info["tick_ms"] == pytest.approx(20, rel=1e-3) and info["tick_source"].startswith("measured from h2load's log")
+    assert "not the 10 ms nghttp2/1.52.0 was checked with" in info["tick_source"] and "every 20 ms" in info["schedule"]
+    blind = native_open.Schedule(*([np.zeros(0)] * 6), tick=0.01, tick_measured=False)
+    source = native_open.tick_info("nghttp2/1.52.0", [blind], rate)["tick_source"]
+    assert source == "nghttp2/1.52.0's, checked (the log showed no tick)"
 
 
 def test_open_topology():

@@ -26,7 +26,7 @@ from axon.engines import loadgen
 from axon.engines.loadgen import LoadSpec
 from axon.errors import AxonError
 from axon.progress import CaseProgress
-from axon.records import repeats, results
+from axon.records import answered, repeats, results
 from axon.serving import backends
 
 
@@ -60,6 +60,34 @@ def _schedule_note(r: dict) -> str:
     return text + ")"
 
 
+def _ms(value: float) -> str:
+    return "-" if value != value else f"{value:.2f}"  # NaN: no answered request to time
+
+
+def _rps(r: dict) -> str:
+    """Throughput as measured; Triton's confirmed share marked "*" where h2load's counts disagreed with it; "-" where nothing was confirmed."""
+    value = r["throughput_rps"]
+    if value != value:
+        return "-"
+    return f"{value:,.0f}" + ("*" if r.get("throughput_basis") == answered.SERVER else "")
+
+
+def _answered_notes(runs: list[dict]) -> str:
+    """What the req/s and latency cells of a native run whose rows Triton's counts don't vouch for mean."""
+    notes = ""
+    if any(r.get("throughput_basis") in (answered.SERVER, answered.NONE) for r in runs):
+        notes += (
+            "\n(req/s * : h2load's completions disagreed with Triton's counts (unverified), so req/s is the share Triton confirmed answered, "
+            "the rest counted in err as UNCONFIRMED; - : no count to confirm any)"
+        )
+    if any((r.get("latency_apart") or {}).get("of") == "http_200_unresolved" for r in runs):
+        notes += (
+            "\n(latency - on the native engine: Triton rejected or failed some requests, which h2load counts as HTTP 200 and cannot tell apart, "
+            "so no percentile is shown as the answered requests'; the record keeps those rows under latency_apart)"
+        )
+    return notes
+
+
 def table(runs: list[dict]) -> str:
     head = f"{'model':<24} {'batch':>5} {'load':>16} {'engine':>6} {'rep':>3} {'req/s':>9} {'p50':>7} {'p95':>7} {'p99':>7} {'err':>5} {'avg bs':>6} {'cpu':>5}  verdict"
     lines = [head, "-" * len(head)]
@@ -77,11 +105,12 @@ def table(runs: list[dict]) -> str:
         if r["client"]["client_bound"]:
             verdict += " [client-bound]"
         lines.append(
-            f"{r['model']:<24} {r['batching'] or '?':>5} {load:>16} {engine:>6} {rep:>3} {r['throughput_rps']:>9,.0f} {lat['p50']:>7.2f} {lat['p95']:>7.2f} "
-            f"{lat['p99']:>7.2f} {r['requests']['failed']:>5} {bs_text:>6} {cpu_text:>5}  {verdict}"
+            f"{r['model']:<24} {r['batching'] or '?':>5} {load:>16} {engine:>6} {rep:>3} {_rps(r):>9} {_ms(lat['p50']):>7} {_ms(lat['p95']):>7} "
+            f"{_ms(lat['p99']):>7} {r['requests']['failed']:>5} {bs_text:>6} {cpu_text:>5}  {verdict}"
         )
     notes = ("\n(latencies in ms; rep = repeat number, - for a single run; err = failed requests; "
              "cpu = client cores per worker process, or per h2load thread for the native engine, - where not measured)")
+    notes += _answered_notes(runs)
     for r in runs:
         notes += _schedule_note(r)
     for reason in dict.fromkeys(r["correctness"]["reason"] for r in runs if not r["correctness"]["enabled"]):
@@ -254,7 +283,7 @@ def _measure(args: argparse.Namespace, choice) -> int:
                         # A path that can't be written (gone, disk full) sends the record to a rescue path.
                         output = writer.save(runs)
                         status = _status(run) if run["passed"] else "FAILED: " + "; ".join(run["verdicts"] or [run["incomplete_reason"] or "?"])
-                        print(f"{label}: {run['throughput_rps']:,.0f} req/s, p50 {run['latency_ms']['p50']:.2f} ms, p99 {run['latency_ms']['p99']:.2f} ms  {status}", file=sys.stderr)
+                        print(f"{label}: {_rps(run)} req/s, p50 {_ms(run['latency_ms']['p50'])} ms, p99 {_ms(run['latency_ms']['p99'])} ms  {status}", file=sys.stderr)
                         if run["incomplete_reason"] == "interrupted":
                             raise KeyboardInterrupt
                         if not run["passed"]:

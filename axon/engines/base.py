@@ -70,6 +70,7 @@ class WorkerOutcome(TypedDict, total=False):
     client_lag: str  # encoded HDR histogram of the send lag the client itself is to blame for (µs; 0 where the server held it)
     uncorrected: str  # encoded HDR histogram of latency from the actual send (µs): the view coordinated omission would give
     server_held: int  # requests sent late because the server held requests (or every stream) when they fell due
+    rejected_latency: str  # python engine: encoded HDR histogram of the REJECTED requests' latency (µs), kept apart from ``latency``
 
 
 @dataclass(frozen=True)

@@ -169,6 +169,9 @@ class Recorder:
     checker: Checker | None = None
     sample_every: int = 100
     latency: object = field(default_factory=stats.new_histogram)
+    # Requests Triton's queue policy rejected, timed alike: kept apart, so ``latency`` holds
+    # answered requests only (as the native engine's does) and shed load's answer time stays readable.
+    rejected_latency: object = field(default_factory=stats.new_histogram)
     lag: object = field(default_factory=stats.new_histogram)
     sent: int = 0
     ok: int = 0
@@ -220,6 +223,8 @@ class Recorder:
             stats.record_seconds(self.lag, max(lag, 0.0))
         if outcome.code != OK:
             self.failures[outcome.code] += 1
+            if outcome.code == REJECTED:
+                stats.record_seconds(self.rejected_latency, done - (start if started is None else started))
             if piece is not None:
                 piece.failed += 1
             return

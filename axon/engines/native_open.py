@@ -14,6 +14,7 @@ h2load's own batching, a fixed artefact of the generator that would also trip th
 (coordinated omission): the requests it could not send during the stall start late and look
 fast. So latency runs from the **release tick** (the generator's own intended send time), as
 wrk2 does with its schedule, and the record says the arrivals come in ticks (``tick_ms``).
+The tick is read from h2load's own log, not assumed (:mod:`axon.engines.native_tick`).
 
 The log has no client id, so every client is its own h2load process (``-c 1``) with its own
 log: its rows are one schedule. Where one process cannot reach the rate, the rate is spread
@@ -46,6 +47,7 @@ import numpy as np
 
 from axon.engines.base import H2LOAD, EngineRun, WorkerOutcome, h2load_version, stop_h2load
 from axon.engines.loadgen import CLIENT_OVERLOAD, MAX_SCHEDULE_LAG_S, LoadSpec
+from axon.engines.native_tick import CHECKED_TICKS, RPS_TICK_S, TICK_AGREES, measure_tick, tick_info, tick_problem, tick_s
 from axon.engines.payloads import MODEL_INFER, grpc_frame
 from axon.errors import AxonError, ServerError
 from axon.records import stats
@@ -60,7 +62,6 @@ MAX_RATE_PER_CLIENT = 10_000.0
 STREAM_HEADROOM_S = 0.1
 MIN_STREAMS = 64
 MAX_STREAMS = 4096
-RPS_TICK_S = 0.01  # h2load 1.52: rps_watcher.repeat = max(0.01, 1 / rps)
 # The uniform schedule is anchored on the earliest send relative to it, so it runs late by that
 # send's own few microseconds: a tick this close before a due time counts as at it.
 DUE_SLACK_S = 0.00002
@@ -119,10 +120,6 @@ def peak_in_flight(rows: np.ndarray) -> int:
     return int(np.max(np.cumsum(steps[order])))
 
 
-def tick_s(rate_per_client: float) -> float:
-    return max(RPS_TICK_S, 1.0 / rate_per_client)
-
-
 def command(url: str, frame: Path, log: Path, spec: LoadSpec, rate: float, streams: int, tls: bool, headers: dict[str, str]) -> list[str]:
     cmd = [
         H2LOAD,
@@ -151,6 +148,9 @@ class Schedule:
     due: np.ndarray
     uniform: np.ndarray  # t0 + k/R, before h2load's ticks
     server_held: np.ndarray  # bool: a late send the server, not h2load, is to blame for
+    tick: float = RPS_TICK_S  # the release tick the due times were put on
+    tick_measured: bool = False  # read from the log (:func:`measure_tick`), not assumed
+    tick_read: float | None = None  # what the log showed (``tick`` is a checked release's exact one where they agree)
 
     @property
     def lag(self) -> np.ndarray:
@@ -167,11 +167,16 @@ class Schedule:
         return np.where(self.server_held, 0.0, np.maximum(self.lag, 0.0))
 
 
-def reconstruct(rows: np.ndarray, rate: float, streams: int, lag_limit_s: float = MAX_SCHEDULE_LAG_S) -> Schedule:
-    """One client's h2load log rows (start µs, status, duration µs) -> its schedule. See the module doc."""
+def reconstruct(rows: np.ndarray, rate: float, streams: int, lag_limit_s: float = MAX_SCHEDULE_LAG_S, version: str | None = None) -> Schedule:
+    """One client's h2load log rows (start µs, status, duration µs) -> its schedule. See the module doc.
+
+    The release tick is read from the rows (:func:`measure_tick`); where it agrees with the
+    checked ``version``'s (within :data:`TICK_AGREES`), that exact tick is used; where the rows
+    show none, h2load 1.52's (:func:`tick_s`) stands in, and ``tick_measured`` says so.
+    """
     if not len(rows):
         empty = np.zeros(0)
-        return Schedule(empty, empty, np.zeros(0, dtype=np.int64), empty, empty, np.zeros(0, dtype=bool))
+        return Schedule(empty, empty, np.zeros(0, dtype=np.int64), empty, empty, np.zeros(0, dtype=bool), tick_s(rate))
     rows = rows[np.argsort(rows[:, 0], kind="stable")]
     base_us = int(rows[0, 0])
     # Relative seconds keep float64's resolution far below a microsecond.
@@ -182,11 +187,15 @@ def reconstruct(rows: np.ndarray, rate: float, streams: int, lag_limit_s: float 
     k = np.arange(len(start))
     t0 = float(np.min(start - k / rate)) if len(start) else 0.0
     uniform = t0 + k / rate
-    tick = tick_s(rate)
+    measured = measure_tick(start, rate)
+    tick = measured if measured is not None else tick_s(rate)
+    if measured is not None and version in CHECKED_TICKS:
+        checked = max(CHECKED_TICKS[version], 1.0 / rate)
+        tick = checked if abs(measured - checked) <= TICK_AGREES * checked else measured
     due = _due_ticks(start, uniform, t0, tick)
     held = _server_held(start_all, end_all, due, start, streams, lag_limit_s)
     offset = base_us / 1e6
-    return Schedule(start + offset, end + offset, status, due + offset, uniform + offset, held)
+    return Schedule(start + offset, end + offset, status, due + offset, uniform + offset, held, tick, measured is not None, measured)
 
 
 def _due_ticks(start: np.ndarray, uniform: np.ndarray, t0: float, tick: float) -> np.ndarray:
@@ -323,7 +332,8 @@ def run(spec: LoadSpec, endpoints: Any, payload: bytes, expected, scrape, on_pro
     metrics_error = scrapes.error or post_error
     server_down = stopped is not None or (metrics_error is not None and not native.grpc_alive(endpoints))
     cut_short = interrupted or stopped is not None
-    schedules = [reconstruct(r, per_client, streams) for r in rows]
+    schedules = [reconstruct(r, per_client, streams, version=info["version"]) for r in rows]
+    info.update(tick_info(info["version"], schedules, per_client))
     every = np.concatenate(rows) if rows else np.zeros((0, 3), dtype=np.int64)
     verification = native._verify(spec, every, every[:, 1] == native.HTTP_OK, scrapes, pre, post, in_flight=clients * streams)
     summaries = [native.parse_summary(out) for out, _ in outputs]
@@ -339,6 +349,10 @@ def run(spec: LoadSpec, endpoints: Any, payload: bytes, expected, scrape, on_pro
     }
     if metrics_error is not None and not server_down:
         extra["metrics_error"] = metrics_error
+    ticks = [sched.tick if sched.tick_measured else None for sched in schedules if len(sched.start)]
+    problem = tick_problem(info["version"], ticks)
+    if problem:
+        extra["verdicts"] = [problem]
     samples = scrapes.samples
     before = samples[0]["metrics"] if len(samples) == 2 else None
     after = samples[1]["metrics"] if len(samples) == 2 else None

@@ -183,6 +183,7 @@ async def _run(job: WorkerJob, stop_flag: Any, progress: Any, barrier: Any) -> d
         index=job.index,
         latency=stats.encode(recorder.latency),
         lag=stats.encode(recorder.lag) if spec.mode == "open" else "",
+        rejected_latency=stats.encode(recorder.rejected_latency),
         sent=recorder.sent,
         ok=recorder.ok,
         failures=dict(recorder.failures),

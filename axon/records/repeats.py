@@ -112,6 +112,24 @@ def ratio(a_runs: list[dict], b_runs: list[dict], metric: str = "throughput_rps"
     return Ratio(Spread.of(a_values), Spread.of(b_values), Spread.of(pairs))
 
 
+def _pooled_apart(records: list[dict]) -> dict:
+    """``throughput_basis`` (the weakest of the repeats') and ``latency_apart`` (merged where all are of one kind) over repeats."""
+    from axon.records import answered, stats
+
+    if not any("throughput_basis" in r for r in records):
+        return {}  # records older than the field
+    bases = {r.get("throughput_basis", answered.CLIENT) for r in records}
+    basis = next(b for b in (answered.NONE, answered.SERVER, answered.CLIENT) if b in bases)
+    aparts = [r["latency_apart"] for r in records if r.get("latency_apart")]
+    apart = None
+    if len({a["of"] for a in aparts}) == 1:
+        if aparts[0]["of"] == "rejected":
+            apart = answered.rejected([a["histogram"] for a in aparts])
+        else:
+            apart = answered.unresolved(stats.merge([a["histogram"] for a in aparts]), sum(a.get("unanswered", 0) for a in aparts))
+    return {"throughput_basis": basis, "latency_apart": apart}
+
+
 def pool(records: list[dict]) -> dict:
     """One record for a case measured several times: the repeats kept whole under ``repeats``.
 
@@ -145,6 +163,7 @@ def pool(records: list[dict]) -> dict:
         "throughput_inferences_per_s": statistics.median(r["throughput_inferences_per_s"] for r in records),
         "latency_ms": stats.LatencySummary.of(histogram).as_dict(),
         "histogram": stats.encode(histogram),
+        **_pooled_apart(records),
         "correctness": {**records[-1]["correctness"], "checked": sum(r["correctness"]["checked"] for r in records), "mismatches": sum(r["correctness"]["mismatches"] for r in records)},
         "client": {**records[-1]["client"], "client_bound": any(r["client"]["client_bound"] for r in records), "cores_per_process": [c for r in records for c in r["client"]["cores_per_process"]]},
         "complete": all(r["complete"] for r in records),

@@ -11,6 +11,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import TypedDict
 
+from axon.records.answered import LatencyApart
+
 SCHEMA_VERSION = 1
 
 
@@ -152,10 +154,12 @@ class RunRecord(TypedDict, total=False):
     load: Load
     measured_s: float
     requests: Requests
-    throughput_rps: float
+    throughput_rps: float  # NaN where nothing could be confirmed (throughput_basis "none")
+    throughput_basis: str  # "client", "server" (native: Triton's confirmed share), "none"; absent from older records
     throughput_inferences_per_s: float
     latency_ms: LatencyMs
     histogram: str  # encoded HDR histogram, µs
+    latency_apart: LatencyApart | None  # latencies kept out of latency_ms; absent from older records
     schedule: Schedule | None
     correctness: Correctness
     verification: dict | None  # native engine only

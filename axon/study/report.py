@@ -18,7 +18,7 @@ import numpy as np
 
 from axon.errors import AxonError
 from axon.names import DEFAULT_MODEL
-from axon.records import repeats, stats
+from axon.records import answered, repeats, stats
 from axon.records.results import benchmark_runs, read_measurements, read_results
 from axon.study.plan import COMPARE_AT, FALLBACK_P50_MS, FALLBACK_P99_MS, STUDY_FILE, capacity_table
 
@@ -138,10 +138,15 @@ def ab_table(runs: list[dict], concurrency: int | None = None, model: str | None
 
 
 def _cells(group: list[dict] | None) -> list[str]:
+    """req/s, p50 and p99 over a case's repeats: "–" where none was measured, "*" where Triton's counts, not h2load's, gave req/s."""
     if not group:
         return ["–"] * 3
     s = repeats.summarise(group)
-    return [s["throughput_rps"].format(), s["p50_ms"].format(".2f"), s["p99_ms"].format(".2f")]
+    cells = [s["throughput_rps"].format(), s["p50_ms"].format(".2f"), s["p99_ms"].format(".2f")]
+    cells = [cell.replace("nan", "–") for cell in cells]
+    if any(r.get("throughput_basis") == answered.SERVER for r in group):
+        cells[0] += "*"
+    return cells
 
 
 def sweep_table(runs: list[dict], model: str | None = None) -> str:
@@ -696,6 +701,18 @@ def _flags(runs: list[dict]) -> str:
     native_runs = [r for r in runs if r.get("verification")]
     if native_runs:
         lines.append(f"- native engine: {len(native_runs) - len(unverified)} of {len(native_runs)} runs verified against Triton's success counter.")
+    unconfirmed = [r for r in runs if r.get("throughput_basis") in (answered.SERVER, answered.NONE)]
+    if unconfirmed:
+        lines.append(
+            f"- {len(unconfirmed)} native runs' completions disagreed with Triton's counts (unverified): their req/s is the share Triton "
+            "confirmed answered (marked *), or none (–), never h2load's count."
+        )
+    mixed = [r for r in runs if (r.get("latency_apart") or {}).get("of") == "http_200_unresolved"]
+    if mixed:
+        lines.append(
+            f"- {len(mixed)} native runs show no latency: Triton rejected or failed some of their requests, which h2load counts as "
+            "HTTP 200 and cannot tell apart, so no percentile is the answered requests' (the rows are kept under latency_apart)."
+        )
     # In-process runs are the reference itself: nothing to check them against, nothing to flag.
     unchecked = [r for r in runs if not r["correctness"].get("enabled", True) and (r.get("engine") or {}).get("name") != "direct"]
     if unchecked:

@@ -158,8 +158,9 @@ def finish(plan: Plan, scrapes: native._Scrapes, stopped: str | None, interrupte
         outcomes = [outcome]
     else:
         outcomes = []
+        h2load = version()
         for i, (r, proc, (stdout, stderr)) in enumerate(zip(rows, plan.procs, outputs)):
-            sched = native_open.reconstruct(r, plan.rate_per_connection, plan.streams)
+            sched = native_open.reconstruct(r, plan.rate_per_connection, plan.streams, version=h2load)
             outcomes.append(native_open._outcome(i, spec, sched, proc.returncode, stdout, stderr, scrapes, server_down, interrupted, cut_short, {}, 0))  # shed requests: not counted across hosts
     n = len(plan.launched)
     for i, (o, launched) in enumerate(zip(outcomes, plan.launched)):
