@@ -447,3 +447,103 @@ def run_direct(
     record["client"]["client_bound"] = False
     record["signature"] = {**settled.record, "bytes_per_response": None, "notice": settled.notice}
     return record
+
+
+def run_path(
+    path,
+    spec: LoadSpec,
+    target: Target,
+    feeds: dict,
+    references: dict,
+    dataset: dict | None = None,
+    on_progress: Progress | None = None,
+    client_bound_cores: float = CLIENT_BOUND_CORES,
+    repeat: tuple[int, int] | None = None,
+) -> dict:
+    """A trigger path's events against a ready server, as one result record of the usual schema.
+
+    The record's ``model`` is ``path:<name>``, its requests are events and its latency the
+    event's (from its intended start). ``path`` adds each call's latency by step and model,
+    each model's counts (every call of the run) held against Triton's own success counter,
+    read before the first event and after the last: a mismatch makes the run unverified.
+    ``feeds`` and ``references`` give each model's inputs and local ONNX file (None: unchecked).
+    """
+    from axon.engines import events
+
+    ep = target.endpoints
+    died = target.server.death() if target.server is not None else None
+    if died:
+        raise ServerError(f"the {target.backend} Triton axon started is gone: {died}")
+    try:
+        wait_ready(ep.grpc, path.models, MODEL_CHECK_TIMEOUT_S, ssl=ep.tls, headers=ep.headers or None, ca_file=ep.ca_file)
+    except ServerError as exc:
+        raise ServerError(f"the path calls models the server at {ep.grpc} does not serve ({exc}); it serves: {served_models(ep)}") from None
+    planned, signatures = [], {}
+    for step in path.steps:
+        calls = []
+        for call in step.calls:
+            settled = settle(as_feed(feeds.get(call.model)), call.model, ep, call.rows, MAX_DISTINCT_PATH_BODIES, references.get(call.model))
+            signatures[call.model] = settled.record
+            calls.append(events.PlannedCall(call.model, settled.payloads.bodies, settled.expected))
+        planned.append(calls)
+    unchecked = sorted({c.model for s in path.steps for c in s.calls if references.get(c.model) is None or not Path(references[c.model]).is_file()})
+    scrape = (lambda: {m: triton_metrics.scrape(ep.metrics, m) for m in path.models}) if ep.metrics else None
+    watch = target.watch()
+    with watch if watch is not None else contextlib.nullcontext():
+        run = events.run(planned, [s.client_ms for s in path.steps], spec, ep, scrape, watch.reason if watch is not None else None, on_progress)
+    run.info.update(requested="events", notice=None)
+    reason = f"no local model for {', '.join(unchecked)}" if unchecked else None
+    record = _assemble(spec, target, run, reason, dataset, client_bound_cores, repeat)
+    record["path"] = _path_section(path, run, signatures, record)
+    verification = record["path"]["verification"]
+    if not verification["verified"] and record["complete"]:
+        record["passed"] = False
+        record["verdicts"].append(f"unverified: {verification['reason']}")
+    record["verification"] = verification
+    record["server_metrics"], record["server_metrics_missing"] = None, "a path: each model's deltas are under path.models"
+    record["server_memory"] = watch.summary() if watch is not None else not_watched()
+    stopped = watch.reason() if watch is not None else None
+    if stopped:
+        record["complete"], record["passed"], record["incomplete_reason"] = False, False, stopped
+    if run.interrupted:
+        record["complete"], record["passed"], record["incomplete_reason"] = False, False, "interrupted"
+    return record
+
+
+MAX_DISTINCT_PATH_BODIES = 64  # per call: enough variety, little memory with many calls
+
+
+def _path_section(path, run: EngineRun, signatures: dict, record: dict) -> dict:
+    """Per call (by step) and per model: latency, counts, Triton's deltas and the counter check."""
+    calls_out = []
+    for (s, c), st in sorted(run.extra["path_calls"].items()):
+        summary = stats.LatencySummary.of(stats.decode(st["latency"])) if st["ok"] else None
+        call = path.steps[s].calls[c]
+        calls_out.append({"step": s + 1, "model": call.model, "rows": call.rows, "sent": st["sent"], "ok": st["ok"], "failures": st["failures"],
+                          "latency_ms": summary.as_dict() if summary else None})
+    totals = run.extra["path_totals"]
+    before, after = run.extra["scrapes"]
+    per_event = path.calls_per_event()
+    models, problems = {}, []
+    for model in path.models:
+        mine = totals.get(model, {})
+        entry = {"calls_per_event": per_event[model], "calls_sent": mine.get("sent", 0), "calls_ok": mine.get("ok", 0), "signature": signatures.get(model)}
+        if before is not None and after is not None:
+            delta = triton_metrics.delta(before[model], after[model])
+            entry["server"] = delta.as_dict()
+            if delta.success_count != entry["calls_ok"]:
+                problems.append(f"{model}: Triton counted {delta.success_count:,} successes, the events made {entry['calls_ok']:,} successful calls")
+        models[model] = entry
+    events_in_window = record["requests"]["ok"]
+    if before is None or after is None:
+        verification = {"verified": False, "reason": "no metrics endpoint to check each model's counts against (--metrics-url)"}
+    else:
+        verification = {"verified": not problems, "reason": "; ".join(problems) or None,
+                        "method": "each model's successful calls over the whole run (warm-up included) against Triton's success counter, read before the first event and after the last"}
+    step_share = []
+    total_p50 = sum((max((c["latency_ms"] or {}).get("p50", 0.0) for c in calls_out if c["step"] == s + 1) for s in range(len(path.steps))), 0.0)
+    for s, step in enumerate(path.steps):
+        p50 = max(((c["latency_ms"] or {}).get("p50", 0.0) for c in calls_out if c["step"] == s + 1), default=0.0)
+        step_share.append({"step": s + 1, "client_ms": step.client_ms, "slowest_call_p50_ms": p50, "share_of_calls_p50": p50 / total_p50 if total_p50 else None})
+    return {**path.as_record(), "events_ok_in_window": events_in_window, "events_ok_whole_run": run.extra["events_run_ok"], "calls": calls_out, "models": models, "step_latency": step_share,
+            "engine_why": run.info.get("why"), "verification": verification}

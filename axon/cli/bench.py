@@ -8,6 +8,7 @@ import sys
 import time
 from dataclasses import replace
 from pathlib import Path
+from types import SimpleNamespace
 
 from axon import engines, interrupts
 from axon.cli.args import (
@@ -184,6 +185,14 @@ def _check_options(args: argparse.Namespace) -> None:
         raise AxonError("--batching names one mode, and --ab runs both: give one of them")
     if args.poisson and args.rate is None:
         raise AxonError("--poisson shapes open-loop arrivals: give --rate with it")
+    if args.path is not None:
+        given = [name for name, value in (("--model", args.model), ("--onnx", args.onnx), ("--shape", args.shape), ("--input-data", args.input_data),
+                                          ("--rows-per-request", args.rows_per_request != 1), ("--dask", args.dask), ("--requests", args.requests)) if value]
+        if given:
+            raise AxonError(f"{given[0]} does not go with --path: the path file names each call's model and rows" if given[0] != "--dask" and given[0] != "--requests"
+                            else f"{given[0]} does not go with --path yet: a path runs on axon's event engine, on this machine, for a duration")
+        if args.engine == "native":
+            raise AxonError("--engine native can't keep a path's order (each step waits for the one before); a path runs on axon's event engine")
 
 
 def command(args: argparse.Namespace) -> int:
@@ -192,11 +201,11 @@ def command(args: argparse.Namespace) -> int:
 
     _check_options(args)
     artifacts = resolve_artifacts(args.artifacts)
-    if artifacts is None and not args.url and args.onnx is None:
+    if artifacts is None and not args.url and args.onnx is None and args.path is None:
         raise AxonError("no artifacts: run `axon train` first (it writes ./artifacts), or give --artifacts DIR, --onnx PATH for your own model, or --url for a running server")
-    from axon.engines.model_choice import resolve
+    from axon.engines.model_choice import resolve, resolve_path
 
-    choice = resolve(args, artifacts, args.rows_per_request)
+    choice = resolve_path(args, artifacts) if args.path is not None else resolve(args, artifacts, args.rows_per_request)
     try:
         return _measure(args, choice)
     finally:
@@ -204,7 +213,7 @@ def command(args: argparse.Namespace) -> int:
 
 
 def _measure(args: argparse.Namespace, choice) -> int:
-    from axon.case import Target, prepare, run_case
+    from axon.case import Target, prepare, run_case, run_path
     from axon.offline.user_model import refuse_batching_modes
 
     args.model = choice.name
@@ -214,7 +223,10 @@ def _measure(args: argparse.Namespace, choice) -> int:
         raise AxonError("--hosts places load on a Dask cluster: give --dask SCHEDULER_ADDRESS with it")
     # Each case is prepared once (spec checked, engine chosen) before any server starts; with
     # --dask, once the hosts are known (below), still before any server starts.
-    prepared = [] if args.dask else [prepare(spec, has_metrics=not args.url or bool(args.metrics_url), tls=args.tls) for spec in specs]
+    if choice.path is not None:  # the event engine runs every path: nothing to choose
+        prepared = [SimpleNamespace(spec=spec.validate(), choice=SimpleNamespace(notice=None)) for spec in specs]
+    else:
+        prepared = [] if args.dask else [prepare(spec, has_metrics=not args.url or bool(args.metrics_url), tls=args.tls) for spec in specs]
     if prepared and prepared[0].choice.notice:
         print(f"axon: notice: {prepared[0].choice.notice}", file=sys.stderr)
     for notice in choice.notices:
@@ -226,7 +238,7 @@ def _measure(args: argparse.Namespace, choice) -> int:
         mode: backends.make_server(
             "external" if args.url else args.backend or "embedded",
             batching=mode,
-            models=None if args.url else [args.model],
+            models=None if args.url else (choice.models or [args.model]),
             artifacts=artifacts or Path("artifacts"),
             url=args.url,
             metrics_url=args.metrics_url,
@@ -274,7 +286,11 @@ def _measure(args: argparse.Namespace, choice) -> int:
                         label = _label(spec, target.batching) + (f", repeat {index + 1}/{args.repeat}" if args.repeat > 1 else "")
                         progress = CaseProgress(label, spec.duration_s)
                         try:
-                            run = run_case(case, target, features, reference, dataset, on_progress=progress, repeat=(index, args.repeat) if args.repeat > 1 else None)
+                            repeat = (index, args.repeat) if args.repeat > 1 else None
+                            if choice.path is not None:
+                                run = run_path(choice.path, spec, target, features, reference, dataset, on_progress=progress, repeat=repeat)
+                            else:
+                                run = run_case(case, target, features, reference, dataset, on_progress=progress, repeat=repeat)
                         finally:
                             progress.close()
                         if hosts is not None:
@@ -289,7 +305,7 @@ def _measure(args: argparse.Namespace, choice) -> int:
                             raise KeyboardInterrupt
                         if not run["passed"]:
                             exit_code = 1
-                        if run.get("server_metrics_missing") and (args.metrics_url or not args.url):
+                        if run.get("server_metrics_missing") and (args.metrics_url or not args.url) and choice.path is None:
                             print(f"axon: warning: no server metrics for this run: {run['server_metrics_missing']}", file=sys.stderr)
                         if not run["complete"]:
                             raise AxonError(f"run incomplete ({run['incomplete_reason']}); partial result saved in {output}")
@@ -307,6 +323,7 @@ def _measure(args: argparse.Namespace, choice) -> int:
 def add_parser(sub) -> None:
     p = sub.add_parser("bench", help="offer load to Triton and measure it (starts the embedded server unless --url)")
     add_model_options(p)
+    p.add_argument("--path", type=Path, metavar="FILE.toml", help="a trigger path: several models per event, steps in order (docs/paths.md); the event's latency is the run's")
     load = p.add_mutually_exclusive_group()
     load.add_argument("--concurrency", type=positive_int, default=64, help="closed loop: requests in flight (default 64)")
     load.add_argument("--rate", type=positive_float, help="open loop: requests per second, latency timed from intended send times")

@@ -135,22 +135,13 @@ def _user_models(args: argparse.Namespace, modes: list[str]) -> list:
 
 def _user_artifacts(args: argparse.Namespace, user: list, trained: list[str], stack) -> Path:
     """A folder in `axon train`'s layout holding the user's models and the trained ones asked for, removed at stop."""
-    import shutil
     import tempfile
 
     from axon.offline import user_model
-    from axon.offline.repository import BATCHING_MODES, TARGETS, batching_dir
 
     root = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="axon-onnx-")))
     user_model.write_artifacts(user, root)
-    for name in trained:
-        for target in TARGETS:
-            for mode in BATCHING_MODES:
-                source = args.artifacts / "repositories" / target / batching_dir(mode) / name
-                if not source.is_dir():
-                    raise AxonError(f"model repository not found: {source} (run `axon train` first, or leave --models out to serve only --onnx)")
-                shutil.copytree(source, root / "repositories" / target / batching_dir(mode) / name)
-    return root
+    return user_model.with_trained(root, args.artifacts, trained)
 
 
 def _check_user_models(servers: list, user: list, shapes: dict) -> None:

@@ -13,6 +13,7 @@ import tempfile
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+from axon.errors import AxonError
 from axon.names import DEFAULT_MODEL, MODEL_PREFIX, served_name
 
 
@@ -28,12 +29,59 @@ class ModelChoice:
     batched: bool = True
     notices: list[str] = field(default_factory=list)
     _written: Path | None = None
+    path: object = None  # a trigger path (axon.workload.path.TriggerPath): feed and reference are then dicts by model
+    models: list[str] = field(default_factory=list)  # what the server must serve
 
     def close(self) -> None:
         """Remove the repository written for --onnx (the user's file is never touched)."""
         if self._written is not None:
             shutil.rmtree(self._written, ignore_errors=True)
             self._written = None
+
+
+def resolve_path(args, artifacts: Path | None, serving_options=None) -> ModelChoice:
+    """A trigger path's models, their inputs and references; a repository written for its ONNX calls."""
+    from axon.engines.payloads import trained_feed
+    from axon.workload import inputs
+    from axon.workload.feed import Feed
+    from axon.workload.path import load
+
+    path = load(args.path, served_name)
+    url = getattr(args, "url", None)
+    seed = getattr(args, "seed", 0)
+    user_files = {c.model: c.onnx for s in path.steps for c in s.calls if c.onnx is not None}
+    feeds, references, notices, written = {}, {}, [], None
+    trained = []
+    for model in path.models:
+        if model in user_files:
+            from axon.offline.user_model import load as load_user
+
+            (user,) = load_user([user_files[model]], [model])
+            user.signature.check_supported(f"--path {args.path}: {model}")
+            feeds[model], references[model] = Feed(seed=seed, signature=None if url else user.signature), user.path
+            continue
+        reference = artifacts / "models" / model / "model.onnx" if artifacts else None
+        if reference is not None and reference.is_file():
+            feeds[model], _ = trained_feed(artifacts, model, seed)
+            references[model] = reference
+            trained.append(model)
+        elif url:
+            feeds[model], references[model] = Feed(seed=seed), None
+        else:
+            where = f"in {artifacts}" if artifacts else "(no artifacts: run `axon train`)"
+            raise AxonError(f"--path {args.path}: model {model!r} is neither one `axon train` built {where} nor an onnx = file; with --url, any model the server serves")
+    if any(f.rows is None and f.input_data is None for f in feeds.values()):
+        notices.append(inputs.GENERATED_NOTICE.format(seed=seed, high=inputs.GENERATED_INT_HIGH) + " (models without validation inputs)")
+    if user_files and not url:
+        from axon.offline import user_model
+        from axon.offline.repository import ServingOptions
+
+        written = Path(tempfile.mkdtemp(prefix="axon-path-"))
+        users = user_model.load(list(user_files.values()), list(user_files))
+        user_model.write_artifacts(users, written, serving_options or ServingOptions())
+        user_model.with_trained(written, artifacts, trained)
+    dataset = {"name": f"trigger path {path.name}", "payload_rows": "per model: validation rows or inputs where axon trained it, else generated"}
+    return ModelChoice(f"path:{path.name}", feeds, references, dataset, written or artifacts, True, notices, written, path, path.models)
 
 
 def resolve(args, artifacts: Path | None, rows_per_request: int = 1, serving_options=None, serve: bool = True) -> ModelChoice:

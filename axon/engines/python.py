@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import copy
 import dataclasses
 import multiprocessing as mp
 import signal
@@ -65,6 +66,12 @@ class GrpcSender:
             return Outcome(loadgen.OK, await self._call(self._payloads[i], timeout=self._timeout, metadata=self._metadata))
         except self._grpc.aio.AioRpcError as exc:
             return Outcome(exc.code().name, None, exc.details())
+
+    def with_payloads(self, payloads: Sequence[bytes]) -> GrpcSender:
+        """A sender of other bodies on the same channel (a path's calls share one connection)."""
+        other = copy.copy(self)
+        other._payloads = payloads
+        return other
 
     async def connect(self, timeout_s: float) -> None:
         """Open the connection now rather than on the first request (many hosts: before the start)."""

@@ -10,14 +10,13 @@ reference every answer is checked against.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from axon.errors import AxonError
 from axon.offline.repository import ServingOptions, write_all
-from axon.workload.signature import Signature, from_onnx
+from axon.workload.signature import Signature, from_onnx, served_name_of
 
 
 @dataclass(frozen=True)
@@ -25,11 +24,6 @@ class UserModel:
     path: Path
     name: str
     signature: Signature
-
-
-def served_name_of(path: Path) -> str:
-    """A Triton model name from a file name: its stem, with anything but [A-Za-z0-9_-] as '_'."""
-    return re.sub(r"[^A-Za-z0-9_-]", "_", Path(path).stem) or "model"
 
 
 def load(paths: Sequence[Path], names: Sequence[str] = (), max_batch_size: int = ServingOptions.max_batch_size) -> list[UserModel]:
@@ -64,3 +58,19 @@ def refuse_batching_modes(name: str, batched: bool, asked: str | None, ab: bool)
     if ab or asked is not None:
         option = "--ab" if ab else f"--batching {asked}"
         raise AxonError(f"{option}: model {name!r} has no batch axis (its inputs' first dimension is fixed), so Triton cannot batch it; leave batching out")
+
+
+def with_trained(root: Path, artifacts: Path, trained: Sequence[str]) -> Path:
+    """Copy the trained models' repositories from ``artifacts`` into ``root`` beside the user's; returns ``root``."""
+    import shutil
+
+    from axon.offline.repository import BATCHING_MODES, TARGETS, batching_dir
+
+    for name in trained:
+        for target in TARGETS:
+            for mode in BATCHING_MODES:
+                source = artifacts / "repositories" / target / batching_dir(mode) / name
+                if not source.is_dir():
+                    raise AxonError(f"model repository not found: {source} (run `axon train` first, with --models naming it)")
+                shutil.copytree(source, root / "repositories" / target / batching_dir(mode) / name)
+    return root

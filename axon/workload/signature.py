@@ -166,6 +166,13 @@ class Signature:
         }
 
 
+def served_name_of(path: Path) -> str:
+    """A Triton model name from a file name: its stem, with anything but [A-Za-z0-9_-] as '_'."""
+    import re
+
+    return re.sub(r"[^A-Za-z0-9_-]", "_", Path(path).stem) or "model"
+
+
 def parse_shape(text: str) -> tuple[str, tuple[int, ...]]:
     """``NAME:d1,d2`` (as perf_analyzer's ``--shape``) -> (name, dims); a bad one is a one-line error."""
     name, sep, dims = text.rpartition(":")
