@@ -28,10 +28,10 @@ h2load:
 	    echo "axon: h2load not found: the native engine needs it (Debian/Ubuntu: sudo apt-get install nghttp2-client; macOS: brew install nghttp2); until then --engine auto uses the python engine"; \
 	  fi; }
 
-# Main job: train and export v1/v2, write every repository, check the embedded server with one
+# Main job: train and export v1, v2 and the point-cloud tagger pn, write every repository, check the embedded server with one
 # request per model, then run the whole study and write $(RESULTS)/report.md with its plots.
 bench: setup
-	$(VENV)/bin/axon train --dataset $${AXON_DATA:-synthetic} --out $(ARTIFACTS) --gpu-repository model_repository
+	$(VENV)/bin/axon train --dataset $${AXON_DATA:-synthetic} --models v1,v2,pn --out $(ARTIFACTS) --gpu-repository model_repository
 	$(VENV)/bin/axon serve --check --artifacts $(ARTIFACTS) --batching both
 	$(VENV)/bin/axon study --artifacts $(ARTIFACTS) --out $(RESULTS)
 

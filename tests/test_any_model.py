@@ -139,6 +139,9 @@ def test_bad_onnx_options_are_one_line_before_any_server(models, tmp_path):
     assert_clean_error(run_axon("bench", "--onnx", str(models["tagger"])), "input 'points' has an open dimension", "--shape points:")
     assert_clean_error(run_axon("bench", "--onnx", str(models["fixed"]), "--batching", "on"), "model 'fixed' has no batch axis")
     assert_clean_error(run_axon("bench", "--onnx", str(models["fixed"]), "--rows-per-request", "2"), "--rows-per-request must be 1")
+    assert_clean_error(run_axon("tune", "--onnx", str(models["fixed"]), "--apply"), "--apply writes the trained models' repositories")
+    assert_clean_error(run_axon("tune", "--onnx", str(models["fixed"]), "--objective", "capacity"), "--objective capacity measures axon's own models")
+    assert_clean_error(run_axon("direct", "--onnx", str(models["tagger"])), "input 'points' has an open dimension")
 
 
 # --------------------------------------------------------------------------- the real server

@@ -200,3 +200,22 @@ def test_docker_kill_under_serve_is_said_at_once_and_leaves_no_container(artifac
     # Asked once a second (an inspect costs tens of ms), so said within about that.
     assert said_within_s < 5.0, said_within_s
     assert _containers(project) == []
+
+
+def test_a_users_onnx_model_is_served_in_the_container_and_checked(tmp_path, project):
+    from tests import onnx_models
+
+    model = onnx_models.tagger(tmp_path / "tagger.onnx")
+    out = tmp_path / "r.json"
+    args = ["bench", "--backend", "docker", "--onnx", str(model), "--shape", "points:8,3", "--shape", "mask:8"]
+    proc = _axon([*args, "--concurrency", "2", "--duration", "1", "--warmup", "0.3", "--engine", "python", "--output", str(out)], project, tmp_path)
+    try:
+        _, stderr = proc.communicate(timeout=300)
+    finally:
+        proc.kill()
+        proc.wait(timeout=30)
+    assert proc.returncode == 0, stderr
+    record = json.loads(out.read_text())["runs"][0]
+    assert record["server"]["backend"] == "docker" and record["model"] == "tagger" and record["passed"]
+    assert record["correctness"]["checked"] > 0 and record["correctness"]["mismatches"] == 0
+    assert _containers(project) == []

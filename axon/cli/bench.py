@@ -21,7 +21,6 @@ from axon.cli.args import (
     processes,
 )
 from axon.cli.model_args import add_model_options
-from axon.cli.model_args import resolve as resolve_model
 from axon.engines import loadgen
 from axon.engines.loadgen import LoadSpec
 from axon.errors import AxonError
@@ -195,7 +194,9 @@ def command(args: argparse.Namespace) -> int:
     artifacts = resolve_artifacts(args.artifacts)
     if artifacts is None and not args.url and args.onnx is None:
         raise AxonError("no artifacts: run `axon train` first (it writes ./artifacts), or give --artifacts DIR, --onnx PATH for your own model, or --url for a running server")
-    choice = resolve_model(args, artifacts, args.rows_per_request)
+    from axon.engines.model_choice import resolve
+
+    choice = resolve(args, artifacts, args.rows_per_request)
     try:
         return _measure(args, choice)
     finally:

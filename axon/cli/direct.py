@@ -30,7 +30,7 @@ def table(runs: list[dict]) -> str:
 
 def command(args: argparse.Namespace) -> int:
     from axon.case import run_direct
-    from axon.cli.model_args import resolve
+    from axon.engines.model_choice import resolve
 
     if args.onnx is None:
         model = served_name(args.model or DEFAULT_MODEL)

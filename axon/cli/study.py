@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from axon.cli.args import MAX_SERVER_MEMORY_HELP, concurrency_list, memory_size, positive_float, positive_int
+from axon.cli.args import MAX_SERVER_MEMORY_HELP, concurrency_list, memory_size, model_versions, positive_float, positive_int
 
 
 def command(args: argparse.Namespace) -> int:
@@ -21,6 +21,7 @@ def command(args: argparse.Namespace) -> int:
         repeat=args.repeat,
         engine=args.engine,
         max_server_memory=args.max_server_memory,
+        models=tuple(args.models or _trained(args.artifacts)),
     )
     plan = study.plan_with_budgets(plan, args.pyproject)
     from axon.case import prepare
@@ -47,6 +48,14 @@ def command(args: argparse.Namespace) -> int:
     return 0
 
 
+def _trained(artifacts: Path) -> list[str]:
+    """The versions `axon train` built there, in axon's order (v1 first: the sweep's model)."""
+    from axon.names import VERSIONS, model_name
+
+    found = [v for v in VERSIONS if (artifacts / "models" / model_name(v) / "model.onnx").is_file()]
+    return found or ["v1", "v2"]
+
+
 def add_parser(sub) -> None:
     p = sub.add_parser("study", help="the whole study on the embedded server: sweep, A/B, models, capacity; then the report")
     p.add_argument("--artifacts", type=Path, default=Path("artifacts"), help="output of `axon train` (default artifacts)")
@@ -59,5 +68,6 @@ def add_parser(sub) -> None:
     p.add_argument("--sweep", type=concurrency_list, default=[1, 4, 16, 64, 128, 256], help="concurrencies (default 1,4,16,64,128,256)")
     p.add_argument("--capacity-start", type=positive_float, default=500.0, help="first offered rate of the capacity search (default 500/s)")
     p.add_argument("--max-server-memory", type=memory_size, help=MAX_SERVER_MEMORY_HELP)
+    p.add_argument("--models", type=model_versions, help="the models compared, A/B and capacity (default: every model `axon train` built in --artifacts, e.g. v1,v2,pn)")
     p.add_argument("--pyproject", type=Path, default=Path("pyproject.toml"), help="where the [[tool.axon.slo]] budgets are")
     p.set_defaults(func=command)

@@ -9,7 +9,7 @@ import argparse
 from pathlib import Path
 
 from axon.cli.args import MAX_SERVER_MEMORY_HELP, concurrency_list, memory_size, positive_float, positive_int
-from axon.names import DEFAULT_MODEL
+from axon.cli.model_args import add_model_options
 from axon.study.tune import ALPHA, CONFIRM_PAIRS
 
 DEFAULT_CONCURRENCY = "16,64,128"
@@ -34,7 +34,7 @@ def _level(text: str) -> float:
 
 def add_parser(sub) -> None:
     p = sub.add_parser("tune", help="find the Triton config (instances, queue delay, preferred/max batch) that serves the most within the latency budget")
-    p.add_argument("--model", default=DEFAULT_MODEL, help=f"model name, or v1/v2 (default {DEFAULT_MODEL})")
+    add_model_options(p)
     p.add_argument("--batching", choices=("on", "off"), default="on", help="the served repository's batching mode (off: only --instances applies)")
     p.add_argument("--instances", help="instance counts, e.g. 1,2,3")
     p.add_argument("--delay-us", help="max queue delays in µs, e.g. 0,100,500,1000")

@@ -28,6 +28,7 @@ COMPARE_AT = 64
 FALLBACK_P50_MS = 7.0
 FALLBACK_P99_MS = 25.0
 DIRECT_ROWS = (1, 16, 256)
+CAPACITY_HALVINGS = 5  # the capacity search goes down to 1/32 of its start rate
 SERVICE_ENGINES = ("native", "python")  # what a remote call costs the client, per engine
 
 
@@ -136,10 +137,11 @@ class Study:
                 server = stack.enter_context(backends.make_server("embedded", batching=batching, artifacts=self.artifacts, log_path=self.out / f"tritonserver-batching-{batching}.log"))
                 self.log(f"batching {batching}: embedded Triton {server.version} ready in {server.startup_s:.1f} s")
                 servers[batching] = server
+            sweep_model = p.models[0]  # v1 unless --models says otherwise
             for concurrency in p.sweep:
-                self._interleaved(servers, "sweep", self._spec("v1", concurrency=concurrency))
+                self._interleaved(servers, "sweep", self._spec(sweep_model, concurrency=concurrency))
             for version in p.models:
-                if version != "v1" or p.compare_at not in p.sweep:
+                if version != sweep_model or p.compare_at not in p.sweep:
                     self._interleaved(servers, "models", self._spec(version, concurrency=p.compare_at))
             if p.direct_rows:
                 self.direct_vs_service(servers["on"])
@@ -203,6 +205,14 @@ class Study:
             else:
                 bad = rate
                 break
+        # Below the start: halve until a rate holds (a compute-bound model holds tens or hundreds
+        # of requests per second, not thousands), at most CAPACITY_HALVINGS times.
+        for _ in range(CAPACITY_HALVINGS if good is None else 0):
+            rate /= 2
+            if ok(rate):
+                good = rate
+                break
+            bad = rate
         if good is not None and bad is not None:
             for _ in range(p.capacity_bisect_steps):
                 middle = (good + bad) / 2

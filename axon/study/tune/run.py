@@ -19,7 +19,7 @@ from axon.case import PreparedCase, Target, prepare, run_case
 from axon.engines.loadgen import LoadSpec
 from axon.engines.payloads import load_rows
 from axon.errors import AxonError
-from axon.names import ARCHITECTURES, MODEL_PREFIX, served_name
+from axon.names import ARCHITECTURES, DEFAULT_MODEL, MODEL_PREFIX, served_name
 from axon.offline.repository import ServingOptions, apply_serving, config_text
 from axon.records import atomic, results
 from axon.serving import backends
@@ -87,8 +87,8 @@ def _check_args(args: argparse.Namespace) -> tuple[dict, verdict.Budget]:
     for name, value in (("--p50-ms", args.p50_ms), ("--p99-ms", args.p99_ms)):
         if not value > 0:
             raise AxonError(f"budget {name} must be > 0, got {value:g}")
-    if args.objective == "capacity" and args.model.removeprefix(MODEL_PREFIX) not in ARCHITECTURES:
-        raise AxonError(f"--objective capacity measures axon's own models ({', '.join(ARCHITECTURES)}), not {args.model!r}")
+    if args.objective == "capacity" and (args.onnx is not None or args.model.removeprefix(MODEL_PREFIX) not in ARCHITECTURES):
+        raise AxonError(f"--objective capacity measures axon's own models ({', '.join(ARCHITECTURES)}), not {args.model or str(args.onnx)!r}")
     if args.confirm_pairs < 2:
         raise AxonError(f"--confirm-pairs must be at least 2 (one pair has no spread to judge), got {args.confirm_pairs}")
     if args.apply and args.url:
@@ -98,8 +98,25 @@ def _check_args(args: argparse.Namespace) -> tuple[dict, verdict.Budget]:
 
 
 def command(args: argparse.Namespace) -> int:
-    args.model = served_name(args.model)
+    from axon.engines.model_choice import resolve
+
+    if args.onnx is None:
+        args.model = served_name(args.model or DEFAULT_MODEL)
+    elif args.apply:
+        raise AxonError("--apply writes the trained models' repositories; for an --onnx model, copy the winner's config.pbtxt from --out")
     values, budget = _check_args(args)
+    artifacts = args.artifacts if args.artifacts.is_dir() or args.onnx is None else None
+    if args.onnx is None:
+        load_rows(args.artifacts)  # a damaged or missing artifact is said before OUT is made
+    choice = resolve(args, artifacts, 1)
+    try:
+        return _command(args, choice, values, budget)
+    finally:
+        choice.close()
+
+
+def _command(args: argparse.Namespace, choice, values: dict, budget: verdict.Budget) -> int:
+    args.model = choice.name
     from axon.offline.pipeline import ensure_writable
 
     out = args.out / args.model
@@ -110,18 +127,19 @@ def command(args: argparse.Namespace) -> int:
     # One case prepared now, before the server starts; every run varies only its load.
     template = LoadSpec(args.model, concurrency=args.concurrency[0], duration_s=args.duration, warmup_s=args.warmup, processes="auto", max_error_rate=0.0, engine="auto")
     case = prepare(template, has_metrics=not args.url or bool(args.metrics_url))
-    # The artifacts are read before OUT is made: a damaged one leaves no empty folder behind.
-    features, dataset = load_rows(args.artifacts)
+    features, dataset = choice.feed, choice.dataset
     ensure_writable(out)
+    for notice in choice.notices:
+        _log(f"axon: notice: {notice}")
     if case.choice.notice:
         _log(f"axon: notice: {case.choice.notice}")
-    reference = args.artifacts / "models" / args.model / "model.onnx"
+    reference = choice.reference or args.artifacts / "models" / args.model / "model.onnx"
     started = time.monotonic()
     server = backends.make_server(
         "external" if args.url else "embedded",
         batching=args.batching,
         models=None if args.url else [args.model],  # a model list puts the embedded server in explicit mode
-        artifacts=args.artifacts,
+        artifacts=choice.artifacts or args.artifacts,
         url=args.url,
         metrics_url=args.metrics_url,
         log_path=out / "tritonserver.log" if not args.url else None,
