@@ -60,7 +60,7 @@ reliability-doc: setup
 	AXON_RELIABILITY_DIR=docs/reliability $(PY) -m pytest -q -p no:cacheprovider tests/test_faults.py tests/test_tls.py
 	$(PY) scripts/reliability_doc.py
 
-# Peers side by side (README "How axon compares with perf_analyzer"): Triton's perf_analyzer
+# Peers side by side (docs/peers.md): Triton's perf_analyzer
 # from the tritonclient 2.50.0 manylinux wheel (the last that ships it) and libcudart from the
 # nvidia-cuda-runtime-cu12 wheel, installed into .peers/ (never the main venv's dependencies;
 # libb64-0d from Debian), then perf_analyzer, raw h2load and both axon engines on one server.

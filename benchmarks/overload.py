@@ -17,7 +17,7 @@ down.
 
 Then a probe of the size bound alone, closed loop at half the bound and at twice it: what
 the server executes per second once rejections begin (measured on Triton 2.51: almost
-nothing; its dynamic batcher then waits on its 0.5 s idle timer, see README).
+nothing; its dynamic batcher then waits on its 0.5 s idle timer, see docs/overload.md).
 
 The python engine sends the open loop; where it falls behind its schedule (a 2-core machine
 cannot offer much more than a few thousand requests per second from Python), the "sent/s"

@@ -38,7 +38,7 @@ def test_served_name():
 
 
 # The layers, bottom first. A module may import its own layer and those below it, never one
-# above: the folder tree reads as the data flow (docs: README "Architecture").
+# above: the folder tree reads as the data flow (docs/architecture.md).
 LAYERS = [
     ("helpers", ("axon.errors", "axon.names", "axon.interrupts", "axon.progress", "axon")),
     ("records", ("axon.records",)),

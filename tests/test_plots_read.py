@@ -58,7 +58,7 @@ def test_gate_plot_ticks_are_whole_runs():
     plt.close(fig)
 
 
-# --------------------------------------------------------------------------- the study's plots keep README's promises (issue 26, item 11)
+# --------------------------------------------------------------------------- the study's plots keep docs/plots.md's promises (issue 26, item 11)
 
 RECORDED_STUDY = ROOT / "docs" / "results-2026-11-29" / "study.json"  # a real study: 140 runs, every part
 

@@ -125,10 +125,10 @@ def add_queue_options(p) -> None:
         "--max-queue-size", type=_non_negative, default=0,
         help="batching on: the dynamic batcher's queue bound; a request arriving to a full queue is rejected at once "
         "(Triton: 'Exceeds maximum queue size'), so overload becomes rejections, not server memory (0: no bound, the seed's). "
-        "Measured on Triton 2.51 (README, Overload): with it set, the batcher stalls in 0.5 s steps; measure either bound with axon tune before deploying it",
+        "Measured on Triton 2.51 (docs/overload.md): with it set, the batcher stalls in 0.5 s steps; measure either bound with axon tune before deploying it",
     )
     p.add_argument("--queue-timeout-us", type=_non_negative, default=0, help="batching on: reject a request that waited in the queue longer than this, e.g. 20000 (0: no timeout); "
-                   "on Triton 2.51 it shed overload better than --max-queue-size, but stalled a closed loop that was not overloaded (README, Overload)")
+                   "on Triton 2.51 it shed overload better than --max-queue-size, but stalled a closed loop that was not overloaded (docs/overload.md)")
 
 
 def _non_negative(text: str) -> int:

@@ -40,7 +40,7 @@ def add_parser(sub) -> None:
     p.add_argument("--delay-us", help="max queue delays in µs, e.g. 0,100,500,1000")
     p.add_argument("--preferred", help="preferred batch sizes, e.g. none,64/128/256")
     p.add_argument("--max-batch", help="max batch sizes, e.g. 64,256")
-    p.add_argument("--max-queue", help="the dynamic batcher's queue bounds, e.g. 0,256 (0: none; a full queue rejects; Triton 2.51's batcher stalls with either bound, README: Overload)")
+    p.add_argument("--max-queue", help="the dynamic batcher's queue bounds, e.g. 0,256 (0: none; a full queue rejects; Triton 2.51's batcher stalls with either bound, docs/overload.md)")
     p.add_argument("--queue-timeout-us", help="the queue's timeouts in µs, e.g. 0,20000 (0: none; a request queued longer is rejected)")
     p.add_argument("--space", type=Path, help="TOML file with a list per knob (instances, delay_us, preferred, max_batch, max_queue, queue_timeout_us); flags take precedence")
     p.add_argument("--concurrency", type=concurrency_list, default=concurrency_list(DEFAULT_CONCURRENCY), help=f"closed-loop sweep per candidate, stopped early at < 5%% gain (default {DEFAULT_CONCURRENCY})")

@@ -37,7 +37,7 @@ KNOBS: dict[str, str] = {
     "max_batch": "max_batch_size",
     "max_queue": "max_queue_size",  # 0: no bound (the seed's)
     # 0: none. On Triton 2.51 the time bound shed overload where the size bound stalled the
-    # batcher, yet stalled a closed loop that was not overloaded (README, "Overload"): only a
+    # batcher, yet stalled a closed loop that was not overloaded (docs/overload.md): only a
     # measurement under the user's load decides, so a search of queue policies wants this knob.
     "queue_timeout_us": "queue_timeout_us",
 }
