@@ -120,7 +120,7 @@ def table(runs: list[dict]) -> str:
 
 def specs_from_args(args: argparse.Namespace) -> list[LoadSpec]:
     base = LoadSpec(
-        model=args.model,
+        model=args.model or "?",  # settled once the model is (from --model, --onnx or --path)
         duration_s=args.duration,
         warmup_s=args.warmup,
         requests=args.requests,
@@ -197,9 +197,22 @@ def _check_options(args: argparse.Namespace) -> None:
 
 def command(args: argparse.Namespace) -> int:
     # The measuring stack (onnxruntime, numpy, gRPC) only once options parse: a typo is said at once.
+    from axon.case import prepare
     from axon.engines.payloads import resolve_artifacts
 
     _check_options(args)
+    if args.hosts is not None and not args.dask:
+        raise AxonError("--hosts places load on a Dask cluster: give --dask SCHEDULER_ADDRESS with it")
+    # The load is checked and its engine chosen first, once, before anything is read or started
+    # (with --dask, once the hosts are known, still before any server starts); the model's name
+    # is settled below, from --model, --onnx or --path.
+    specs = specs_from_args(args)
+    if args.path is not None:  # the event engine runs every path: nothing to choose
+        prepared = [SimpleNamespace(spec=spec.validate(), choice=SimpleNamespace(notice=None)) for spec in specs]
+    else:
+        prepared = [] if args.dask else [prepare(spec, has_metrics=not args.url or bool(args.metrics_url), tls=args.tls) for spec in specs]
+    if prepared and prepared[0].choice.notice:
+        print(f"axon: notice: {prepared[0].choice.notice}", file=sys.stderr)
     artifacts = resolve_artifacts(args.artifacts)
     if artifacts is None and not args.url and args.onnx is None and args.path is None:
         raise AxonError("no artifacts: run `axon train` first (it writes ./artifacts), or give --artifacts DIR, --onnx PATH for your own model, or --url for a running server")
@@ -207,30 +220,19 @@ def command(args: argparse.Namespace) -> int:
 
     choice = resolve_path(args, artifacts) if args.path is not None else resolve(args, artifacts, args.rows_per_request)
     try:
-        return _measure(args, choice)
+        return _measure(args, choice, specs, prepared)
     finally:
         choice.close()
 
 
-def _measure(args: argparse.Namespace, choice) -> int:
+def _measure(args: argparse.Namespace, choice, specs: list[LoadSpec], prepared: list) -> int:
     from axon.case import Target, prepare, run_case, run_path
     from axon.offline.user_model import refuse_batching_modes
 
     args.model = choice.name
     refuse_batching_modes(choice.name, choice.batched, args.batching, args.ab)
-    specs = specs_from_args(args)
-    if args.hosts is not None and not args.dask:
-        raise AxonError("--hosts places load on a Dask cluster: give --dask SCHEDULER_ADDRESS with it")
-    # Each case is prepared once (spec checked, engine chosen) before any server starts; with
-    # --dask, once the hosts are known (below), still before any server starts.
-    if choice.path is not None:  # the event engine runs every path: nothing to choose
-        prepared = [SimpleNamespace(spec=spec.validate(), choice=SimpleNamespace(notice=None)) for spec in specs]
-    else:
-        prepared = [] if args.dask else [prepare(spec, has_metrics=not args.url or bool(args.metrics_url), tls=args.tls) for spec in specs]
-    if prepared and prepared[0].choice.notice:
-        print(f"axon: notice: {prepared[0].choice.notice}", file=sys.stderr)
-    for notice in choice.notices:
-        print(f"axon: notice: {notice}", file=sys.stderr)
+    specs = [replace(spec, model=choice.name) for spec in specs]
+    prepared = [SimpleNamespace(spec=replace(c.spec, model=choice.name), choice=c.choice) if isinstance(c, SimpleNamespace) else replace(c, spec=replace(c.spec, model=choice.name)) for c in prepared]
     artifacts, features, dataset, reference = choice.artifacts, choice.feed, choice.dataset, choice.reference
     # A model without a batch axis is served unbatched: its record says "off", as it is.
     modes = ["on", "off"] if args.ab else [args.batching or ("on" if choice.batched else "off")]
@@ -296,6 +298,9 @@ def _measure(args: argparse.Namespace, choice) -> int:
                         if hosts is not None:
                             print(describe(run), file=sys.stderr)
                         runs.append(run)
+                        if len(runs) == 1:  # said once, after the model was found served (else its error is the one line)
+                            for notice in choice.notices:
+                                print(f"axon: notice: {notice}", file=sys.stderr)
                         # After every case: an interruption or a crash later keeps what was measured.
                         # A path that can't be written (gone, disk full) sends the record to a rescue path.
                         output = writer.save(runs)

@@ -187,7 +187,7 @@ def add_parser(sub) -> None:
     p = sub.add_parser("serve", help="start Triton (embedded by default), print its endpoints, keep it up until Ctrl-C", formatter_class=HelpFormatter)
     p.add_argument("--backend", choices=("embedded", "docker", "external"), default="embedded", help="which Triton: a child process, the GPU container, or one already running")
     p.add_argument("--batching", choices=("on", "off", "both"), default="on", help="dynamic batching of the served repository; both starts two servers")
-    p.add_argument("--models", type=model_versions, help="comma-separated versions of axon's trained models (default v1,v2; with --onnx, none unless named)")
+    p.add_argument("--models", type=model_versions, help="comma-separated versions of axon's trained models; with --onnx, none unless named (default: v1,v2)")
     p.add_argument("--onnx", type=Path, action="append", default=[], metavar="PATH", help="also serve your own ONNX model (repeatable): axon writes its repository with the same knobs; its name is the file's stem")
     p.add_argument("--shape", type=shape_option, action="append", default=[], metavar="NAME:d1,d2", help="with --check: an --onnx input's open dimensions, batch axis excluded (repeatable)")
     p.add_argument("--artifacts", type=Path, default=Path("artifacts"), help="output of `axon train`")

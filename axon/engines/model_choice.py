@@ -122,7 +122,7 @@ def resolve(args, artifacts: Path | None, rows_per_request: int = 1, serving_opt
         # Checked against the signature once it is read (from the server), before the load.
         feed = Feed(shapes=shapes, seed=seed, input_data=args.input_data)
         return ModelChoice(name, feed, reference if trained else None, {"name": "given", "payload_rows": f"--input-data {args.input_data}"}, artifacts)
-    if trained or (artifacts is None and name.startswith(MODEL_PREFIX)):
+    if trained or name.startswith(MODEL_PREFIX):  # axon's own: its rows (a folder without them is said as such)
         feed, dataset = trained_feed(artifacts, name, seed)
         notices = [dataset["notice"]] if dataset.get("notice") else []
         return ModelChoice(name, replace(feed, shapes=shapes), reference if trained else None, dataset, artifacts, notices=notices)

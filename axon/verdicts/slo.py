@@ -133,7 +133,7 @@ def _check_selector(key: str, value: object, models: Collection[str] | None) -> 
         if not isinstance(value, str):
             return f"model must be a model name, got {value!r}"
         if models is not None and served_name(value) not in models:
-            return f"model {value!r} is not a known model; known: {', '.join(sorted(models))}"
+            return f"model {value!r} is not a known model; known: {', '.join(models)}"
     if key in ("min_concurrency", "max_concurrency") and (not isinstance(value, int) or isinstance(value, bool) or value < 1):
         return f"{key} must be a whole number >= 1, got {value!r}"
     return None

@@ -105,6 +105,8 @@ def command(args: argparse.Namespace) -> int:
     elif args.apply:
         raise AxonError("--apply writes the trained models' repositories; for an --onnx model, copy the winner's config.pbtxt from --out")
     values, budget = _check_args(args)
+    if args.url:
+        backends.check_url(args.url, "--url")
     artifacts = args.artifacts if args.artifacts.is_dir() or args.onnx is None else None
     if args.onnx is None:
         load_rows(args.artifacts)  # a damaged or missing artifact is said before OUT is made
