@@ -14,6 +14,9 @@ from pathlib import Path
 
 import pytest
 
+# What a container engine brings: with none of these on PATH, the docker backend has no engine.
+DOCKER = ("docker", "docker-compose", "dockerd", "podman")
+
 
 def path_without(folder: Path, *names: str) -> str:
     """A PATH (one folder) that finds every program the current PATH finds, except ``names``."""
@@ -54,4 +57,4 @@ def no_h2load(monkeypatch, tmp_path):
 def no_docker(monkeypatch, tmp_path):
     """This machine as one without a container engine: PATH without docker or docker-compose."""
     monkeypatch.delenv("AXON_COMPOSE", raising=False)
-    take_away(monkeypatch, tmp_path / "bin-without-docker", "docker", "docker-compose", "dockerd", "podman")
+    take_away(monkeypatch, tmp_path / "bin-without-docker", *DOCKER)

@@ -4,6 +4,8 @@ honoured by every part."""
 
 from __future__ import annotations
 
+import json
+
 from axon.study import report
 from axon.study.plan import SERVICE_ENGINES, Study, StudyPlan
 from tests.helpers import assert_clean_error, run_axon
@@ -69,3 +71,15 @@ def test_cli_says_it_before_any_work(no_h2load, tmp_path):
     )
     assert_clean_error(done, "--engine native can't run this case: h2load not found")
     assert not (tmp_path / "out").exists()
+
+
+def test_bench_auto_without_h2load_falls_back_saying_so_once(no_h2load, artifacts, server_v1, tmp_path):
+    """README: `auto` falls back to python where h2load is missing, and says so."""
+    ep = server_v1.endpoints
+    out = tmp_path / "run.json"
+    done = run_axon("bench", "--url", ep.grpc, "--metrics-url", ep.metrics, "--artifacts", str(artifacts), "--concurrency", "2",
+                    "--duration", "0.4", "--warmup", "0.2", "--output", str(out))  # fmt: skip
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert done.stderr.count("auto engine fell back to python: h2load not found") == 1, done.stderr
+    (record,) = json.loads(out.read_text())["runs"]
+    assert record["engine"]["name"] == "python" and "h2load not found" in record["engine"]["notice"]
