@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from axon.study import report
 from axon.study.plan import SERVICE_ENGINES, Study, StudyPlan
 from tests.helpers import assert_clean_error, run_axon
@@ -17,6 +19,7 @@ TINY = dict(sweep=(2,), compare_at=2, models=("v1",), duration_s=0.4, warmup_s=0
             capacity_bisect_steps=0, p99_budget_ms=500.0, direct_rows=(1,), direct_duration_s=0.3)  # fmt: skip
 
 
+@pytest.mark.server
 def test_auto_without_h2load_runs_every_part_on_python_saying_so_once(no_h2load, artifacts, tmp_path):
     lines: list[str] = []
     runs = Study(artifacts, tmp_path, StudyPlan(**TINY), log=lines.append).run()
@@ -73,6 +76,7 @@ def test_cli_says_it_before_any_work(no_h2load, tmp_path):
     assert not (tmp_path / "out").exists()
 
 
+@pytest.mark.server
 def test_bench_auto_without_h2load_falls_back_saying_so_once(no_h2load, artifacts, server_v1, tmp_path):
     """README: `auto` falls back to python where h2load is missing, and says so."""
     ep = server_v1.endpoints
