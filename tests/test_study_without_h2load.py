@@ -87,3 +87,15 @@ def test_bench_auto_without_h2load_falls_back_saying_so_once(no_h2load, artifact
     assert done.stderr.count("auto engine fell back to python: h2load not found") == 1, done.stderr
     (record,) = json.loads(out.read_text())["runs"]
     assert record["engine"]["name"] == "python" and "h2load not found" in record["engine"]["notice"]
+
+
+def test_direct_sentence_names_the_client_it_measured():
+    """Whichever client is missing (no h2load, or --engine native), the sentence judges by the one measured and says so."""
+    rows = [{"model": "particle_classifier_v1", "rows": n, "direct_cpu_us_per_row": d, "native_cpu_us_per_row": None, "python_cpu_us_per_row": s}
+            for n, d, s in ((1, 5.0, 80.0), (16, 1.0, 0.5))]  # fmt: skip
+    (python_only,) = report.direct_sentences(rows)
+    assert "with a python client (no native client was measured" in python_only and "from 16 rows per request on" in python_only
+    (native_only,) = report.direct_sentences(
+        [{**r, "native_cpu_us_per_row": r["python_cpu_us_per_row"], "python_cpu_us_per_row": None} for r in rows]
+    )
+    assert "with a native client (no Python client was measured: --engine native)" in native_only and "–" not in native_only

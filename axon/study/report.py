@@ -261,8 +261,12 @@ def direct_sentences(rows: list[dict]) -> list[str]:
         pays = [r["rows"] for r in mine if r[key] and r["direct_cpu_us_per_row"] and r[key] < r["direct_cpu_us_per_row"]]
         verdict = (f"from {pays[0]} rows per request on, offloading {short} saves client CPU" if pays
                    else f"at no measured request size does offloading {short} save client CPU")
-        other = (f"({_times(first['python_cpu_us_per_row'], first['direct_cpu_us_per_row'])} with a Python one)" if client == "native"
-                 else "(no native client was measured: a native one costs less)")
+        if client == "python":
+            other = "(no native client was measured: a native one costs less)"
+        elif first["python_cpu_us_per_row"]:
+            other = f"({_times(first['python_cpu_us_per_row'], first['direct_cpu_us_per_row'])} with a Python one)"
+        else:
+            other = "(no Python client was measured: --engine native)"
         out.append(
             f"- For {short}, a remote call costs the client {_times(first[key], first['direct_cpu_us_per_row'])} the CPU of running the model "
             f"in-process at {first['rows']} row per request with a {client} client {other}; "
