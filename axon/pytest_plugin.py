@@ -605,10 +605,26 @@ class CaseLine:
         )
 
 
+def _gate_power(config) -> list[str]:
+    """When pytest-benchmark gates (--benchmark-compare-fail), what its runs could tell from noise."""
+    session = getattr(config, "_benchmarksession", None)
+    checks = getattr(session, "compare_fail", None) or []
+    mappings = getattr(session, "compared_mapping", None) or {}
+    if not checks or not mappings:
+        return []
+    from axon.verdicts import benchmark_gate
+
+    saved = {name: (bench.get("extra_info") or {}).get("axon") for mapping in mappings.values() for name, bench in mapping.items()}
+    now = {bench.fullname: bench.extra_info.get("axon") for bench in session.benchmarks if bench}
+    return benchmark_gate.power_lines([check.field for check in checks], now, saved)
+
+
+@pytest.hookimpl(tryfirst=True)  # pytest-benchmark's summary raises on a regression: say this before it
 def pytest_terminal_summary(terminalreporter, exitstatus, config) -> None:
     cases = getattr(config, "_axon_cases", [])
     notes = getattr(config, "_axon_notes", [])
-    if not cases and not notes:
+    power = _gate_power(config)
+    if not cases and not notes and not power:
         return
     terminalreporter.section("axon")
     if cases:
@@ -624,3 +640,5 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config) -> None:
         terminalreporter.write_line(f"{len(cases)} case(s): {failing} failing; client-bound: {bound} of {len(cases)} cases")
     for note in notes:
         terminalreporter.write_line(note)
+    for line in power:
+        terminalreporter.write_line(line)

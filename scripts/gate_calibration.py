@@ -79,14 +79,14 @@ def split_rates(series: list[runs.Run], metric: str, alpha: float = gate.DEFAULT
 
 def prefix_alarms(series: list[runs.Run], metric: str) -> list[int]:
     """History lengths at which the gate fails the newest run."""
-    return [n for n in range(history.MIN_HISTORY, len(series) + 1) if history.judge_history("c", series[:n], metric).regression]
+    return [n for n in range(history.MIN_HISTORY, len(series) + 1) if history.judge_history("c", series[:n], metric, power=False).regression]
 
 
 def first_detection(series: list[runs.Run], metric: str, k: int) -> int | None:
     """Runs after the first slow one (index ``k``) until the gate fails; None if it never does."""
     stepped = scaled(series, k, 1 + STEP)
     for n in range(k + 1, len(series) + 1):
-        if history.judge_history("c", stepped[:n], metric).regression:
+        if history.judge_history("c", stepped[:n], metric, power=False).regression:
             return n - 1 - k
     return None
 

@@ -29,6 +29,7 @@ from axon.records import atomic
 from axon.serving import backends
 from axon.serving.backends import embedded_repository
 from axon.serving.embedded import EmbeddedServer
+from tests.absent import DOCKER, take_away
 from tests.helpers import assert_clean_error, run_axon
 
 pytest_plugins = ["pytester"]
@@ -513,10 +514,10 @@ PLUGIN_BAD = {
 
 
 @pytest.mark.parametrize("case", PLUGIN_BAD.values(), ids=PLUGIN_BAD.keys())
-def test_plugin_bad_inputs_stop_the_session_before_any_case(pytester, case):
+def test_plugin_bad_inputs_stop_the_session_before_any_case(pytester, case, monkeypatch, tmp_path):
     args, message = case
-    if args == ["--triton=docker"] and backends.docker_unavailable_reason() is None:
-        pytest.skip("a container engine (and the CPU image or the NVIDIA runtime) is here: the docker backend would run")
+    if args == ["--triton=docker"]:
+        take_away(monkeypatch, tmp_path / "bin", *DOCKER)  # a machine without a container engine, even where CI has one
     pytester.makepyfile(PLUGIN_CASES)
     result = pytester.runpytest_subprocess(*args, "-p", "no:cacheprovider")
     assert result.ret == pytest.ExitCode.USAGE_ERROR, result.stdout.str()
@@ -527,23 +528,27 @@ def test_plugin_bad_inputs_stop_the_session_before_any_case(pytester, case):
     assert "test_case" not in result.stdout.str()
 
 
-def test_plugin_skips_docker_cases_only_when_asked(pytester, artifacts):
-    if backends.docker_unavailable_reason() is None:
-        pytest.skip("a container engine (and the CPU image or the NVIDIA runtime) is here: the docker backend would run")
+def test_plugin_skips_docker_cases_only_when_asked(pytester, artifacts, monkeypatch, tmp_path):
+    take_away(monkeypatch, tmp_path / "bin", *DOCKER)  # a machine without a container engine, even where CI has one
+    assert backends.docker_unavailable_reason() is not None
     pytester.makepyfile("def test_docker(axon_servers):\n    axon_servers.get('on')\n")
     result = pytester.runpytest_subprocess("--triton=docker", "--triton-skip-unavailable", "--axon-artifacts", str(artifacts), "-p", "no:cacheprovider", "-rs")
     result.assert_outcomes(skipped=1)
     result.stdout.fnmatch_lines(["*SKIPPED*the docker backend needs*"])
 
 
-def test_engine_messages_name_the_plugins_options():
+def test_engine_messages_name_the_plugins_options(monkeypatch):
     from axon import engines
     from axon.pytest_plugin import OPTIONS
 
+    # Both machines, whichever this is: the lookup of h2load forced each way.
+    monkeypatch.setattr(engines.base, "h2load_version", lambda: "nghttp2/1.52.0")
     with pytest.raises(AxonError) as err:
         engines.choose("native", "closed", has_metrics=False, options=OPTIONS)
-    assert str(err.value).startswith("--axon-engine native can't run this case") or "h2load not found" in str(err.value)
-    if engines.h2load_version() is not None:
-        assert "(give --triton-metrics-url)" in str(err.value)
-        assert "give --triton-metrics-url" in engines.choose("auto", "closed", has_metrics=False, options=OPTIONS).notice
-        assert "give --metrics-url" in engines.choose("auto", "closed", has_metrics=False).notice
+    assert str(err.value).startswith("--axon-engine native can't run this case") and "(give --triton-metrics-url)" in str(err.value)
+    assert "give --triton-metrics-url" in engines.choose("auto", "closed", has_metrics=False, options=OPTIONS).notice
+    assert "give --metrics-url" in engines.choose("auto", "closed", has_metrics=False).notice
+    monkeypatch.setattr(engines.base, "h2load_version", lambda: None)
+    with pytest.raises(AxonError, match=r"^--axon-engine native can't run this case: h2load not found \(install h2load"):
+        engines.choose("native", "closed", has_metrics=True, options=OPTIONS)
+    assert engines.choose("auto", "closed", has_metrics=True, options=OPTIONS).notice.startswith("auto engine fell back to python: h2load not found")

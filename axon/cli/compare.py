@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 from pathlib import Path
 
 from axon.errors import AxonError
@@ -55,11 +56,16 @@ def two_sample(old_paths: list[Path], new_paths: list[Path], metric: str, thresh
         lines.append(f"note: {gate.SINGLE_RUN_NOTE}" + (" (--single-run-fails: over threshold fails)" if single_run_fails else ""))
     if only:
         lines.append(f"({len(only)} case(s) on only one side, not compared)")
+    power = gate.power_line(verdicts, alpha)
+    lines.append(power)
     if regressions:
         lines.append(f"{len(regressions)} regression(s): {metric} worse by > {threshold:.0%}" + ("" if single_run_fails else f" and significant across runs (p < {alpha:g})"))
+    elif all(v.p_value is None for v in verdicts) and not single_run_fails:
+        # Nothing was judged: "no regression" would read as a pass the gate never gave.
+        lines.append(f"not judged: 1 run a side, no significance ({metric}, threshold {threshold:.0%} shown only)")
     else:
         lines.append(f"no regression ({metric}, threshold {threshold:.0%}, alpha {alpha:g})")
-    payload = {"mode": "compare", "metric": metric, "threshold": threshold, "alpha": alpha, "warnings": warnings,
+    payload = {"mode": "compare", "metric": metric, "threshold": threshold, "alpha": alpha, "warnings": warnings, "power": power,
                "verdicts": [v.as_dict() for v in verdicts], "only_one_side": only, "regressions": len(regressions)}
     _emit(payload, lines, as_json)
     return EXIT_REGRESSION if regressions else EXIT_OK
@@ -93,14 +99,20 @@ def history_gate(storage: Path, metric: str, threshold: float, alpha: float, str
     judged = [v for v in verdicts if v.judged]
     unjudged = len(verdicts) - len(judged)
     skipped = f"; {unjudged} case(s) not judged (history shorter than {history.MIN_HISTORY} runs)" if unjudged else ""
+    power = history.power_line(verdicts, alpha)
+    if power:
+        lines.append(power)
+    blind = bool(judged) and all(v.detectable is not None and math.isinf(v.detectable) for v in judged)
     if regressions:
         lines.append(f"{len(regressions)} regression(s) in the newest run: {metric} in a new segment worse by > {threshold:.0%}{skipped}")
     elif not judged:
         # Nothing was judged: "no regression" would read as a pass the gate never gave.
         lines.append(f"not judged: every case's history is shorter than {history.MIN_HISTORY} runs; no verdict on the newest run")
+    elif blind:
+        lines.append(f"not judged: no history here is long enough to tell a step in its newest runs from noise at alpha {alpha:g}; no verdict on the newest run")
     else:
         lines.append(f"no regression in the newest run of {len(judged)} case(s) judged ({metric}, threshold {threshold:.0%}, alpha {alpha:g}){skipped}")
-    payload = {"mode": "history", "judged": len(judged), "metric": metric, "threshold": threshold, "alpha": alpha, "warnings": warnings,
+    payload = {"mode": "history", "judged": len(judged), "power": power, "metric": metric, "threshold": threshold, "alpha": alpha, "warnings": warnings,
                "verdicts": [v.as_dict() for v in verdicts], "plots": plots, "regressions": len(regressions)}
     _emit(payload, lines, as_json)
     return EXIT_REGRESSION if regressions else EXIT_OK

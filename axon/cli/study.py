@@ -38,6 +38,7 @@ def command(args: argparse.Namespace) -> int:
     print(f"study: {len(plan.sweep)}-point sweep x 2 batching modes, models at c={plan.compare_at}, capacity search; {plan.repeat} interleaved repeats; "
           f"{plan.warmup_s:g} s warm-up + {plan.duration_s:g} s per case; budgets p50 {plan.p50_budget_ms:g} ms, p99 {plan.p99_budget_ms:g} ms ({plan.budgets_from})")
     campaign = study.Study(args.artifacts, args.out, plan)
+    campaign.said(preview.choice.notice)  # said above: the first case's record carries it too
     runs = campaign.run()
     campaign.writer.finish()  # rescued records are named before a report is written from the folder
     path = report.write_report(args.out)
@@ -62,8 +63,8 @@ def add_parser(sub) -> None:
     p.add_argument("--out", type=Path, default=Path("results"), help="where study.json, report.md and the plots go (default results)")
     p.add_argument("--duration", type=positive_float, default=3.0, help="measurement window per case in seconds (default 3)")
     p.add_argument("--repeat", type=positive_int, default=3, help="runs per case, interleaved ON/OFF; tables show median [min-max] (default 3)")
-    p.add_argument("--engine", choices=("auto", "native", "python"), default="auto", help="engine of the closed-loop cases and the constant-spacing capacity search (default auto: native where h2load is found); "
-                   "Poisson arrivals always run on the python engine (h2load has no Poisson mode)")
+    p.add_argument("--engine", choices=("auto", "native", "python"), default="auto", help="engine of every part (default auto: native where h2load is found, else python, said once; Poisson arrivals always python, "
+        "so --engine native leaves their capacity search out)")
     p.add_argument("--warmup", type=float, default=1.0, help="warm-up per case in seconds (default 1)")
     p.add_argument("--sweep", type=concurrency_list, default=[1, 4, 16, 64, 128, 256], help="concurrencies (default 1,4,16,64,128,256)")
     p.add_argument("--capacity-start", type=positive_float, default=500.0, help="first offered rate of the capacity search (default 500/s)")

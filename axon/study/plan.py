@@ -13,7 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from axon.case import Target, run_case, run_direct
+from axon.case import Target, prepare, run_case, run_direct
 from axon.engines.loadgen import LoadSpec
 from axon.engines.payloads import load_rows, trained_feed
 from axon.errors import AxonError
@@ -29,7 +29,7 @@ FALLBACK_P50_MS = 7.0
 FALLBACK_P99_MS = 25.0
 DIRECT_ROWS = (1, 16, 256)
 CAPACITY_HALVINGS = 5  # the capacity search goes down to 1/32 of its start rate
-SERVICE_ENGINES = ("native", "python")  # what a remote call costs the client, per engine
+SERVICE_ENGINES = ("native", "python")  # what a remote call costs the client, per engine (under --engine auto)
 
 
 @dataclass(frozen=True)
@@ -90,6 +90,17 @@ class Study:
         self.path = self.writer.path
         self._notices: set[str] = set()
 
+    def notice(self, text: str) -> None:
+        """Say ``text`` once per study, however many cases it applies to."""
+        if text and text not in self._notices:
+            self._notices.add(text)
+            self.log(f"  notice: {text}")
+
+    def said(self, text: str | None) -> None:
+        """``text`` was said already (the CLI's preview): don't say it again."""
+        if text:
+            self._notices.add(text)
+
     def _case(self, server, batching: str, part: str, spec: LoadSpec, repeat: tuple[int, int] | None = None) -> dict:
         target = Target.of(server, batching, self.plan.max_server_memory)
         feed, dataset = trained_feed(self.artifacts, spec.model)
@@ -110,10 +121,7 @@ class Study:
             rep = f", {record['load']['rows_per_request']} rows{rep}"
         engine = record["engine"]["name"]
         self.log(f"  {part:<9} {slo.case_label(record) + rep:<58} {engine:<6} {record['throughput_rps']:>9,.0f} req/s  p50 {lat['p50']:7.2f}  p99 {lat['p99']:7.2f} ms{flag}")
-        notice = record["engine"].get("notice")
-        if notice and notice not in self._notices:  # once per study: every Poisson case would say the same
-            self._notices.add(notice)
-            self.log(f"  notice: {notice}")
+        self.notice(record["engine"].get("notice"))  # once per study: every Poisson case would say the same
         if not record["complete"]:
             raise AxonError(f"study stopped: run incomplete ({record['incomplete_reason']}); partial results in {self.path}")
 
@@ -145,11 +153,30 @@ class Study:
                     self._interleaved(servers, "models", self._spec(version, concurrency=p.compare_at))
             if p.direct_rows:
                 self.direct_vs_service(servers["on"])
+            arrivals_searched = self.capacity_arrivals()
             for batching, server in servers.items():
                 for version in p.models:
-                    for arrivals in p.capacity_arrivals:
+                    for arrivals in arrivals_searched:
                         self.capacity(server, batching, version, arrivals)
         return self.runs
+
+    def service_engines(self) -> tuple[str, ...]:
+        """The engines of direct vs service's service cases: both clients under ``auto``, else ``--engine``'s.
+
+        Under ``auto``, the native client runs only where auto would pick it (h2load found);
+        otherwise its cases are left out, said once, rather than forced and failing mid-study.
+        """
+        p = self.plan
+        if p.engine != "auto":
+            if p.engine == "python":
+                self.notice("direct vs service: --engine python, so the service cases run on the python client only (no native client column)")
+            return (p.engine,)
+        choice = prepare(self._spec(p.models[0], concurrency=1)).choice
+        if choice.name != "native":
+            self.notice(choice.notice or "")  # why (once: the sweep's first case has usually said it)
+            self.notice("direct vs service: the native client's cases are left out, as auto fell back to python; the python client's run")
+            return tuple(e for e in SERVICE_ENGINES if e != "native")
+        return SERVICE_ENGINES
 
     def direct_vs_service(self, server) -> None:
         """The same model in-process and through Triton (batching on, c=1), per rows per request.
@@ -157,10 +184,11 @@ class Study:
         Direct: onnxruntime with one thread in this process. Service: one request in flight, on
         each engine (a native client and a Python one cost the client very different CPU), all
         interleaved repeat by repeat. The report turns these records into client CPU per row and
-        the break-even model cost.
+        the break-even model cost. ``--engine`` picks the service engine (:meth:`service_engines`).
         """
         p = self.plan
         n = p.repeat
+        engines = self.service_engines()
         for version in p.models:
             name = model_name(version)
             onnx_path = self.artifacts / "models" / name / "model.onnx"
@@ -170,16 +198,26 @@ class Study:
                     repeat = (index, n) if n > 1 else None
                     record = run_direct(name, onnx_path, feed, rows, 1, p.direct_duration_s, p.warmup_s / 2, dataset, repeat=repeat)
                     self._keep(record, "direct")
-                    for engine in SERVICE_ENGINES:
+                    for engine in engines:
                         spec = replace(self._spec(version, concurrency=1, rows_per_request=rows), engine=engine, duration_s=p.direct_duration_s, warmup_s=p.warmup_s / 2)
                         self._case(server, "on", "service", spec, repeat)
+
+    def capacity_arrivals(self) -> tuple[str, ...]:
+        """The arrival processes the capacity search runs: Poisson has no native engine, so
+        ``--engine native`` leaves it out (said once) rather than running it on python."""
+        p = self.plan
+        if p.engine == "native" and "poisson" in p.capacity_arrivals:
+            self.notice("capacity with Poisson arrivals is left out: --engine native, and h2load has no Poisson mode (--engine auto runs it on python)")
+            return tuple(a for a in p.capacity_arrivals if a != "poisson")
+        return p.capacity_arrivals
 
     def capacity(self, server, batching: str, version: str, distribution: str = "constant") -> float | None:
         """Highest offered rate whose p99 stays within budget: double, bisect, confirm.
 
         ``distribution``: constant spacing runs on the plan's engine (``auto``: native, h2load
         keeps the schedule up to the server's limit); Poisson on the python engine, since h2load
-        has no Poisson mode (below ~3,500/s on our 2 cores that client falls behind first).
+        has no Poisson mode (below ~3,500/s on our 2 cores that client falls behind first):
+        ``auto`` picks it, and ``--engine native`` leaves Poisson out (:meth:`capacity_arrivals`).
 
         A failing rate is retried once during the search (one noisy window on a shared machine
         should not end it); at the end the boundary, the best passing rate and the first failing
@@ -188,7 +226,7 @@ class Study:
         """
         p = self.plan
 
-        engine = p.engine if distribution == "constant" or p.engine != "native" else "python"
+        engine = p.engine
 
         def one(rate: float) -> bool:
             r = self._case(server, batching, "capacity", replace(self._spec(version, rate=rate, distribution=distribution), engine=engine))

@@ -260,14 +260,23 @@ def direct_sentences(rows: list[dict]) -> list[str]:
         mine = sorted((r for r in rows if r["model"] == model), key=lambda r: r["rows"])
         short = model.removeprefix("particle_classifier_")
         first = mine[0]
-        ratios = ", ".join(f"{_times(r['native_cpu_us_per_row'], r['direct_cpu_us_per_row'])} at {r['rows']}" for r in mine)
-        pays = [r["rows"] for r in mine if r["native_cpu_us_per_row"] and r["direct_cpu_us_per_row"] and r["native_cpu_us_per_row"] < r["direct_cpu_us_per_row"]]
+        # Without h2load (or with --engine python) there is no native client: judge by the python one, and say so.
+        client = "native" if any(r["native_cpu_us_per_row"] for r in mine) else "python"
+        key = f"{client}_cpu_us_per_row"
+        ratios = ", ".join(f"{_times(r[key], r['direct_cpu_us_per_row'])} at {r['rows']}" for r in mine)
+        pays = [r["rows"] for r in mine if r[key] and r["direct_cpu_us_per_row"] and r[key] < r["direct_cpu_us_per_row"]]
         verdict = (f"from {pays[0]} rows per request on, offloading {short} saves client CPU" if pays
                    else f"at no measured request size does offloading {short} save client CPU")
+        if client == "python":
+            other = "(no native client was measured: a native one costs less)"
+        elif first["python_cpu_us_per_row"]:
+            other = f"({_times(first['python_cpu_us_per_row'], first['direct_cpu_us_per_row'])} with a Python one)"
+        else:
+            other = "(no Python client was measured: --engine native)"
         out.append(
-            f"- For {short}, a remote call costs the client {_times(first['native_cpu_us_per_row'], first['direct_cpu_us_per_row'])} the CPU of running the model "
-            f"in-process at {first['rows']} row per request with a native client ({_times(first['python_cpu_us_per_row'], first['direct_cpu_us_per_row'])} with a Python one); "
-            f"per row and native client: {ratios} rows per request. So {verdict}."
+            f"- For {short}, a remote call costs the client {_times(first[key], first['direct_cpu_us_per_row'])} the CPU of running the model "
+            f"in-process at {first['rows']} row per request with a {client} client {other}; "
+            f"per row and {client} client: {ratios} rows per request. So {verdict}."
         )
     return out
 

@@ -27,6 +27,7 @@ DISTANCE_EXPONENT = 1.0
 MIN_SEGMENT = 2
 PERMUTATIONS = 499
 SEED = 20140101  # fixed, so the same history always gives the same verdict
+TIE_TOLERANCE = 1e-9  # relative: split statistics this close are equal
 
 
 @dataclass(frozen=True)
@@ -109,7 +110,9 @@ def change_points(values: np.ndarray, alpha: float, permutations: int = PERMUTAT
         best = max((_best_split(values, a, b) for a, b in segments), key=lambda t: t[1])
         if best[0] < 0:
             break
-        exceed = int((_permuted_maxima(values, segments, permutations, rng) >= best[1]).sum())
+        # Ties count as exceeding (a permutation that reproduces the split scores the same, up to
+        # rounding): without the tolerance, rounding alone decided such ties either way.
+        exceed = int((_permuted_maxima(values, segments, permutations, rng) >= best[1] - TIE_TOLERANCE * abs(best[1])).sum())
         p_value = (exceed + 1) / (permutations + 1)
         if p_value >= alpha:
             break

@@ -14,6 +14,10 @@ Why not the histograms: a run's thousands of requests share its machine state, s
 independent evidence (a Mann-Whitney U over them gave p = 5e-286 for -6% between two runs of
 unchanged code). Why not a rank test: with 3 runs a side, its smallest two-sided p is 0.1. Why
 not a bootstrap of run medians: 3 runs give 10 distinct resamples, too coarse for an interval.
+
+Every verdict also says the smallest change its evidence could have told from noise
+(:func:`detectable_change`): a "no significant change" on 3 noisy runs a side is not a pass for
+a 15% regression, and the output says so.
 """
 
 from __future__ import annotations
@@ -50,6 +54,10 @@ class Verdict:
     method: str
     verdict: str
     regression: bool  # fails the gate
+    # The smallest change (worse direction, relative) that could have reached p < alpha with this
+    # evidence; None: nothing can be judged (1 run a side). See detectable_change.
+    detectable: float | None = None
+    spread: float | None = None  # the run-to-run spread the test used: sd of log run values
 
     def as_dict(self) -> dict:
         return {
@@ -62,6 +70,8 @@ class Verdict:
             "method": self.method,
             "verdict": self.verdict,
             "regression": self.regression,
+            "detectable_change": self.detectable,
+            "run_spread": self.spread,
         }
 
 
@@ -82,6 +92,43 @@ def run_level_p(old: np.ndarray, new: np.ndarray) -> tuple[float | None, str]:
     if not math.isfinite(p):  # identical values on both sides: no variance to judge with
         p = 1.0 if a.mean() == b.mean() else 0.0
     return float(p), method
+
+
+def detectable_change(old: np.ndarray, new: np.ndarray, alpha: float, worse_up: bool = True) -> tuple[float | None, float | None]:
+    """The smallest change the run-level test could tell from noise, and the spread it used.
+
+    The test (:func:`run_level_p`) compares mean log values. A difference ``d`` in mean log value
+    is significant at two-sided level ``alpha`` when ``|d| >= t(1 - alpha/2, df) * SE``, so
+
+        d* = t(1 - alpha/2, df) * SE
+
+    is the smallest difference that could have been significant, given the observed spread:
+
+    - Welch (both sides >= 2 runs): ``SE = sqrt(s_old^2 / n_old + s_new^2 / n_new)``, ``df`` by
+      Welch-Satterthwaite, ``s`` the sample sd (ddof 1) of each side's log run values;
+    - prediction (1 run against n): ``SE = s * sqrt(1 + 1/n)``, ``df = n - 1``;
+    - 1 run a side: no spread to judge with, so None.
+
+    The change is returned as a ratio in the worse direction: ``exp(d*) - 1`` where larger is
+    worse (latency), ``1 - exp(-d*)`` where smaller is worse (throughput). A true change of
+    exactly that size is found about half the time; any smaller observed change is never
+    significant. The spread returned is the pooled sd of the log run values (the many side's for
+    a prediction test), as a ratio ``exp(s) - 1``.
+    """
+    a, b = np.log(np.asarray(old, dtype=float)), np.log(np.asarray(new, dtype=float))
+    if len(a) >= 2 and len(b) >= 2:
+        va, vb = a.var(ddof=1) / len(a), b.var(ddof=1) / len(b)
+        se = math.sqrt(va + vb)
+        df = (va + vb) ** 2 / (va**2 / (len(a) - 1) + vb**2 / (len(b) - 1)) if se > 0 else len(a) + len(b) - 2
+        pooled = math.sqrt(((len(a) - 1) * a.var(ddof=1) + (len(b) - 1) * b.var(ddof=1)) / (len(a) + len(b) - 2))
+    elif len(a) + len(b) >= 3:
+        many = a if len(a) > 1 else b
+        pooled = float(many.std(ddof=1))
+        se, df = pooled * math.sqrt(1 + 1 / len(many)), len(many) - 1
+    else:
+        return None, None
+    d = float(sps.t.ppf(1 - alpha / 2, df)) * se
+    return (math.expm1(d) if worse_up else -math.expm1(-d)), math.expm1(pooled)
 
 
 def judge(case: str, old: list[Run], new: list[Run], metric: str = "p50_ms", threshold: float = DEFAULT_THRESHOLD,
@@ -117,7 +164,8 @@ def judge(case: str, old: list[Run], new: list[Run], metric: str = "p50_ms", thr
     else:
         verdict = "over threshold, not significant" if worse or better else "no significant change"
         regression = False
-    return Verdict(case, metric, tuple(a), tuple(b), change, p, method, verdict, regression)
+    detectable, spread = detectable_change(a, b, alpha, worse_up)
+    return Verdict(case, metric, tuple(a), tuple(b), change, p, method, verdict, regression, detectable, spread)
 
 
 def compare(old: dict[str, list[Run]], new: dict[str, list[Run]], metric: str = "p50_ms", threshold: float = DEFAULT_THRESHOLD,
@@ -138,11 +186,37 @@ def table(verdicts: list[Verdict]) -> str:
     if not verdicts:
         return ""
     metric = verdicts[0].metric
-    head = f"{'case':<48} {'runs':>5} {metric + ' old':>22} {metric + ' new':>22} {'change':>7} {'p':>8}  verdict"
+    head = f"{'case':<48} {'runs':>5} {metric + ' old':>22} {metric + ' new':>22} {'change':>7} {'p':>8} {'detect':>7}  verdict"
     lines = [head, "-" * len(head)]
     for v in verdicts:
         p = "n/a" if v.p_value is None else f"{v.p_value:.2g}"
+        detect = "n/a" if v.detectable is None else f"{v.detectable:.0%}"
         lines.append(
-            f"{v.case[:48]:<48} {len(v.old):>2}/{len(v.new):<2} {_spread(v.old):>22} {_spread(v.new):>22} {v.change:>+7.1%} {p:>8}  {v.verdict}"
+            f"{v.case[:48]:<48} {len(v.old):>2}/{len(v.new):<2} {_spread(v.old):>22} {_spread(v.new):>22} {v.change:>+7.1%} {p:>8} {detect:>7}  {v.verdict}"
         )
+    lines.append("(detect: the smallest change these runs could tell from noise at this alpha; see the line below)")
     return "\n".join(lines)
+
+
+def _runs_a_side(verdicts: list[Verdict]) -> str:
+    sides = sorted({(len(v.old), len(v.new)) for v in verdicts})
+    if len(sides) == 1 and sides[0][0] == sides[0][1]:
+        return f"{sides[0][0]} run{'s' if sides[0][0] > 1 else ''} a side"
+    return ", ".join(f"{o} vs {n} runs" for o, n in sides)
+
+
+def power_line(verdicts: list[Verdict], alpha: float) -> str:
+    """One sentence: the smallest change the evidence could tell from noise (the largest over the cases).
+
+    Said for every comparison, so that "no significant change" on a few noisy runs never reads
+    as "no change of any size". Per case, the table's ``detect`` column.
+    """
+    judged = [v for v in verdicts if v.detectable is not None]
+    if not judged:
+        return f"no change of any size could be told from noise with {_runs_a_side(verdicts)}: a run is one sample (repeat each side: axon bench --repeat 3, pytest --axon-repeat 3)"
+    worst = max(judged, key=lambda v: v.detectable)
+    spread = f", run-to-run spread ±{worst.spread:.0%}" if worst.spread is not None else ""
+    which = f" (in {worst.case}; per case in the detect column)" if len(verdicts) > 1 else ""
+    unjudged = len(verdicts) - len(judged)
+    rest = f"; {unjudged} case(s) with 1 run a side: nothing could be told" if unjudged else ""
+    return f"a change under {worst.detectable:.0%} could not be told from noise with {_runs_a_side(judged)} (alpha {alpha:g}{spread}){which}{rest}"

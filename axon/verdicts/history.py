@@ -15,10 +15,15 @@ Segment levels are medians, not means: one run slowed 65% by a busy machine (it 
 recorded history in tests/data/history_noise) moves a 5-run mean by 13%, more than the threshold.
 A new segment needs two points (:data:`~axon.verdicts.edivisive.MIN_SEGMENT`), so a single slow run
 never fails the gate on its own: a regression must persist over two saved runs.
+
+Each verdict also says the smallest step in the newest two runs that this history could have told
+from noise (:func:`detectable_step`): on a history with +-25% run-to-run spread a 15% step is
+rightly not flagged, and the output says that nothing under some size could have been.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -31,6 +36,9 @@ from axon.verdicts.runs import METRICS, Run
 # at 0.05 (docs/gate.md). Lower values need longer histories to confirm a step at all.
 DEFAULT_ALPHA = 0.05
 MIN_HISTORY = 2 * edivisive.MIN_SEGMENT
+# The power search: a step of up to 16x (log 16), halved this often (to ~0.3% in log units).
+MAX_STEP_LOG = math.log(16.0)
+STEP_BISECTIONS = 10
 
 
 @dataclass(frozen=True)
@@ -47,6 +55,10 @@ class HistoryVerdict:
     change: float | None  # level / previous_level - 1
     verdict: str
     regression: bool
+    # Smallest step (worse direction, relative) in the newest MIN_SEGMENT runs the test could find;
+    # math.inf: none up to 16x at this history's length; None: not judged. See detectable_step.
+    detectable: float | None = None
+    spread: float | None = None  # sd of the log values around their segments' medians, as a ratio
 
     @property
     def judged(self) -> bool:
@@ -76,11 +88,58 @@ class HistoryVerdict:
             "change": self.change,
             "verdict": self.verdict,
             "regression": self.regression,
+            "detectable_step": None if self.detectable is None or math.isinf(self.detectable) else self.detectable,
+            "detectable_step_runs": edivisive.MIN_SEGMENT,
+            "run_spread": self.spread,
         }
 
 
+def detectable_step(logs: np.ndarray, starts: list[int], alpha: float, worse_up: bool = True) -> tuple[float, float]:
+    """The smallest step in the newest runs the E-divisive test could find here, and the spread.
+
+    The permutation test has no closed form, so the test itself is asked. The history's noise is
+    its log values minus the median of the segment each lies in (known changes are not noise; the
+    newest ``MIN_SEGMENT`` runs count as a segment of their own, so a step they already carry is
+    not counted twice).
+    A step ``d`` (in log units, in the worse direction) is added to the newest
+    ``MIN_SEGMENT`` points, the earliest a regression can fail the gate, and
+    :func:`axon.verdicts.edivisive.change_points` is run at ``alpha`` on the same number of points.
+    The detectable step is the smallest ``d`` whose change point is found where the step starts,
+    by bisection on ``[0, log 16]``. It depends on the level (``alpha``), the runs before the step
+    (``n - MIN_SEGMENT``) and after it (``MIN_SEGMENT``), and the observed spread; and it has a
+    floor no spread removes: the permutation p-value of a step in the last 2 of ``n`` points
+    cannot go below about ``4 / (n (n - 1))``, so at alpha 0.05 a history under ~10 runs can't
+    see such a step at any size (``math.inf``).
+
+    Returns the step as a ratio (``exp(d) - 1`` for latency, ``1 - exp(-d)`` for throughput)
+    and the spread (sd of the noise, ``exp(sd) - 1``).
+    """
+    noise = np.asarray(logs, dtype=float).copy()
+    at = len(noise) - edivisive.MIN_SEGMENT
+    # The newest runs are centred on their own median too: a step they already carry (one too
+    # small to be found) is not noise, and must not make a further step look easier to find.
+    bounds = sorted({*starts, at, len(noise)})
+    for a, b in zip(bounds[:-1], bounds[1:]):
+        noise[a:b] -= np.median(noise[a:b])
+    spread = math.expm1(float(noise.std(ddof=1)))
+    sign = 1.0 if worse_up else -1.0
+
+    def found(step: float) -> bool:
+        stepped = noise.copy()
+        stepped[at:] += sign * step
+        return any(c.index == at for c in edivisive.change_points(stepped, alpha))
+
+    if not found(MAX_STEP_LOG):
+        return math.inf, spread
+    lo, hi = 0.0, MAX_STEP_LOG
+    for _ in range(STEP_BISECTIONS):
+        mid = (lo + hi) / 2
+        lo, hi = (lo, mid) if found(mid) else (mid, hi)
+    return (math.expm1(hi) if worse_up else -math.expm1(-hi)), spread
+
+
 def judge_history(case: str, runs: list[Run], metric: str = "p50_ms", threshold: float = DEFAULT_THRESHOLD,
-                  alpha: float = DEFAULT_ALPHA) -> HistoryVerdict:
+                  alpha: float = DEFAULT_ALPHA, power: bool = True) -> HistoryVerdict:
     """Change points in a case's history and the verdict on its newest run.
 
     Parameters
@@ -93,6 +152,9 @@ def judge_history(case: str, runs: list[Run], metric: str = "p50_ms", threshold:
         Relative change between segment medians that matters (0.10: 10%).
     alpha
         Significance level of each change point's permutation test.
+    power
+        Also find the smallest detectable step (:func:`detectable_step`; about ten runs of the
+        test, so calibration loops over thousands of histories leave it out).
     """
     per_source: dict[str, list[float]] = {}
     for r in runs:  # already in time order, then repeat order
@@ -106,16 +168,17 @@ def judge_history(case: str, runs: list[Run], metric: str = "p50_ms", threshold:
     points = tuple(edivisive.change_points(np.log(values), alpha))
     starts = [0, *(c.index for c in points)]
     level = float(np.median(values[starts[-1]:]))
+    worse_up = METRICS[metric][1]
+    detectable, spread = detectable_step(np.log(values), starts, alpha, worse_up) if power else (None, None)
     if not points:
-        return HistoryVerdict(case, metric, tuple(values), sources, (), None, level, None, "no change point", False)
+        return HistoryVerdict(case, metric, tuple(values), sources, (), None, level, None, "no change point", False, detectable, spread)
     previous = float(np.median(values[starts[-2]:starts[-1]]))
     change = level / previous - 1
-    worse_up = METRICS[metric][1]
     worse = change > threshold if worse_up else change < -threshold
     better = change < -threshold if worse_up else change > threshold
     since = f"since run {starts[-1] + 1} of {len(values)} (p={points[-1].p_value:.3g})"
     verdict = f"REGRESSION {since}" if worse else f"improved {since}" if better else f"change point within threshold {since}"
-    return HistoryVerdict(case, metric, tuple(values), sources, points, previous, level, change, verdict, worse)
+    return HistoryVerdict(case, metric, tuple(values), sources, points, previous, level, change, verdict, worse, detectable, spread)
 
 
 def table(verdicts: list[HistoryVerdict]) -> str:
@@ -126,11 +189,31 @@ def table(verdicts: list[HistoryVerdict]) -> str:
     """
     if not verdicts:
         return ""
-    head = f"{'case':<48} {'runs':>4} {'cps':>3} {'previous':>9} {'segment':>9} {'newest':>9} {'change':>7}  verdict"
+    head = f"{'case':<48} {'runs':>4} {'cps':>3} {'previous':>9} {'segment':>9} {'newest':>9} {'change':>7} {'detect':>7}  verdict"
     lines = [head, "-" * len(head)]
     for v in verdicts:
         prev = "-" if v.previous_level is None else f"{v.previous_level:.4g}"
         change = "-" if v.change is None else f"{v.change:+.1%}"
-        lines.append(f"{v.case[:48]:<48} {len(v.values):>4} {len(v.change_points):>3} {prev:>9} {v.level:>9.4g} {v.newest:>9.4g} {change:>7}  {v.verdict}")
-    lines.append("(previous, segment: medians of the last two segments; newest: the newest run, the median of its repeats)")
+        detect = "n/a" if v.detectable is None else "none" if math.isinf(v.detectable) else f"{v.detectable:.0%}"
+        lines.append(f"{v.case[:48]:<48} {len(v.values):>4} {len(v.change_points):>3} {prev:>9} {v.level:>9.4g} {v.newest:>9.4g} {change:>7} {detect:>7}  {v.verdict}")
+    lines.append("(previous, segment: medians of the last two segments; newest: the newest run, the median of its repeats; "
+                 f"detect: the smallest step in the newest {edivisive.MIN_SEGMENT} runs this history could tell from noise)")
     return "\n".join(lines)
+
+
+def power_line(verdicts: list[HistoryVerdict], alpha: float) -> str | None:
+    """One sentence: the smallest step in the newest runs these histories could tell from noise (the largest over cases).
+
+    None when no case was judged (the caller says so already).
+    """
+    judged = [v for v in verdicts if v.judged and v.detectable is not None]
+    if not judged:
+        return None
+    k = edivisive.MIN_SEGMENT
+    worst = max(judged, key=lambda v: v.detectable)
+    runs = f"{len(worst.values)} runs of history"
+    which = f" (in {worst.case}; per case in the detect column)" if len(verdicts) > 1 else ""
+    if math.isinf(worst.detectable):
+        return (f"no step in the newest {k} runs, of any size up to 16x, could be told from noise with {runs} at alpha {alpha:g}: "
+                f"the permutation test needs a longer history (about 10 runs at 0.05){which}")
+    return f"a step under {worst.detectable:.0%} in the newest {k} runs could not be told from noise with {runs} (alpha {alpha:g}, run-to-run spread ±{worst.spread:.0%}){which}"

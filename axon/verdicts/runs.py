@@ -81,6 +81,22 @@ def _groups(entries: list[tuple[str, dict]]) -> list[tuple[str, list[dict]]]:
     return groups
 
 
+def _per_run(record: dict) -> list[dict]:
+    """A pytest-benchmark case's record as its per-run records (``--axon-repeat N`` keeps N under ``repeats``)."""
+    repeats = record.get("repeats")
+    if isinstance(repeats, list) and repeats:
+        # Tag each per-run record so _groups keeps them together even without a repeat field.
+        return [{**r, "repeat": r.get("repeat") or {"index": i, "of": len(repeats)}} for i, r in enumerate(repeats)]
+    return [record]
+
+
+def runs_of_record(case: str, record: dict, source: str) -> list[Run]:
+    """The measured runs of one pytest-benchmark case's axon record (one per repeat), in repeat order."""
+    records = _per_run(record)
+    runs = [_run(case, r, r.get("timestamp") or "", _repeat_index(r, i), source) for i, r in enumerate(records) if _measured(r)]
+    return sorted(runs, key=lambda run: run.repeat)
+
+
 def load_runs(path: Path, required: bool = True) -> dict[str, list[Run]]:
     """Runs per case in one saved file.
 
@@ -108,12 +124,7 @@ def load_runs(path: Path, required: bool = True) -> dict[str, list[Run]]:
             record = (bench.get("extra_info") or {}).get("axon")
             if not isinstance(record, dict):
                 continue
-            repeats = record.get("repeats")
-            if isinstance(repeats, list) and repeats:
-                # Tag each per-run record so _groups keeps them together even without a repeat field.
-                entries += [(bench["name"], {**r, "repeat": r.get("repeat") or {"index": i, "of": len(repeats)}}) for i, r in enumerate(repeats)]
-            else:
-                entries.append((bench["name"], record))
+            entries += [(bench["name"], r) for r in _per_run(record)]
         file_time = payload.get("datetime")
     else:
         entries = [(case_label(r), r) for r in payload.get("runs") or [] if isinstance(r, dict) and r.get("load")]
