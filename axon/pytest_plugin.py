@@ -53,6 +53,7 @@ class Settings:
     log_dir: Path = Path("results")
     onnx: tuple = ()  # the user's own models (axon.offline.user_model.UserModel), added to the matrix
     shapes: tuple = ()  # --axon-shape: (input name, dims) for their open dimensions
+    paths: tuple = ()  # --axon-path: trigger paths (axon.workload.path.TriggerPath), in the matrix as "path:<name>"
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -96,6 +97,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--axon-hosts", type=int, help="with --axon-dask: how many workers offer load (default all)")
     group.addoption("--axon-onnx", action="append", default=[], metavar="PATH", help="add your own ONNX model to the matrix (repeatable): served beside v1 and v2 from a repository axon writes, "
         "fed generated inputs, checked against onnxruntime; its name (the file's stem) selects it in SLO budgets")
+    group.addoption("--axon-path", action="append", default=[], metavar="FILE.toml", help="add a trigger path to the matrix (repeatable): several models per event, "
+        "steps in order; its event latency is judged (SLO: path = NAME, event_p50_ms, event_p99_ms)")
     group.addoption("--axon-shape", action="append", default=[], metavar="NAME:d1,d2", help="an --axon-onnx input's open dimensions, batch axis excluded (repeatable)")
     group.addoption("--axon-slo-file", help="TOML with [[slo]] budgets (default: [[tool.axon.slo]] in the rootdir's pyproject.toml)")
 
@@ -153,6 +156,10 @@ def _settings(config: pytest.Config) -> Settings:
     for model in onnx:
         _usage(model.signature.check_supported, f"--axon-onnx {model.path}")
         _usage(model.signature.request_shapes, 1, dict(shapes), f"model {model.name!r}")
+    from axon.names import served_name
+    from axon.workload.path import load as load_path
+
+    paths = tuple(_usage(load_path, Path(p), served_name) for p in opt("--axon-path"))
     slo_file = opt("--axon-slo-file")
     if slo_file is None and (config.rootpath / "pyproject.toml").is_file():
         slo_file = config.rootpath / "pyproject.toml"
@@ -178,6 +185,7 @@ def _settings(config: pytest.Config) -> Settings:
         log_dir=log_dir,
         onnx=onnx,
         shapes=shapes,
+        paths=paths,
     )
 
 
@@ -208,7 +216,7 @@ def _budgets(settings: Settings) -> list[slo.Budget]:
     if settings.slo_file is None:
         return []
     # An external server may serve any model, so only then are model names left unchecked.
-    models = None if settings.backend == "external" else (*slo.KNOWN_MODELS, *(m.name for m in settings.onnx))
+    models = None if settings.backend == "external" else (*slo.KNOWN_MODELS, *(m.name for m in settings.onnx), *(m.name for p in settings.paths for m in _path_users(p)))
     try:
         return slo.load_budgets(settings.slo_file, models=models)
     except AxonError as exc:
@@ -433,16 +441,26 @@ def _with_user_models(settings: Settings, artifacts: Path, into: Path) -> Path:
 
     from axon.offline import user_model
 
-    if not settings.onnx:
+    # The user's models: --axon-onnx's, and those the paths call by file.
+    users = list(settings.onnx) + [m for p in settings.paths for m in _path_users(p)]
+    if not users:
         return artifacts
     shutil.copytree(artifacts / "repositories", into / "repositories")
-    return user_model.write_artifacts(settings.onnx, into)
+    return user_model.write_artifacts(list({m.name: m for m in users}.values()), into)
+
+
+def _path_users(path) -> list:
+    from axon.offline.user_model import load
+
+    files = {c.model: c.onnx for s in path.steps for c in s.calls if c.onnx is not None}
+    return load(list(files.values()), list(files)) if files else []
 
 
 def pytest_generate_tests(metafunc) -> None:
     """A benchmark marked ``axon_models`` runs over v1, v2 and every --axon-onnx model (its ``model`` argument)."""
     if metafunc.definition.get_closest_marker("axon_models") is not None and "model" in metafunc.fixturenames:
-        metafunc.parametrize("model", (*MATRIX_MODELS, *(m.name for m in metafunc.config._axon_settings.onnx)))
+        settings = metafunc.config._axon_settings
+        metafunc.parametrize("model", (*MATRIX_MODELS, *(m.name for m in settings.onnx), *(f"path:{p.name}" for p in settings.paths)))
 
 
 MATRIX_MODELS = ("v1", "v2")
@@ -498,6 +516,7 @@ def axon_bench(request, benchmark, axon_settings, axon_hosts, axon_servers, axon
 
     def measure(model: str, batching: str, concurrency: int | None = None, rate: float | None = None, distribution: str = "constant", rows_per_request: int = 1) -> dict:
         name = served_name(model)
+        path = {f"path:{p.name}": p for p in axon_settings.paths}.get(name)
         spec = LoadSpec(
             name,
             concurrency=concurrency,
@@ -511,6 +530,20 @@ def axon_bench(request, benchmark, axon_settings, axon_hosts, axon_servers, axon
             engine=axon_settings.engine,
         )
         server = axon_servers.get(batching)
+        target = Target.of(server, batching)
+        n = axon_settings.repeat
+        if path is not None:
+            # A trigger path: its events on the event engine, each model fed as `axon bench --path` feeds it.
+            from axon.case import run_path
+            from axon.engines.model_choice import path_feeds
+
+            try:
+                feeds, references, _, _ = path_feeds(path, axon_artifacts)
+                runs = [run_path(path, spec, target, feeds, references, {"name": f"trigger path {path.name}"}, client_bound_cores=axon_settings.client_bound_cores,
+                                 repeat=(i, n) if n > 1 else None) for i in range(n)]
+            except AxonError as exc:
+                pytest.fail(str(exc), pytrace=False)
+            return _judge(request, benchmark, runs, axon_budgets)
         try:
             case = prepare(spec, server.endpoints.metrics is not None, server.endpoints.tls, OPTIONS, axon_hosts)
         except AxonError as exc:
@@ -528,33 +561,36 @@ def axon_bench(request, benchmark, axon_settings, axon_hosts, axon_servers, axon
             on_the_fly = getattr(request.config, "_axon_on_the_fly", None)
             if on_the_fly:
                 dataset = {**dataset, "notice": on_the_fly}
-        target = Target.of(server, batching)
-        n = axon_settings.repeat
         runs = [
             run_case(case, target, feed, reference, dataset, client_bound_cores=axon_settings.client_bound_cores, repeat=(i, n) if n > 1 else None)
             for i in range(n)
         ]
-        record = repeats.pool(runs)
-        feed_benchmark(benchmark, record)
-        problems = run_verdict(record) + slo.violations(record, axon_budgets)
-        label = slo.case_label(record)
-        notice = record["engine"].get("notice")
-        if notice:
-            request.config._axon_notes.append(f"{notice} ({label})")
-        if record["client"]["client_bound"]:
-            cores = max(record["client"]["cores_per_process"])
-            note = f"client-bound: a load-generator process used {cores:.2f} cores ({label}); the client, not the server, may be the limit"
-            request.config._axon_notes.append(note)
-            warnings.warn(ClientBoundWarning(note), stacklevel=2)
-            problems = [f"{p} [client-bound run]" for p in problems]
-        if not slo.covered(record, axon_budgets):
-            request.config._axon_notes.append(f"no SLO budget covers {label}; recorded only")
-        request.config._axon_cases.append(CaseLine.of(request.node.name, runs, record, problems))
-        if problems:
-            pytest.fail("\n".join(problems), pytrace=False)
-        return record
+        return _judge(request, benchmark, runs, axon_budgets)
 
     return measure
+
+
+def _judge(request, benchmark, runs: list[dict], budgets) -> dict:
+    """One case's verdict: the run's own, then the budgets; the terminal line and pytest's failure."""
+    record = repeats.pool(runs)
+    feed_benchmark(benchmark, record)
+    problems = run_verdict(record) + slo.violations(record, budgets)
+    label = slo.case_label(record)
+    notice = record["engine"].get("notice")
+    if notice:
+        request.config._axon_notes.append(f"{notice} ({label})")
+    if record["client"]["client_bound"]:
+        cores = max(record["client"]["cores_per_process"])
+        note = f"client-bound: a load-generator process used {cores:.2f} cores ({label}); the client, not the server, may be the limit"
+        request.config._axon_notes.append(note)
+        warnings.warn(ClientBoundWarning(note), stacklevel=2)
+        problems = [f"{p} [client-bound run]" for p in problems]
+    if not slo.covered(record, budgets):
+        request.config._axon_notes.append(f"no SLO budget covers {label}; recorded only")
+    request.config._axon_cases.append(CaseLine.of(request.node.name, runs, record, problems))
+    if problems:
+        pytest.fail("\n".join(problems), pytrace=False)
+    return record
 
 
 def run_verdict(record: dict) -> list[str]:

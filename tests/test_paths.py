@@ -24,6 +24,7 @@ calls = [{ model = "v2", rows = 16 }, { model = "v1", rows = 4 }]
 client_ms = 0.2
 """
 STALL_S = 1.5
+pytest_plugins = ["pytester"]
 
 
 def _write(tmp_path, text: str, name: str = "path.toml"):
@@ -157,3 +158,28 @@ def test_bench_runs_a_path_with_a_users_onnx_model(artifacts, tmp_path):
     assert set(record["path"]["models"]) == {V1, "fixed"} and record["path"]["models"]["fixed"]["calls_per_event"] == 1
     assert record["correctness"]["enabled"] and record["correctness"]["mismatches"] == 0
     assert "path:path" in done.stdout and "events" in done.stdout
+
+
+
+def test_pytest_face_runs_a_path_and_fails_its_event_budget(pytester, artifacts):
+    pytester.makepyfile(
+        """
+import pytest
+
+@pytest.mark.axon_models
+def test_case(axon_bench, model):
+    axon_bench(model, "on", concurrency=2)
+"""
+    )
+    pytester.makefile(".toml", path=TWO_STEPS, slo='[[slo]]\nname = "event-budget"\npath = "hlt-demo"\nevent_p99_ms = 0.001\n\n[[slo]]\nname = "models"\np99_ms = 60000\n')
+    args = ["--axon-artifacts", str(artifacts), "--axon-duration", "1", "--axon-warmup", "0.2", "-p", "no:cacheprovider", "--axon-path", "path.toml", "--axon-slo-file", "slo.toml"]
+    collected = pytester.runpytest_subprocess(*args, "--collect-only", "-q")
+    assert "test_case[path:hlt-demo]" in {line.split("::")[-1] for line in collected.stdout.lines}
+    result = pytester.runpytest_subprocess(*args, "-k", "hlt")
+    output = result.stdout.str()
+    assert result.ret == pytest.ExitCode.TESTS_FAILED, output
+    assert "event p99" in output and "[event-budget]" in output
+    summary = [line for line in output.splitlines() if line.startswith("test_case[path:hlt-demo]")]
+    assert summary and " events " in summary[0] and "FAILED: event p99" in summary[0], output
+    bad = pytester.runpytest_subprocess("--axon-path", "nope.toml", "-p", "no:cacheprovider")
+    assert bad.ret == pytest.ExitCode.USAGE_ERROR and "--path nope.toml: no such file" in bad.stderr.str()

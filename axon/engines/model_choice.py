@@ -39,45 +39,55 @@ class ModelChoice:
             self._written = None
 
 
-def resolve_path(args, artifacts: Path | None, serving_options=None) -> ModelChoice:
-    """A trigger path's models, their inputs and references; a repository written for its ONNX calls."""
+def path_feeds(path, artifacts: Path | None, seed: int = 0, any_served: bool = False) -> tuple[dict, dict, list, list[str]]:
+    """Each model of a path: its feed and reference, the user's models it calls, and the trained ones.
+
+    A model that is neither axon's (in ``artifacts``) nor an ``onnx =`` file is an error, unless
+    ``any_served`` (a server at --url may serve anything: inputs generated, unchecked).
+    """
     from axon.engines.payloads import trained_feed
-    from axon.workload import inputs
+    from axon.offline.user_model import load as load_user
     from axon.workload.feed import Feed
-    from axon.workload.path import load
 
-    path = load(args.path, served_name)
-    url = getattr(args, "url", None)
-    seed = getattr(args, "seed", 0)
-    user_files = {c.model: c.onnx for s in path.steps for c in s.calls if c.onnx is not None}
-    feeds, references, notices, written = {}, {}, [], None
-    trained = []
+    files = {c.model: c.onnx for s in path.steps for c in s.calls if c.onnx is not None}
+    users = load_user(list(files.values()), list(files)) if files else []
+    feeds, references, trained = {}, {}, []
+    for user in users:
+        user.signature.check_supported(f"--path {path.source}: {user.name}")
+        feeds[user.name], references[user.name] = Feed(seed=seed, signature=None if any_served else user.signature), user.path
     for model in path.models:
-        if model in user_files:
-            from axon.offline.user_model import load as load_user
-
-            (user,) = load_user([user_files[model]], [model])
-            user.signature.check_supported(f"--path {args.path}: {model}")
-            feeds[model], references[model] = Feed(seed=seed, signature=None if url else user.signature), user.path
+        if model in files:
             continue
         reference = artifacts / "models" / model / "model.onnx" if artifacts else None
         if reference is not None and reference.is_file():
             feeds[model], _ = trained_feed(artifacts, model, seed)
             references[model] = reference
             trained.append(model)
-        elif url:
+        elif any_served:
             feeds[model], references[model] = Feed(seed=seed), None
         else:
             where = f"in {artifacts}" if artifacts else "(no artifacts: run `axon train`)"
-            raise AxonError(f"--path {args.path}: model {model!r} is neither one `axon train` built {where} nor an onnx = file; with --url, any model the server serves")
+            raise AxonError(f"--path {path.source}: model {model!r} is neither one `axon train` built {where} nor an onnx = file; with --url, any model the server serves")
+    return feeds, references, users, trained
+
+
+def resolve_path(args, artifacts: Path | None, serving_options=None) -> ModelChoice:
+    """A trigger path's models, their inputs and references; a repository written for its ONNX calls."""
+    from axon.workload import inputs
+    from axon.workload.path import load
+
+    path = load(args.path, served_name)
+    url = getattr(args, "url", None)
+    seed = getattr(args, "seed", 0)
+    feeds, references, users, trained = path_feeds(path, artifacts, seed, bool(url))
+    notices, written = [], None
     if any(f.rows is None and f.input_data is None for f in feeds.values()):
         notices.append(inputs.GENERATED_NOTICE.format(seed=seed, high=inputs.GENERATED_INT_HIGH) + " (models without validation inputs)")
-    if user_files and not url:
+    if users and not url:
         from axon.offline import user_model
         from axon.offline.repository import ServingOptions
 
         written = Path(tempfile.mkdtemp(prefix="axon-path-"))
-        users = user_model.load(list(user_files.values()), list(user_files))
         user_model.write_artifacts(users, written, serving_options or ServingOptions())
         user_model.with_trained(written, artifacts, trained)
     dataset = {"name": f"trigger path {path.name}", "payload_rows": "per model: validation rows or inputs where axon trained it, else generated"}

@@ -4,9 +4,9 @@ A budget applies to the cases its selector picks::
 
     [[tool.axon.slo]]
     name = "trigger"
-    batching = "on"          # optional selectors: model, batching, mode, min_/max_concurrency
+    batching = "on"          # optional selectors: model, path, batching, mode, min_/max_concurrency
     max_concurrency = 64
-    p50_ms = 7.0             # optional limits: p50_ms, p90_ms, p95_ms, p99_ms, p999_ms,
+    p50_ms = 7.0             # optional limits: p50_ms, p90_ms, p95_ms, p99_ms, p999_ms, event_p50_ms, event_p99_ms (paths),
     p99_ms = 25.0            #   max_error_rate, max_mismatches, min_throughput_rps
     max_error_rate = 0.0
     max_mismatches = 0
@@ -28,10 +28,14 @@ from axon.errors import AxonError
 from axon.names import VERSIONS, model_name, served_name
 from axon.records.schema import case_label
 
-SELECTORS = ("model", "batching", "mode", "min_concurrency", "max_concurrency")
+SELECTORS = ("model", "path", "batching", "mode", "min_concurrency", "max_concurrency")
 LATENCY_LIMITS = ("p50_ms", "p90_ms", "p95_ms", "p99_ms", "p999_ms")
+# A trigger path's budget is on the event (its record's latency is the event's): these limits,
+# or a `path = NAME` selector, make a budget cover paths only, never a single model's case.
+EVENT_LIMITS = ("event_p50_ms", "event_p99_ms")
+PATH_PREFIX = "path:"
 OTHER_LIMITS = ("max_error_rate", "max_mismatches", "min_throughput_rps")
-LIMITS = LATENCY_LIMITS + OTHER_LIMITS
+LIMITS = LATENCY_LIMITS + EVENT_LIMITS + OTHER_LIMITS
 KNOWN_KEYS = ("name", *SELECTORS, *LIMITS)
 
 
@@ -48,7 +52,11 @@ class Budget:
     def covers(self, model: str, batching: str | None, mode: str, concurrency: int | None) -> bool:
         """Whether this budget's selector takes a case with these coordinates."""
         s = self.selector
+        is_path = model.startswith(PATH_PREFIX)
+        for_paths = "path" in s or any(k in EVENT_LIMITS for k in self.limits)
         checks = [
+            for_paths == is_path or not for_paths,
+            "path" not in s or model == PATH_PREFIX + str(s["path"]),
             "model" not in s or served_name(str(s["model"])) == model,
             "batching" not in s or s["batching"] == batching,
             "mode" not in s or s["mode"] == mode,
@@ -79,10 +87,10 @@ def violations(result: dict, budgets: list[Budget]) -> list[str]:
         if not budget.applies_to(result):
             continue
         for key, limit in budget.limits.items():
-            if key in LATENCY_LIMITS:
-                value = result["latency_ms"][key.removesuffix("_ms")]
+            if key in LATENCY_LIMITS or key in EVENT_LIMITS:
+                value = result["latency_ms"][key.removesuffix("_ms").removeprefix("event_")]
                 if not value < limit:
-                    out.append(f"{key.removesuffix('_ms')} {value:.2f} ms > budget {limit:.2f} ms ({label}) [{budget.name}]")
+                    out.append(f"{key.removesuffix('_ms').replace('_', ' ')} {value:.2f} ms > budget {limit:.2f} ms ({label}) [{budget.name}]")
             elif key == "max_error_rate" and error_rate > limit:
                 out.append(f"error rate {error_rate:.2%} > budget {limit:.2%} ({label}) [{budget.name}]")
             elif key == "max_mismatches" and result["correctness"]["mismatches"] > limit:
@@ -129,6 +137,8 @@ def _check_selector(key: str, value: object, models: Collection[str] | None) -> 
         return f"batching must be one of {', '.join(BATCHING_VALUES)}, got {value!r}"
     if key == "mode" and value not in MODE_VALUES:
         return f"mode must be one of {', '.join(MODE_VALUES)}, got {value!r}"
+    if key == "path" and (not isinstance(value, str) or not value):
+        return f"path must be a path's name (its file's name = ...), got {value!r}"
     if key == "model":
         if not isinstance(value, str):
             return f"model must be a model name, got {value!r}"
