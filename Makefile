@@ -44,7 +44,7 @@ image: setup
 # First the container engine (docker/engine.sh: as root on Debian it installs and starts one) and
 # the CPU image, once per run; the container tests skip, saying why, where there is neither.
 # A dockerd started here is stopped at the end, whatever happened (the trap).
-test: setup
+test: setup lint
 	@trap './docker/engine.sh stop' EXIT; \
 	./docker/engine.sh start; \
 	reason="$$(PY=$(PY) ./docker/engine.sh reason)"; require=; \
@@ -72,8 +72,9 @@ $(PEERS)/site/bin/perf_analyzer:
 peers: setup $(PEERS)/site/bin/perf_analyzer
 	$(PY) benchmarks/peers.py --peers $(PEERS)/site --artifacts $(ARTIFACTS) --output $(RESULTS)/peers.json
 
+# ruff's rules (pyproject.toml), as `tox -e lint`; make test runs it first. (ruff format is not enforced yet.)
 lint: setup
-	$(VENV)/bin/ruff check axon tests benchmarks conftest.py
+	$(VENV)/bin/ruff check axon tests benchmarks scripts conftest.py
 
 clean:
 	rm -rf $(VENV) $(ARTIFACTS) $(RESULTS) .cache/image
