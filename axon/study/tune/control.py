@@ -214,16 +214,20 @@ class ModelControl:
         line = self._fatal_line(offset)
         return f"logged a fatal error ({line!r})" if line else None
 
-    def _fatal_line(self, offset: int) -> str | None:
+    def _log_since(self, offset: int) -> str | None:
+        """What the server logged since ``offset`` (None without a log, or one that can't be read)."""
         if not self.log_path:
             return None
         try:
             with open(self.log_path, "rb") as fh:
                 fh.seek(offset)
-                text = fh.read().decode(errors="replace")
+                return fh.read().decode(errors="replace")
         except OSError:
             return None
-        return next((ln.strip() for ln in text.splitlines() if any(m in ln for m in FATAL_MARKS)), None)
+
+    def _fatal_line(self, offset: int) -> str | None:
+        text = self._log_since(offset)
+        return next((ln.strip() for ln in text.splitlines() if any(m in ln for m in FATAL_MARKS)), None) if text else None
 
     def _live(self, timeout_s: float = CALL_TIMEOUT_S) -> bool:
         from tritonclient.utils import InferenceServerException
@@ -241,13 +245,8 @@ class ModelControl:
 
     def _logged_error(self, offset: int) -> str | None:
         """The last error line about this model that the server logged since ``offset``."""
-        if not self.log_path:
-            return None
-        try:
-            with open(self.log_path, "rb") as fh:
-                fh.seek(offset)
-                text = fh.read().decode(errors="replace")
-        except OSError:
+        text = self._log_since(offset)
+        if not text:
             return None
         errors = [ln for ln in text.splitlines() if ln.startswith("E") and self.model in ln]
         if not errors:
