@@ -158,6 +158,17 @@ def test_bench_runs_a_path_with_a_users_onnx_model(artifacts, tmp_path):
     assert set(record["path"]["models"]) == {V1, "fixed"} and record["path"]["models"]["fixed"]["calls_per_event"] == 1
     assert record["correctness"]["enabled"] and record["correctness"]["mismatches"] == 0
     assert "path:path" in done.stdout and "events" in done.stdout
+    # The report's path section: the table, the steps' shares, and a plot with the budget line.
+    report = run_axon("report", str(out), "--out", str(tmp_path / "report"))
+    assert report.returncode == 0, report.stderr
+    text = (tmp_path / "report" / "report.md").read_text()
+    assert "## Trigger paths" in text and "| step | calls |" in text and "calls agree, model by model" in text
+    from axon.study import report_paths
+
+    fig = report_paths.plot([record], 25.0)
+    ax = fig.axes[0]
+    assert [line.get_ydata()[0] for line in ax.lines if line.get_color() == "red"] == [25.0]
+    assert ax.get_xlabel().startswith("events per second") and (tmp_path / "report" / report_paths.PLOT_FILE).is_file()
 
 
 

@@ -20,6 +20,7 @@ from axon.errors import AxonError
 from axon.names import DEFAULT_MODEL
 from axon.records import answered, repeats, stats
 from axon.records.results import benchmark_runs, read_measurements, read_results
+from axon.study import report_paths
 from axon.study.plan import COMPARE_AT, FALLBACK_P50_MS, FALLBACK_P99_MS, STUDY_FILE, capacity_table
 
 # One colour meaning across the study's figures: blue is batching ON, orange batching OFF, and
@@ -38,6 +39,7 @@ PLOTS = {
     "rate": "latency_vs_throughput.png",
     "breakdown": "server_breakdown.png",
     "direct": "direct_vs_service.png",
+    "path": report_paths.PLOT_FILE,
 }
 
 
@@ -615,6 +617,8 @@ def figures(runs: list[dict]) -> dict:
     figs = {key: plot(measured) for key, plot in draw.items() if key not in skip}
     if _part(measured, "direct"):
         figs["direct"] = plot_direct(measured)
+    if report_paths.path_runs(runs):
+        figs["path"] = report_paths.plot(runs, budgets(runs)[1])
     return figs
 
 
@@ -681,6 +685,9 @@ def markdown(runs: list[dict], source: str | None = None) -> str:
         lines += ["## Direct vs service", direct_markdown(runs), "", f"![direct]({PLOTS['direct']})", ""]
     if study or "breakdown" not in skip:
         lines += ["## Server-side breakdown", breakdown_table(runs), "", _image("breakdown", skip, said), ""]
+    if report_paths.path_runs(runs):
+        said.add("path")
+        lines += ["## Trigger paths", report_paths.markdown(runs, p99_budget), f"![path]({PLOTS['path']})", ""]
     unsaid = [key for key in PLOTS if key in skip and key not in said]
     if unsaid:
         lines += ["## Plots not drawn", *(f"- {_not_drawn(key, skip)}" for key in unsaid), ""]
@@ -706,8 +713,12 @@ def _flags(runs: list[dict]) -> str:
     lines.append(f"- {len(behind)} open-loop runs fell behind their schedule.{study}")
     bad = sum(r["correctness"]["mismatches"] for r in runs)
     lines.append(f"- correctness: {sum(r['correctness']['checked'] for r in runs)} responses checked against local onnxruntime, {bad} mismatches (native runs: the one body, checked before the run).")
-    unverified = [r for r in runs if (r.get("verification") or {}).get("verified") is False]
-    native_runs = [r for r in runs if r.get("verification")]
+    paths = [r for r in runs if r.get("path")]
+    if paths:
+        agree = sum(bool(r["path"]["verification"]["verified"]) for r in paths)
+        lines.append(f"- trigger paths: {agree} of {len(paths)} runs' calls agree, model by model, with Triton's success counters.")
+    native_runs = [r for r in runs if r.get("verification") and not r.get("path")]
+    unverified = [r for r in native_runs if r["verification"].get("verified") is False]
     if native_runs:
         lines.append(f"- native engine: {len(native_runs) - len(unverified)} of {len(native_runs)} runs verified against Triton's success counter.")
     unconfirmed = [r for r in runs if r.get("throughput_basis") in (answered.SERVER, answered.NONE)]
