@@ -32,6 +32,7 @@ CALL_TIMEOUT_S = 10.0
 # held the tune for 5 minutes per call.
 LOAD_TIMEOUT_S = 60.0
 WATCH_EVERY_S = 1.0
+DEATH_SETTLE_S = 2.0  # after a failed call to a server that no longer answers: how long its death may take to show
 HUNG_AFTER_S = 10.0  # no answer to "live?" for this long, the process alive: hung
 # What Triton's log says when it dies of a signal (its handler prints "Signal (6) received."),
 # and glibc's word for the heap corruption behind the 2.51 crash.
@@ -153,6 +154,13 @@ class ModelControl:
         except InferenceServerException as exc:
             seconds = time.monotonic() - started
             problem = self._problem(offset)
+            if problem is None and not self._live():
+                # A killed server closes its sockets a moment before its death can be read: the
+                # call fails first. Give the process and its log a moment to say what happened.
+                deadline = time.monotonic() + DEATH_SETTLE_S
+                while problem is None and time.monotonic() < deadline:
+                    time.sleep(POLL_S)
+                    problem = self._problem(offset)
             if problem is not None or not self._live():
                 # Triton 2.51 has crashed (SIGSEGV) on a reload here after dozens of reloads;
                 # a dead server must not be mistaken for a refused candidate.
