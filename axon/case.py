@@ -24,7 +24,7 @@ from axon.engines import Engine, EngineChoice, EngineRun, Progress, Workload, lo
 from axon.engines.direct import DirectEngine
 from axon.engines.loadgen import LoadSpec
 from axon.engines.python import CLIENT_BOUND_CORES
-from axon.errors import ServerError
+from axon.errors import AxonError, ServerError
 from axon.records import answered, results, stats
 from axon.records.schema import SCHEMA_VERSION, add_counts
 from axon.serving import triton_metrics
@@ -508,6 +508,29 @@ def run_path(
     if run.interrupted:
         record["complete"], record["passed"], record["incomplete_reason"] = False, False, "interrupted"
     return record
+
+
+def check_path_served(path, target: Target) -> None:
+    """Before any load: every model of the path served there, and every call's rows within its max batch.
+
+    Batching off serves axon's models with max_batch_size 1, so an A/B of a path whose calls send
+    several rows can't run its OFF side: said now, in one line, not after the ON side ran.
+    """
+    from axon.workload.signature import from_served
+
+    ep = target.endpoints
+    try:
+        wait_ready(ep.grpc, path.models, MODEL_CHECK_TIMEOUT_S, ssl=ep.tls, headers=ep.headers or None, ca_file=ep.ca_file)
+    except ServerError as exc:
+        raise ServerError(f"the path calls models the server at {ep.grpc} does not serve ({exc}); it serves: {served_models(ep)}") from None
+    for call in (c for s in path.steps for c in s.calls):
+        signature = from_served(ep, call.model)
+        if signature.batched and call.rows > signature.max_batch_size:
+            where = f"batching {target.batching}" if target.batching else ep.grpc
+            raise AxonError(f"--path {path.source}: {call.model} takes at most {signature.max_batch_size} row(s) a request on the server with {where}, "
+                            f"and the path sends {call.rows}; give that call rows <= {signature.max_batch_size}, or leave that mode out")
+        if not signature.batched and call.rows != 1:
+            raise AxonError(f"--path {path.source}: {call.model} has no batch axis, so its calls send rows = 1, not {call.rows}")
 
 
 MAX_DISTINCT_PATH_BODIES = 64  # per call: enough variety, little memory with many calls

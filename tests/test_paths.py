@@ -194,3 +194,11 @@ def test_case(axon_bench, model):
     assert summary and " events " in summary[0] and "FAILED: event p99" in summary[0], output
     bad = pytester.runpytest_subprocess("--axon-path", "nope.toml", "-p", "no:cacheprovider")
     assert bad.ret == pytest.ExitCode.USAGE_ERROR and "--path nope.toml: no such file" in bad.stderr.str()
+
+
+def test_an_ab_whose_calls_batching_off_cannot_take_is_refused_before_any_load(artifacts, tmp_path):
+    path = _write(tmp_path, TWO_STEPS)
+    out = tmp_path / "r.json"
+    done = run_axon("bench", "--artifacts", str(artifacts), "--path", str(path), "--ab", "--concurrency", "2", "--duration", "1", "--output", str(out), cwd=tmp_path)
+    assert_clean_error(done, f"{V2} takes at most 1 row(s) a request on the server with batching off", "the path sends 16")
+    assert not out.exists()  # nothing was measured, so nothing was written

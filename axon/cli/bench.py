@@ -226,7 +226,7 @@ def command(args: argparse.Namespace) -> int:
 
 
 def _measure(args: argparse.Namespace, choice, specs: list[LoadSpec], prepared: list) -> int:
-    from axon.case import Target, prepare, run_case, run_path
+    from axon.case import Target, check_path_served, prepare, run_case, run_path
     from axon.offline.user_model import refuse_batching_modes
 
     args.model = choice.name
@@ -278,6 +278,8 @@ def _measure(args: argparse.Namespace, choice, specs: list[LoadSpec], prepared: 
                     print(f"{server.backend} Triton {getattr(server, 'version', '') or ''} (batching {mode}) ready in {time.monotonic() - started:.1f} s", file=sys.stderr)
                 # An external server's mode is what the user stated (--batching), or unknown.
                 targets[mode] = Target.of(server, args.batching if args.url else mode, args.max_server_memory)
+                if choice.path is not None:
+                    check_path_served(choice.path, targets[mode])  # every mode's, before any load
             # Interleaved: every repeat runs each mode once (ON, OFF, ON, OFF, ...), both servers
             # up, so drift over the minutes of a run hits both sides alike.
             for case in prepared:
