@@ -129,6 +129,8 @@ def resolve(args, artifacts: Path | None, rows_per_request: int = 1, serving_opt
     reference = artifacts / "models" / name / "model.onnx" if artifacts else None
     trained = reference is not None and reference.is_file()
     if args.input_data is not None:
+        if not Path(args.input_data).is_file():
+            raise AxonError(f"--input-data {args.input_data}: no such file")
         # Checked against the signature once it is read (from the server), before the load.
         feed = Feed(shapes=shapes, seed=seed, input_data=args.input_data)
         return ModelChoice(name, feed, reference if trained else None, {"name": "given", "payload_rows": f"--input-data {args.input_data}"}, artifacts)
