@@ -70,6 +70,7 @@ def test_bad_path_options_are_one_line_before_any_server(tmp_path, artifacts):
     assert_clean_error(run_axon(*base, "--path", str(tmp_path / "none.toml")), "no such file")
     assert_clean_error(run_axon(*base, "--path", str(path), "--model", "v2"), "--model does not go with --path")
     assert_clean_error(run_axon(*base, "--path", str(path), "--engine", "native"), "can't keep a path's order")
+    assert_clean_error(run_axon(*base, "--path", str(path), "--dask", "tcp://127.0.0.1:1"), "--dask does not go with --path yet")
     assert_clean_error(run_axon(*base, "--path", str(_write(tmp_path, '[[steps]]\ncalls = [{ model = "v1", rows = -2 }]\n', "bad.toml"))), "line 2", "rows must be")
     unknown = _write(tmp_path, '[[steps]]\ncalls = [{ model = "tagger" }]\n', "unknown.toml")
     assert_clean_error(run_axon(*base, "--path", str(unknown)), "model 'tagger' is neither one `axon train` built")
