@@ -39,7 +39,6 @@ PLOTS = {
     "rate": "latency_vs_throughput.png",
     "breakdown": "server_breakdown.png",
     "direct": "direct_vs_service.png",
-    "path": report_paths.PLOT_FILE,
 }
 
 
@@ -686,8 +685,7 @@ def markdown(runs: list[dict], source: str | None = None) -> str:
     if study or "breakdown" not in skip:
         lines += ["## Server-side breakdown", breakdown_table(runs), "", _image("breakdown", skip, said), ""]
     if report_paths.path_runs(runs):
-        said.add("path")
-        lines += ["## Trigger paths", report_paths.markdown(runs, p99_budget), f"![path]({PLOTS['path']})", ""]
+        lines += ["## Trigger paths", report_paths.markdown(runs, p99_budget), f"![path]({report_paths.PLOT_FILE})", ""]
     unsaid = [key for key in PLOTS if key in skip and key not in said]
     if unsaid:
         lines += ["## Plots not drawn", *(f"- {_not_drawn(key, skip)}" for key in unsaid), ""]
@@ -798,7 +796,7 @@ def write_report(path: Path, out: Path | None = None) -> Path:
     out = Path(out or default_out)
     check_out(out)
     for key, fig in figures(runs).items():
-        fig.savefig(out / PLOTS[key], dpi=110)
+        fig.savefig(out / PLOTS.get(key, report_paths.PLOT_FILE), dpi=110)  # the path plot is drawn only where there are paths
         plt.close(fig)
     report = out / "report.md"
     report.write_text(markdown(runs, source) + "\n")
