@@ -459,6 +459,7 @@ def run_path(
     on_progress: Progress | None = None,
     client_bound_cores: float = CLIENT_BOUND_CORES,
     repeat: tuple[int, int] | None = None,
+    cycle_s: float | None = None,
 ) -> dict:
     """A trigger path's events against a ready server, as one result record of the usual schema.
 
@@ -490,11 +491,13 @@ def run_path(
     scrape = (lambda: {m: triton_metrics.scrape(ep.metrics, m) for m in path.models}) if ep.metrics else None
     watch = target.watch()
     with watch if watch is not None else contextlib.nullcontext():
-        run = events.run(planned, [s.client_ms for s in path.steps], spec, ep, scrape, watch.reason if watch is not None else None, on_progress)
+        run = events.run(planned, [s.client_ms for s in path.steps], spec, ep, scrape, watch.reason if watch is not None else None, on_progress, cycle_s)
     run.info.update(requested="events", notice=None)
     reason = f"no local model for {', '.join(unchecked)}" if unchecked else None
     record = _assemble(spec, target, run, reason, dataset, client_bound_cores, repeat)
     record["path"] = _path_section(path, run, signatures, record)
+    if cycle_s is not None:
+        record["load"]["cycle_ms"] = cycle_s * 1e3  # each client starts an event this often (paced closed loop)
     verification = record["path"]["verification"]
     if not verification["verified"] and record["complete"]:
         record["passed"] = False

@@ -18,7 +18,7 @@ EXIT_INTERRUPTED = 130
 EXIT_TERMINATED = 128 + signal.SIGTERM
 
 
-COMMANDS = ("train", "serve", "bench", "direct", "tune", "compare", "study", "merge", "report")
+COMMANDS = ("train", "serve", "bench", "direct", "tune", "compare", "study", "size", "merge", "report")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -55,7 +55,7 @@ def _busy(ms: float) -> None:
         pass
 
 
-async def _run(steps: list[list[PlannedCall]], client_ms: list[float], spec: LoadSpec, endpoints, guard, on_progress) -> dict:
+async def _run(steps: list[list[PlannedCall]], client_ms: list[float], spec: LoadSpec, endpoints, guard, on_progress, cycle_s: float | None) -> dict:
     clock = time.perf_counter
     # One sender per distinct call (its own payload pool), all on one channel.
     channel_sender = GrpcSender(endpoints.grpc, [], spec.timeout_s, endpoints.tls, dict(endpoints.headers), getattr(endpoints, "ca_file", None))
@@ -140,9 +140,24 @@ async def _run(steps: list[list[PlannedCall]], client_ms: list[float], spec: Loa
             next_edge = window_start if "start" not in cpu else window_end
             await asyncio.sleep(min(PROGRESS_INTERVAL_S, max(next_edge - now, 0.001)))
 
-    async def closed_worker() -> None:
-        while not stop.is_set() and clock() < window_end:
+    async def closed_worker(index: int) -> None:
+        if cycle_s is None:
+            while not stop.is_set() and clock() < window_end:
+                await one_event(clock())
+            return
+        # Paced: a simulated trigger client starts an event every cycle_s (its think time is
+        # the cycle less the event's latency), staggered so the clients don't start in step.
+        # A late client starts at once and does not catch up in a burst, as a real one can't.
+        next_start = t0 + cycle_s * index / spec.concurrency
+        while not stop.is_set():
+            delay = next_start - clock()
+            if delay > 0:
+                await asyncio.sleep(min(delay, PROGRESS_INTERVAL_S))
+                continue
+            if clock() >= window_end:
+                return
             await one_event(clock())
+            next_start = max(next_start + cycle_s, clock())
 
     async def open_loop() -> None:
         offsets = arrival_offsets(spec.rate, spec.warmup_s + spec.duration_s, spec.distribution, spec.seed)
@@ -163,7 +178,7 @@ async def _run(steps: list[list[PlannedCall]], client_ms: list[float], spec: Loa
     monitor_task = asyncio.ensure_future(monitor())
     try:
         if spec.mode == "closed":
-            await asyncio.gather(*(closed_worker() for _ in range(spec.concurrency)))
+            await asyncio.gather(*(closed_worker(i) for i in range(spec.concurrency)))
         else:
             await open_loop()
         cpu.update(end=own_cpu_s(), end_wall=clock())
@@ -198,13 +213,18 @@ async def _run(steps: list[list[PlannedCall]], client_ms: list[float], spec: Loa
     }
 
 
-def run(steps: list[list[PlannedCall]], client_ms: list[float], spec: LoadSpec, endpoints, scrape_models=None, guard=None, on_progress=None) -> EngineRun:
-    """Offer the path's events; ``scrape_models()`` reads Triton's per-model counters (before and after the load)."""
+def run(steps: list[list[PlannedCall]], client_ms: list[float], spec: LoadSpec, endpoints, scrape_models=None, guard=None, on_progress=None,
+        cycle_s: float | None = None) -> EngineRun:
+    """Offer the path's events; ``scrape_models()`` reads Triton's per-model counters (before and after the load).
+
+    ``cycle_s`` (closed loop only): each of the ``concurrency`` clients starts an event every
+    ``cycle_s`` seconds, thinking between (``axon size --verify``'s simulated trigger clients).
+    """
     before = scrape_models() if scrape_models else None
     loop = asyncio.new_event_loop()
     interrupted = False
     try:
-        result = loop.run_until_complete(_run(steps, client_ms, spec, endpoints, guard, on_progress))
+        result = loop.run_until_complete(_run(steps, client_ms, spec, endpoints, guard, on_progress, cycle_s))
     except KeyboardInterrupt:
         interrupted = True
         result = None

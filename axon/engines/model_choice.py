@@ -73,12 +73,15 @@ def path_feeds(path, artifacts: Path | None, seed: int = 0, any_served: bool = F
 
 def resolve_path(args, artifacts: Path | None, serving_options=None) -> ModelChoice:
     """A trigger path's models, their inputs and references; a repository written for its ONNX calls."""
-    from axon.workload import inputs
     from axon.workload.path import load
 
-    path = load(args.path, served_name)
-    url = getattr(args, "url", None)
-    seed = getattr(args, "seed", 0)
+    return resolve_trigger(load(args.path, served_name), artifacts, getattr(args, "url", None), getattr(args, "seed", 0), serving_options)
+
+
+def resolve_trigger(path, artifacts: Path | None, url: str | None = None, seed: int = 0, serving_options=None) -> ModelChoice:
+    """A trigger path already read (or built: ``axon size`` sizes one model as a one-call path)."""
+    from axon.workload import inputs
+
     feeds, references, users, trained = path_feeds(path, artifacts, seed, bool(url))
     notices, written = [], None
     if any(f.rows is None and f.input_data is None for f in feeds.values()):

@@ -230,34 +230,12 @@ class Study:
 
         def one(rate: float) -> bool:
             r = self._case(server, batching, "capacity", replace(self._spec(version, rate=rate, distribution=distribution), engine=engine))
-            return _within(r, p.p99_budget_ms)
+            return within_budget(r, p.p99_budget_ms)
 
         def ok(rate: float) -> bool:
             return one(rate) or one(rate)
 
-        good, bad = None, None
-        rate = p.capacity_start_rps
-        while rate <= p.capacity_max_rps:
-            if ok(rate):
-                good, rate = rate, rate * 2
-            else:
-                bad = rate
-                break
-        # Below the start: halve until a rate holds (a compute-bound model holds tens or hundreds
-        # of requests per second, not thousands), at most CAPACITY_HALVINGS times.
-        for _ in range(CAPACITY_HALVINGS if good is None else 0):
-            rate /= 2
-            if ok(rate):
-                good = rate
-                break
-            bad = rate
-        if good is not None and bad is not None:
-            for _ in range(p.capacity_bisect_steps):
-                middle = (good + bad) / 2
-                if ok(middle):
-                    good = middle
-                else:
-                    bad = middle
+        good, bad = search_capacity(ok, p.capacity_start_rps, p.capacity_max_rps, p.capacity_bisect_steps)
         mine = lambda r: r["model"] == model_name(version) and r["batching"] == batching and r["load"].get("distribution") == distribution  # noqa: E731
         for boundary in (good, bad):
             if boundary is None:
@@ -269,7 +247,37 @@ class Study:
         return next(iter(table.values()))["max_rate"] if table else None
 
 
-def _within(r: dict, p99_budget_ms: float) -> bool:
+def search_capacity(ok: Callable[[float], bool], start: float, highest: float, bisect_steps: int) -> tuple[float | None, float | None]:
+    """The highest rate ``ok`` holds and the lowest it fails, by doubling from ``start``, then bisecting.
+
+    Below the start it halves until a rate holds (a compute-bound model holds tens or hundreds
+    of requests per second, not thousands), at most CAPACITY_HALVINGS times.
+    """
+    good, bad = None, None
+    rate = start
+    while rate <= highest:
+        if ok(rate):
+            good, rate = rate, rate * 2
+        else:
+            bad = rate
+            break
+    for _ in range(CAPACITY_HALVINGS if good is None else 0):
+        rate /= 2
+        if ok(rate):
+            good = rate
+            break
+        bad = rate
+    if good is not None and bad is not None:
+        for _ in range(bisect_steps):
+            middle = (good + bad) / 2
+            if ok(middle):
+                good = middle
+            else:
+                bad = middle
+    return good, bad
+
+
+def within_budget(r: dict, p99_budget_ms: float) -> bool:
     # A run where the client fell behind its schedule can't vouch for that rate.
     return r["passed"] and r["latency_ms"]["p99"] <= p99_budget_ms
 
@@ -295,20 +303,20 @@ def capacity_table(runs: list[dict], p99_budget_ms: float) -> dict[tuple[str, st
         by_rate: dict[float, list[dict]] = {}
         for r in rs:
             by_rate.setdefault(r["load"]["rate"], []).append(r)
-        holds = {rate: 2 * sum(_within(r, p99_budget_ms) for r in group) >= len(group) for rate, group in by_rate.items()}
+        holds = {rate: 2 * sum(within_budget(r, p99_budget_ms) for r in group) >= len(group) for rate, group in by_rate.items()}
         entry = {"max_rate": None, "p99_at_max": None, "runs_at_max": None, "first_fail": None, "runs_at_fail": None, "stopped_by": None}
         passing = sorted(rate for rate, held in holds.items() if held)
         if passing:
             best = passing[-1]
             group = by_rate[best]
-            entry.update(max_rate=best, p99_at_max=statistics.median(r["latency_ms"]["p99"] for r in group), runs_at_max=f"{sum(_within(r, p99_budget_ms) for r in group)}/{len(group)}")
+            entry.update(max_rate=best, p99_at_max=statistics.median(r["latency_ms"]["p99"] for r in group), runs_at_max=f"{sum(within_budget(r, p99_budget_ms) for r in group)}/{len(group)}")
         failing = sorted(rate for rate, held in holds.items() if not held and (not passing or rate > passing[-1]))
         if failing:
             first = by_rate[failing[0]]
             # Say whether the server's latency or the client's schedule ended the search.
             behind = sum(bool((r.get("schedule") or {}).get("behind")) for r in first)
-            entry.update(first_fail=failing[0], runs_at_fail=f"{sum(_within(r, p99_budget_ms) for r in first)}/{len(first)}")
-            failed_run = next(r for r in first if not _within(r, p99_budget_ms))
+            entry.update(first_fail=failing[0], runs_at_fail=f"{sum(within_budget(r, p99_budget_ms) for r in first)}/{len(first)}")
+            failed_run = next(r for r in first if not within_budget(r, p99_budget_ms))
             entry["stopped_by"] = "client fell behind (client-limited)" if 2 * behind >= len(first) else "p99 over budget" if failed_run["passed"] else "; ".join(failed_run["verdicts"])
         out[key] = entry
     return out
