@@ -67,7 +67,9 @@ def _choice(args, subject: str, artifacts):
     if args.path is not None:
         return resolve_trigger(args.trigger, artifacts, args.url)
     call = Call(subject, 1, args.onnx)
-    return resolve_trigger(TriggerPath(subject, (Step((call,)),), args.onnx or Path(subject)), artifacts, args.url)
+    choice = resolve_trigger(TriggerPath(subject, (Step((call,)),), args.onnx or Path(subject)), artifacts, args.url)
+    choice.name = subject  # its records are the model's, as a study's are
+    return choice
 
 
 def command(args: argparse.Namespace) -> int:
