@@ -145,3 +145,16 @@ def test_verify_fails_a_prediction_no_machine_can_offer(tmp_path, artifacts):
                     "--duration", "1", "--warmup", "0.5", "--artifacts", str(artifacts), "--out", str(tmp_path / "o"))
     assert done.returncode == 1, (done.stdout, done.stderr)
     assert "NOT confirmed: p99 did not hold at 0.8x" in done.stdout and "events/s reached" in done.stdout
+
+
+def test_a_path_is_sized_on_the_spot_with_its_calls_direct_cost_summed(tmp_path, artifacts):
+    path = tmp_path / "hlt.toml"
+    path.write_text('name = "two"\n[[steps]]\ncalls = [{ model = "v1" }]\n[[steps]]\ncalls = [{ model = "v2" }]\n')
+    # A budget no machine breaks below the python client's limit: the search ends where the client falls behind.
+    done = run_axon("size", "--path", str(path), "--batching", "on", "--client-ms-per-event", "5", "--p99-ms", "2000",
+                    "--duration", "0.5", "--warmup", "0.2", "--repeat", "1", "--artifacts", str(artifacts), "--out", str(tmp_path / "o"), timeout=600)
+    assert done.returncode == 0, (done.stdout, done.stderr)
+    assert "path:two: p99 budget 2000 ms" in done.stdout and "not measured" not in done.stdout.split("client cores one server carries")[0]
+    runs = json.loads((tmp_path / "o" / "size-runs.json").read_text())["runs"]
+    parts = {(r["model"], r["study"]["part"]) for r in runs}
+    assert ("path:two", "capacity") in parts and (served_name("v1"), "direct") in parts and (served_name("v2"), "direct") in parts
