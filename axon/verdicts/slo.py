@@ -5,6 +5,7 @@ A budget applies to the cases its selector picks::
     [[tool.axon.slo]]
     name = "trigger"
     batching = "on"          # optional selectors: model, path, batching, mode, min_/max_concurrency
+                             #   (with `path`, `model` picks that model's calls in the path: p50_ms... limit those)
     max_concurrency = 64
     p50_ms = 7.0             # optional limits: p50_ms, p90_ms, p95_ms, p99_ms, p999_ms, event_p50_ms, event_p99_ms (paths),
     p99_ms = 25.0            #   max_error_rate, max_mismatches, min_throughput_rps
@@ -47,7 +48,20 @@ class Budget:
 
     def applies_to(self, result: dict) -> bool:
         load = result["load"]
+        # In a path's budget, `model` picks that model's calls: the path must call it.
+        if self.limits_calls(result) and served_name(str(self.selector["model"])) not in ((result.get("path") or {}).get("models") or {}):
+            return False
         return self.covers(result["model"], result.get("batching"), load["mode"], load.get("concurrency"))
+
+    def limits_calls(self, result: dict) -> bool:
+        """A budget with both ``path`` and ``model`` limits that model's calls inside the path."""
+        return "path" in self.selector and "model" in self.selector and result["model"].startswith(PATH_PREFIX)
+
+    def call_latency_ms(self, result: dict, percentile: str) -> float | None:
+        """A path budget's ``model`` limit reads that model's calls: the worst of its calls' percentile."""
+        model = served_name(str(self.selector["model"]))
+        values = [c["latency_ms"][percentile] for c in result["path"]["calls"] if c["model"] == model and c.get("latency_ms")]
+        return max(values) if values else None
 
     def covers(self, model: str, batching: str | None, mode: str, concurrency: int | None) -> bool:
         """Whether this budget's selector takes a case with these coordinates."""
@@ -57,7 +71,7 @@ class Budget:
         checks = [
             for_paths == is_path or not for_paths,
             "path" not in s or model == PATH_PREFIX + str(s["path"]),
-            "model" not in s or served_name(str(s["model"])) == model,
+            "model" not in s or ("path" in s and is_path) or served_name(str(s["model"])) == model,  # with path: its calls (applies_to)
             "batching" not in s or s["batching"] == batching,
             "mode" not in s or s["mode"] == mode,
             "min_concurrency" not in s or (concurrency is not None and concurrency >= s["min_concurrency"]),
@@ -87,7 +101,13 @@ def violations(result: dict, budgets: list[Budget]) -> list[str]:
         if not budget.applies_to(result):
             continue
         for key, limit in budget.limits.items():
-            if key in LATENCY_LIMITS or key in EVENT_LIMITS:
+            if key in LATENCY_LIMITS and budget.limits_calls(result):
+                model = served_name(str(budget.selector["model"]))
+                value = budget.call_latency_ms(result, key.removesuffix("_ms"))
+                if value is None or not value < limit:
+                    shown = "no answered call" if value is None else f"{value:.2f} ms"
+                    out.append(f"{model}'s calls {key.removesuffix('_ms')} {shown} > budget {limit:.2f} ms ({label}) [{budget.name}]")
+            elif key in LATENCY_LIMITS or key in EVENT_LIMITS:
                 value = result["latency_ms"][key.removesuffix("_ms").removeprefix("event_")]
                 if not value < limit:
                     out.append(f"{key.removesuffix('_ms').replace('_', ' ')} {value:.2f} ms > budget {limit:.2f} ms ({label}) [{budget.name}]")
