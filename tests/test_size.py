@@ -102,6 +102,12 @@ def test_bad_input_is_one_line(tmp_path, args, message):
     assert_clean_error(done, message)
 
 
+def test_nothing_to_size_is_one_line_and_leaves_no_folder(tmp_path):
+    assert_clean_error(run_axon("size", "--client-ms-per-event", "1", "--out", str(tmp_path / "o")), "give RESULTS", "--model, --onnx or --path")
+    assert_clean_error(run_axon("size", "--client-ms-per-event", "1", "--model", "v1", "--out", str(tmp_path / "o"), cwd=tmp_path), "no artifacts to serve")
+    assert not (tmp_path / "o").exists()
+
+
 def test_results_without_a_capacity_measurement_say_how_to_get_one(tmp_path):
     runs = [r for r in json.loads(STUDY.read_text())["runs"] if r["load"]["mode"] == "closed"]
     closed = tmp_path / "closed.json"

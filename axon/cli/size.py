@@ -53,7 +53,9 @@ def _subject(args, runs: list[dict] | None) -> list[str]:
         return [served_name(m) for m in args.model]
     from axon.study.sizing.measured import subjects
 
-    found = subjects(runs or [])
+    if runs is None:
+        raise AxonError("give RESULTS (a study folder or results file with a capacity measurement), or --model, --onnx or --path to measure one on the spot")
+    found = subjects(runs)
     if not found:
         raise AxonError(f"{args.results}: no capacity measurement in it (no open-loop run); run `axon study`, or `axon size --model NAME` to measure one on the spot")
     return found
@@ -89,7 +91,6 @@ def command(args: argparse.Namespace) -> int:
     # A server at --url is in whatever mode it is: the one the user states, else "unknown".
     modes = [args.batching or "unknown"] if args.url else [args.batching] if args.batching else list(MODES)
     out = args.out or results.default_output(Path("results"), "size").with_suffix("")
-    out.mkdir(parents=True, exist_ok=True)
     writer = results.ResultsWriter(out / "size-runs.json")
     records: list[dict] = []
 
