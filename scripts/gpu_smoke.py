@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import subprocess
 import sys
 import tempfile
 import time
@@ -105,6 +106,14 @@ def main() -> int:
                     f"  {model} c={concurrency:<3} {r['n']} requests: {r['rps']:8.0f} inf/s  p50 {r['p50']:.3f} ms  "
                     f"p99 {r['p99']:.3f} ms  mean {r['mean']:.3f} ms  avg batch {avg_batch:.1f}"
                 )
+            # The sizing on this server (docs/sizing.md): its capacity measured on the spot, then checked.
+            size = [sys.executable, "-m", "axon", "size", "--url", server.endpoints.grpc, "--metrics-url", server.endpoints.metrics,
+                    "--model", "particle_classifier_v1", "--batching", batching, "--client-ms-per-event", "10", "--verify",
+                    "--artifacts", str(out), "--duration", "3", "--warmup", "1", "--repeat", "1", "--out", str(out / f"size-{batching}")]
+            print(f"  axon size (batching {batching}):", flush=True)
+            done = subprocess.run(size, capture_output=True, text=True)
+            print("\n".join("    " + line for line in (done.stdout.strip() or done.stderr.strip()[-2000:]).splitlines()), flush=True)
+            failures += done.returncode == 2  # not confirmed (1) is a finding to read, not a broken smoke
         finally:
             server.stop()
     print("gpu_smoke: PASS" if not failures else f"gpu_smoke: FAIL ({failures} mismatches)")

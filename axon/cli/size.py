@@ -83,6 +83,8 @@ def command(args: argparse.Namespace) -> int:
         raise AxonError("--cores sizes a farm of that many cores, --event-rate one for that input rate: give one of them")
     if args.onnx is not None and (args.model or args.path is not None) or args.model and args.path is not None:
         raise AxonError("give one of --model, --onnx and --path")
+    if args.metrics_url and not args.url:
+        raise AxonError("--metrics-url describes a server given with --url; axon starts this one itself")
     if args.results is not None and not args.results.exists():
         raise AxonError(f"{args.results}: no such file or folder")
     given = arithmetic.Given(client_ms=args.client_ms_per_event, cores=args.cores, event_rate=args.event_rate, headroom=args.headroom, link_gbps=args.link_gbps)
@@ -112,7 +114,7 @@ def command(args: argparse.Namespace) -> int:
             budget = args.p99_ms if args.p99_ms is not None else 25.0
             for subject, choice in choices.items():
                 print(f"measuring {subject} on the spot (event engine, open loop; p99 budget {budget:g} ms)…", file=sys.stderr)
-                with serve.targets(choice, modes, args.url, out) as targets:
+                with serve.targets(choice, modes, args.url, args.metrics_url, out) as targets:
                     spot.measure(choice, targets, budget, args.duration, args.warmup, args.repeat, save)
             runs, source = records, str(writer.path)
         else:
@@ -130,7 +132,7 @@ def command(args: argparse.Namespace) -> int:
 
             for m, s in pairs:
                 choice = choices[m["subject"]]
-                with serve.targets(choice, [m["batching"]], args.url, out) as targets:
+                with serve.targets(choice, [m["batching"]], args.url, args.metrics_url, out) as targets:
                     rows = verify.run(choice, next(iter(targets.values())), m, s, given, args.duration, args.warmup, save)
                 verified += rows
                 confirmed, line = verify.conclusion(rows)
@@ -168,6 +170,7 @@ def add_parser(sub) -> None:
     p.add_argument("--verify", action="store_true", help="check the prediction with simulated trigger clients at 0.8x, 1.0x, 1.25x; exit 1 if p99 breaks at 0.8x or 1.0x")
     p.add_argument("--artifacts", type=Path, help="trained models to serve (default ./artifacts)")
     p.add_argument("--url", help="measure or verify against this running Triton (gRPC host:port) instead of the embedded one")
+    p.add_argument("--metrics-url", help="the --url server's Prometheus metrics (each model's counts are checked against them)")
     p.add_argument("--duration", type=positive_float, default=5.0, help="seconds per run, on the spot and in --verify")
     p.add_argument("--warmup", type=positive_float, default=1.0, help="warm-up seconds per run")
     p.add_argument("--repeat", type=positive_int, default=3, help="runs of each capacity boundary and direct case, on the spot")
