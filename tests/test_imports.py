@@ -122,6 +122,7 @@ def test_no_face_imports_another_face_or_a_commands_internals():
 # entry point) stands outside the order.
 ROOMS = {
     "axon.study.report": ("style", "selection", "tables", "paths", "plots", "document"),
+    "axon.pytest_plugin": ("options", "containers", "servers", "summary", "fixture"),
 }
 
 
