@@ -308,7 +308,7 @@ def test_a_window_shorter_than_the_engine_times_is_refused_with_its_minimum(engi
 
     from axon.engines import EngineChoice, engine_for, native, python
     from axon.engines.loadgen import LoadSpec
-    from axon.pytest_plugin import OPTIONS
+    from axon.pytest_plugin.options import OPTIONS
 
     shortest = {"native": native.MIN_WINDOW_S, "python": python.MIN_WINDOW_S}[engine]
     spec = LoadSpec("m", concurrency=4, duration_s=shortest / 10, warmup_s=0).validate()
@@ -539,7 +539,7 @@ def test_plugin_skips_docker_cases_only_when_asked(pytester, artifacts, monkeypa
 
 def test_engine_messages_name_the_plugins_options(monkeypatch):
     from axon import engines
-    from axon.pytest_plugin import OPTIONS
+    from axon.pytest_plugin.options import OPTIONS
 
     # Both machines, whichever this is: the lookup of h2load forced each way.
     monkeypatch.setattr(engines.base, "h2load_version", lambda: "nghttp2/1.52.0")

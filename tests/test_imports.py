@@ -13,7 +13,8 @@ from axon.names import served_name
 
 def test_benchmark_path_does_not_import_torch():
     code = (
-        "import sys, axon.cli.main, axon.case, axon.cli.bench, axon.engines.python, axon.engines.native, axon.pytest_plugin, axon.study.plan, axon.study.report\n"
+        "import sys, axon.cli.main, axon.case, axon.cli.bench, axon.engines.python, axon.engines.native, axon.pytest_plugin, axon.study.plan\n"
+        f"import {', '.join(sorted(m for m in MODULES if m.startswith(('axon.study.report', 'axon.pytest_plugin'))))}\n"
         "assert 'torch' not in sys.modules, 'torch was imported'"
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
@@ -114,6 +115,28 @@ def test_no_face_imports_another_face_or_a_commands_internals():
             if face == "axon.cli" and other == "axon.cli" and module not in ("axon.cli", "axon.cli.main", "axon.cli.__main__") and target not in ("axon.cli.args", "axon.cli.model_args", "axon.cli", module):
                 crossing.append(f"{module} imports the command module {target}")
     assert not crossing, "\n".join(sorted(crossing))
+
+
+# Inside a package split by job, the rooms import one way: a room may import those listed before
+# it, never one after, so the order reads as what builds on what. The package's __init__ (its
+# entry point) stands outside the order.
+ROOMS = {
+    "axon.study.report": ("style", "selection", "tables", "paths", "plots", "document"),
+    "axon.pytest_plugin": ("options", "containers", "servers", "summary", "fixture"),
+}
+
+
+def test_rooms_import_one_way():
+    backward, unlisted = [], []
+    for package, rooms in ROOMS.items():
+        order = [f"{package}.{room}" for room in rooms]
+        unlisted += [m for m in MODULES if m.startswith(package + ".") and m not in order]
+        for module in order:
+            for target in _imports(module, MODULES[module]):
+                if target in order and order.index(target) > order.index(module):
+                    backward.append(f"{module} imports {target}, a room listed after it")
+    assert not unlisted, f"rooms missing from ROOMS: {unlisted}"
+    assert not backward, "\n".join(sorted(backward))
 
 
 def test_the_layer_check_can_fail(tmp_path):

@@ -162,7 +162,7 @@ def test_a_queue_bound_server_shows_no_h2load_count_as_answered(artifacts, valid
     completions as answered requests, and no percentile as the answered requests'."""
     from axon.cli.bench import table
     from axon.offline.repository import with_queue_policy
-    from axon.study import report
+    from axon.study.report import document, tables
 
     _need_h2load()
     repo = with_queue_policy(embedded_repository(artifacts, "on"), tmp_path / "repo", 1, 0)
@@ -187,9 +187,9 @@ def test_a_queue_bound_server_shows_no_h2load_count_as_answered(artifacts, valid
     assert f"{r['throughput_rps']:,.0f}*" in line and f"{h2load_rps:,.0f}" not in line and "unverified" in line, shown
     assert line.split()[5:9] == [f"{r['throughput_rps']:,.0f}*", "-", "-", "-"], line  # req/s, p50, p95, p99
     assert "share Triton confirmed" in shown
-    cases = report.cases_table([r])
+    cases = tables.cases_table([r])
     assert f"{r['throughput_rps']:,.0f}*" in cases and f"{h2load_rps:,.0f}" not in cases, cases
-    assert "never h2load's count" in report._flags([r])
+    assert "never h2load's count" in document._flags([r])
     # The keys this run adds (latency_apart's, throughput_basis) are in the schema doc.
     from tests.test_results_schema import _documented, _paths
 

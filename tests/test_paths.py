@@ -164,12 +164,12 @@ def test_bench_runs_a_path_with_a_users_onnx_model(artifacts, tmp_path):
     assert report.returncode == 0, report.stderr
     text = (tmp_path / "report" / "report.md").read_text()
     assert "## Trigger paths" in text and "| step | calls |" in text and "calls agree, model by model" in text
-    from axon.study import report_paths
+    from axon.study.report import paths
 
-    fig = report_paths.plot([record], 25.0)
+    fig = paths.plot([record], 25.0)
     ax = fig.axes[0]
     assert [line.get_ydata()[0] for line in ax.lines if line.get_color() == "red"] == [25.0]
-    assert ax.get_xlabel().startswith("events per second") and (tmp_path / "report" / report_paths.PLOT_FILE).is_file()
+    assert ax.get_xlabel().startswith("events per second") and (tmp_path / "report" / paths.PLOT_FILE).is_file()
 
 
 

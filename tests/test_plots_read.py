@@ -74,9 +74,9 @@ def _runs(which: str) -> list[dict]:
 
 
 def _figures(which: str) -> dict:
-    from axon.study import report
+    from axon.study.report import plots
 
-    figs = report.figures(_runs(which))
+    figs = plots.figures(_runs(which))
     assert set(figs) == ({"sweep", "ab", "cdf", "rate", "breakdown", "direct"} if which == "study" else {"sweep", "cdf", "breakdown"})
     for fig in figs.values():
         fig.canvas.draw()  # tick labels, wrapped titles and extents as they are saved

@@ -17,7 +17,7 @@ NOISE_FILES = sorted((Path(__file__).parent / "data" / "history_noise").rglob("*
 # the summary reads only what the benchmark fixture holds, so no server is needed here.
 RECORDED = """
 import json, os
-from axon.pytest_plugin import feed_benchmark
+from axon.pytest_plugin.fixture import feed_benchmark
 
 def test_case(benchmark):
     feed_benchmark(benchmark, json.loads(open(os.environ["AXON_TEST_RECORD"]).read()))

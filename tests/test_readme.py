@@ -107,7 +107,7 @@ def _plugin_options() -> frozenset[str]:
     (the soak), read by calling their own pytest_addoption with a recorder."""
     import importlib.util
 
-    from axon import pytest_plugin
+    from axon.pytest_plugin import options
 
     spec = importlib.util.spec_from_file_location("_benchmarks_conftest", ROOT / "benchmarks" / "conftest.py")
     conftest = importlib.util.module_from_spec(spec)
@@ -125,7 +125,7 @@ def _plugin_options() -> frozenset[str]:
         def addini(self, *_, **__):
             pass
 
-    for module in (pytest_plugin, conftest):
+    for module in (options, conftest):
         module.pytest_addoption(Recorder())
     return frozenset(names)
 

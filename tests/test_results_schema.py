@@ -18,8 +18,8 @@ from axon.engines.payloads import load_rows
 from axon.records import merge, repeats, results, stats
 from axon.serving.backends import embedded_repository
 from axon.serving.embedded import EmbeddedServer
-from axon.study import report
 from axon.study.plan import StudyPlan, study_key
+from axon.study.report import plots
 from tests.helpers import assert_clean_error, run_axon
 
 pytestmark = pytest.mark.server
@@ -134,8 +134,8 @@ def test_report_draws_what_a_bench_sweep_file_supports(records, tmp_path):
     text = (out / "report.md").read_text()
     assert "## Cases" in text and "## Concurrency sweep (v1)" in text
     assert "ab_bars.png not drawn: needs batching on and off" in text and "latency_vs_throughput.png not drawn: needs open-loop runs" in text
-    assert sorted(p.name for p in out.glob("*.png")) == sorted(report.PLOTS[k] for k in ("sweep", "cdf", "breakdown"))
-    figs = report.figures(results.read_results(Path(path)))
+    assert sorted(p.name for p in out.glob("*.png")) == sorted(plots.PLOTS[k] for k in ("sweep", "cdf", "breakdown"))
+    figs = plots.figures(results.read_results(Path(path)))
     throughput_axis = figs["sweep"].axes[0]
     assert list(throughput_axis.get_xticks()) == [2, 4]
     for fig in figs.values():
@@ -146,10 +146,10 @@ def test_report_on_single_and_open_loop_files(records, tmp_path):
     single = run_axon("report", _write(tmp_path / "one.json", records["closed"]), "--out", str(tmp_path / "one"), cwd=ROOT)
     assert single.returncode == 0, single.stderr
     assert "throughput_p99_vs_concurrency.png not drawn: needs closed-loop runs of particle_classifier_v1 at two or more" in single.stdout
-    assert (tmp_path / "one" / report.PLOTS["cdf"]).is_file()
+    assert (tmp_path / "one" / plots.PLOTS["cdf"]).is_file()
     rate = run_axon("report", _write(tmp_path / "rate.json", records["open"]), cwd=ROOT)
     assert rate.returncode == 0, rate.stderr
-    assert (tmp_path / "rate-report" / report.PLOTS["rate"]).is_file() and "latency_cdf.png not drawn" in rate.stdout
+    assert (tmp_path / "rate-report" / plots.PLOTS["rate"]).is_file() and "latency_cdf.png not drawn" in rate.stdout
 
 
 def _env_without_artifacts(monkeypatch, tmp_path) -> Path:

@@ -10,6 +10,7 @@ import pytest
 
 from axon.study import report
 from axon.study.plan import STUDY_FILE, Study, StudyPlan, arrivals_label, capacity_table
+from axon.study.report import plots, style, tables
 from tests.helpers import assert_clean_error, run_axon
 
 pytestmark = pytest.mark.server
@@ -63,7 +64,7 @@ def test_report_markdown(study_dir):
         assert heading in text
     assert "| throughput (req/s) |" in text and "ON / OFF" in text and "interleaved repeats" in text
     assert "[" in text.split("## Concurrency sweep")[1].split("##")[0]  # median [min–max] cells
-    for name in report.PLOTS.values():
+    for name in plots.PLOTS.values():
         assert (study_dir / name).stat().st_size > 5000
 
 
@@ -73,7 +74,7 @@ def _labels(ax):
 
 def test_plot_objects(study_dir):
     runs = json.loads((study_dir / STUDY_FILE).read_text())["runs"]
-    figs = report.figures(runs)
+    figs = plots.figures(runs)
     t, lat = figs["sweep"].axes
     assert _labels(t) == ("concurrency (requests in flight)", "throughput (req/s)")
     assert _labels(lat) == ("concurrency (requests in flight)", "p99 latency (ms)")
@@ -113,7 +114,7 @@ def test_plot_objects(study_dir):
     assert bd_on.get_ylabel() == "server time per request (µs, log)" and bd_on.get_yscale() == "log"
     assert [ax.get_title() for ax in (bd_on, bd_off)] == ["batching ON", "batching OFF"]
     assert all(len(ax.containers) == 4 for ax in (bd_on, bd_off))
-    on_off = {matplotlib.colors.to_hex(report.COLORS[m]) for m in ("on", "off")}
+    on_off = {matplotlib.colors.to_hex(style.COLORS[m]) for m in ("on", "off")}
     assert not {matplotlib.colors.to_hex(c.patches[0].get_facecolor()) for c in bd_on.containers} & on_off  # components never look like ON/OFF
     assert all(p.get_height() > 0 for p in bd_on.containers[0].patches)  # every ON case's queue bar is drawn
     for fig in figs.values():
@@ -130,7 +131,7 @@ def test_direct_vs_service_numbers_come_from_the_records(study_dir):
     import statistics
 
     runs = json.loads((study_dir / STUDY_FILE).read_text())["runs"]
-    rows = report.direct_vs_service(runs)
+    rows = tables.direct_vs_service(runs)
     assert {(r["model"], r["rows"]) for r in rows} == {(m, k) for m in ("particle_classifier_v1", "particle_classifier_v2") for k in (1, 4)}
     for row in rows:
         mine = [r for r in runs if r["model"] == row["model"] and r["load"]["rows_per_request"] == row["rows"]]
@@ -151,7 +152,7 @@ def test_direct_vs_service_numbers_come_from_the_records(study_dir):
 
 def test_direct_plot_objects(study_dir):
     runs = json.loads((study_dir / STUDY_FILE).read_text())["runs"]
-    fig = report.plot_direct(runs)
+    fig = plots.plot_direct(runs)
     assert len(fig.axes) == 2
     for ax in fig.axes:
         assert _labels(ax) == ("rows per request", "client CPU per row (µs)")

@@ -10,6 +10,7 @@ import pytest
 
 from axon.study import report
 from axon.study.plan import SERVICE_ENGINES, Study, StudyPlan
+from axon.study.report import tables
 from tests.helpers import assert_clean_error, run_axon
 
 pytest_plugins = ["tests.absent"]
@@ -93,9 +94,9 @@ def test_direct_sentence_names_the_client_it_measured():
     """Whichever client is missing (no h2load, or --engine native), the sentence judges by the one measured and says so."""
     rows = [{"model": "particle_classifier_v1", "rows": n, "direct_cpu_us_per_row": d, "native_cpu_us_per_row": None, "python_cpu_us_per_row": s}
             for n, d, s in ((1, 5.0, 80.0), (16, 1.0, 0.5))]  # fmt: skip
-    (python_only,) = report.direct_sentences(rows)
+    (python_only,) = tables.direct_sentences(rows)
     assert "with a python client (no native client was measured" in python_only and "from 16 rows per request on" in python_only
-    (native_only,) = report.direct_sentences(
+    (native_only,) = tables.direct_sentences(
         [{**r, "native_cpu_us_per_row": r["python_cpu_us_per_row"], "python_cpu_us_per_row": None} for r in rows]
     )
     assert "with a native client (no Python client was measured: --engine native)" in native_only and "–" not in native_only

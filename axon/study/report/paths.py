@@ -11,10 +11,10 @@ import statistics
 import matplotlib.pyplot as plt
 
 from axon.records import repeats
+from axon.study.report.style import COLORS
 
 PATH_PREFIX = "path:"
 PLOT_FILE = "path_p99_vs_events.png"
-COLORS = {"on": "tab:blue", "off": "tab:orange", None: "tab:gray"}
 
 
 def path_runs(runs: list[dict]) -> list[dict]:
