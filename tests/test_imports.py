@@ -123,6 +123,7 @@ def test_no_face_imports_another_face_or_a_commands_internals():
 ROOMS = {
     "axon.study.report": ("style", "selection", "tables", "paths", "plots", "document"),
     "axon.pytest_plugin": ("options", "containers", "servers", "summary", "fixture"),
+    "axon.study.sizing": ("arithmetic", "measured", "section", "show", "serve", "spot", "verify"),
 }
 
 

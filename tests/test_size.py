@@ -164,3 +164,10 @@ def test_a_path_is_sized_on_the_spot_with_its_calls_direct_cost_summed(tmp_path,
     runs = json.loads((tmp_path / "o" / "size-runs.json").read_text())["runs"]
     parts = {(r["model"], r["study"]["part"]) for r in runs}
     assert ("path:two", "capacity") in parts and (served_name("v1"), "direct") in parts and (served_name("v2"), "direct") in parts
+
+
+def test_the_study_reports_sizing_section_comes_from_the_records():
+    from axon.study.sizing import section
+
+    text = section.markdown(measured.read_runs(STUDY))
+    assert "| v1 | on | 4,000 | 0.070 | 0.023 | 3.4 | 32.2 | 320.2 | -0.047 |" in text and "| pn | on | 375 |" in text and "axon size" in text

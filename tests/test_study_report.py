@@ -64,6 +64,10 @@ def test_report_markdown(study_dir):
         assert heading in text
     assert "| throughput (req/s) |" in text and "ON / OFF" in text and "interleaved repeats" in text
     assert "[" in text.split("## Concurrency sweep")[1].split("##")[0]  # median [min–max] cells
+    # The sizing section stands where some capacity held (docs/sizing.md), and only there.
+    runs = json.loads((study_dir / STUDY_FILE).read_text())["runs"]
+    held = any(e["max_rate"] for e in capacity_table(runs, 500.0).values())
+    assert ("## Sizing: trigger cores one server carries" in text) == held
     for name in plots.PLOTS.values():
         assert (study_dir / name).stat().st_size > 5000
 

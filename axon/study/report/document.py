@@ -22,6 +22,7 @@ from axon.study.report.tables import (
     model_table,
     sweep_table,
 )
+from axon.study.sizing import section
 
 
 def _image(key: str, skip: dict[str, str], said: set[str]) -> str:
@@ -71,6 +72,9 @@ def markdown(runs: list[dict], source: str | None = None) -> str:
         lines += ([] if study else ["## Open loop: latency vs throughput"]) + [_image("rate", skip, said), ""]
     if study_part(runs, "direct"):
         lines += ["## Direct vs service", direct_markdown(runs), "", f"![direct]({PLOTS['direct']})", ""]
+    sizing = section.markdown(runs) if study else None
+    if sizing:
+        lines += ["## Sizing: trigger cores one server carries", sizing, ""]
     if study or "breakdown" not in skip:
         lines += ["## Server-side breakdown", breakdown_table(runs), "", _image("breakdown", skip, said), ""]
     if paths.path_runs(runs):
