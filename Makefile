@@ -50,7 +50,7 @@ test: setup lint
 	reason="$$(PY=$(PY) ./docker/engine.sh reason)"; require=; \
 	if [ -z "$$reason" ]; then PY=$(PY) ./docker/build_image.sh || exit 1; require=1; else echo "axon: $$reason; the container tests skip"; fi; \
 	set -e; \
-	AXON_REQUIRE_DOCKER=$$require $(PY) -m pytest -q -p no:cacheprovider tests; \
+	AXON_REQUIRE_DOCKER=$$require $(PY) -m pytest -q -p no:cacheprovider --durations=25 tests; \
 	mkdir -p $(RESULTS); \
 	$(PY) -m pytest -q -p no:cacheprovider benchmarks -m axon_smoke --axon-duration 2 --axon-warmup 0.5 \
 		--axon-slo-file benchmarks/smoke-slo.toml --benchmark-json $(RESULTS)/smoke-benchmark.json
