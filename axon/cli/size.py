@@ -7,7 +7,6 @@ import sys
 from pathlib import Path
 
 from axon.cli.args import HelpFormatter, positive_float, positive_int
-from axon.cli.model_args import shape_option
 from axon.errors import AxonError
 
 EXIT_NOT_CONFIRMED = 1
@@ -32,7 +31,7 @@ def _headroom(text: str) -> float:
         raise argparse.ArgumentTypeError(f"expected a percentage, got {text!r}") from None
     if not 0 <= value < 100:
         raise argparse.ArgumentTypeError(f"must be at least 0% and under 100%, got {text}")
-    return value / 100
+    return value
 
 
 def _subject(args, runs: list[dict] | None) -> list[str]:
@@ -87,7 +86,7 @@ def command(args: argparse.Namespace) -> int:
         raise AxonError("--metrics-url describes a server given with --url; axon starts this one itself")
     if args.results is not None and not args.results.exists():
         raise AxonError(f"{args.results}: no such file or folder")
-    given = arithmetic.Given(client_ms=args.client_ms_per_event, cores=args.cores, event_rate=args.event_rate, headroom=args.headroom, link_gbps=args.link_gbps)
+    given = arithmetic.Given(client_ms=args.client_ms_per_event, cores=args.cores, event_rate=args.event_rate, headroom=args.headroom / 100, link_gbps=args.link_gbps)
     runs = measured.read_runs(args.results) if args.results is not None else None
     subjects = _subject(args, runs)
     # A server at --url is in whatever mode it is: the one the user states, else "unknown".
@@ -158,13 +157,12 @@ def add_parser(sub) -> None:
     p.add_argument("--client-ms-per-event", type=_non_negative_ms, required=True, metavar="MS", help="the rest of the trigger's work per event, per core, in ms")
     p.add_argument("--cores", type=positive_int, help="the farm's client cores: how many servers they need")
     p.add_argument("--event-rate", type=positive_float, metavar="EVENTS_PER_S", help="the farm's input rate: how many servers and cores it needs")
-    p.add_argument("--headroom", type=_headroom, default=0.2, metavar="PERCENT", help="the share of each server's capacity kept back (default 20%%)")
+    p.add_argument("--headroom", type=_headroom, default=20.0, metavar="PERCENT", help="the share of each server's capacity kept back, in percent")
     p.add_argument("--link-gbps", type=positive_float, help="each server's network link: capacity is capped by it (default: no network limit)")
     p.add_argument("--p99-ms", type=positive_float, help="the event p99 budget (default: the study's own, or 25 ms)")
     which = p.add_argument_group("what is sized (default: every model the results measured)")
     which.add_argument("--model", action="append", help="a model by name (repeatable), e.g. v1 or particle_classifier_pn")
     which.add_argument("--onnx", type=Path, metavar="PATH", help="your own ONNX model (measured on the spot, or found in RESULTS by its name)")
-    which.add_argument("--shape", type=shape_option, action="append", default=[], help=argparse.SUPPRESS)
     which.add_argument("--path", type=Path, metavar="FILE.toml", help="a trigger path (docs/paths.md): sized per event")
     p.add_argument("--batching", choices=MODES, help="size one mode (default: both, where measured)")
     p.add_argument("--verify", action="store_true", help="check the prediction with simulated trigger clients at 0.8x, 1.0x, 1.25x; exit 1 if p99 breaks at 0.8x or 1.0x")
