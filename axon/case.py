@@ -435,7 +435,7 @@ def run_direct(
     in_process = Endpoints("in-process")
     # The same requests a server would get, as arrays: any model's inputs, from its own graph.
     feed = as_feed(features)
-    settled = settle(replace(feed, signature=feed.signature or from_onnx(onnx_path)), model, in_process, rows_per_request, MAX_DISTINCT_BATCHES, None)
+    settled = settle(replace(feed, signature=feed.signature or from_onnx(onnx_path)), model, in_process, rows_per_request, MAX_DISTINCT_BATCHES, None, keep_tensors=True)
     run = engine.run(Workload(spec, in_process, [], None, on_progress=on_progress, features=settled.payloads.requests, reference_onnx=onnx_path))
     run.info.update(requested="direct", notice=None)
     target = Target(in_process, backend="in-process", version=run.info["version"], batching=None)

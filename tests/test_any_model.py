@@ -111,8 +111,15 @@ def test_requests_carry_every_input_and_answers_are_checked_per_datatype(models)
 def test_the_payload_pool_is_bounded_in_bytes_and_says_so(models):
     s = from_onnx(models["tagger"])
     settled = settle(Feed(shapes=SHAPES, signature=s), "tagger", None, 1, 1024, None, byte_limit=1000)
-    assert len(settled.payloads.bodies) == 1000 // 136 and settled.payloads.limited_by_bytes
+    bodies = settled.payloads.bodies
+    # The bound holds the serialised bodies (136 bytes of tensors each, plus their framing).
+    assert len(bodies) == 1000 // len(bodies[0]) and sum(map(len, bodies)) <= 1000 < sum(map(len, bodies)) + len(bodies[0])
+    assert settled.payloads.limited_by_bytes and len(bodies[0]) > 136
     assert "payload pool bound limits them" in settled.notice and settled.expected is None
+    # A server run sends bytes only: the input arrays are not kept beside them; an in-process run keeps them.
+    assert settled.payloads.requests == []
+    kept = settle(Feed(shapes=SHAPES, signature=s), "tagger", None, 1, 4, models["tagger"], keep_tensors=True)
+    assert len(kept.payloads.requests) == len(kept.expected) == 4 and set(kept.payloads.requests[0]) == {"points", "mask", "ids"}
 
 
 def test_inputs_the_model_refuses_point_to_input_data(tmp_path):

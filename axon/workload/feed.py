@@ -52,8 +52,13 @@ def as_feed(value: Feed | np.ndarray | None) -> Feed:
     return Feed(rows=value)
 
 
-def settle(feed: Feed, model: str, endpoints, rows_per_request: int, limit: int, reference_onnx: Path | None, byte_limit: int = requests.DEFAULT_PAYLOAD_BYTES) -> Settled:
-    """Signature, shapes, bodies and reference answers for one run; a problem is one line, before any load."""
+def settle(
+    feed: Feed, model: str, endpoints, rows_per_request: int, limit: int, reference_onnx: Path | None, byte_limit: int = requests.DEFAULT_PAYLOAD_BYTES, keep_tensors: bool = False
+) -> Settled:
+    """Signature, shapes, bodies and reference answers for one run; a problem is one line, before any load.
+
+    ``keep_tensors``: keep each request's input arrays too (an in-process run sends arrays, not bytes).
+    """
     signature = feed.signature or from_served(endpoints, model)
     signature.check_supported(f"model {model!r}")
     shapes = signature.request_shapes(rows_per_request, feed.shapes, f"model {model!r}")
@@ -75,17 +80,27 @@ def settle(feed: Feed, model: str, endpoints, rows_per_request: int, limit: int,
         notice = inputs.GENERATED_NOTICE.format(seed=feed.seed, high=inputs.GENERATED_INT_HIGH)
     else:
         source, available = inputs.per_request(signature, rows, shapes)
-    payloads = requests.build(model, signature, source, available, limit=max(limit, 1), byte_limit=byte_limit)
+    reference = _said_in_one_line(requests.reference_of(reference_onnx, signature), model, generated=rows is None)
+    payloads = requests.build(model, signature, source, available, limit=max(limit, 1), byte_limit=byte_limit, reference=reference, keep_tensors=keep_tensors)
     if payloads.limited_by_bytes:
         bound = f"{byte_limit / 2**20:.0f} MiB"
         notice = "; ".join(filter(None, [notice, f"{len(payloads.bodies)} distinct request bodies ({payloads.bytes_per_request:,} bytes each): the {bound} payload pool bound limits them"]))
-    try:
-        expected = requests.reference_outputs(reference_onnx, signature, payloads.requests)
-    except AxonError:
-        raise
-    except Exception as exc:  # onnxruntime's own error types: the inputs are not what the model accepts
-        detail = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
-        if rows is None:
-            raise AxonError(inputs.BAD_GENERATED_HINT.format(detail=f"local onnxruntime: {detail}")) from None
-        raise AxonError(f"local onnxruntime refused the given inputs of model {model!r}: {detail}") from None
+    expected = payloads.expected
     return Settled(signature, payloads, expected, signature.as_record(shapes, payloads.bytes_per_request), notice)
+
+
+def _said_in_one_line(reference: requests.Reference | None, model: str, generated: bool) -> requests.Reference | None:
+    """The reference, its refusal of the inputs (onnxruntime's own error types) said in one line."""
+    if reference is None:
+        return None
+
+    def answer(tensors: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        try:
+            return reference(tensors)
+        except Exception as exc:  # onnxruntime's own error types: the inputs are not what the model accepts
+            detail = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
+            if generated:
+                raise AxonError(inputs.BAD_GENERATED_HINT.format(detail=f"local onnxruntime: {detail}")) from None
+            raise AxonError(f"local onnxruntime refused the given inputs of model {model!r}: {detail}") from None
+
+    return answer

@@ -2,12 +2,15 @@
 and the local onnxruntime reference each answer is checked against.
 
 Serialising once, before the run, keeps the hot path to sending bytes; the pool of distinct
-bodies is bounded in count and in bytes, and the record says when the byte bound is what
-limited it.
+bodies is bounded in count and in bytes (each body's serialised size, as held), and the record
+says when the byte bound is what limited it. The input arrays a body was built from are not
+kept (a server run sends only bytes): each request's reference answer is computed as its body
+is built, so a pool of 1 MB requests holds its bodies and small answers, not its inputs twice.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,44 +27,66 @@ DEFAULT_PAYLOAD_BYTES = 256 * 2**20  # the pool of distinct bodies, all together
 # same graph, but a dynamic batch may sum in another order. Integers and booleans are exact.
 TOLERANCE = {"FP16": (1e-2, 1e-3), "FP32": (1e-4, 1e-5), "FP64": (1e-9, 1e-12)}  # (rtol, atol)
 
+Reference = Callable[[dict[str, np.ndarray]], dict[str, np.ndarray]]  # one request's inputs -> every output
+
 
 @dataclass(frozen=True)
 class Payloads:
-    """The distinct request bodies of a run, each request's input tensors, and their size."""
+    """The distinct request bodies of a run, their reference answers, and their size."""
 
     bodies: list[bytes]
-    requests: list[dict[str, np.ndarray]]
-    bytes_per_request: int
+    requests: list[dict[str, np.ndarray]]  # each body's input arrays: kept only when asked (an in-process run), else empty
+    expected: list[dict[str, np.ndarray]] | None  # each body's reference answer (None: no reference)
+    bytes_per_request: int  # the input tensors' bytes (a body adds a few dozen bytes of framing)
     limited_by_bytes: bool  # the byte bound, not the count bound or the rows, set len(bodies)
 
 
-def build(model: str, signature: Signature, source: RequestSource, available: int | None, limit: int = MAX_DISTINCT_PAYLOADS, byte_limit: int = DEFAULT_PAYLOAD_BYTES) -> Payloads:
+def build(
+    model: str,
+    signature: Signature,
+    source: RequestSource,
+    available: int | None,
+    limit: int = MAX_DISTINCT_PAYLOADS,
+    byte_limit: int = DEFAULT_PAYLOAD_BYTES,
+    reference: Reference | None = None,
+    keep_tensors: bool = False,
+) -> Payloads:
     """Serialise up to ``limit`` distinct requests (``available`` of them exist; None: any number).
 
-    Every output is asked for by name, so the answer carries all of them for the check.
+    Every output is asked for by name, so the answer carries all of them for the check. The
+    bodies together stay within ``byte_limit`` (one body at least). ``reference`` answers each
+    request as it is built; ``keep_tensors`` keeps the input arrays too.
     """
-    from tritonclient.grpc import service_pb2
-
     if available == 0:
         raise AxonError("the inputs hold fewer rows than one request needs")
     first = source(0)
     size = sum(a.nbytes for a in first.values())
-    by_bytes = max(1, byte_limit // max(size, 1))
-    n = min(limit, by_bytes, available if available is not None else limit)
-    bodies, requests = [], []
-    for i in range(n):
+    first_body = _serialise(model, signature, first)
+    by_bytes = max(1, byte_limit // len(first_body))
+    want = min(limit, available if available is not None else limit)
+    bodies, requests, expected = [], [], [] if reference is not None else None
+    for i in range(min(want, by_bytes)):
         tensors = first if i == 0 else source(i)
-        request = service_pb2.ModelInferRequest(model_name=model, id="")
-        for t in signature.inputs:
-            array = tensors[t.name]
-            # Shape and type only: the data travels in raw_input_contents.
-            request.inputs.add(name=t.name, datatype=t.datatype, shape=list(array.shape))
-            request.raw_input_contents.append(np.ascontiguousarray(array, dtype=t.dtype).tobytes())
-        for t in signature.outputs:
-            request.outputs.add(name=t.name)
-        bodies.append(request.SerializeToString())
-        requests.append(tensors)
-    return Payloads(bodies, requests, size, by_bytes < min(limit, available if available is not None else limit))
+        bodies.append(first_body if i == 0 else _serialise(model, signature, tensors))
+        if expected is not None:
+            expected.append(reference(tensors))
+        if keep_tensors:
+            requests.append(tensors)
+    return Payloads(bodies, requests, expected, size, by_bytes < want)
+
+
+def _serialise(model: str, signature: Signature, tensors: dict[str, np.ndarray]) -> bytes:
+    from tritonclient.grpc import service_pb2
+
+    request = service_pb2.ModelInferRequest(model_name=model, id="")
+    for t in signature.inputs:
+        array = tensors[t.name]
+        # Shape and type only: the data travels in raw_input_contents.
+        request.inputs.add(name=t.name, datatype=t.datatype, shape=list(array.shape))
+        request.raw_input_contents.append(np.ascontiguousarray(array, dtype=t.dtype).tobytes())
+    for t in signature.outputs:
+        request.outputs.add(name=t.name)
+    return request.SerializeToString()
 
 
 def decode(response: bytes) -> dict[str, np.ndarray]:
@@ -94,8 +119,8 @@ def matches(got: dict[str, np.ndarray], expected: dict[str, np.ndarray]) -> bool
     return True
 
 
-def reference_outputs(onnx_path: Path | None, signature: Signature, requests: list[dict[str, np.ndarray]]) -> list[dict[str, np.ndarray]] | None:
-    """Local onnxruntime's answer to each request, every output, or None when there is no model file."""
+def reference_of(onnx_path: Path | None, signature: Signature) -> Reference | None:
+    """Local onnxruntime's answer to a request, every output; None when there is no model file."""
     if onnx_path is None or not Path(onnx_path).is_file():
         return None
     import onnxruntime as ort
@@ -105,8 +130,9 @@ def reference_outputs(onnx_path: Path | None, signature: Signature, requests: li
     options.inter_op_num_threads = 1
     session = ort.InferenceSession(str(onnx_path), options, providers=["CPUExecutionProvider"])
     names = [t.name for t in signature.outputs]
-    out = []
-    for tensors in requests:
+
+    def answer(tensors: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         values = session.run(names, {t.name: np.ascontiguousarray(tensors[t.name], dtype=t.dtype) for t in signature.inputs})
-        out.append({name: np.asarray(v, dtype=t.dtype) for name, v, t in zip(names, values, signature.outputs, strict=True)})
-    return out
+        return {name: np.asarray(v, dtype=t.dtype) for name, v, t in zip(names, values, signature.outputs, strict=True)}
+
+    return answer
