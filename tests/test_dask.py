@@ -303,6 +303,26 @@ def test_cli_many_hosts_and_its_bad_input(cluster, server, artifacts, tmp_path):
     assert_clean_error(run_axon(*base, "--dask", cluster.scheduler_address, "--requests", "100"), "not --requests")
 
 
+@pytest.mark.parametrize("engine", ["python", "native"])
+def test_cli_many_hosts_carry_a_users_several_input_model(cluster, engine, tmp_path):
+    # The coordinator reads the file's signature, builds the bodies and onnxruntime's answers once;
+    # the hosts get them (python: every body and answer; native: the one body, checked before the run).
+    from tests import onnx_models
+
+    model = onnx_models.tagger(tmp_path / "tagger.onnx")
+    out = tmp_path / "onnx-hosts.json"
+    done = run_axon("bench", "--onnx", str(model), "--shape", "points:8,3", "--shape", "mask:8", "--dask", cluster.scheduler_address, "--hosts", "2",
+                    "--engine", engine, "--concurrency", "4", "--duration", "1", "--warmup", "0.5", "--output", str(out), timeout=240)
+    assert done.returncode == 0, done.stderr[-3000:]
+    (run,) = json.loads(out.read_text())["runs"]
+    assert run["complete"] and run["passed"] and run["model"] == "tagger", (run["incomplete_reason"], run["verdicts"])
+    assert run["engine"]["name"] == engine and run["hosts"]["count"] == 2 and all(h["ok"] > 0 and h["engine"] == engine for h in run["hosts"]["per_host"])
+    assert [(t["name"], t["datatype"], t["shape"]) for t in run["signature"]["inputs"]] == [("points", "FP32", [1, 8, 3]), ("mask", "BOOL", [1, 8]), ("ids", "INT64", [1, 4])]
+    assert run["correctness"]["enabled"] and run["correctness"]["checked"] > 0 and run["correctness"]["mismatches"] == 0
+    if engine == "native":
+        assert run["verification"]["verified"], run["verification"]
+
+
 def test_pytest_plugin_runs_cases_on_the_hosts(cluster, server, artifacts, pytester, monkeypatch):
     # The inner pytest must load this checkout's plugin, not an installed one.
     monkeypatch.setenv("PYTHONPATH", str(Path(axon.__file__).parent.parent))
