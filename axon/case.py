@@ -460,6 +460,7 @@ def run_path(
     client_bound_cores: float = CLIENT_BOUND_CORES,
     repeat: tuple[int, int] | None = None,
     cycle_s: float | None = None,
+    hosts: DaskHosts | None = None,
 ) -> dict:
     """A trigger path's events against a ready server, as one result record of the usual schema.
 
@@ -468,6 +469,7 @@ def run_path(
     each model's counts (every call of the run) held against Triton's own success counter,
     read before the first event and after the last: a mismatch makes the run unverified.
     ``feeds`` and ``references`` give each model's inputs and local ONNX file (None: unchecked).
+    ``hosts``: the events offered from many hosts, each its share; their counts summed, histograms merged.
     """
     from axon.engines import events
 
@@ -490,11 +492,21 @@ def run_path(
     unchecked = sorted({c.model for s in path.steps for c in s.calls if references.get(c.model) is None or not Path(references[c.model]).is_file()})
     scrape = (lambda: {m: triton_metrics.scrape(ep.metrics, m) for m in path.models}) if ep.metrics else None
     watch = target.watch()
+    client_ms = [s.client_ms for s in path.steps]
     with watch if watch is not None else contextlib.nullcontext():
-        run = events.run(planned, [s.client_ms for s in path.steps], spec, ep, scrape, watch.reason if watch is not None else None, on_progress, cycle_s)
+        if hosts is not None:
+            from axon.engines.hosts.events_host import PathLoad
+
+            run = hosts.run_path(PathLoad(planned, client_ms, cycle_s), spec, ep, scrape, on_progress, client_bound_cores)
+        else:
+            run = events.run(planned, client_ms, spec, ep, scrape, watch.reason if watch is not None else None, on_progress, cycle_s)
     run.info.update(requested="events", notice=None)
     reason = f"no local model for {', '.join(unchecked)}" if unchecked else None
     record = _assemble(spec, target, run, reason, dataset, client_bound_cores, repeat)
+    record.update(run.extra.get("record", {}))  # many hosts: clock sync and per-host breakdown
+    for why in run.extra.get("incomplete", []):
+        record["complete"], record["passed"] = False, False
+        record["incomplete_reason"] = "; ".join(filter(None, [record["incomplete_reason"], why]))
     record["path"] = _path_section(path, run, signatures, record)
     if cycle_s is not None:
         record["load"]["cycle_ms"] = cycle_s * 1e3  # each client starts an event this often (paced closed loop)

@@ -323,6 +323,39 @@ def test_cli_many_hosts_carry_a_users_several_input_model(cluster, engine, tmp_p
         assert run["verification"]["verified"], run["verification"]
 
 
+def test_a_path_on_two_hosts_merges_exactly_and_triton_counts_every_call(cluster, server, artifacts, tmp_path):
+    # Each host runs the event engine on its share; the coordinator reads Triton's per-model
+    # counters before any host's first event and after every host's last.
+    from tests.test_paths import TWO_STEPS
+
+    path = tmp_path / "path.toml"
+    path.write_text(TWO_STEPS)
+    ep = server.endpoints
+    out = tmp_path / "path-hosts.json"
+    done = run_axon("bench", "--url", ep.grpc, "--metrics-url", ep.metrics, "--artifacts", str(artifacts), "--path", str(path), "--dask", cluster.scheduler_address,
+                    "--hosts", "2", "--concurrency", "4", "--duration", "1.5", "--warmup", "0.5", "--output", str(out), timeout=240)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "2 hosts via" in done.stderr and "host 1 " in done.stderr
+    (run,) = json.loads(out.read_text())["runs"]
+    assert run["complete"] and run["passed"], (run["incomplete_reason"], run["verdicts"])
+    assert run["engine"]["name"] == "events" and run["engine"]["hosts"] == 2 and run["engine"]["placement"] == "dask"
+    per_host = run["hosts"]["per_host"]
+    assert [h["concurrency"] for h in per_host] == [2, 2] and all(h["engine"] == "events" and h["ok"] > 0 and h["attempts"] == 1 for h in per_host)
+    # Events: counts add up over hosts and the event histogram is the exact sum of the hosts'.
+    assert run["latency_ms"]["count"] == run["requests"]["ok"] == sum(h["ok"] for h in per_host)
+    merged = stats.merge([h["histogram"] for h in per_host])
+    assert stats.LatencySummary.of(merged) == stats.LatencySummary.of(stats.decode(run["histogram"]))
+    # Calls: each model's answered calls over the whole run, summed over hosts, are Triton's count.
+    section = run["path"]
+    assert section["verification"]["verified"], section["verification"]
+    events = section["events_ok_whole_run"]
+    for model, per_event in {"particle_classifier_v1": 2, "particle_classifier_v2": 1}.items():
+        entry = section["models"][model]
+        assert entry["calls_ok"] == per_event * events == entry["server"]["success_count"], (model, entry)
+    assert sum(c["ok"] for c in section["calls"] if c["step"] == 1) == run["requests"]["sent"]
+    assert run["hosts"]["sync"]["aligned"] and run["correctness"]["enabled"] and run["correctness"]["mismatches"] == 0
+
+
 def test_pytest_plugin_runs_cases_on_the_hosts(cluster, server, artifacts, pytester, monkeypatch):
     # The inner pytest must load this checkout's plugin, not an installed one.
     monkeypatch.setenv("PYTHONPATH", str(Path(axon.__file__).parent.parent))

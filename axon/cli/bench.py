@@ -187,10 +187,10 @@ def _check_options(args: argparse.Namespace) -> None:
         raise AxonError("--poisson shapes open-loop arrivals: give --rate with it")
     if args.path is not None:
         given = [name for name, value in (("--model", args.model), ("--onnx", args.onnx), ("--shape", args.shape), ("--input-data", args.input_data),
-                                          ("--rows-per-request", args.rows_per_request != 1), ("--dask", args.dask), ("--requests", args.requests)) if value]
+                                          ("--rows-per-request", args.rows_per_request != 1), ("--requests", args.requests)) if value]
         if given:
-            raise AxonError(f"{given[0]} does not go with --path: the path file names each call's model and rows" if given[0] != "--dask" and given[0] != "--requests"
-                            else f"{given[0]} does not go with --path yet: a path runs on axon's event engine, on this machine, for a duration")
+            raise AxonError(f"{given[0]} does not go with --path: the path file names each call's model and rows" if given[0] != "--requests"
+                            else f"{given[0]} does not go with --path yet: a path's events run for a duration")
         if args.engine == "native":
             raise AxonError("--engine native can't keep a path's order (each step waits for the one before); a path runs on axon's event engine")
 
@@ -264,7 +264,13 @@ def _measure(args: argparse.Namespace, choice, specs: list[LoadSpec], prepared: 
                 from axon.engines.hosts.dask import DaskHosts, describe
 
                 hosts = stack.enter_context(DaskHosts(args.dask, args.hosts))
-                prepared = [prepare(spec, has_metrics=not args.url or bool(args.metrics_url), tls=args.tls, hosts=hosts) for spec in specs]
+                if choice.path is not None:  # every host runs the event engine: only the split of the load to check
+                    from axon.engines.hosts.dask import check_spec
+
+                    for case in prepared:
+                        check_spec(case.spec, hosts.n, "events")
+                else:
+                    prepared = [prepare(spec, has_metrics=not args.url or bool(args.metrics_url), tls=args.tls, hosts=hosts) for spec in specs]
                 for notice in [prepared[0].choice.notice, *hosts.notices()]:
                     if notice:
                         print(f"axon: notice: {notice}", file=sys.stderr)
@@ -292,7 +298,7 @@ def _measure(args: argparse.Namespace, choice, specs: list[LoadSpec], prepared: 
                         try:
                             repeat = (index, args.repeat) if args.repeat > 1 else None
                             if choice.path is not None:
-                                run = run_path(choice.path, spec, target, features, reference, dataset, on_progress=progress, repeat=repeat)
+                                run = run_path(choice.path, spec, target, features, reference, dataset, on_progress=progress, repeat=repeat, hosts=hosts)
                             else:
                                 run = run_case(case, target, features, reference, dataset, on_progress=progress, repeat=repeat)
                         finally:

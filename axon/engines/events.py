@@ -27,6 +27,8 @@ from axon.engines.schedule import arrival_offsets
 from axon.records import stats
 
 PROGRESS_INTERVAL_S = 0.5
+ENGINE_INFO = {"name": "events", "tool": "grpc.aio (event-aware: steps in order, calls of a step concurrent)",
+               "why": "a path's steps depend on each other: h2load's independent fixed-rate requests cannot keep that order"}
 
 
 @dataclass
@@ -55,7 +57,7 @@ def _busy(ms: float) -> None:
         pass
 
 
-async def _run(steps: list[list[PlannedCall]], client_ms: list[float], spec: LoadSpec, endpoints, guard, on_progress, cycle_s: float | None) -> dict:
+async def _run(steps: list[list[PlannedCall]], client_ms: list[float], spec: LoadSpec, endpoints, guard, on_progress, cycle_s: float | None, start_at: float | None = None) -> dict:
     clock = time.perf_counter
     # One sender per distinct call (its own payload pool), all on one channel.
     channel_sender = GrpcSender(endpoints.grpc, [], spec.timeout_s, endpoints.tls, dict(endpoints.headers), getattr(endpoints, "ca_file", None))
@@ -70,7 +72,10 @@ async def _run(steps: list[list[PlannedCall]], client_ms: list[float], spec: Loa
     event_failures: Counter = Counter()
     checked = mismatches = 0
     stop = asyncio.Event()
+    if start_at is not None:  # many hosts: every host's events start at one instant (this machine's clock)
+        await asyncio.sleep(max(start_at - time.time(), 0.0))
     t0 = clock()
+    window_start_wall = time.time() + spec.warmup_s
     window_start, window_end = t0 + spec.warmup_s, t0 + spec.warmup_s + spec.duration_s
     cpu: dict[str, float] = {}
     reason: list[str] = []
@@ -206,6 +211,7 @@ async def _run(steps: list[list[PlannedCall]], client_ms: list[float], spec: Loa
             client_cpu_s=cpu_s,
             client_cpu_requests=events["in_window"],
             incomplete_reason=reason[0] if reason else None,
+            window_start_wall=window_start_wall,
         ),
         "calls": {key: {"sent": st.sent, "ok": st.ok, "failures": dict(st.failures), "latency": stats.encode(st.latency)} for key, st in per_call.items()},
         "totals": {model: dict(c) for model, c in totals.items()},
@@ -214,17 +220,18 @@ async def _run(steps: list[list[PlannedCall]], client_ms: list[float], spec: Loa
 
 
 def run(steps: list[list[PlannedCall]], client_ms: list[float], spec: LoadSpec, endpoints, scrape_models=None, guard=None, on_progress=None,
-        cycle_s: float | None = None) -> EngineRun:
+        cycle_s: float | None = None, start_at: float | None = None) -> EngineRun:
     """Offer the path's events; ``scrape_models()`` reads Triton's per-model counters (before and after the load).
 
     ``cycle_s`` (closed loop only): each of the ``concurrency`` clients starts an event every
     ``cycle_s`` seconds, thinking between (``axon size --verify``'s simulated trigger clients).
+    ``start_at``: a ``time.time()`` instant to start at (many hosts), else now.
     """
     before = scrape_models() if scrape_models else None
     loop = asyncio.new_event_loop()
     interrupted = False
     try:
-        result = loop.run_until_complete(_run(steps, client_ms, spec, endpoints, guard, on_progress, cycle_s))
+        result = loop.run_until_complete(_run(steps, client_ms, spec, endpoints, guard, on_progress, cycle_s, start_at))
     except KeyboardInterrupt:
         interrupted = True
         result = None
@@ -235,7 +242,6 @@ def run(steps: list[list[PlannedCall]], client_ms: list[float], spec: LoadSpec, 
         empty = WorkerOutcome(index=0, latency=stats.encode(stats.new_histogram()), lag="", sent=0, ok=0, failures={}, checked=0, mismatches=0,
                               measured_s=float("nan"), client_cores=float("nan"), incomplete_reason="interrupted")
         return EngineRun([empty], None, None, True, {"name": "events", "tool": "grpc.aio"}, {})
-    info = {"name": "events", "tool": "grpc.aio (event-aware: steps in order, calls of a step concurrent)", "processes": 1,
-            "why": "a path's steps depend on each other: h2load's independent fixed-rate requests cannot keep that order"}
+    info = {**ENGINE_INFO, "processes": 1}
     return EngineRun([result["outcome"]], None, None, interrupted, info, {"path_calls": result["calls"], "path_totals": result["totals"], "scrapes": (before, after), "events_run_ok": result["events_run_ok"],
                                                                          "max_schedule_lag_s": MAX_SCHEDULE_LAG_S})

@@ -72,7 +72,8 @@ def check_spec(spec: LoadSpec, hosts: int, engine: str = "python") -> None:
     if engine != "native" and spec.connections is not None:
         raise AxonError("--connections shapes the native engine's load; this case runs on the python engine")
     if spec.mode == "closed":
-        per_host = 1 if engine == "native" or isinstance(spec.processes, str) else spec.processes
+        # h2load and the event engine offer each host's share from one process.
+        per_host = 1 if engine in ("native", "events") or isinstance(spec.processes, str) else spec.processes
         if spec.concurrency < hosts * per_host:
             raise AxonError(f"concurrency {spec.concurrency} can't be split over {hosts} hosts x {per_host} processes (need >= {hosts * per_host})")
     if spec.max_in_flight is not None:
@@ -203,8 +204,6 @@ class DaskHosts:
 
     def run(self, work: Workload, engine: str = "python") -> EngineRun:
         """Offer the load from every host on ``engine``; the same :class:`EngineRun` one machine's engine returns."""
-        from distributed import Event, Queue, Variable
-
         spec, endpoints, payloads, expected = work.spec, work.endpoints, work.payloads, work.expected
         scrape, on_progress, client_bound_cores = work.scrape, work.on_progress, work.client_bound_cores
 
@@ -219,39 +218,15 @@ class DaskHosts:
                 pre = scrape()
             except ServerError as exc:
                 raise ServerError(f"native engine: cannot read Triton's counters before the run: {exc}") from None
-        names = RunNames(f"axon-{uuid.uuid4().hex[:12]}")
-        events = Queue(names.events, client=self.client)
-        start_var, stop_event = Variable(names.start, client=self.client), Event(names.stop, client=self.client)
-        mine = clock.measure_offset(time.time, self._scheduler_time)
-        states = [_HostState(h, addr) for h, addr in enumerate(self.addresses)]
         load = HostLoad(payloads[:1], None) if native else HostLoad(payloads, expected)
-        shares = host_shares(spec, self.n)
-        for state, share in zip(states, shares):
-            # Scattered to this host once; its load processes get it from there.
-            [data] = self.client.scatter([load], workers=[state.address], hash=False)
-            job = HostJob(state.index, names, share, endpoints.grpc, endpoints.tls, dict(endpoints.headers), self.correct_clocks, self.clock_skew_s.get(state.index, 0.0), engine)
-            state.future = self.client.submit(
-                host_main, job, data, key=f"{names.run_id}-host-{state.index}", workers=[state.address], allow_other_workers=False, retries=0, pure=False
-            )
-        interrupted = False
-        start = lead = worst_rtt = math.nan
         scrapes = native_engine._Scrapes(scrape, []) if scrape is not None else None
-        try:
-            self._wait_ready(states, events, start_var)
-            worst_rtt = max([mine.worst_rtt_s] + [s.ready["offset"]["worst_rtt_s"] for s in states])
-            lead = clock.start_lead_s(worst_rtt)
-            start = self._scheduler_time() + lead
-            start_var.set({"start": start})
-            window_start = clock.local_start(start, mine) + spec.warmup_s  # on this machine's clock
+
+        def plan(shares: list[LoadSpec], window_start: float) -> list[float]:
             # python: Triton at the window's edges. native: twice inside the window, for the count check.
-            plan = host_h2load.scrape_plan(spec, shares, window_start) if native else [window_start]
-            self._follow(states, events, spec, window_start, scrapes, plan if scrapes else [], on_progress)
-        except KeyboardInterrupt:
-            interrupted = True
-            stop_event.set()
-            if math.isnan(start):  # hosts still waiting for T: tell them, rather than let them time out
-                start_var.set({"abort": "interrupted"})
-            self._collect(states, events, deadline=time.time() + spec.timeout_s + RESULT_GRACE_S)
+            return host_h2load.scrape_plan(spec, shares, window_start) if native else [window_start]
+
+        states, placed = self._place(spec, endpoints, load, engine, scrapes, plan, on_progress)
+        interrupted, names, start, lead, worst_rtt, mine = placed
         samples = scrapes.samples if scrapes and not interrupted else []
         before = after = post = None
         if native:
@@ -262,14 +237,77 @@ class DaskHosts:
             before = samples[0]["metrics"]
             with contextlib.suppress(ServerError):
                 after = scrape()
-        with contextlib.suppress(Exception):
-            start_var.delete()
         run = self._engine_run(spec, names, states, before, after, interrupted, client_bound_cores, start, lead, worst_rtt, mine, engine)
         if native:
             self._verify(run, states, samples, mine, pre, post, scrapes.error)
         elif scrapes is not None and scrapes.error and before is None:
             run.extra["metrics_error"] = scrapes.error
         return run
+
+    def run_path(self, load, spec: LoadSpec, endpoints, scrape_models=None, on_progress=None, client_bound_cores: float = math.inf) -> EngineRun:
+        """A trigger path's events from every host (the event engine on each host's share); the :class:`EngineRun` one machine's returns.
+
+        ``load`` is an :class:`axon.engines.hosts.events_host.PathLoad`. Triton's per-model
+        counters are read here, before any host's first event and after every host's last, so
+        each model's counted calls, summed over hosts, can be held against them.
+        """
+        from axon.engines.events import ENGINE_INFO
+        from axon.engines.loadgen import MAX_SCHEDULE_LAG_S
+
+        check_spec(spec, self.n, "events")
+        before = scrape_models() if scrape_models else None
+        states, placed = self._place(spec, endpoints, load, "events", None, lambda shares, window_start: [], on_progress)
+        interrupted, names, start, lead, worst_rtt, mine = placed
+        after = scrape_models() if scrape_models and not interrupted else None
+        run = self._engine_run(spec, names, states, None, None, interrupted, client_bound_cores, start, lead, worst_rtt, mine, "events")
+        returned = [s.result for s in states if s.result]
+        versions = [r["engine_version"] for r in returned]
+        run.info = {**ENGINE_INFO, "version": versions[0] if versions else None, "processes": len(returned), "hosts": self.n, "placement": "dask"}
+        run.extra.update(path_calls=_merged_calls([r["calls"] for r in returned]), path_totals=_summed_totals([r["totals"] for r in returned]),
+                         scrapes=(before, after), events_run_ok=sum(r["events_run_ok"] for r in returned), max_schedule_lag_s=MAX_SCHEDULE_LAG_S)
+        return run
+
+    def _place(self, spec: LoadSpec, endpoints, load, engine: str, scrapes, plan, on_progress) -> tuple[list[_HostState], tuple]:
+        """One pinned task per host, the two-phase start, and the hosts followed to their results.
+
+        ``plan(shares, window_start)`` gives the instants (this machine's clock) to scrape
+        Triton at through ``scrapes``. Returns the hosts' states and (interrupted, names, T,
+        lead, worst round trip, this machine's offset).
+        """
+        from distributed import Event, Queue, Variable
+
+        names = RunNames(f"axon-{uuid.uuid4().hex[:12]}")
+        events = Queue(names.events, client=self.client)
+        start_var, stop_event = Variable(names.start, client=self.client), Event(names.stop, client=self.client)
+        mine = clock.measure_offset(time.time, self._scheduler_time)
+        states = [_HostState(h, addr) for h, addr in enumerate(self.addresses)]
+        shares = host_shares(spec, self.n)
+        for state, share in zip(states, shares):
+            # Scattered to this host once; its load processes get it from there.
+            [data] = self.client.scatter([load], workers=[state.address], hash=False)
+            job = HostJob(state.index, names, share, endpoints.grpc, endpoints.tls, dict(endpoints.headers), self.correct_clocks, self.clock_skew_s.get(state.index, 0.0), engine)
+            state.future = self.client.submit(
+                host_main, job, data, key=f"{names.run_id}-host-{state.index}", workers=[state.address], allow_other_workers=False, retries=0, pure=False
+            )
+        interrupted = False
+        start = lead = worst_rtt = math.nan
+        try:
+            self._wait_ready(states, events, start_var)
+            worst_rtt = max([mine.worst_rtt_s] + [s.ready["offset"]["worst_rtt_s"] for s in states])
+            lead = clock.start_lead_s(worst_rtt)
+            start = self._scheduler_time() + lead
+            start_var.set({"start": start})
+            window_start = clock.local_start(start, mine) + spec.warmup_s  # on this machine's clock
+            self._follow(states, events, spec, window_start, scrapes, plan(shares, window_start) if scrapes else [], on_progress)
+        except KeyboardInterrupt:
+            interrupted = True
+            stop_event.set()
+            if math.isnan(start):  # hosts still waiting for T: tell them, rather than let them time out
+                start_var.set({"abort": "interrupted"})
+            self._collect(states, events, deadline=time.time() + spec.timeout_s + RESULT_GRACE_S)
+        with contextlib.suppress(Exception):
+            start_var.delete()
+        return states, (interrupted, names, start, lead, worst_rtt, mine)
 
     def _drain(self, states: list[_HostState], events) -> None:
         for event in events.get(batch=True):
@@ -438,6 +476,27 @@ class DaskHosts:
         run.extra.update(verification=verification, correctness_method=host_h2load.CORRECTNESS_METHOD)
         if error and len(samples) < 2:
             run.extra["metrics_error"] = error
+
+
+def _merged_calls(per_host: list[dict]) -> dict:
+    """Each call's counts summed over hosts, and its latency histogram their exact sum."""
+    merged = {}
+    for key in sorted({k for calls in per_host for k in calls}):
+        mine = [calls[key] for calls in per_host if key in calls]
+        merged[key] = {"sent": sum(c["sent"] for c in mine), "ok": sum(c["ok"] for c in mine), "failures": add_counts(c["failures"] for c in mine),
+                       "latency": stats.encode(stats.merge([c["latency"] for c in mine]))}
+    return merged
+
+
+def _summed_totals(per_host: list[dict]) -> dict:
+    """Each model's calls sent and answered over the whole run, summed over hosts."""
+    totals: dict[str, dict] = {}
+    for host in per_host:
+        for model, counts in host.items():
+            entry = totals.setdefault(model, {})
+            for k, v in counts.items():
+                entry[k] = entry.get(k, 0) + v
+    return totals
 
 
 def _native_info(spec: LoadSpec, results: list[dict], versions: list, hosts: int) -> dict:

@@ -71,7 +71,7 @@ class HostJob:
     headers: dict
     correct_clock: bool = True  # False only in tests: start at T as if the clocks agreed
     clock_skew_s: float = 0.0  # test only: this host's clock reads this much ahead of the real one
-    engine: str = "python"  # or "native": h2load for this host's share
+    engine: str = "python"  # or "native": h2load for this host's share; or "events": a trigger path's events
 
 
 def probe() -> dict:
@@ -120,6 +120,8 @@ def host_main(job: HostJob, load: HostLoad) -> dict:
     events.put({"kind": "started", "host": job.index})
     if job.engine == "native":
         return _native_main(job, load, client, worker, events, base)
+    if job.engine == "events":
+        return _events_main(job, load, client, worker, events, base)
     if mp.current_process().daemon:
         return {**base, "error": f"this Dask worker is a daemon process and cannot start load processes; {DAEMON_HINT}"}
 
@@ -237,6 +239,43 @@ def _native_main(job: HostJob, load: HostLoad, client, worker, events, base: dic
         "h2load_summary": summaries,
         "outcomes": outcomes,
     }
+
+
+def _events_main(job: HostJob, load, client, worker, events, base: dict) -> dict:
+    """A trigger path's host: the event engine on this host's share, in a process of its own, released at T."""
+    from distributed import Event, Variable
+
+    from axon.engines.hosts import events_host
+
+    def failed(why: str) -> dict:
+        events.put({"kind": "failed", "host": job.index, "error": why})
+        return {**base, "error": why}
+
+    offset = clock.measure_offset(lambda: time.time() + job.clock_skew_s, lambda: client.run_on_scheduler(time.time))
+    if mp.current_process().daemon:
+        return failed(f"this Dask worker is a daemon process and cannot start the event engine's process; {DAEMON_HINT}")
+
+    def wait_start() -> dict:
+        try:
+            return Variable(job.names.start, client=client).get(timeout=START_WAIT_S)
+        except TimeoutError:
+            return {"abort": f"no start time within {START_WAIT_S:.0f} s"}
+
+    stop = Event(job.names.stop, client=client)
+    try:
+        _wake(job)
+        job.share.validate()
+        result = events_host.run_on_host(
+            job, load, offset,
+            ready=lambda: events.put({"kind": "ready", "host": job.index, "offset": offset.as_dict(), "processes": 1}),
+            wait_start=wait_start, stopping=stop.is_set, report=lambda event: events.put({**event, "host": job.index}),
+        )  # fmt: skip
+    except AxonError as exc:
+        return failed(str(exc))
+    if "error" in result:
+        return {**base, "error": result["error"]}
+    return {**base, **result, "offset": offset.as_dict(), "scheduler_delay_s": worker.scheduler_delay, "clock_corrected": job.correct_clock,
+            "engine": "events", "engine_version": python.version()}
 
 
 def _native_progress(events, stop, index: int):
