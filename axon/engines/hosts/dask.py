@@ -252,6 +252,7 @@ class DaskHosts:
         each model's counted calls, summed over hosts, can be held against them.
         """
         from axon.engines.events import ENGINE_INFO
+        from axon.engines.hosts import events_host
         from axon.engines.loadgen import MAX_SCHEDULE_LAG_S
 
         check_spec(spec, self.n, "events")
@@ -263,7 +264,7 @@ class DaskHosts:
         returned = [s.result for s in states if s.result]
         versions = [r["engine_version"] for r in returned]
         run.info = {**ENGINE_INFO, "version": versions[0] if versions else None, "processes": len(returned), "hosts": self.n, "placement": "dask"}
-        run.extra.update(path_calls=_merged_calls([r["calls"] for r in returned]), path_totals=_summed_totals([r["totals"] for r in returned]),
+        run.extra.update(path_calls=events_host.merged_calls([r["calls"] for r in returned]), path_totals=events_host.summed_totals([r["totals"] for r in returned]),
                          scrapes=(before, after), events_run_ok=sum(r["events_run_ok"] for r in returned), max_schedule_lag_s=MAX_SCHEDULE_LAG_S)
         return run
 
@@ -476,27 +477,6 @@ class DaskHosts:
         run.extra.update(verification=verification, correctness_method=host_h2load.CORRECTNESS_METHOD)
         if error and len(samples) < 2:
             run.extra["metrics_error"] = error
-
-
-def _merged_calls(per_host: list[dict]) -> dict:
-    """Each call's counts summed over hosts, and its latency histogram their exact sum."""
-    merged = {}
-    for key in sorted({k for calls in per_host for k in calls}):
-        mine = [calls[key] for calls in per_host if key in calls]
-        merged[key] = {"sent": sum(c["sent"] for c in mine), "ok": sum(c["ok"] for c in mine), "failures": add_counts(c["failures"] for c in mine),
-                       "latency": stats.encode(stats.merge([c["latency"] for c in mine]))}
-    return merged
-
-
-def _summed_totals(per_host: list[dict]) -> dict:
-    """Each model's calls sent and answered over the whole run, summed over hosts."""
-    totals: dict[str, dict] = {}
-    for host in per_host:
-        for model, counts in host.items():
-            entry = totals.setdefault(model, {})
-            for k, v in counts.items():
-                entry[k] = entry.get(k, 0) + v
-    return totals
 
 
 def _native_info(spec: LoadSpec, results: list[dict], versions: list, hosts: int) -> dict:

@@ -1,11 +1,12 @@
-"""A trigger path's events from one host: the event engine in a process of its own, released at T.
+"""A trigger path's events from one host (the event engine in a process of its own, released at T), and their merge.
 
 The Dask task never times an event. It spawns one process, which imports the stack and says
 ready; the task then says ready to the coordinator, waits for the common start T, and hands the
 process T's local equivalent; the process runs :func:`axon.engines.events.run` on this host's
 share (closed loop: its events in flight; open loop: its rate) from that instant and sends back
 what the engine measured. Triton's per-model counters are the coordinator's to read, before the
-first event of any host and after the last.
+first event of any host and after the last; :func:`merged_calls` and :func:`summed_totals` add
+the hosts' per-call and per-model counts up for the one check.
 """
 
 from __future__ import annotations
@@ -17,6 +18,8 @@ from dataclasses import dataclass
 
 from axon.engines.hosts import clock
 from axon.errors import AxonError
+from axon.records import stats
+from axon.records.schema import add_counts
 
 READY_TIMEOUT_S = 120.0  # a spawned process imports grpc and numpy before it is ready
 POLL_S = 0.1
@@ -109,3 +112,24 @@ def run_on_host(job, load: PathLoad, offset: clock.Offset, ready, wait_start, st
         process.join(timeout=5)
         if process.is_alive():
             process.kill()
+
+
+def merged_calls(per_host: list[dict]) -> dict:
+    """Each call's counts summed over hosts, and its latency histogram their exact sum."""
+    merged = {}
+    for key in sorted({k for calls in per_host for k in calls}):
+        mine = [calls[key] for calls in per_host if key in calls]
+        merged[key] = {"sent": sum(c["sent"] for c in mine), "ok": sum(c["ok"] for c in mine), "failures": add_counts(c["failures"] for c in mine),
+                       "latency": stats.encode(stats.merge([c["latency"] for c in mine]))}
+    return merged
+
+
+def summed_totals(per_host: list[dict]) -> dict:
+    """Each model's calls sent and answered over the whole run, summed over hosts."""
+    totals: dict[str, dict] = {}
+    for host in per_host:
+        for model, counts in host.items():
+            entry = totals.setdefault(model, {})
+            for k, v in counts.items():
+                entry[k] = entry.get(k, 0) + v
+    return totals
