@@ -36,7 +36,7 @@ from axon.engines.cpu import process_cpu_s
 from axon.engines.loadgen import REJECTED, LoadSpec, shed_by_queue
 from axon.engines.payloads import MODEL_INFER
 from axon.errors import AxonError, ServerError
-from axon.serving.embedded import grpc_alive
+from axon.serving.endpoints import grpc_alive
 
 # Triton is scraped this far inside h2load's main phase at each end (at most), so that the
 # scrapes fall after the warm-up's requests and before h2load stops its streams.
@@ -94,7 +94,7 @@ def precheck(endpoints: Any, payload: bytes, expected: dict[str, np.ndarray] | N
     """
     import grpc
 
-    from axon.serving.embedded import read_ca
+    from axon.serving.endpoints import read_ca
 
     creds = grpc.ssl_channel_credentials(root_certificates=read_ca(getattr(endpoints, "ca_file", None))) if endpoints.tls else None
     channel = grpc.secure_channel(endpoints.grpc, creds) if creds else grpc.insecure_channel(endpoints.grpc)

@@ -85,7 +85,7 @@ def tls_credentials(ca_file: str | None):
     """gRPC channel credentials that verify the server against ``ca_file`` (the system's CAs when None)."""
     import grpc
 
-    from axon.serving.embedded import read_ca
+    from axon.serving.endpoints import read_ca
 
     return grpc.ssl_channel_credentials(root_certificates=read_ca(ca_file))
 

@@ -41,7 +41,7 @@ from axon.engines.loadgen import LoadSpec
 from axon.engines.native_tick import tick_s
 from axon.engines.payloads import grpc_frame
 from axon.errors import ServerError
-from axon.serving.embedded import grpc_alive
+from axon.serving.endpoints import grpc_alive
 
 CORRECTNESS_METHOD = h2load_runner.CORRECTNESS_METHOD + " by the coordinator"
 METHOD = (
