@@ -134,9 +134,10 @@ def test_every_engine_implements_the_one_interface():
     from axon.engines import Engine
     from axon.engines.direct import DirectEngine
     from axon.engines.native import NativeEngine
+    from axon.engines.native_open import NativeOpenEngine
     from axon.engines.python import PythonEngine
 
-    for engine in (PythonEngine(), NativeEngine(), DirectEngine()):
+    for engine in (PythonEngine(), NativeEngine(), NativeOpenEngine(), DirectEngine()):
         assert isinstance(engine, Engine), engine
         assert inspect.signature(type(engine).run).parameters.keys() == {"self", "work"}
 

@@ -120,6 +120,17 @@ def test_choose_engine(monkeypatch):
         engines.choose("native", "closed", True)
 
 
+def test_engine_for_picks_the_closed_or_the_open_loop():
+    from axon.engines.native import NativeEngine
+    from axon.engines.native_open import NativeOpenEngine
+
+    native_choice = engines.EngineChoice("native", "native", None)
+    assert type(engines.engine_for(native_choice, LoadSpec(V1, concurrency=4).validate())) is NativeEngine
+    assert type(engines.engine_for(native_choice, LoadSpec(V1, rate=100.0, engine="native").validate())) is NativeOpenEngine
+    with pytest.raises(AxonError, match="must divide"):
+        engines.engine_for(native_choice, LoadSpec(V1, concurrency=4, connections=3).validate())
+
+
 def test_topology():
     assert native.topology(64, None, cores=2) == (1, 64, 1)
     assert native.topology(64, 4, cores=2) == (4, 16, 2)
