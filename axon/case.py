@@ -28,7 +28,7 @@ from axon.errors import AxonError, ServerError
 from axon.records import answered, results, stats
 from axon.records.schema import SCHEMA_VERSION, add_counts
 from axon.serving import triton_metrics
-from axon.serving.embedded import Endpoints, wait_ready
+from axon.serving.endpoints import Endpoints, wait_ready
 from axon.serving.watch import ServerWatch, Watchable, default_limit_bytes, not_watched
 from axon.workload.feed import Feed, as_feed, settle
 from axon.workload.signature import served_models

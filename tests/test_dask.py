@@ -111,7 +111,7 @@ def cluster(tmp_path_factory):
 
     from distributed import Client
 
-    from axon.serving.embedded import free_port
+    from axon.serving.endpoints import free_port
 
     port = free_port()
     log = tmp_path_factory.mktemp("dask") / "local.log"

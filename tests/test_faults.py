@@ -38,7 +38,8 @@ import tritonclient.grpc as grpcclient
 from axon import interrupts
 from axon.records import results
 from axon.serving.backends import embedded_repository
-from axon.serving.embedded import EmbeddedServer, free_port
+from axon.serving.embedded import EmbeddedServer
+from axon.serving.endpoints import free_port
 from tests.faultlog import observe
 from tests.helpers import LineWatcher, assert_clean_error, run_axon, start_axon, window_under_way
 

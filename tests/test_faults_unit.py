@@ -24,7 +24,7 @@ from axon.engines.loadgen import (
 )
 from axon.errors import AxonError
 from axon.records import results
-from axon.serving.embedded import tls_problem
+from axon.serving.endpoints import tls_problem
 from tests.fakeclock import run_virtual
 
 

@@ -306,11 +306,11 @@ def test_the_http1_probe_tells_an_http1_server_from_a_grpc_one():
 def test_a_window_shorter_than_the_engine_times_is_refused_with_its_minimum(engine):
     from dataclasses import replace
 
-    from axon.engines import EngineChoice, engine_for, native, python
+    from axon.engines import EngineChoice, engine_for, h2load_runner, python
     from axon.engines.loadgen import LoadSpec
     from axon.pytest_plugin.options import OPTIONS
 
-    shortest = {"native": native.MIN_WINDOW_S, "python": python.MIN_WINDOW_S}[engine]
+    shortest = {"native": h2load_runner.MIN_WINDOW_S, "python": python.MIN_WINDOW_S}[engine]
     spec = LoadSpec("m", concurrency=4, duration_s=shortest / 10, warmup_s=0).validate()
     choice = EngineChoice(engine, engine, None)
     with pytest.raises(AxonError, match=rf"^--duration {shortest / 10:g} s is shorter than the {engine} engine can time: its shortest window is {shortest:g} s \("):

@@ -20,7 +20,8 @@ from axon.case import Target, run_case
 from axon.engines.loadgen import LoadSpec
 from axon.errors import ServerError
 from axon.serving.backends import embedded_repository
-from axon.serving.embedded import EmbeddedServer, wait_ready
+from axon.serving.embedded import EmbeddedServer
+from axon.serving.endpoints import wait_ready
 from axon.serving.watch import ServerWatch, not_watched
 
 V1 = "particle_classifier_v1"

@@ -158,8 +158,61 @@ def test_every_engine_implements_the_one_interface():
     from axon.engines import Engine
     from axon.engines.direct import DirectEngine
     from axon.engines.native import NativeEngine
+    from axon.engines.native_open import NativeOpenEngine
     from axon.engines.python import PythonEngine
 
-    for engine in (PythonEngine(), NativeEngine(), DirectEngine()):
+    for engine in (PythonEngine(), NativeEngine(), NativeOpenEngine(), DirectEngine()):
         assert isinstance(engine, Engine), engine
         assert inspect.signature(type(engine).run).parameters.keys() == {"self", "work"}
+
+
+def _import_graph() -> dict[str, set[str]]:
+    """Each axon module's imports of other axon modules, its own packages left out (a package's
+    ``__init__`` may import its modules lazily, as :func:`axon.engines.engine_for` does)."""
+    return {m: {t for t in _imports(m, p) if t in MODULES and t != m and not m.startswith(t + ".")} for m, p in MODULES.items()}
+
+
+def test_no_import_cycles():
+    """Not even through an import inside a function: a cycle means two modules share a job."""
+    graph, cycles = _import_graph(), []
+    for start in graph:
+        # Every module reachable from start's imports; start among them is a cycle.
+        seen, todo = set(), list(graph[start])
+        while todo:
+            module = todo.pop()
+            if module not in seen:
+                seen.add(module)
+                todo.extend(graph[module])
+        if start in seen:
+            cycles.append(start)
+    assert not cycles, "modules on an import cycle: " + ", ".join(sorted(cycles))
+
+
+def _private_uses(path: Path) -> set[str]:
+    """The private names (``_x``) of other axon modules that the file at ``path`` imports or reaches into."""
+    tree, found, aliases = ast.parse(path.read_text()), set(), {}
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("axon") and node.level == 0:
+            for alias in node.names:
+                if f"{node.module}.{alias.name}" in MODULES:
+                    aliases[alias.asname or alias.name] = f"{node.module}.{alias.name}"
+                elif alias.name.startswith("_"):
+                    found.add(f"{node.module}.{alias.name}")
+        elif isinstance(node, ast.Import):
+            aliases.update({a.asname: a.name for a in node.names if a.asname and a.name in MODULES})
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and node.value.id in aliases and node.attr.startswith("_") and not node.attr.startswith("__"):
+            found.add(f"{aliases[node.value.id]}.{node.attr}")
+    return found
+
+
+def test_no_module_uses_another_modules_private_names():
+    """What modules share is public in one home (the h2load runner, serving.endpoints, ...), never borrowed."""
+    borrowed = [f"{module} uses {name}" for module, path in MODULES.items() for name in _private_uses(path)]
+    assert not borrowed, "\n".join(sorted(borrowed))
+
+
+def test_the_cycle_and_private_name_checks_can_fail(tmp_path):
+    bad = tmp_path / "m.py"
+    bad.write_text("from axon.engines import native\nfrom axon.serving.embedded import _hidden\n\ndef f():\n    return native._secret\n")
+    assert _private_uses(bad) == {"axon.engines.native._secret", "axon.serving.embedded._hidden"}

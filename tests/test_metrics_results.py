@@ -94,6 +94,6 @@ def test_unreadable_results(tmp_path):
     ],
 )
 def test_the_native_engine_splits_triton_failures_by_reason(verification, classes):
-    from axon.engines import native
+    from axon.engines import h2load_runner
 
-    assert native.server_failure_classes(verification) == classes
+    assert h2load_runner.server_failure_classes(verification) == classes

@@ -9,7 +9,7 @@ import pytest
 
 from axon import engines
 from axon.case import Target, run_case
-from axon.engines import native
+from axon.engines import h2load_runner, native
 from axon.engines.loadgen import LoadSpec
 from axon.errors import AxonError, ServerError
 from axon.serving.backends import embedded_repository
@@ -81,7 +81,7 @@ def test_a_body_the_server_rejects_is_never_a_passing_run(artifacts, validation_
         with pytest.raises(ServerError, match="rejected the request body.*INVALID_ARGUMENT"):
             _run(off, artifacts, feed, batching="off", concurrency=2, rows_per_request=2)
         # Without the pre-run check, the cross-check with Triton's counters still catches it.
-        monkeypatch.setattr(native, "precheck", lambda *a, **k: None)
+        monkeypatch.setattr(h2load_runner, "precheck", lambda *a, **k: None)
         r = _run(off, artifacts, feed, batching="off", concurrency=2, rows_per_request=2)
     assert not r["passed"]
     assert r["verification"]["verified"] is False and r["verification"]["server_success"] == 0
@@ -120,6 +120,17 @@ def test_choose_engine(monkeypatch):
         engines.choose("native", "closed", True)
 
 
+def test_engine_for_picks_the_closed_or_the_open_loop():
+    from axon.engines.native import NativeEngine
+    from axon.engines.native_open import NativeOpenEngine
+
+    native_choice = engines.EngineChoice("native", "native", None)
+    assert type(engines.engine_for(native_choice, LoadSpec(V1, concurrency=4).validate())) is NativeEngine
+    assert type(engines.engine_for(native_choice, LoadSpec(V1, rate=100.0, engine="native").validate())) is NativeOpenEngine
+    with pytest.raises(AxonError, match="must divide"):
+        engines.engine_for(native_choice, LoadSpec(V1, concurrency=4, connections=3).validate())
+
+
 def test_topology():
     assert native.topology(64, None, cores=2) == (1, 64, 1)
     assert native.topology(64, 4, cores=2) == (4, 16, 2)
@@ -130,10 +141,10 @@ def test_topology():
 def test_read_log_and_summary(tmp_path):
     log = tmp_path / "h2.log"
     log.write_text("1795920423478333\t200\t2576\n1795920423478588\t-1\t2676\n17959204234")  # last row cut by a kill
-    rows = native.read_log(log)
+    rows = h2load_runner.read_log(log)
     assert rows.tolist() == [[1795920423478333, 200, 2576], [1795920423478588, -1, 2676]]
-    assert native.read_log(tmp_path / "missing.log").shape == (0, 3)
-    summary = native.parse_summary("requests: 10 total, 10 started, 9 done, 8 succeeded, 1 failed, 1 errored, 0 timeout\n")
+    assert h2load_runner.read_log(tmp_path / "missing.log").shape == (0, 3)
+    summary = h2load_runner.parse_summary("requests: 10 total, 10 started, 9 done, 8 succeeded, 1 failed, 1 errored, 0 timeout\n")
     assert summary == {"total": 10, "started": 10, "done": 9, "succeeded": 8, "failed": 1, "errored": 1, "timeout": 0}
 
 

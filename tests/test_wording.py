@@ -7,7 +7,7 @@ import math
 from axon.case import Target, _server_metrics
 from axon.cli.bench import table
 from axon.engines import EngineRun
-from axon.serving.embedded import Endpoints
+from axon.serving.endpoints import Endpoints
 
 
 def _run(interrupted: bool) -> EngineRun:

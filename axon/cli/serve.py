@@ -146,7 +146,7 @@ def _user_artifacts(args: argparse.Namespace, user: list, trained: list[str], st
 
 def _check_user_models(servers: list, user: list, shapes: dict) -> None:
     """One generated request per user model, its every output compared with onnxruntime on the same file."""
-    from axon.engines.native import precheck
+    from axon.engines.h2load_runner import precheck
     from axon.workload.feed import Feed, settle
 
     for server in servers:

@@ -35,15 +35,15 @@ def engine_for(choice: EngineChoice, spec: LoadSpec, options: dict[str, str] = C
     """The engine object for a choice made by :func:`choose`, its shape of ``spec`` checked now."""
     # Imported here: each engine module imports this package's base.
     if choice.name == "native":
-        from axon.engines.native import NativeEngine, topology
-
         if spec.mode == "closed":
-            topology(spec.concurrency, spec.connections)  # connections must divide the concurrency
-        else:
-            from axon.engines.native_open import open_topology
+            from axon.engines.native import NativeEngine, topology
 
-            open_topology(spec.rate, spec.connections, spec.max_in_flight)  # the bound must cover every connection
-        return check_window(NativeEngine(), spec, options)
+            topology(spec.concurrency, spec.connections)  # connections must divide the concurrency
+            return check_window(NativeEngine(), spec, options)
+        from axon.engines.native_open import NativeOpenEngine, open_topology
+
+        open_topology(spec.rate, spec.connections, spec.max_in_flight)  # the bound must cover every connection
+        return check_window(NativeOpenEngine(), spec, options)
     if spec.connections is not None:
         raise AxonError(f"{options.get('connections', 'connections')} shapes the native engine's load; this case runs on the python engine")
     from axon.engines.python import PythonEngine

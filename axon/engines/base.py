@@ -30,7 +30,7 @@ if TYPE_CHECKING:
     import numpy as np
 
     from axon.engines.loadgen import LoadSpec
-    from axon.serving.embedded import Endpoints
+    from axon.serving.endpoints import Endpoints
 
 ENGINES = ("auto", "native", "python")  # what a user may ask for; "direct" is its own command
 H2LOAD = "h2load"

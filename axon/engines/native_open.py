@@ -45,11 +45,13 @@ from typing import Any
 
 import numpy as np
 
-from axon.engines.base import H2LOAD, EngineRun, WorkerOutcome, h2load_version, stop_h2load
+from axon.engines import h2load_runner
+from axon.engines.base import EngineRun, WorkerOutcome, Workload, h2load_version, stop_h2load
+from axon.engines.h2load_runner import H2loadEngine, Scrapes
 from axon.engines.loadgen import CLIENT_OVERLOAD, MAX_SCHEDULE_LAG_S, LoadSpec
 from axon.engines.native_tick import CHECKED_TICKS, RPS_TICK_S, TICK_AGREES, measure_tick, tick_info, tick_problem, tick_s
-from axon.engines.payloads import MODEL_INFER, grpc_frame
-from axon.errors import AxonError, ServerError
+from axon.engines.payloads import grpc_frame
+from axon.errors import AxonError
 from axon.records import stats
 
 # One h2load process (one client, one event loop) is asked for at most this rate; above it
@@ -121,21 +123,9 @@ def peak_in_flight(rows: np.ndarray) -> int:
 
 
 def command(url: str, frame: Path, log: Path, spec: LoadSpec, rate: float, streams: int, tls: bool, headers: dict[str, str]) -> list[str]:
-    cmd = [
-        H2LOAD,
-        "-D", f"{round(spec.duration_s * 1000)}ms",
-        f"--warm-up-time={round(spec.warmup_s * 1000)}ms",
-        "-c", "1", "-m", str(streams), "-t", "1",
-        f"--rps={rate:.10g}",
-        "-d", str(frame),
-        "-H", "content-type: application/grpc",
-        "-H", "te: trailers",
-        "--log-file", str(log),
-    ]  # fmt: skip
-    for key, value in headers.items():
-        cmd += ["-H", f"{key.lower()}: {value}"]
-    scheme = "https" if tls else "http"
-    return [*cmd, f"{scheme}://{url}{MODEL_INFER}"]
+    """h2load's command line for one open-loop client: one connection, ``streams`` streams, ``rate`` requests/s."""
+    shape = ["-c", "1", "-m", str(streams), "-t", "1", f"--rps={rate:.10g}"]
+    return h2load_runner.command(url, frame, log, spec, shape, tls, headers)
 
 
 @dataclass
@@ -249,22 +239,15 @@ def _server_held(start_all: np.ndarray, end_all: np.ndarray, due: np.ndarray, st
 
 
 def histogram_of(seconds: np.ndarray) -> str:
-    histogram = stats.new_histogram()
-    us = np.clip(np.round(seconds * 1e6), stats.LOWEST_US, stats.HIGHEST_US).astype(np.int64)
-    values, counts = np.unique(us, return_counts=True)
-    for value, count in zip(values.tolist(), counts.tolist()):
-        histogram.record_value(value, count)
-    return stats.encode(histogram)
+    return stats.encode_microseconds(seconds * 1e6)
 
 
 def run(spec: LoadSpec, endpoints: Any, payload: bytes, expected, scrape, on_progress=None, check_body: bool = True, guard=None) -> EngineRun:
     """Run the open-loop case on h2load process(es) and turn each one's log into an outcome."""
-    from axon.engines import native  # the closed loop's helpers: pre-check, log reader, scrapes, count check
-
     if h2load_version() is None:
-        raise AxonError("the native engine needs h2load on PATH")
+        raise AxonError(h2load_runner.NO_H2LOAD)
     if check_body:
-        native.precheck(endpoints, payload, expected, spec.timeout_s)
+        h2load_runner.precheck(endpoints, payload, expected, spec.timeout_s)
     clients, streams, per_client = open_topology(spec.rate, spec.connections, spec.max_in_flight)
     tick = tick_s(per_client)
     info = {
@@ -286,10 +269,7 @@ def run(spec: LoadSpec, endpoints: Any, payload: bytes, expected, scrape, on_pro
         frame = Path(tmp) / "request.bin"
         frame.write_bytes(grpc_frame(payload))
         logs = [Path(tmp) / f"requests-{i}.log" for i in range(clients)]
-        try:
-            pre = scrape()
-        except ServerError as exc:
-            raise ServerError(f"native engine: cannot read Triton's counters before the run: {exc}") from None
+        pre = h2load_runner.scrape_before(scrape)
         launched = time.time()
         procs: list[subprocess.Popen] = []
         try:
@@ -300,52 +280,41 @@ def run(spec: LoadSpec, endpoints: Any, payload: bytes, expected, scrape, on_pro
                     time.sleep(lag)
                 cmd = command(endpoints.grpc, frame, log, spec, per_client, streams, endpoints.tls, endpoints.headers)
                 procs.append(subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
-            scrapes = native._Scrapes(scrape, [p.pid for p in procs])
+            scrapes = Scrapes(scrape, [p.pid for p in procs])
             window_start = launched + spec.warmup_s
-            margin = min(native.SCRAPE_MARGIN_S, spec.duration_s * native.SCRAPE_MARGIN_FRACTION)
-            plan = [window_start + margin + tick, window_start + spec.duration_s - margin]
+            plan = h2load_runner.scrape_times(window_start, spec.duration_s, lead_s=tick)
             interrupted, stopped = False, None
             try:
-                stopped = native._wait(procs, plan, scrapes, logs, window_start, spec.timeout_s, on_progress, endpoints, guard)
+                stopped = h2load_runner.follow(procs, plan, scrapes, logs, window_start, spec.timeout_s, on_progress, endpoints, guard)
             except KeyboardInterrupt:
                 interrupted = True
                 for p in procs:
                     stop_h2load(p)
-            outputs = []
-            for p in procs:
-                try:
-                    outputs.append(p.communicate(timeout=spec.duration_s + spec.warmup_s + native.EXIT_GRACE_S))
-                except subprocess.TimeoutExpired:
-                    p.kill()
-                    outputs.append(p.communicate())
+            outputs = h2load_runner.collect(procs, spec)
         finally:
             for p in procs:  # whatever happened above, no h2load outlives the run
                 if p.poll() is None:
                     p.kill()
                     p.wait()
-        rows = [native.read_log(log) for log in logs]
-    post_error = None
-    try:
-        post = scrape()
-    except ServerError as exc:
-        post, post_error = None, str(exc)
+        rows = [h2load_runner.read_log(log) for log in logs]
+    post, post_error = h2load_runner.scrape_after(scrape)
     metrics_error = scrapes.error or post_error
-    server_down = stopped is not None or (metrics_error is not None and not native.grpc_alive(endpoints))
+    server_down = h2load_runner.server_down(stopped, metrics_error, endpoints)
     cut_short = interrupted or stopped is not None
     schedules = [reconstruct(r, per_client, streams, version=info["version"]) for r in rows]
     info.update(tick_info(info["version"], schedules, per_client))
     every = np.concatenate(rows) if rows else np.zeros((0, 3), dtype=np.int64)
-    verification = native._verify(spec, every, every[:, 1] == native.HTTP_OK, scrapes, pre, post, in_flight=clients * streams)
-    summaries = [native.parse_summary(out) for out, _ in outputs]
+    verification = h2load_runner.verify(every, every[:, 1] == h2load_runner.HTTP_OK, scrapes, pre, post, in_flight=clients * streams)
+    summaries = [h2load_runner.parse_summary(out) for out, _ in outputs]
     outcomes = []
     for i, (sched, proc, (stdout, stderr)) in enumerate(zip(schedules, procs, outputs)):
         # A window cut short has no full schedule to hold the sends against.
         dropped = 0 if cut_short else not_sent(summaries[i], per_client, spec.duration_s, peak_in_flight(rows[i]), streams)
-        outcomes.append(_outcome(i, spec, sched, proc.returncode, stdout, stderr, scrapes, server_down, interrupted, cut_short, verification if i == 0 else {}, dropped))
+        outcomes.append(outcome(i, spec, sched, proc.returncode, stdout, stderr, scrapes, server_down, interrupted, cut_short, verification if i == 0 else {}, dropped))
     extra: dict = {
         "verification": verification,
         "h2load_summary": summaries,
-        "correctness_method": native.CORRECTNESS_METHOD,
+        "correctness_method": h2load_runner.CORRECTNESS_METHOD,
     }
     if metrics_error is not None and not server_down:
         extra["metrics_error"] = metrics_error
@@ -353,66 +322,44 @@ def run(spec: LoadSpec, endpoints: Any, payload: bytes, expected, scrape, on_pro
     problem = tick_problem(info["version"], ticks)
     if problem:
         extra["verdicts"] = [problem]
-    samples = scrapes.samples
-    before = samples[0]["metrics"] if len(samples) == 2 else None
-    after = samples[1]["metrics"] if len(samples) == 2 else None
+    before, after = scrapes.window_metrics()
     return EngineRun(outcomes, before, after, interrupted, info, extra)
 
 
-def _outcome(index, spec, sched: Schedule, returncode, stdout, stderr, scrapes, server_down, interrupted, cut_short, verification, dropped: int) -> WorkerOutcome:
-    from axon.engines import native
+def outcome(index: int, spec: LoadSpec, sched: Schedule, returncode: int, stdout: str, stderr: str, scrapes: Scrapes, server_down: bool, interrupted: bool,
+            cut_short: bool, verification: dict, dropped: int) -> WorkerOutcome:
+    """One open-loop client's outcome from its schedule: latencies from the release tick, its lag, its CPU.
 
-    ok_mask = sched.status == native.HTTP_OK
-    failures: dict[str, int] = {}
-    for code, n in zip(*np.unique(sched.status[~ok_mask], return_counts=True)):
-        failures[native.STREAM_FAILED if code == -1 else f"HTTP_{code}"] = int(n)
-    reasons: list[str] = []
-    if cut_short and not server_down:
-        reasons.append("interrupted")
-    elif returncode != 0 and not cut_short:
-        reasons.append(f"h2load exited with code {returncode}: {(stderr or stdout).strip().splitlines()[-1:] or ''}")
+    ``verification``: the count check, whose Triton failures this outcome carries (the first
+    client's; the rest get ``{}``); ``dropped``: its due requests never sent (:func:`not_sent`).
+    """
+    ok_mask = sched.status == h2load_runner.HTTP_OK
+    failures = h2load_runner.http_failures(sched.status)
+    reasons = h2load_runner.incomplete_reasons(sched.start, returncode, stdout, stderr, spec.duration_s, cut_short, server_down)
     n = len(sched.start)
-    if not n and not cut_short:
-        reasons.append("h2load completed no request (connection refused or closed)")
-    if n and not cut_short:
-        # Rows are kept from the first completion on; the window ends duration_s after h2load's main phase began.
-        stopped_early = float(sched.start.min()) + spec.duration_s - float(sched.start.max())
-        if stopped_early > max(native.EARLY_END_S, native.EARLY_END_FRACTION * spec.duration_s):
-            reasons.append(f"h2load's streams stopped {stopped_early:.1f} s before the window's end (connection lost)")
-    if server_down:
-        reasons.append("server unavailable")
     server_failures = verification.get("server_failures_in_window") or 0
-    failures.update(native.server_failure_classes(verification))
+    failures.update(h2load_runner.server_failure_classes(verification))
     if dropped:
         # As the python engine counts a due request it does not send: a failure of its own class.
         failures[CLIENT_OVERLOAD] = dropped
-    ok = max(int(ok_mask.sum()) - server_failures, 0)
-    measured_s = spec.duration_s if not cut_short else (max(float(sched.end.max() - sched.start.min()), 1e-9) if n else 1e-9)
-    cpus = [s["cpus"][index] for s in scrapes.samples if s.get("cpus") and s["cpus"][index] is not None]
-    interval = scrapes.samples[1]["t0"] - scrapes.samples[0]["t0"] if len(scrapes.samples) == 2 else math.nan
-    cores = (cpus[1] - cpus[0]) / interval if len(cpus) == 2 else math.nan
-    # The requests this process completed between the scrapes, for its CPU per request.
-    completed = 0
-    if len(scrapes.samples) == 2 and n:
-        a, b = scrapes.samples
-        completed = int(np.count_nonzero(ok_mask & (sched.end >= (a["t0"] + a["t1"]) / 2) & (sched.end < (b["t0"] + b["t1"]) / 2)))
-    latency = sched.latency[ok_mask]
+    cpu_s, cores = scrapes.cpu_between(index)
     return WorkerOutcome(
         index=index,
-        latency=histogram_of(latency),
+        latency=histogram_of(sched.latency[ok_mask]),
         lag=histogram_of(np.maximum(sched.lag, 0.0)),
         client_lag=histogram_of(sched.client_lag),
         uncorrected=histogram_of(sched.end[ok_mask] - sched.start[ok_mask]),
         server_held=int(sched.server_held.sum()),
         sent=n + dropped,
-        ok=ok,
+        ok=max(int(ok_mask.sum()) - server_failures, 0),
         failures=failures,
         checked=1 if index == 0 else 0,  # the pre-run check of the one body every request carries
         mismatches=0,
-        measured_s=measured_s,
+        measured_s=h2load_runner.measured_s(spec.duration_s, sched.start, sched.end, cut_short),
         client_cores=cores,  # one h2load thread per process
-        client_cpu_s=cpus[1] - cpus[0] if len(cpus) == 2 else math.nan,
-        client_cpu_requests=completed,
+        client_cpu_s=cpu_s,
+        # The requests this process completed between the scrapes, for its CPU per request.
+        client_cpu_requests=scrapes.completed_between(sched.end, ok_mask),
         incomplete_reason="; ".join(dict.fromkeys(reasons)) or None,
         failure_details={},
         timeline=_timeline(spec, sched, ok_mask) if spec.timeline_s and n else None,
@@ -430,3 +377,10 @@ def _timeline(spec: LoadSpec, sched: Schedule, ok_mask: np.ndarray) -> list[dict
         mine = index == i
         slices.append({"index": i, "ok": int(np.count_nonzero(mine & ok_mask)), "failed": int(np.count_nonzero(mine & ~ok_mask)), "latency": histogram_of(latency[mine & ok_mask])})
     return slices
+
+
+class NativeOpenEngine(H2loadEngine):
+    """h2load in open loop: arrivals at a constant rate, every latency timed from its release tick."""
+
+    def offer(self, work: Workload, expected: dict[str, np.ndarray] | None) -> EngineRun:
+        return run(work.spec, work.endpoints, work.payloads[0], expected, work.scrape, work.on_progress, self.check_body, work.guard)

@@ -85,7 +85,7 @@ def tls_credentials(ca_file: str | None):
     """gRPC channel credentials that verify the server against ``ca_file`` (the system's CAs when None)."""
     import grpc
 
-    from axon.serving.embedded import read_ca
+    from axon.serving.endpoints import read_ca
 
     return grpc.ssl_channel_credentials(root_certificates=read_ca(ca_file))
 
@@ -345,7 +345,7 @@ class WorkerPool:
         return list(self._outcomes)
 
 
-def _shares(spec: LoadSpec) -> list[LoadSpec]:
+def worker_shares(spec: LoadSpec) -> list[LoadSpec]:
     """Each worker process's part of the load: concurrency split evenly, or rate divided."""
     if spec.mode == "closed":
         return [dataclasses.replace(spec, concurrency=c, requests=None if spec.requests is None else max(1, spec.requests // spec.processes)) for c in loadgen.split_evenly(spec.concurrency, spec.processes)]
@@ -368,7 +368,7 @@ def run(spec: LoadSpec, endpoints: Any, payloads: list[bytes], expected: list | 
     once and ``extra["stopped_by"]`` holds it.
     """
     ca_file = getattr(endpoints, "ca_file", None)
-    jobs = [WorkerJob(i, share, endpoints.grpc, endpoints.tls, dict(endpoints.headers), payloads, expected, ca_file=ca_file) for i, share in enumerate(_shares(spec))]
+    jobs = [WorkerJob(i, share, endpoints.grpc, endpoints.tls, dict(endpoints.headers), payloads, expected, ca_file=ca_file) for i, share in enumerate(worker_shares(spec))]
     pool = WorkerPool(jobs)
     before = after = None
     scrape_error: str | None = None

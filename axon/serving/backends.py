@@ -7,7 +7,8 @@ from pathlib import Path
 
 from axon.errors import ServerError
 from axon.serving.docker import COMPOSE_FILE, DOCKER_READY_TIMEOUT_S, DockerServer, docker_unavailable_reason
-from axon.serving.embedded import READY_TIMEOUT_S, EmbeddedServer, Endpoints, TlsFiles, _ContextServer, wait_ready
+from axon.serving.embedded import READY_TIMEOUT_S, EmbeddedServer, TlsFiles
+from axon.serving.endpoints import ContextServer, Endpoints, wait_ready
 
 BACKENDS = ("embedded", "docker", "external")
 EXTERNAL_READY_TIMEOUT_S = 10.0
@@ -16,7 +17,7 @@ HTTP1_PROBE_TIMEOUT_S = 1.0
 __all__ = ["BACKENDS", "COMPOSE_FILE", "DOCKER_READY_TIMEOUT_S", "DockerServer", "ExternalServer", "check_url", "docker_unavailable_reason", "embedded_repository", "make_server"]
 
 
-class ExternalServer(_ContextServer):
+class ExternalServer(ContextServer):
     """An existing Triton deployment; axon only checks that it answers, never starts or stops it."""
 
     backend = "external"

@@ -30,7 +30,7 @@ from pathlib import Path
 
 from axon.errors import ServerError
 from axon.names import DEFAULT_MODELS
-from axon.serving.embedded import LOOPBACK, POLL_INTERVAL_S, Endpoints, _ContextServer, free_port, wait_ready
+from axon.serving.endpoints import LOOPBACK, POLL_INTERVAL_S, ContextServer, Endpoints, free_port, wait_ready
 from axon.serving.watch import group_memory_bytes
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -170,7 +170,7 @@ def _distinct_free_ports(n: int) -> list[int]:
     return ports
 
 
-class DockerServer(_ContextServer):
+class DockerServer(ContextServer):
     """Triton in a container via Docker Compose, batching on or off; the CPU or the GPU variant.
 
     Parameters

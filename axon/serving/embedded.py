@@ -1,37 +1,40 @@
-"""Triton servers behind one interface: embedded (default), docker (GPU container), external.
+"""The embedded Triton server: the real tritonserver from the nvidia-pytriton wheel, as a child process on loopback.
 
-Every backend gives :class:`Endpoints` once ready and is a context manager, so a fixture or the
-CLI writes ``with server: ...`` and never leaks a process. Only the embedded backend owns a
-process; docker owns a compose project; external owns nothing and is never started or stopped.
+Like every backend it gives :class:`~axon.serving.endpoints.Endpoints` once ready and is a
+context manager, so a fixture or the CLI writes ``with server: ...`` and never leaks a process.
+Its processes are stopped through :mod:`axon.serving.process`.
 """
 
 from __future__ import annotations
 
-import contextlib
-import ctypes
 import importlib.util
 import os
 import shutil
-import signal
-import socket
 import subprocess
 import sys
 import sysconfig
 import tempfile
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
 
 from axon.errors import ServerError
+from axon.serving.endpoints import LOOPBACK, ContextServer, Endpoints, free_port, port_in_use, read_ca, wait_ready
+from axon.serving.process import (
+    DIE_WITH_PARENT,
+    describe_exit,
+    die_with_parent,
+    group_members,
+    oom_kills,
+    shm_regions,
+    stop_group,
+)
 from axon.serving.watch import group_memory_bytes
 
 READY_TIMEOUT_S = 90.0
 STOP_TIMEOUT_S = 15.0
-POLL_INTERVAL_S = 0.2
 LOG_TAIL_LINES = 12
-LOOPBACK = "127.0.0.1"
 WORKDIR_PREFIX = "axon-triton-"
 # A label every embedded server's work folder carries (hence the command lines of tritonserver
 # and its stubs), taken from the environment so that servers started by child processes (an
@@ -43,156 +46,6 @@ SESSION_LABEL_ENV = "AXON_SESSION_LABEL"
 def workdir_prefix() -> str:
     label = "".join(c for c in os.environ.get(SESSION_LABEL_ENV, "") if c.isalnum())
     return f"{WORKDIR_PREFIX}{label}-" if label else WORKDIR_PREFIX
-
-
-@dataclass(frozen=True)
-class Endpoints:
-    """Where a running server answers. ``grpc`` is host:port; metrics is a full URL or None."""
-
-    grpc: str
-    http: str | None = None
-    metrics: str | None = None
-    tls: bool = False
-    headers: dict[str, str] = field(default_factory=dict)
-    ca_file: str | None = None  # with tls: the CA that signed the server's certificate (None: the system's CAs)
-    # What else the record's server block says of who serves (the docker backend: image, image_id).
-    server_info: dict = field(default_factory=dict)
-
-    def as_dict(self) -> dict:
-        return {"grpc": self.grpc, "http": self.http, "metrics": self.metrics, "tls": self.tls, "ca_file": self.ca_file, **self.server_info}
-
-
-class Server(Protocol):
-    backend: str
-
-    def start(self) -> Endpoints: ...
-
-    def stop(self) -> None: ...
-
-    @property
-    def endpoints(self) -> Endpoints: ...
-
-
-class _ContextServer:
-    """start() on enter, stop() on exit, whatever happened inside."""
-
-    backend = "?"
-    _endpoints: Endpoints | None = None
-
-    @property
-    def endpoints(self) -> Endpoints:
-        if self._endpoints is None:
-            raise ServerError(f"{self.backend} server is not started")
-        return self._endpoints
-
-    def __enter__(self):
-        self.start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.stop()
-
-    def death(self) -> str | None:
-        """Why the server axon started is gone (exit status or signal), or None while it lives.
-
-        Servers axon does not own (external) never die as far as axon can tell.
-        """
-        return None
-
-    def memory_bytes(self) -> int | None:
-        """The memory the server holds now (bytes), or None where axon cannot see it (external)."""
-        return None
-
-
-# --------------------------------------------------------------------------- readiness
-
-# What gRPC says when a TLS handshake fails (a certificate the client's CA did not sign, say).
-TLS_FAILURE_MARKS = ("handshake failed", "CERTIFICATE_VERIFY_FAILED", "WRONG_VERSION_NUMBER")
-
-
-def read_ca(ca_file: str | Path | None) -> bytes | None:
-    """The PEM bytes of a CA file (None: gRPC uses the system's CAs); a clear error if unreadable."""
-    if ca_file is None:
-        return None
-    try:
-        data = Path(ca_file).read_bytes()
-    except OSError as exc:
-        raise ServerError(f"cannot read the CA file {ca_file}: {exc.strerror or exc}") from None
-    if b"-----BEGIN CERTIFICATE-----" not in data:
-        raise ServerError(f"the CA file {ca_file} holds no PEM certificate")
-    return data
-
-
-def tls_problem(message: str, ca_file: str | None) -> str | None:
-    """A plain explanation when ``message`` (a gRPC error) is a failed TLS handshake, else None."""
-    if not any(mark.lower() in message.lower() for mark in TLS_FAILURE_MARKS):
-        return None
-    if "WRONG_VERSION_NUMBER" in message:
-        # The answer to the client's hello was not TLS at all: a plaintext server, not a bad certificate.
-        return "the server does not speak TLS (it answered the TLS handshake in plaintext): drop --tls, or start it with TLS (axon serve --tls-cert/--tls-key)"
-    trusted = f"the CA file {ca_file}" if ca_file else "the system's CAs (give the server's CA with --ca-file)"
-    return f"TLS handshake failed: the server's certificate is not trusted by {trusted} ({message})"
-
-
-def wait_ready(
-    grpc_url: str,
-    models: Sequence[str],
-    timeout_s: float,
-    alive=lambda: None,
-    ssl: bool = False,
-    headers: dict[str, str] | None = None,
-    ca_file: str | None = None,
-) -> str:
-    """Poll until the server and every model are ready; return the server version.
-
-    ``alive`` is called each poll and may raise (a child process that exited, say), so a
-    server that dies while starting is reported at once rather than at the timeout. A failed
-    TLS handshake (a certificate the CA does not vouch for) is reported at once too: waiting
-    does not fix it.
-    """
-    import tritonclient.grpc as grpcclient
-    from tritonclient.utils import InferenceServerException
-
-    if ssl:
-        read_ca(ca_file)  # a missing or broken CA file is said now, not as a handshake failure
-    deadline = time.monotonic() + timeout_s
-    last_error = "no answer"
-    with grpcclient.InferenceServerClient(grpc_url, ssl=ssl, root_certificates=str(ca_file) if ssl and ca_file else None) as client:
-        while True:
-            alive()
-            try:
-                if client.is_server_ready(headers=headers, client_timeout=2.0):
-                    not_ready = [m for m in models if not client.is_model_ready(m, headers=headers, client_timeout=2.0)]
-                    if not not_ready:
-                        return client.get_server_metadata(headers=headers, client_timeout=2.0).version
-                    last_error = f"models not ready: {', '.join(not_ready)}"
-                else:
-                    last_error = "server not ready"
-            except InferenceServerException as exc:
-                last_error = str(exc).splitlines()[0]
-                problem = tls_problem(last_error, ca_file) if ssl else None
-                if problem:
-                    raise ServerError(problem) from None
-                if not ssl and "Socket closed" in last_error:
-                    last_error += "; the server may expect TLS (--tls)"
-            if time.monotonic() >= deadline:
-                raise ServerError(f"Triton at {grpc_url} not ready after {timeout_s:.0f} s ({last_error})")
-            time.sleep(POLL_INTERVAL_S)
-
-
-def grpc_alive(endpoints: Endpoints, timeout_s: float = 2.0) -> bool:
-    """Whether Triton's gRPC endpoint answers a liveness call (a metrics endpoint can fail alone)."""
-    import tritonclient.grpc as grpcclient
-    from tritonclient.utils import InferenceServerException
-
-    try:
-        with grpcclient.InferenceServerClient(endpoints.grpc, ssl=endpoints.tls, root_certificates=endpoints.ca_file if endpoints.tls else None) as client:
-            return bool(client.is_server_live(headers=endpoints.headers or None, client_timeout=timeout_s))
-    except InferenceServerException:
-        return False
-
-
-# --------------------------------------------------------------------------- embedded
 
 
 @dataclass(frozen=True)
@@ -240,40 +93,6 @@ def prepare_backend_dir(install: EmbeddedInstall, into: Path) -> Path:
     return into
 
 
-def free_port(host: str = LOOPBACK) -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((host, 0))
-        return sock.getsockname()[1]
-
-
-def port_in_use(port: int, host: str = LOOPBACK) -> bool:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            sock.bind((host, port))
-        except OSError:
-            return True
-    return False
-
-
-# The server dies with axon (SIGTERM, even when axon is SIGKILLed): util-linux's setpriv sets
-# the parent-death signal and execs tritonserver, which keeps it across the exec.
-DIE_WITH_PARENT = ["setpriv", "--pdeathsig", "TERM"]
-
-
-def _die_with_parent() -> None:
-    """In the child, before exec, where setpriv is missing: SIGTERM if axon dies.
-
-    Only a fallback: a pre-exec hook makes Python fork() rather than vfork(), so grpc's fork
-    handlers run in the child, and one restarted its poller there, met the descriptors
-    Popen closes, and aborted the child (seen with h2load, 2026-12-01).
-    """
-    with contextlib.suppress(Exception):
-        libc = ctypes.CDLL("libc.so.6", use_errno=True)
-        pr_set_pdeathsig = 1
-        libc.prctl(pr_set_pdeathsig, signal.SIGTERM)
-
-
 def server_environment(install: EmbeddedInstall) -> dict[str, str]:
     """The environment the tritonserver child needs (see FIELD-NOTES)."""
     env = dict(os.environ)
@@ -313,7 +132,7 @@ class TlsFiles:
         return args + ([f"--grpc-root-cert={Path(self.ca).resolve()}"] if self.ca else [])
 
 
-class EmbeddedServer(_ContextServer):
+class EmbeddedServer(ContextServer):
     """The real tritonserver from the nvidia-pytriton wheel, as a child process, on loopback.
 
     Parameters
@@ -449,7 +268,7 @@ class EmbeddedServer(_ContextServer):
                 env=server_environment(install),
                 cwd=workdir,
                 start_new_session=True,  # its own process group, which stop() signals whole
-                preexec_fn=None if setpriv else _die_with_parent,
+                preexec_fn=None if setpriv else die_with_parent,
             )
         grpc = f"{LOOPBACK}:{ports['grpc']}"
         ca = self.tls.client_ca if self.tls else None
@@ -466,7 +285,7 @@ class EmbeddedServer(_ContextServer):
         self.startup_s = time.monotonic() - started
         # Read now, while the group lives: a group killed from outside (kill -9 of every member)
         # leaves no process to ask at stop, and its regions would stay in /dev/shm.
-        self._shm_at_start = _shm_regions(_group_members(self.process.pid))
+        self._shm_at_start = shm_regions(group_members(self.process.pid))
         self._endpoints = Endpoints(
             grpc=grpc,
             http=f"{LOOPBACK}:{ports['http']}",
@@ -506,7 +325,7 @@ class EmbeddedServer(_ContextServer):
         process, self.process = self.process, None
         self._endpoints = None
         if process is not None:
-            _stop_group(process, STOP_TIMEOUT_S, self._shm_at_start)
+            stop_group(process, STOP_TIMEOUT_S, self._shm_at_start)
             self._shm_at_start = set()
         if self._workdir is not None:
             self._workdir.cleanup()
@@ -527,95 +346,4 @@ class EmbeddedServer(_ContextServer):
         process = self.process
         if process is None or process.poll() is not None:
             return None
-        return group_memory_bytes(_group_members(process.pid))  # setsid: the server leads its group
-
-
-def describe_exit(returncode: int, oom_kills_before: int | None = None) -> str:
-    """``exited with code 1``, ``killed by SIGKILL``; the OOM killer named when the cgroup counted it."""
-    if returncode >= 0:
-        return f"exited with code {returncode}"
-    name = signal.Signals(-returncode).name if -returncode in signal.Signals._value2member_map_ else f"signal {-returncode}"
-    said = f"killed by {name}"
-    if -returncode == signal.SIGKILL:
-        after = oom_kills()
-        if oom_kills_before is not None and after is not None and after > oom_kills_before:
-            said += " (the kernel's OOM killer: this machine's memory ran out)"
-    return said
-
-
-def oom_kills() -> int | None:
-    """The OOM kills counted in this process's cgroup (cgroup v2), or None where it can't be read."""
-    with contextlib.suppress(OSError, ValueError):
-        cgroup = Path("/proc/self/cgroup").read_text().strip().split("::", 1)[-1]
-        for events in (Path("/sys/fs/cgroup") / cgroup.lstrip("/") / "memory.events", Path("/sys/fs/cgroup/memory.events")):
-            if events.is_file():
-                for line in events.read_text().splitlines():
-                    key, _, value = line.partition(" ")
-                    if key == "oom_kill":
-                        return int(value)
-    return None
-
-
-# The python backend's shared memory: one region per model instance, made by tritonserver and
-# mapped by its stubs. A killed server leaves them in /dev/shm (tens of MB each).
-SHM_MARK = "triton_python_backend_shm_region"
-
-
-def _group_members(pgid: int) -> list[int]:
-    members = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            with contextlib.suppress(OSError):
-                if os.getpgid(int(entry.name)) == pgid:
-                    members.append(int(entry.name))
-    return members
-
-
-def _shm_regions(pids: list[int]) -> set[Path]:
-    """The python backend's shared-memory files that these processes have mapped."""
-    found = set()
-    for pid in pids:
-        with contextlib.suppress(OSError):
-            for line in Path(f"/proc/{pid}/maps").read_text().splitlines():
-                path = line.split(maxsplit=5)[-1] if line.count(" ") >= 5 else ""
-                if SHM_MARK in path:
-                    found.add(Path(path.removesuffix(" (deleted)")))
-    return found
-
-
-def _stop_group(process: subprocess.Popen, timeout_s: float, known_regions: set[Path] = frozenset()) -> None:
-    pgid = process.pid  # setsid made the child its own group leader
-    # Read before the group dies: which shared-memory regions are this server's (never another's).
-    regions = _shm_regions(_group_members(pgid)) | set(known_regions)
-    # A dead server can't unload its models: its stubs get no grace, only SIGKILL.
-    steps = ((signal.SIGKILL, 5.0),) if process.poll() is not None else ((signal.SIGTERM, timeout_s), (signal.SIGKILL, 5.0))
-    for sig, wait_s in steps:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(pgid, sig)
-        try:
-            process.wait(timeout=wait_s)
-            break
-        except subprocess.TimeoutExpired:
-            continue
-    # The stubs are in the same group; make sure none outlives the server.
-    deadline = time.monotonic() + 5.0
-    while _group_alive(pgid) and time.monotonic() < deadline:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(pgid, signal.SIGKILL)
-        time.sleep(0.05)
-    for region in regions:  # a server that stopped cleanly removed its own; a killed one did not
-        with contextlib.suppress(OSError):
-            region.unlink()
-
-
-def _group_alive(pgid: int) -> bool:
-    """Whether a member of the group still runs. Zombies don't count: a stub orphaned by a killed
-    server is reaped by init, which may take a second or more; signalling the group would
-    "succeed" on the zombie all that while, and hold axon's exit past its 2 s promise."""
-    for pid in _group_members(pgid):
-        with contextlib.suppress(OSError, IndexError):
-            # /proc/PID/stat: "pid (comm) state ...": comm may hold spaces, so split after its ')'.
-            state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-            if state not in ("Z", "X"):
-                return True
-    return False
+        return group_memory_bytes(group_members(process.pid))  # setsid: the server leads its group

@@ -22,12 +22,12 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from axon.engines import CLI_OPTIONS, H2LOAD_INSTALL_HINT, EngineChoice, EngineRun, Workload, choose
-from axon.engines import native as native_engine
+from axon.engines import CLI_OPTIONS, H2LOAD_INSTALL_HINT, EngineChoice, EngineRun, Workload, choose, h2load_runner
 from axon.engines.hosts import clock
 from axon.engines.hosts import h2load as host_h2load
 from axon.engines.hosts.host import HostJob, HostLoad, RunNames, host_main, host_shares, probe
 from axon.engines.loadgen import LoadSpec
+from axon.engines.native_tick import tick_s
 from axon.engines.payloads import MAX_DISTINCT_PAYLOADS
 from axon.errors import AxonError, ServerError
 from axon.records import stats
@@ -213,13 +213,10 @@ class DaskHosts:
             if scrape is None:
                 raise AxonError("the native engine checks h2load's counts against Triton's metrics: it needs a metrics endpoint")
             # The one body every host's h2load will post: checked once, here, before any task is placed.
-            native_engine.precheck(endpoints, payloads[0], expected[0] if expected else None, spec.timeout_s)
-            try:
-                pre = scrape()
-            except ServerError as exc:
-                raise ServerError(f"native engine: cannot read Triton's counters before the run: {exc}") from None
+            h2load_runner.precheck(endpoints, payloads[0], expected[0] if expected else None, spec.timeout_s)
+            pre = h2load_runner.scrape_before(scrape)
         load = HostLoad(payloads[:1], None) if native else HostLoad(payloads, expected)
-        scrapes = native_engine._Scrapes(scrape, []) if scrape is not None else None
+        scrapes = h2load_runner.Scrapes(scrape, []) if scrape is not None else None
 
         def plan(shares: list[LoadSpec], window_start: float) -> list[float]:
             # python: Triton at the window's edges. native: twice inside the window, for the count check.
@@ -471,7 +468,7 @@ class DaskHosts:
             # h2load saw them as HTTP 200 and no host can tell which were its own: they are the
             # run's failures (the per-host breakdown keeps what each h2load saw).
             first = dict(run.outcomes[good[0]])
-            first["failures"] = {**first["failures"], **native_engine.server_failure_classes(verification)}
+            first["failures"] = {**first["failures"], **h2load_runner.server_failure_classes(verification)}
             first["ok"] = max(first["ok"] - server_failures, 0)
             run.outcomes[good[0]] = first
         run.extra.update(verification=verification, correctness_method=host_h2load.CORRECTNESS_METHOD)
@@ -497,7 +494,7 @@ def _native_info(spec: LoadSpec, results: list[dict], versions: list, hosts: int
         per = results[0]["rate_per_connection"]
         info["rate_per_connection"] = per
         info["fan_out"] = f"{hosts} hosts x {results[0]['processes']} h2load process(es), one connection each, at {per:,.6g} req/s each (--rps is per connection)"
-        info["schedule"] = f"h2load --rps: due requests released every {host_h2load.native_open.tick_s(per) * 1e3:g} ms; latency timed from the release tick"
+        info["schedule"] = f"h2load --rps: due requests released every {tick_s(per) * 1e3:g} ms; latency timed from the release tick"
     return info
 
 

@@ -38,7 +38,7 @@ def _process_main(conn, load: PathLoad, share, url: str, tls: bool, headers: dic
     """The spawned process: ready, then the start instant, then the events; progress and the result over ``conn``."""
     from axon.engines import events
     from axon.engines.python import _exit_with_parent
-    from axon.serving.embedded import Endpoints
+    from axon.serving.endpoints import Endpoints
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the coordinator's; "stop" comes over conn
     _exit_with_parent()

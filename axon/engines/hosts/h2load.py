@@ -33,14 +33,17 @@ from types import SimpleNamespace
 
 import numpy as np
 
-from axon.engines import native, native_open
+from axon.engines import h2load_runner, native, native_open
 from axon.engines.base import h2load_version, stop_h2load
+from axon.engines.h2load_runner import Scrapes
 from axon.engines.hosts import clock
 from axon.engines.loadgen import LoadSpec
+from axon.engines.native_tick import tick_s
 from axon.engines.payloads import grpc_frame
 from axon.errors import ServerError
+from axon.serving.endpoints import grpc_alive
 
-CORRECTNESS_METHOD = native.CORRECTNESS_METHOD + " by the coordinator"
+CORRECTNESS_METHOD = h2load_runner.CORRECTNESS_METHOD + " by the coordinator"
 METHOD = (
     "Triton's success+failure counters vs the requests every host's h2load log shows completed, "
     "between two scrapes inside the common window (all on the scheduler's clock)"
@@ -64,7 +67,7 @@ class Plan:
 
     @property
     def tick_s(self) -> float:
-        return native_open.tick_s(self.rate_per_connection) if self.rate_per_connection else 0.0
+        return tick_s(self.rate_per_connection) if self.rate_per_connection else 0.0
 
     def kill(self) -> None:
         """Whatever happened, no h2load outlives the host's task."""
@@ -106,27 +109,26 @@ class Stop(Exception):
     """Raised from the progress callback when the coordinator asks the hosts to stop (Ctrl-C there)."""
 
 
-def follow(plan: Plan, url: str, tls: bool, headers: dict, on_progress) -> tuple[native._Scrapes, str | None, bool]:
+def follow(plan: Plan, url: str, tls: bool, headers: dict, on_progress) -> tuple[Scrapes, str | None, bool]:
     """Until every h2load exits: sample h2load's CPU inside the window; (samples, why stopped, interrupted).
 
     The host has no Triton counters of its own to read (the coordinator reads them once for
-    all hosts), so its "scrape" is a gRPC liveness call: it lets :func:`native._wait` tell a
+    all hosts), so its "scrape" is a gRPC liveness call: it lets :func:`h2load_runner.follow` tell a
     dead server (stop now) from a stalled one (go on), exactly as on one machine.
     """
     endpoints = SimpleNamespace(grpc=url, tls=tls, headers=headers, ca_file=None)
 
     def alive() -> dict:
-        if not native.grpc_alive(endpoints, timeout_s=plan.share.timeout_s):
+        if not grpc_alive(endpoints, timeout_s=plan.share.timeout_s):
             raise ServerError(f"the server at {url} does not answer")
         return {"success": 0, "failure": 0}
 
-    scrapes = native._Scrapes(alive, [p.pid for p in plan.procs])
+    scrapes = Scrapes(alive, [p.pid for p in plan.procs])
     window_start = plan.launched[0] + plan.share.warmup_s
-    margin = min(native.SCRAPE_MARGIN_S, plan.share.duration_s * native.SCRAPE_MARGIN_FRACTION)
-    samples = [window_start + margin + plan.tick_s, window_start + plan.share.duration_s - margin]
+    samples = h2load_runner.scrape_times(window_start, plan.share.duration_s, lead_s=plan.tick_s)
     stopped, interrupted = None, False
     try:
-        stopped = native._wait(plan.procs, samples, scrapes, plan.logs, window_start, plan.share.timeout_s, on_progress, endpoints)
+        stopped = h2load_runner.follow(plan.procs, samples, scrapes, plan.logs, window_start, plan.share.timeout_s, on_progress, endpoints)
     except Stop:
         interrupted = True
         for p in plan.procs:
@@ -134,34 +136,28 @@ def follow(plan: Plan, url: str, tls: bool, headers: dict, on_progress) -> tuple
     return scrapes, stopped, interrupted
 
 
-def finish(plan: Plan, scrapes: native._Scrapes, stopped: str | None, interrupted: bool, to_scheduler) -> tuple[list[dict], np.ndarray, list[dict]]:
+def finish(plan: Plan, scrapes: Scrapes, stopped: str | None, interrupted: bool, to_scheduler) -> tuple[list[dict], np.ndarray, list[dict]]:
     """(outcomes, OK completion times in µs on the scheduler's clock, sorted; h2load's summaries).
 
     ``to_scheduler`` maps this host's real clock (seconds) to the scheduler's.
     """
     spec = plan.share
-    outputs = []
-    for p in plan.procs:
-        try:
-            outputs.append(p.communicate(timeout=spec.duration_s + spec.warmup_s + native.EXIT_GRACE_S))
-        except subprocess.TimeoutExpired:
-            p.kill()  # reported in its outcome through its return code
-            outputs.append(p.communicate())
-    rows = [native.read_log(log) for log in plan.logs]
+    outputs = h2load_runner.collect(plan.procs, spec)
+    rows = [h2load_runner.read_log(log) for log in plan.logs]
     server_down = stopped is not None
     cut_short = interrupted or server_down
     if spec.mode == "closed":
         (stdout, stderr), proc = outputs[0], plan.procs[0]
         # pre/post None: Triton's counters are the coordinator's; the host's own "verification"
         # is only used for the requests completed between its CPU samples.
-        outcome, _ = native._outcome(spec, rows[0], proc.returncode, stdout, stderr, scrapes, None, None, server_down, interrupted, server_down, plan.threads)
+        outcome, _ = native.outcome(spec, rows[0], proc.returncode, stdout, stderr, scrapes, None, None, server_down, interrupted, server_down, plan.threads)
         outcomes = [outcome]
     else:
         outcomes = []
         h2load = version()
         for i, (r, proc, (stdout, stderr)) in enumerate(zip(rows, plan.procs, outputs)):
             sched = native_open.reconstruct(r, plan.rate_per_connection, plan.streams, version=h2load)
-            outcomes.append(native_open._outcome(i, spec, sched, proc.returncode, stdout, stderr, scrapes, server_down, interrupted, cut_short, {}, 0))  # shed requests: not counted across hosts
+            outcomes.append(native_open.outcome(i, spec, sched, proc.returncode, stdout, stderr, scrapes, server_down, interrupted, cut_short, {}, 0))  # shed requests: not counted across hosts
     n = len(plan.launched)
     for i, (o, launched) in enumerate(zip(outcomes, plan.launched)):
         # h2load's main phase begins its warm-up after launch; the launch is what T aligned.
@@ -170,10 +166,10 @@ def finish(plan: Plan, scrapes: native._Scrapes, stopped: str | None, interrupte
         o["window_start_wall"] = start
         o["window_start_scheduler"] = to_scheduler(start)
     every = np.concatenate(rows) if rows else np.zeros((0, 3), dtype=np.int64)
-    ok = every[every[:, 1] == native.HTTP_OK]
+    ok = every[every[:, 1] == h2load_runner.HTTP_OK]
     done_us = np.sort(ok[:, 0] + ok[:, 2])
     shift_us = round(to_scheduler(0.0) * 1e6)  # a constant shift: minus the host's clock offset (plus any test skew)
-    return outcomes, done_us + shift_us, [native.parse_summary(out) for out, _ in outputs]
+    return outcomes, done_us + shift_us, [h2load_runner.parse_summary(out) for out, _ in outputs]
 
 
 def in_flight(share: LoadSpec) -> int:
@@ -189,15 +185,14 @@ def scrape_plan(spec: LoadSpec, shares: list[LoadSpec], window_start: float) -> 
 
     Open loop: one tick later at the start, since each host staggers its clients over a tick.
     """
-    margin = min(native.SCRAPE_MARGIN_S, spec.duration_s * native.SCRAPE_MARGIN_FRACTION)
-    tick = max((native_open.tick_s(native_open.open_topology(s.rate, s.connections)[2]) for s in shares if s.mode == "open"), default=0.0)
-    return [window_start + margin + tick, window_start + spec.duration_s - margin]
+    tick = max((tick_s(native_open.open_topology(s.rate, s.connections)[2]) for s in shares if s.mode == "open"), default=0.0)
+    return h2load_runner.scrape_times(window_start, spec.duration_s, lead_s=tick)
 
 
 def verify(samples: list[dict], coordinator: clock.Offset, hosts: list[dict], pre: dict | None, post: dict | None, error: str | None) -> dict:
     """Triton's successes between the coordinator's two in-window scrapes against every host's completions.
 
-    ``samples``: the coordinator's scrapes (``native._Scrapes.samples``, its own clock);
+    ``samples``: the coordinator's scrapes (:attr:`h2load_runner.Scrapes.samples`, its own clock);
     ``hosts``: per host returning a result, ``completions_us`` (scheduler clock), ``in_flight``,
     ``uncertainty_s`` (its offset's).
     """
@@ -221,7 +216,7 @@ def verify(samples: list[dict], coordinator: clock.Offset, hosts: list[dict], pr
     # its requests completing that close to an edge may fall on either side of it.
     clock_slack = sum(math.ceil(2 * n / interval * (h["uncertainty_s"] + coordinator.uncertainty_s)) for n, h in zip(per_host, hosts))
     flight = sum(h["in_flight"] for h in hosts)
-    slack = 2 * flight + math.ceil(rate * scraping) + math.ceil(native.COUNT_SLACK_FRACTION * client) + clock_slack
+    slack = h2load_runner.count_slack(flight, rate, scraping, client) + clock_slack
     verified = abs(server_success + server_failures - client) <= slack and server_success > 0
     return {
         **whole,

@@ -134,7 +134,7 @@ def host_main(job: HostJob, load: HostLoad) -> dict:
     try:
         _wake(job)
         share.validate()
-        jobs = [python.WorkerJob(i, s, job.url, job.tls, dict(job.headers), load.payloads, load.expected, connect_first=True) for i, s in enumerate(python._shares(share))]
+        jobs = [python.WorkerJob(i, s, job.url, job.tls, dict(job.headers), load.payloads, load.expected, connect_first=True) for i, s in enumerate(python.worker_shares(share))]
         pool = python.WorkerPool(jobs, spawn=True)
         pool.launch()
         pool.wait_ready()
