@@ -27,6 +27,7 @@ from axon.engines.payloads import MAX_DISTINCT_PAYLOADS, MODEL_INFER
 from axon.engines.schedule import arrival_offsets
 from axon.errors import AxonError, ServerError
 from axon.records import stats
+from axon.serving.process import die_with_parent
 
 CLIENT_BOUND_CORES = 0.8  # a worker process above this share of one core is the bottleneck
 READY_TIMEOUT_S = 120.0  # spawned workers import grpc and numpy before they are ready
@@ -234,20 +235,10 @@ class Barrier:
     start_at: Any  # time.time() of the common start; 0.0 until every worker is ready
 
 
-def _exit_with_parent() -> None:
-    """Linux: SIGTERM this worker when the thread that started it dies, even by SIGKILL, so a
-    killed parent (a lost Dask worker, say) leaves no load generator running on its own."""
-    with contextlib.suppress(Exception):
-        import ctypes
-
-        pr_set_pdeathsig = 1
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(pr_set_pdeathsig, signal.SIGTERM)
-
-
 def _process_main(job: WorkerJob, barrier: Barrier, stop_flag, progress, results) -> None:
     # Ctrl-C goes to the parent; it tells workers to stop through stop_flag.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    _exit_with_parent()
+    die_with_parent()  # a killed parent (a lost Dask worker, say) leaves no load generator running on its own
     try:
         results.put(run_worker(job, barrier, stop_flag, progress))
     except BaseException as exc:  # report, don't hang the parent waiting on the queue

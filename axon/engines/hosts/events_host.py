@@ -37,11 +37,11 @@ class PathLoad:
 def _process_main(conn, load: PathLoad, share, url: str, tls: bool, headers: dict) -> None:
     """The spawned process: ready, then the start instant, then the events; progress and the result over ``conn``."""
     from axon.engines import events
-    from axon.engines.python import _exit_with_parent
     from axon.serving.endpoints import Endpoints
+    from axon.serving.process import die_with_parent
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the coordinator's; "stop" comes over conn
-    _exit_with_parent()
+    die_with_parent()
     try:
         conn.send({"kind": "ready"})
         order = conn.recv()
