@@ -72,9 +72,10 @@ $(PEERS)/site/bin/perf_analyzer:
 peers: setup $(PEERS)/site/bin/perf_analyzer
 	$(PY) benchmarks/peers.py --peers $(PEERS)/site --artifacts $(ARTIFACTS) --output $(RESULTS)/peers.json
 
-# ruff's rules (pyproject.toml), as `tox -e lint`; make test runs it first. (ruff format is not enforced yet.)
+# ruff's rules and its formatting (pyproject.toml), as `tox -e lint`; make test runs it first.
 lint: setup
 	$(VENV)/bin/ruff check axon tests benchmarks scripts conftest.py
+	$(VENV)/bin/ruff format --check axon tests benchmarks scripts conftest.py
 
 clean:
 	rm -rf $(VENV) $(ARTIFACTS) $(RESULTS) .cache/image

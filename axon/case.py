@@ -106,7 +106,9 @@ def prepare(
         choice = hosts.choose(spec, has_metrics, tls, options)
         return PreparedCase(spec, choice, hosts.engine_for(choice))
     spec = spec.validate().resolved().validate()
-    choice = engines.choose(spec.engine, spec.mode, has_metrics, options, tls=tls, on_unavailable=spec.on_unavailable, distribution=spec.distribution)
+    choice = engines.choose(
+        spec.engine, spec.mode, has_metrics, options, tls=tls, on_unavailable=spec.on_unavailable, distribution=spec.distribution
+    )
     return PreparedCase(spec, choice, engines.engine_for(choice, spec, options))
 
 
@@ -187,7 +189,15 @@ def unchecked_reason(reference_onnx: Path | None) -> str:
     return f"no local model at {reference_onnx}"
 
 
-def _assemble(spec: LoadSpec, target: Target, run: EngineRun, unchecked: str | None, dataset: dict | None, client_bound_cores: float, repeat: tuple[int, int] | None) -> dict:
+def _assemble(
+    spec: LoadSpec,
+    target: Target,
+    run: EngineRun,
+    unchecked: str | None,
+    dataset: dict | None,
+    client_bound_cores: float,
+    repeat: tuple[int, int] | None,
+) -> dict:
     outcomes, n_workers = run.outcomes, len(run.outcomes)
     errors = [o["error"] for o in outcomes if "error" in o]
     good = [o for o in outcomes if "error" not in o]
@@ -227,7 +237,10 @@ def _assemble(spec: LoadSpec, target: Target, run: EngineRun, unchecked: str | N
         verdicts.append("no request was measured")
     elif error_rate > spec.max_error_rate:
         said = "; ".join(f"{code}: {text}" for code, text in details.items() if code in failures)
-        verdicts.append(f"error rate {error_rate:.2%} > {spec.max_error_rate:.2%} ({failures})" + (f"; the server said {said}" if said else ""))
+        verdicts.append(
+            f"error rate {error_rate:.2%} > {spec.max_error_rate:.2%} ({failures})"
+            + (f"; the server said {said}" if said else "")
+        )
     mismatches = sum(o["mismatches"] for o in good)
     if verification is not None and not verification["verified"] and not reasons:
         verdicts.append(_unverified_message(verification))
@@ -261,7 +274,9 @@ def _assemble(spec: LoadSpec, target: Target, run: EngineRun, unchecked: str | N
             schedule["uncorrected_latency_ms"] = {"p50": u.p50, "p90": u.p90, "p99": u.p99, "max": u.max}
         schedule["behind"] = bool(behind)
         if behind:
-            verdicts.append(f"the client fell behind its schedule (send lag p99 {judged.p99:.2f} ms > {loadgen.MAX_SCHEDULE_LAG_S * 1e3:g} ms)")
+            verdicts.append(
+                f"the client fell behind its schedule (send lag p99 {judged.p99:.2f} ms > {loadgen.MAX_SCHEDULE_LAG_S * 1e3:g} ms)"
+            )
     load = {
         "mode": spec.mode,
         "concurrency": spec.concurrency,
@@ -302,7 +317,16 @@ def _assemble(spec: LoadSpec, target: Target, run: EngineRun, unchecked: str | N
         "repeat": {"index": repeat[0], "of": repeat[1]} if repeat else None,
         "load": load,
         "measured_s": measured_s,
-        "requests": {"sent": sent, "ok": ok, "failed": sent - ok, "timed_out": failures.get(loadgen.TIMEOUT, 0), "failures": failures, "failure_details": details, "outages": outages, "rejected": failures.get(loadgen.REJECTED, 0)},
+        "requests": {
+            "sent": sent,
+            "ok": ok,
+            "failed": sent - ok,
+            "timed_out": failures.get(loadgen.TIMEOUT, 0),
+            "failures": failures,
+            "failure_details": details,
+            "outages": outages,
+            "rejected": failures.get(loadgen.REJECTED, 0),
+        },
         "throughput_rps": throughput,
         "throughput_inferences_per_s": throughput * spec.rows_per_request,
         "throughput_basis": vouched.basis,
@@ -329,14 +353,14 @@ def _assemble(spec: LoadSpec, target: Target, run: EngineRun, unchecked: str | N
     }
 
 
-
-
 def _share_above(histogram, value_us: float) -> float | None:
     """The share of a histogram's values above ``value_us`` (None when it is empty)."""
     total = histogram.get_total_count()
     if not total:
         return None
-    above = sum(item.count_at_value_iterated_to for item in histogram.get_recorded_iterator() if item.value_iterated_to > value_us)
+    above = sum(
+        item.count_at_value_iterated_to for item in histogram.get_recorded_iterator() if item.value_iterated_to > value_us
+    )
     return above / total
 
 
@@ -348,7 +372,10 @@ def _server_metrics(run: EngineRun, target: Target, outages: int = 0, sent: int 
         if delta.success_count < 0 or delta.execution_count < 0:
             return None, "Triton's counters went backwards during the window (the server restarted, or the model was unloaded)"
         if outages:
-            return None, f"the server or the model stopped answering {outages} time(s) during the window; a restart or an unload resets Triton's counters, so their difference means nothing"
+            return (
+                None,
+                f"the server or the model stopped answering {outages} time(s) during the window; a restart or an unload resets Triton's counters, so their difference means nothing",
+            )
         return delta.as_dict(), None
     if target.endpoints.metrics is None:
         return None, "no metrics endpoint given (--metrics-url)"
@@ -356,7 +383,12 @@ def _server_metrics(run: EngineRun, target: Target, outages: int = 0, sent: int 
         return None, run.extra["metrics_error"]
     if run.interrupted:
         # Requests measured in the window mean the window had started: the end is what was missed.
-        return None, "the run was interrupted before Triton's metrics were read at the window's end" if sent else "the run was interrupted before the window's start"
+        return (
+            None,
+            "the run was interrupted before Triton's metrics were read at the window's end"
+            if sent
+            else "the run was interrupted before the window's start",
+        )
     return None, "not read (the run stopped before the window's end)"
 
 
@@ -404,7 +436,11 @@ def _unverified_message(v: dict) -> str:
     return (
         f"unverified: Triton counted {v['server_success']:,} successes and {v['server_failures_in_window']:,} failures "
         f"while h2load completed {v['client_completed']:,} requests in the same {v['interval_s']:.2f} s (allowed difference {v['allowed_difference']:,})"
-        + (UNCOUNTED_REJECTIONS if v["client_completed"] > v["server_success"] + v["server_failures_in_window"] + v["allowed_difference"] else "")
+        + (
+            UNCOUNTED_REJECTIONS
+            if v["client_completed"] > v["server_success"] + v["server_failures_in_window"] + v["allowed_difference"]
+            else ""
+        )
     )
 
 
@@ -430,16 +466,32 @@ def run_direct(
     from axon.engines.direct import MAX_DISTINCT_BATCHES
     from axon.workload.signature import from_onnx
 
-    spec = LoadSpec(model, concurrency=1, duration_s=duration_s, warmup_s=warmup_s, rows_per_request=rows_per_request, engine="direct").validate()
+    spec = LoadSpec(
+        model, concurrency=1, duration_s=duration_s, warmup_s=warmup_s, rows_per_request=rows_per_request, engine="direct"
+    ).validate()
     engine = DirectEngine(threads)
     in_process = Endpoints("in-process")
     # The same requests a server would get, as arrays: any model's inputs, from its own graph.
     feed = as_feed(features)
-    settled = settle(replace(feed, signature=feed.signature or from_onnx(onnx_path)), model, in_process, rows_per_request, MAX_DISTINCT_BATCHES, None, keep_tensors=True)
-    run = engine.run(Workload(spec, in_process, [], None, on_progress=on_progress, features=settled.payloads.requests, reference_onnx=onnx_path))
+    settled = settle(
+        replace(feed, signature=feed.signature or from_onnx(onnx_path)),
+        model,
+        in_process,
+        rows_per_request,
+        MAX_DISTINCT_BATCHES,
+        None,
+        keep_tensors=True,
+    )
+    run = engine.run(
+        Workload(
+            spec, in_process, [], None, on_progress=on_progress, features=settled.payloads.requests, reference_onnx=onnx_path
+        )
+    )
     run.info.update(requested="direct", notice=None)
     target = Target(in_process, backend="in-process", version=run.info["version"], batching=None)
-    record = _assemble(spec, target, run, "in-process: the model is the reference itself", dataset, CLIENT_BOUND_CORES * threads, repeat)
+    record = _assemble(
+        spec, target, run, "in-process: the model is the reference itself", dataset, CLIENT_BOUND_CORES * threads, repeat
+    )
     record["load"]["threads"] = threads
     record["server_memory"] = not_watched("in-process: no server")
     # In-process, the client is the whole measurement: "client-bound" (a hot client limiting a
@@ -480,16 +532,27 @@ def run_path(
     try:
         wait_ready(ep.grpc, path.models, MODEL_CHECK_TIMEOUT_S, ssl=ep.tls, headers=ep.headers or None, ca_file=ep.ca_file)
     except ServerError as exc:
-        raise ServerError(f"the path calls models the server at {ep.grpc} does not serve ({exc}); it serves: {served_models(ep)}") from None
+        raise ServerError(
+            f"the path calls models the server at {ep.grpc} does not serve ({exc}); it serves: {served_models(ep)}"
+        ) from None
     planned, signatures = [], {}
     for step in path.steps:
         calls = []
         for call in step.calls:
-            settled = settle(as_feed(feeds.get(call.model)), call.model, ep, call.rows, MAX_DISTINCT_PATH_BODIES, references.get(call.model))
+            settled = settle(
+                as_feed(feeds.get(call.model)), call.model, ep, call.rows, MAX_DISTINCT_PATH_BODIES, references.get(call.model)
+            )
             signatures[call.model] = settled.record
             calls.append(events.PlannedCall(call.model, settled.payloads.bodies, settled.expected))
         planned.append(calls)
-    unchecked = sorted({c.model for s in path.steps for c in s.calls if references.get(c.model) is None or not Path(references[c.model]).is_file()})
+    unchecked = sorted(
+        {
+            c.model
+            for s in path.steps
+            for c in s.calls
+            if references.get(c.model) is None or not Path(references[c.model]).is_file()
+        }
+    )
     scrape = (lambda: {m: triton_metrics.scrape(ep.metrics, m) for m in path.models}) if ep.metrics else None
     watch = target.watch()
     client_ms = [s.client_ms for s in path.steps]
@@ -499,7 +562,9 @@ def run_path(
 
             run = hosts.run_path(PathLoad(planned, client_ms, cycle_s), spec, ep, scrape, on_progress, client_bound_cores)
         else:
-            run = events.run(planned, client_ms, spec, ep, scrape, watch.reason if watch is not None else None, on_progress, cycle_s)
+            run = events.run(
+                planned, client_ms, spec, ep, scrape, watch.reason if watch is not None else None, on_progress, cycle_s
+            )
     run.info.update(requested="events", notice=None)
     reason = f"no local model for {', '.join(unchecked)}" if unchecked else None
     record = _assemble(spec, target, run, reason, dataset, client_bound_cores, repeat)
@@ -537,13 +602,17 @@ def check_path_served(path, target: Target) -> None:
     try:
         wait_ready(ep.grpc, path.models, MODEL_CHECK_TIMEOUT_S, ssl=ep.tls, headers=ep.headers or None, ca_file=ep.ca_file)
     except ServerError as exc:
-        raise ServerError(f"the path calls models the server at {ep.grpc} does not serve ({exc}); it serves: {served_models(ep)}") from None
+        raise ServerError(
+            f"the path calls models the server at {ep.grpc} does not serve ({exc}); it serves: {served_models(ep)}"
+        ) from None
     for call in (c for s in path.steps for c in s.calls):
         signature = from_served(ep, call.model)
         if signature.batched and call.rows > signature.max_batch_size:
             where = f"batching {target.batching}" if target.batching else ep.grpc
-            raise AxonError(f"--path {path.source}: {call.model} takes at most {signature.max_batch_size} row(s) a request on the server with {where}, "
-                            f"and the path sends {call.rows}; give that call rows <= {signature.max_batch_size}, or leave that mode out")
+            raise AxonError(
+                f"--path {path.source}: {call.model} takes at most {signature.max_batch_size} row(s) a request on the server with {where}, "
+                f"and the path sends {call.rows}; give that call rows <= {signature.max_batch_size}, or leave that mode out"
+            )
         if not signature.batched and call.rows != 1:
             raise AxonError(f"--path {path.source}: {call.model} has no batch axis, so its calls send rows = 1, not {call.rows}")
 
@@ -557,31 +626,68 @@ def _path_section(path, run: EngineRun, signatures: dict, record: dict) -> dict:
     for (s, c), st in sorted(run.extra["path_calls"].items()):
         summary = stats.LatencySummary.of(stats.decode(st["latency"])) if st["ok"] else None
         call = path.steps[s].calls[c]
-        calls_out.append({"step": s + 1, "model": call.model, "rows": call.rows, "sent": st["sent"], "ok": st["ok"], "failures": st["failures"],
-                          "latency_ms": summary.as_dict() if summary else None})
+        calls_out.append(
+            {
+                "step": s + 1,
+                "model": call.model,
+                "rows": call.rows,
+                "sent": st["sent"],
+                "ok": st["ok"],
+                "failures": st["failures"],
+                "latency_ms": summary.as_dict() if summary else None,
+            }
+        )
     totals = run.extra["path_totals"]
     before, after = run.extra["scrapes"]
     per_event = path.calls_per_event()
     models, problems = {}, []
     for model in path.models:
         mine = totals.get(model, {})
-        entry = {"calls_per_event": per_event[model], "calls_sent": mine.get("sent", 0), "calls_ok": mine.get("ok", 0), "signature": signatures.get(model)}
+        entry = {
+            "calls_per_event": per_event[model],
+            "calls_sent": mine.get("sent", 0),
+            "calls_ok": mine.get("ok", 0),
+            "signature": signatures.get(model),
+        }
         if before is not None and after is not None:
             delta = triton_metrics.delta(before[model], after[model])
             entry["server"] = delta.as_dict()
             if delta.success_count != entry["calls_ok"]:
-                problems.append(f"{model}: Triton counted {delta.success_count:,} successes, the events made {entry['calls_ok']:,} successful calls")
+                problems.append(
+                    f"{model}: Triton counted {delta.success_count:,} successes, the events made {entry['calls_ok']:,} successful calls"
+                )
         models[model] = entry
     events_in_window = record["requests"]["ok"]
     if before is None or after is None:
         verification = {"verified": False, "reason": "no metrics endpoint to check each model's counts against (--metrics-url)"}
     else:
-        verification = {"verified": not problems, "reason": "; ".join(problems) or None,
-                        "method": "each model's successful calls over the whole run (warm-up included) against Triton's success counter, read before the first event and after the last"}
+        verification = {
+            "verified": not problems,
+            "reason": "; ".join(problems) or None,
+            "method": "each model's successful calls over the whole run (warm-up included) against Triton's success counter, read before the first event and after the last",
+        }
     step_share = []
-    total_p50 = sum((max((c["latency_ms"] or {}).get("p50", 0.0) for c in calls_out if c["step"] == s + 1) for s in range(len(path.steps))), 0.0)
+    total_p50 = sum(
+        (max((c["latency_ms"] or {}).get("p50", 0.0) for c in calls_out if c["step"] == s + 1) for s in range(len(path.steps))),
+        0.0,
+    )
     for s, step in enumerate(path.steps):
         p50 = max(((c["latency_ms"] or {}).get("p50", 0.0) for c in calls_out if c["step"] == s + 1), default=0.0)
-        step_share.append({"step": s + 1, "client_ms": step.client_ms, "slowest_call_p50_ms": p50, "share_of_calls_p50": p50 / total_p50 if total_p50 else None})
-    return {**path.as_record(), "events_ok_in_window": events_in_window, "events_ok_whole_run": run.extra["events_run_ok"], "calls": calls_out, "models": models, "step_latency": step_share,
-            "engine_why": run.info.get("why"), "verification": verification}
+        step_share.append(
+            {
+                "step": s + 1,
+                "client_ms": step.client_ms,
+                "slowest_call_p50_ms": p50,
+                "share_of_calls_p50": p50 / total_p50 if total_p50 else None,
+            }
+        )
+    return {
+        **path.as_record(),
+        "events_ok_in_window": events_in_window,
+        "events_ok_whole_run": run.extra["events_run_ok"],
+        "calls": calls_out,
+        "models": models,
+        "step_latency": step_share,
+        "engine_why": run.info.get("why"),
+        "verification": verification,
+    }

@@ -37,7 +37,14 @@ class CaseProgress:
         if self.tty:
             from tqdm import tqdm
 
-            self._bar = tqdm(total=round(duration_s, 1), desc=label, unit="s", file=stream, leave=False, bar_format="{desc} {bar} {n:.0f}/{total:.0f} s {postfix}")
+            self._bar = tqdm(
+                total=round(duration_s, 1),
+                desc=label,
+                unit="s",
+                file=stream,
+                leave=False,
+                bar_format="{desc} {bar} {n:.0f}/{total:.0f} s {postfix}",
+            )
 
     def rate(self, now: float, sent: int) -> float:
         """Requests per second over the last RATE_INTERVAL_S."""

@@ -79,15 +79,19 @@ def show_pool(model: user_model.UserModel) -> None:
     settled, seconds = build_pool(model, model.path)
     bodies = settled.payloads.bodies
     pool = sum(len(b) for b in bodies)
-    print(f"pool: {len(bodies)} distinct bodies of {len(bodies[0]):,} bytes = {pool / 2**20:.1f} MiB, bound {DEFAULT_PAYLOAD_BYTES / 2**20:.0f} MiB "
-          f"({'within' if pool <= DEFAULT_PAYLOAD_BYTES else 'OVER'}); count bound {MAX_DISTINCT_PAYLOADS}")
+    print(
+        f"pool: {len(bodies)} distinct bodies of {len(bodies[0]):,} bytes = {pool / 2**20:.1f} MiB, bound {DEFAULT_PAYLOAD_BYTES / 2**20:.0f} MiB "
+        f"({'within' if pool <= DEFAULT_PAYLOAD_BYTES else 'OVER'}); count bound {MAX_DISTINCT_PAYLOADS}"
+    )
     print(f"notice: {settled.notice}")
     tensors = sum(a.nbytes for r in settled.payloads.requests for a in r.values())
     answers = sum(a.nbytes for e in settled.expected for a in e.values())
     print(f"kept beside the bodies: input arrays {tensors / 2**20:.1f} MiB, reference answers {answers / 2**20:.2f} MiB")
     del settled, bodies  # the pool's memory back before the build without a reference
     _, unchecked_s = build_pool(model, None)
-    print(f"built in {seconds:.2f} s with the onnxruntime reference, {unchecked_s:.2f} s without; this process's peak RSS {before:,.0f} -> {peak_rss_mib():,.0f} MiB")
+    print(
+        f"built in {seconds:.2f} s with the onnxruntime reference, {unchecked_s:.2f} s without; this process's peak RSS {before:,.0f} -> {peak_rss_mib():,.0f} MiB"
+    )
 
 
 def bench(model: user_model.UserModel, root: Path, args: argparse.Namespace) -> None:
@@ -99,8 +103,12 @@ def bench(model: user_model.UserModel, root: Path, args: argparse.Namespace) -> 
             for engine in engines:
                 # ABBA: which side goes first alternates, so an order effect hits both alike.
                 for checked in (True, False) if round_ % 2 == 0 else (False, True):
-                    spec = LoadSpec(model.name, concurrency=args.concurrency, duration_s=args.duration, warmup_s=args.warmup, engine=engine)
-                    r = run_case(spec, target, Feed(signature=model.signature), model.path if checked else None, {"name": "generated"})
+                    spec = LoadSpec(
+                        model.name, concurrency=args.concurrency, duration_s=args.duration, warmup_s=args.warmup, engine=engine
+                    )
+                    r = run_case(
+                        spec, target, Feed(signature=model.signature), model.path if checked else None, {"name": "generated"}
+                    )
                     if not r["complete"] or r["requests"]["ok"] == 0:
                         raise SystemExit(f"{engine} run failed: {r['verdicts']} {r['incomplete_reason']}")
                     runs[(engine, checked)].append(r)
@@ -110,15 +118,19 @@ def bench(model: user_model.UserModel, root: Path, args: argparse.Namespace) -> 
         rps = [r["throughput_rps"] for r in rs]
         cpu = [r["client"]["cpu_us_per_request"] for r in rs]
         sent_mb = statistics.median(rps) * r_bytes(rs[0]) / 1e6
-        print(f"{engine:<7} {'onnxruntime' if checked else 'none':<10} {_spread(rps, '{:,.0f}'):>16} {sent_mb:>10,.0f} {_spread(cpu, '{:,.0f}'):>26} "
-              f"{statistics.median(r['correctness'].get('checked', 0) for r in rs):>8,.0f}")
+        print(
+            f"{engine:<7} {'onnxruntime' if checked else 'none':<10} {_spread(rps, '{:,.0f}'):>16} {sent_mb:>10,.0f} {_spread(cpu, '{:,.0f}'):>26} "
+            f"{statistics.median(r['correctness'].get('checked', 0) for r in rs):>8,.0f}"
+        )
     for engine in engines:
         with_ref = [r["client"]["cpu_us_per_request"] for r in runs[(engine, True)]]
         without = [r["client"]["cpu_us_per_request"] for r in runs[(engine, False)]]
         ratios = [a / b for a, b in zip(with_ref, without)]
         overlap = min(with_ref) <= max(without) and min(without) <= max(with_ref)
-        print(f"{engine}: client CPU per request, with the reference / without: {statistics.median(ratios):.3f} [{min(ratios):.3f}-{max(ratios):.3f}]"
-              f"{' (ranges overlap: within noise)' if overlap else ''}")
+        print(
+            f"{engine}: client CPU per request, with the reference / without: {statistics.median(ratios):.3f} [{min(ratios):.3f}-{max(ratios):.3f}]"
+            f"{' (ranges overlap: within noise)' if overlap else ''}"
+        )
 
 
 def r_bytes(record: dict) -> int:

@@ -15,13 +15,22 @@ SMOKE = {
 def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("axon-soak", "axon soak (pytest benchmarks -m soak)")
     group.addoption("--axon-soak-minutes", type=float, default=10.0, help="soak length in minutes (default 10)")
-    group.addoption("--axon-soak-slice-s", type=float, default=60.0, help="throughput and p99 per slice of this many seconds (default 60)")
-    group.addoption("--axon-soak-sample-s", type=float, default=30.0, help="RSS of client and server sampled every this many seconds (default 30)")
+    group.addoption(
+        "--axon-soak-slice-s", type=float, default=60.0, help="throughput and p99 per slice of this many seconds (default 60)"
+    )
+    group.addoption(
+        "--axon-soak-sample-s",
+        type=float,
+        default=30.0,
+        help="RSS of client and server sampled every this many seconds (default 30)",
+    )
     group.addoption("--axon-soak-out", help="folder for soak.json, soak.png and soak.md (default: a temporary folder, printed)")
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    config.addinivalue_line("markers", "soak: a long run (minutes) checking errors, memory and drift; deselected unless -m selects it")
+    config.addinivalue_line(
+        "markers", "soak: a long run (minutes) checking errors, memory and drift; deselected unless -m selects it"
+    )
 
 
 def pytest_collection_modifyitems(config, items):

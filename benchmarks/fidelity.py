@@ -59,12 +59,21 @@ def run_h2load(url: str, frame_path: Path, streams: int, duration_s: float, warm
     return {"rps": rps, "p50_ms": float(np.median(durations_ms)), "mean_ms": float(durations_ms.mean())}
 
 
-def run_axon(server: EmbeddedServer, choice: ModelChoice, batching: str, engine: str, concurrency: int, duration_s: float, warmup_s: float) -> dict:
+def run_axon(
+    server: EmbeddedServer, choice: ModelChoice, batching: str, engine: str, concurrency: int, duration_s: float, warmup_s: float
+) -> dict:
     spec = LoadSpec(choice.name, concurrency=concurrency, duration_s=duration_s, warmup_s=warmup_s, engine=engine)
-    r = run_case(spec, Target(server.endpoints, "embedded", server.version, batching), choice.feed, choice.reference, choice.dataset)
+    r = run_case(
+        spec, Target(server.endpoints, "embedded", server.version, batching), choice.feed, choice.reference, choice.dataset
+    )
     if not r["passed"]:
         raise SystemExit(f"{engine} run failed: {r['verdicts']} {r['incomplete_reason']}")
-    return {"rps": r["throughput_rps"], "p50_ms": r["latency_ms"]["p50"], "mean_ms": r["latency_ms"]["mean"], "client_cores": r["client"]["cores_per_process"]}
+    return {
+        "rps": r["throughput_rps"],
+        "p50_ms": r["latency_ms"]["p50"],
+        "mean_ms": r["latency_ms"]["mean"],
+        "client_cores": r["client"]["cores_per_process"],
+    }
 
 
 def main() -> int:
@@ -76,7 +85,9 @@ def main() -> int:
     parser.add_argument("--warmup", type=float, default=1.0)
     parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds per concurrency")
     parser.add_argument("--concurrency", default="1,64", help="comma-separated (default 1,64)")
-    parser.add_argument("--engines", default=",".join(ENGINES), help="axon's engines set beside raw h2load (default native,python)")
+    parser.add_argument(
+        "--engines", default=",".join(ENGINES), help="axon's engines set beside raw h2load (default native,python)"
+    )
     parser.add_argument("--output", type=Path, default=Path("results/fidelity.json"))
     args = parser.parse_args()
     engines = [e for e in args.engines.split(",") if e]
@@ -108,15 +119,24 @@ def _measure(args: argparse.Namespace, choice: ModelChoice, engines: list[str]) 
         print(f"fidelity: no repository at {repo}; run `axon train` (or `make bench`) first", file=sys.stderr)
         return 2
     model = choice.name
-    report: dict = {"machine": results.machine_info(), "timestamp": results.now_iso(), "model": model, "batching": batching,
-                    "duration_s": args.duration, "rounds": args.rounds, "cases": {}}
+    report: dict = {
+        "machine": results.machine_info(),
+        "timestamp": results.now_iso(),
+        "model": model,
+        "batching": batching,
+        "duration_s": args.duration,
+        "rounds": args.rounds,
+        "cases": {},
+    }
     log = args.output.with_suffix(".tritonserver.log")
     with EmbeddedServer(repo, models=[model], log_path=log) as server, tempfile.TemporaryDirectory() as tmp:
         # The native engine posts the first body settle builds from this feed: raw h2load posts the same bytes.
         settled = settle(as_feed(choice.feed), model, server.endpoints, 1, 1, choice.reference)
         report["signature"] = settled.record
         inputs = ", ".join(f"{t['name']} {t['datatype']}{t['shape']}" for t in settled.record["inputs"])
-        print(f"{model} (batching {batching}): {len(settled.record['inputs'])} input(s) {inputs}; {settled.record['bytes_per_request']:,} bytes of tensors per request")
+        print(
+            f"{model} (batching {batching}): {len(settled.record['inputs'])} input(s) {inputs}; {settled.record['bytes_per_request']:,} bytes of tensors per request"
+        )
         frame = Path(tmp) / "req.bin"
         frame.write_bytes(grpc_frame(settled.payloads.bodies[0]))
         for concurrency in [int(c) for c in args.concurrency.split(",")]:
@@ -125,7 +145,9 @@ def _measure(args: argparse.Namespace, choice: ModelChoice, engines: list[str]) 
                 before = triton_metrics.scrape(server.endpoints.metrics, model)
                 h2 = run_h2load(server.endpoints.grpc, frame, concurrency, args.duration, args.warmup, Path(tmp) / "h2.log")
                 # h2load counts HTTP 200 as success; Triton's own counter is the cross-check.
-                h2["triton_success"] = triton_metrics.delta(before, triton_metrics.scrape(server.endpoints.metrics, model)).success_count
+                h2["triton_success"] = triton_metrics.delta(
+                    before, triton_metrics.scrape(server.endpoints.metrics, model)
+                ).success_count
                 rows["h2load"].append(h2)
                 for engine in engines:
                     rows[engine].append(run_axon(server, choice, batching, engine, concurrency, args.duration, args.warmup))
@@ -137,7 +159,9 @@ def _measure(args: argparse.Namespace, choice: ModelChoice, engines: list[str]) 
                 case[engine] = {"throughput_ratio": ratios, "p50_ratio": p50}
             report["cases"][f"c={concurrency}"] = case
             med = {g: {k: statistics.median(r[k] for r in rows[g]) for k in ("rps", "p50_ms")} for g in generators}
-            print(f"c={concurrency}: raw h2load {med['h2load']['rps']:,.0f} req/s, p50 {med['h2load']['p50_ms']:.3f} ms ({args.rounds} rounds, median)")
+            print(
+                f"c={concurrency}: raw h2load {med['h2load']['rps']:,.0f} req/s, p50 {med['h2load']['p50_ms']:.3f} ms ({args.rounds} rounds, median)"
+            )
             for engine in engines:
                 t, p = case[engine]["throughput_ratio"], case[engine]["p50_ratio"]
                 print(

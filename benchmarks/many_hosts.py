@@ -71,7 +71,9 @@ def main() -> int:
     summary = {side: repeats.summarise(rs) for side, rs in runs.items()}
     print(f"\nc={args.concurrency}, {args.duration:g} s windows, {args.rounds} interleaved rounds: median [min–max]")
     for side, s in summary.items():
-        print(f"  {side:>13}: {s['throughput_rps'].format()} req/s, p50 {s['p50_ms'].format('.2f')} ms, p99 {s['p99_ms'].format('.2f')} ms")
+        print(
+            f"  {side:>13}: {s['throughput_rps'].format()} req/s, p50 {s['p50_ms'].format('.2f')} ms, p99 {s['p99_ms'].format('.2f')} ms"
+        )
     a, b = (runs[side] for side in SIDES)
     print(f"  throughput dask / processes: {repeats.ratio(a, b).format()}; p50: {repeats.ratio(a, b, 'p50_ms').format()}")
     write_json(args.output, {"machine": results.machine_info(), "runs": [r for rs in runs.values() for r in rs]})

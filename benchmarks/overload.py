@@ -56,8 +56,18 @@ def main() -> int:
     parser.add_argument("--rows-per-request", type=int, default=256)
     parser.add_argument("--concurrency", type=int, default=16, help="closed loop for the capacity measurement (default 16)")
     parser.add_argument("--max-queue-size", type=int, default=16, help="the size-bounded server's queue bound (default 16)")
-    parser.add_argument("--queue-timeout-us", type=int, default=20_000, help="the time-bounded server's queue timeout in µs (default 20,000: under the 25 ms p99 budget)")
-    parser.add_argument("--budget-p99-ms", type=float, default=25.0, help="goodput counts the answers within this latency (default 25, the SLO's p99)")
+    parser.add_argument(
+        "--queue-timeout-us",
+        type=int,
+        default=20_000,
+        help="the time-bounded server's queue timeout in µs (default 20,000: under the 25 ms p99 budget)",
+    )
+    parser.add_argument(
+        "--budget-p99-ms",
+        type=float,
+        default=25.0,
+        help="goodput counts the answers within this latency (default 25, the SLO's p99)",
+    )
     parser.add_argument("--duration", type=float, default=4.0)
     parser.add_argument("--warmup", type=float, default=1.0)
     parser.add_argument("--timeout", type=float, default=5.0, help="client deadline per request (s)")
@@ -82,14 +92,20 @@ def main() -> int:
         unbounded, size_bounded = list(servers.values())[:2]
         capacity_run = run_case(LoadSpec(model, concurrency=args.concurrency, **common), Target.of(unbounded, "on"), features)
         capacity = capacity_run["throughput_rps"]
-        print(f"capacity: {capacity:,.0f} req/s ({model}, {args.rows_per_request} rows/request, closed loop c={args.concurrency}, batching on, no queue bound)", file=sys.stderr)
+        print(
+            f"capacity: {capacity:,.0f} req/s ({model}, {args.rows_per_request} rows/request, closed loop c={args.concurrency}, batching on, no queue bound)",
+            file=sys.stderr,
+        )
         for multiple in MULTIPLES:
             for bound, server in servers.items():  # interleaved: drift hits all alike
                 spec = LoadSpec(model, rate=capacity * multiple, distribution="poisson", **common)
                 r = run_case(spec, Target.of(server, "on"), features)
                 r["overload"] = {"multiple": multiple, "capacity_rps": capacity, "queue_bound": bound}
                 records.append(r)
-                print(f"  {multiple}x, queue bound {bound}: {r['throughput_rps']:,.0f} req/s answered, {r['requests']['rejected']:,} rejected", file=sys.stderr)
+                print(
+                    f"  {multiple}x, queue bound {bound}: {r['throughput_rps']:,.0f} req/s answered, {r['requests']['rejected']:,} rejected",
+                    file=sys.stderr,
+                )
         probes = []
         for concurrency in (max(1, args.max_queue_size // 2), 2 * args.max_queue_size):
             for bound, server in (("none (seed)", unbounded), (f"size {args.max_queue_size}", size_bounded)):
@@ -107,7 +123,9 @@ def main() -> int:
 def within(record: dict, limit_ms: float) -> int:
     """The answered requests whose latency is within ``limit_ms``."""
     histogram = stats.decode(record["histogram"])
-    return sum(item.count_at_value_iterated_to for item in histogram.get_recorded_iterator() if item.value_iterated_to <= limit_ms * 1e3)
+    return sum(
+        item.count_at_value_iterated_to for item in histogram.get_recorded_iterator() if item.value_iterated_to <= limit_ms * 1e3
+    )
 
 
 def probe_table(probes: list[dict], args) -> str:
@@ -122,7 +140,9 @@ def probe_table(probes: list[dict], args) -> str:
         executions = sm.get("execution_count")
         per_s = f"{executions / r['measured_s']:,.0f}" if executions is not None else "-"
         lat = r["latency_ms"]
-        lines.append(f"| {r['load']['concurrency']} | {r['overload']['queue_bound']} | {r['throughput_rps']:,.0f} | {r['requests']['rejected']:,} | {lat['p50']:.1f} | {lat['p99']:.1f} | {per_s} |")
+        lines.append(
+            f"| {r['load']['concurrency']} | {r['overload']['queue_bound']} | {r['throughput_rps']:,.0f} | {r['requests']['rejected']:,} | {lat['p50']:.1f} | {lat['p99']:.1f} | {per_s} |"
+        )
     return "\n".join(lines)
 
 

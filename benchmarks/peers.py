@@ -83,7 +83,11 @@ def perf_analyzer(pa: Path, server, case: dict, duration_s: float, memory_gb: fl
     report = tmp / "pa.csv"
     report.unlink(missing_ok=True)
     window_ms = max(round(duration_s * 1000 / PA_WINDOWS), 500)
-    load = ["--concurrency-range", str(case["concurrency"])] if case["mode"] == "closed" else ["--request-rate-range", str(case["rate"]), "--request-distribution", "constant"]
+    load = (
+        ["--concurrency-range", str(case["concurrency"])]
+        if case["mode"] == "closed"
+        else ["--request-rate-range", str(case["rate"]), "--request-distribution", "constant"]
+    )
     # -s 1000: every window counts as stable, so the run takes PA_WINDOWS windows, not "until
     # stable" (on 2 shared cores it otherwise gives up: "Failed to obtain stable measurement").
     cmd = [str(pa), "-m", MODEL, "-u", server.endpoints.grpc, "-i", "grpc", "-b", "1", "-p", str(window_ms), "-r", str(PA_WINDOWS), "-s", "1000",
@@ -92,7 +96,9 @@ def perf_analyzer(pa: Path, server, case: dict, duration_s: float, memory_gb: fl
     env = {**os.environ, "LD_LIBRARY_PATH": f"{lib}:{os.environ.get('LD_LIBRARY_PATH', '')}"}
     cpu0, ok0 = _cpu_children_s(), _success(server)
     try:
-        done = subprocess.run(_limit_memory(cmd, int(memory_gb * 2**30)), capture_output=True, text=True, env=env, timeout=duration_s + PA_EXTRA_S)
+        done = subprocess.run(
+            _limit_memory(cmd, int(memory_gb * 2**30)), capture_output=True, text=True, env=env, timeout=duration_s + PA_EXTRA_S
+        )
     except subprocess.TimeoutExpired:
         return {"failed": f"timed out after {duration_s + PA_EXTRA_S:.0f} s"}
     cpu, requests = _cpu_children_s() - cpu0, _success(server) - ok0
@@ -134,7 +140,12 @@ def raw_h2load(server, frame: Path, case: dict, duration_s: float, warmup_s: flo
     if done.returncode != 0 or not found:
         return {"failed": f"exit {done.returncode}: {(done.stderr or done.stdout).strip()[-160:]}"}
     durations_ms = np.array([int(line.split()[2]) / 1e3 for line in log.read_text().splitlines() if line.strip()])
-    out = {"rps": float(found.group(1)), "p50_ms": float(np.median(durations_ms)), "p99_ms": float(np.percentile(durations_ms, 99)), "cpu_us_per_request": cpu / requests * 1e6 if requests else math.nan}
+    out = {
+        "rps": float(found.group(1)),
+        "p50_ms": float(np.median(durations_ms)),
+        "p99_ms": float(np.percentile(durations_ms, 99)),
+        "cpu_us_per_request": cpu / requests * 1e6 if requests else math.nan,
+    }
     if case["mode"] == "open":
         out["achieved_ratio"] = len(durations_ms) / duration_s / case["rate"]
         out["late_fraction"] = math.nan  # raw h2load does not know its schedule
@@ -142,7 +153,11 @@ def raw_h2load(server, frame: Path, case: dict, duration_s: float, warmup_s: flo
 
 
 def axon_engine(server, features, engine: str, case: dict, duration_s: float, warmup_s: float) -> dict:
-    load = {"concurrency": case["concurrency"]} if case["mode"] == "closed" else {"rate": float(case["rate"]), "distribution": "constant"}
+    load = (
+        {"concurrency": case["concurrency"]}
+        if case["mode"] == "closed"
+        else {"rate": float(case["rate"]), "distribution": "constant"}
+    )
     spec = LoadSpec(MODEL, duration_s=duration_s, warmup_s=warmup_s, engine=engine, max_error_rate=1.0, **load)
     r = run_case(spec, Target(server.endpoints, "embedded", server.version, "on"), features)
     if not r["complete"]:
@@ -178,7 +193,10 @@ def table(cases: list[dict], rows: dict) -> str:
                 where = f" at {case['rate']:,}/s" if case["mode"] == "open" else ""
                 lines.append(f"| {case['label']} | {g} | failed{where} | | | | | {failed[0][:60] if failed else ''} |")
                 continue
-            med = {k: _median(r.get(k) for r in good) for k in ("rps", "p50_ms", "p99_ms", "cpu_us_per_request", "achieved_ratio", "late_fraction")}
+            med = {
+                k: _median(r.get(k) for r in good)
+                for k in ("rps", "p50_ms", "p99_ms", "cpu_us_per_request", "achieved_ratio", "late_fraction")
+            }
             note = f" ({len(failed)} of {len(runs)} rounds failed)" if failed else ""
             opened = case["mode"] == "open"
             cells = [case["label"], g + note, _fmt(med["rps"], ",.0f"), _fmt(med["p50_ms"], ".2f"), _fmt(med["p99_ms"], ".2f"), _fmt(med["cpu_us_per_request"], ".1f"),
@@ -189,7 +207,12 @@ def table(cases: list[dict], rows: dict) -> str:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--peers", type=Path, default=Path(".peers/site"), help="where `make peers` installed tritonclient 2.50.0 (its bin/perf_analyzer)")
+    parser.add_argument(
+        "--peers",
+        type=Path,
+        default=Path(".peers/site"),
+        help="where `make peers` installed tritonclient 2.50.0 (its bin/perf_analyzer)",
+    )
     parser.add_argument("--artifacts", type=Path, default=Path("artifacts"))
     parser.add_argument("--duration", type=float, default=4.0)
     parser.add_argument("--warmup", type=float, default=1.0)
@@ -246,7 +269,9 @@ def main() -> int:
                     print(f"round {round_ + 1}/{args.rounds} {case['label']:<14} {g:<13} {said}", file=sys.stderr, flush=True)
     write_json(args.output, report)
     print(table(cases, rows))
-    print(f"\n(median over {args.rounds} interleaved round(s) of {args.duration:g} s; one embedded Triton {report['server']['version']}, {MODEL}, batching on)")
+    print(
+        f"\n(median over {args.rounds} interleaved round(s) of {args.duration:g} s; one embedded Triton {report['server']['version']}, {MODEL}, batching on)"
+    )
     print(f"peers: {args.output}")
     return 0
 

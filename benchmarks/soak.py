@@ -56,7 +56,13 @@ class RssSampler:
         server_pids = {p.pid for p in server}
         me = psutil.Process()
         client = [me, *(c for c in me.children(recursive=True) if c.pid not in server_pids)]
-        return {"t_mono": time.monotonic(), "client_rss": rss(client), "server_rss": rss(server) if server else None, "client_processes": len(client), "server_processes": len(server)}
+        return {
+            "t_mono": time.monotonic(),
+            "client_rss": rss(client),
+            "server_rss": rss(server) if server else None,
+            "client_processes": len(client),
+            "server_processes": len(server),
+        }
 
     def _loop(self) -> None:
         next_at = time.monotonic()
@@ -84,24 +90,59 @@ def criteria(record: dict, samples: list[dict], slice_s: float) -> list[dict]:
     """
     checks = []
     failed = record["requests"]["failed"]
-    checks.append({"name": "errors", "limit": "0", "value": f"{failed} ({record['requests']['failures']})" if failed else "0", "passed": failed == 0 and record["complete"]})
+    checks.append(
+        {
+            "name": "errors",
+            "limit": "0",
+            "value": f"{failed} ({record['requests']['failures']})" if failed else "0",
+            "passed": failed == 0 and record["complete"],
+        }
+    )
     for who in ("client", "server"):
         series = [(s["t_s"], s[f"{who}_rss"]) for s in samples if s.get(f"{who}_rss")]
         after = [v for t, v in series if t >= slice_s]
         if len(after) < 2:
-            checks.append({"name": f"{who} RSS growth", "limit": f"< {RSS_GROWTH_LIMIT:.0%}", "value": "not enough samples after the first slice", "passed": False})
+            checks.append(
+                {
+                    "name": f"{who} RSS growth",
+                    "limit": f"< {RSS_GROWTH_LIMIT:.0%}",
+                    "value": "not enough samples after the first slice",
+                    "passed": False,
+                }
+            )
             continue
         growth = (after[-1] - after[0]) / after[0]
         checks.append(
-            {"name": f"{who} RSS growth", "limit": f"< {RSS_GROWTH_LIMIT:.0%}", "value": f"{growth:+.1%} ({after[0] / MIB:,.0f} -> {after[-1] / MIB:,.0f} MiB)", "passed": growth < RSS_GROWTH_LIMIT, "growth": growth}
+            {
+                "name": f"{who} RSS growth",
+                "limit": f"< {RSS_GROWTH_LIMIT:.0%}",
+                "value": f"{growth:+.1%} ({after[0] / MIB:,.0f} -> {after[-1] / MIB:,.0f} MiB)",
+                "passed": growth < RSS_GROWTH_LIMIT,
+                "growth": growth,
+            }
         )
     timeline = record.get("timeline") or []
     if len(timeline) >= 2 and timeline[0]["throughput_rps"] > 0:
         first, last = timeline[0]["throughput_rps"], timeline[-1]["throughput_rps"]
         drift = (last - first) / first
-        checks.append({"name": "throughput, last slice vs first", "limit": f"within {THROUGHPUT_DRIFT_LIMIT:.0%}", "value": f"{drift:+.1%} ({first:,.0f} -> {last:,.0f} req/s)", "passed": abs(drift) <= THROUGHPUT_DRIFT_LIMIT, "drift": drift})
+        checks.append(
+            {
+                "name": "throughput, last slice vs first",
+                "limit": f"within {THROUGHPUT_DRIFT_LIMIT:.0%}",
+                "value": f"{drift:+.1%} ({first:,.0f} -> {last:,.0f} req/s)",
+                "passed": abs(drift) <= THROUGHPUT_DRIFT_LIMIT,
+                "drift": drift,
+            }
+        )
     else:
-        checks.append({"name": "throughput, last slice vs first", "limit": f"within {THROUGHPUT_DRIFT_LIMIT:.0%}", "value": "fewer than 2 slices", "passed": False})
+        checks.append(
+            {
+                "name": "throughput, last slice vs first",
+                "limit": f"within {THROUGHPUT_DRIFT_LIMIT:.0%}",
+                "value": "fewer than 2 slices",
+                "passed": False,
+            }
+        )
     return checks
 
 
@@ -163,13 +204,20 @@ def plot(summary: dict, path: Path) -> None:
     times = [x["t_s"] for x in summary["samples"]]
     ax_rss.plot(times, [x["client_rss"] / MIB for x in summary["samples"]], marker=".", label="client")
     if any(x["server_rss"] for x in summary["samples"]):
-        ax_rss.plot(times, [(x["server_rss"] or math.nan) / MIB for x in summary["samples"]], marker=".", label="server (tritonserver + stubs)")
+        ax_rss.plot(
+            times,
+            [(x["server_rss"] or math.nan) / MIB for x in summary["samples"]],
+            marker=".",
+            label="server (tritonserver + stubs)",
+        )
     ax_rss.axvline(summary["slice_s"], color="grey", linestyle=":", label="end of the first slice")
     ax_rss.set_ylabel("RSS (MiB)")
     ax_rss.set_xlabel("seconds since the window opened")
     ax_rss.set_ylim(bottom=0)
     ax_rss.legend(loc="lower right")
-    fig.suptitle(f"soak: {summary['model']}, batching {summary['batching']}, c={summary['concurrency']}, {summary['minutes']:g} min")
+    fig.suptitle(
+        f"soak: {summary['model']}, batching {summary['batching']}, c={summary['concurrency']}, {summary['minutes']:g} min"
+    )
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)

@@ -63,7 +63,9 @@ def test_soak(request, axon_servers, axon_artifacts, axon_settings, soak_setting
         window.setdefault("start_mono", time.monotonic() - elapsed)  # when the window opened, on the sampler's clock
 
     with soak.RssSampler(getattr(server, "pid", None), s["sample_s"]) as sampler:
-        record = run_case(spec, target, features, axon_artifacts / "models" / MODEL / "model.onnx", dataset, on_progress=on_progress)
+        record = run_case(
+            spec, target, features, axon_artifacts / "models" / MODEL / "model.onnx", dataset, on_progress=on_progress
+        )
     start = window.get("start_mono", sampler.samples[0]["t_mono"])
     samples = [{**{k: v for k, v in x.items() if k != "t_mono"}, "t_s": x["t_mono"] - start} for x in sampler.samples]
     checks = soak.criteria(record, samples, s["slice_s"])
@@ -78,7 +80,9 @@ def test_soak(request, axon_servers, axon_artifacts, axon_settings, soak_setting
         "date": dt.date.today().isoformat(),
         "machine": f"{platform.node()}, {os.cpu_count()} cores, {record['machine']['cpu']}",
         "commit": results.git_commit(),
-        "command": "pytest " + " ".join(shlex.quote(a) for a in sys.argv[1:]) if "pytest" in sys.argv[0] else "pytest benchmarks -m soak",
+        "command": "pytest " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+        if "pytest" in sys.argv[0]
+        else "pytest benchmarks -m soak",
         "passed": all(c["passed"] for c in checks),
         "throughput_rps": record["throughput_rps"],
         "p99_ms": record["latency_ms"]["p99"],

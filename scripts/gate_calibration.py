@@ -36,7 +36,15 @@ def scaled(series: list[runs.Run], factor_from: int, factor: float) -> list[runs
         if i < factor_from:
             out.append(r)
         else:
-            out.append(replace(r, p50_ms=r.p50_ms * factor, p99_ms=r.p99_ms * factor, mean_ms=r.mean_ms * factor, throughput_rps=r.throughput_rps / factor))
+            out.append(
+                replace(
+                    r,
+                    p50_ms=r.p50_ms * factor,
+                    p99_ms=r.p99_ms * factor,
+                    mean_ms=r.mean_ms * factor,
+                    throughput_rps=r.throughput_rps / factor,
+                )
+            )
     return out
 
 
@@ -79,7 +87,11 @@ def split_rates(series: list[runs.Run], metric: str, alpha: float = gate.DEFAULT
 
 def prefix_alarms(series: list[runs.Run], metric: str) -> list[int]:
     """History lengths at which the gate fails the newest run."""
-    return [n for n in range(history.MIN_HISTORY, len(series) + 1) if history.judge_history("c", series[:n], metric, power=False).regression]
+    return [
+        n
+        for n in range(history.MIN_HISTORY, len(series) + 1)
+        if history.judge_history("c", series[:n], metric, power=False).regression
+    ]
 
 
 def first_detection(series: list[runs.Run], metric: str, k: int) -> int | None:
@@ -102,10 +114,14 @@ def main() -> None:
             print(f"  spread {metric}: {lo:+.1%} .. {hi:+.1%} around the median, robust sd of logs {mad:.3f}")
         for metric in METRICS:
             fa, det, total = split_rates(data, metric)
-            print(f"  compare 3 vs 3, {metric}: false alarms {fa}/{total} ({fa / total:.2%}), 15% step detected {det}/{total} ({det / total:.1%})")
+            print(
+                f"  compare 3 vs 3, {metric}: false alarms {fa}/{total} ({fa / total:.2%}), 15% step detected {det}/{total} ({det / total:.1%})"
+            )
         for metric in METRICS:
             delays = {k: first_detection(data, metric, k) for k in range(2, len(data))}
-            print(f"  history, {metric}: false alarms at prefix lengths {prefix_alarms(data, metric)}; detection delay by step start {delays}")
+            print(
+                f"  history, {metric}: false alarms at prefix lengths {prefix_alarms(data, metric)}; detection delay by step start {delays}"
+            )
 
 
 if __name__ == "__main__":

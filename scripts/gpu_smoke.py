@@ -71,7 +71,9 @@ def main() -> int:
     out = Path(tempfile.mkdtemp(prefix="axon-gpu-smoke-"))
     t0 = time.monotonic()
     pipeline.build(data.synthetic(20_000, seed=0), out, epochs=2, options=ServingOptions(engine=args.engine, device=args.device))
-    print(f"trained + exported v1, v2 in {time.monotonic() - t0:.1f} s (synthetic, 20000 rows); engine {args.engine} on {args.device}")
+    print(
+        f"trained + exported v1, v2 in {time.monotonic() - t0:.1f} s (synthetic, 20000 rows); engine {args.engine} on {args.device}"
+    )
     with np.load(out / pipeline.VALIDATION_ROWS_FILE) as npz:
         rows = np.ascontiguousarray(npz["features"])
     failures = 0
@@ -98,7 +100,9 @@ def main() -> int:
             for concurrency in (1, 64):
                 model = "particle_classifier_v1"
                 before = client.get_inference_statistics(model).model_stats[0]
-                r = burst(server.endpoints.grpc, model, rows, concurrency, args.requests if concurrency > 1 else args.requests // 4)
+                r = burst(
+                    server.endpoints.grpc, model, rows, concurrency, args.requests if concurrency > 1 else args.requests // 4
+                )
                 after = client.get_inference_statistics(model).model_stats[0]
                 execs = after.execution_count - before.execution_count
                 avg_batch = (after.inference_count - before.inference_count) / max(execs, 1)
@@ -107,12 +111,38 @@ def main() -> int:
                     f"p99 {r['p99']:.3f} ms  mean {r['mean']:.3f} ms  avg batch {avg_batch:.1f}"
                 )
             # The sizing on this server (docs/sizing.md): its capacity measured on the spot, then checked.
-            size = [sys.executable, "-m", "axon", "size", "--url", server.endpoints.grpc, "--metrics-url", server.endpoints.metrics,
-                    "--model", "particle_classifier_v1", "--batching", batching, "--client-ms-per-event", "10", "--verify",
-                    "--artifacts", str(out), "--duration", "3", "--warmup", "1", "--repeat", "1", "--out", str(out / f"size-{batching}")]
+            size = [
+                sys.executable,
+                "-m",
+                "axon",
+                "size",
+                "--url",
+                server.endpoints.grpc,
+                "--metrics-url",
+                server.endpoints.metrics,
+                "--model",
+                "particle_classifier_v1",
+                "--batching",
+                batching,
+                "--client-ms-per-event",
+                "10",
+                "--verify",
+                "--artifacts",
+                str(out),
+                "--duration",
+                "3",
+                "--warmup",
+                "1",
+                "--repeat",
+                "1",
+                "--out",
+                str(out / f"size-{batching}"),
+            ]
             print(f"  axon size (batching {batching}):", flush=True)
             done = subprocess.run(size, capture_output=True, text=True)
-            print("\n".join("    " + line for line in (done.stdout.strip() or done.stderr.strip()[-2000:]).splitlines()), flush=True)
+            print(
+                "\n".join("    " + line for line in (done.stdout.strip() or done.stderr.strip()[-2000:]).splitlines()), flush=True
+            )
             failures += done.returncode == 2  # not confirmed (1) is a finding to read, not a broken smoke
         finally:
             server.stop()

@@ -111,7 +111,11 @@ def _observed(o: dict) -> str:
 
 def render(observed: Path, soak: Path | None) -> str:
     cases = sorted((json.loads(p.read_text()) for p in observed.glob("*.json")), key=lambda o: o["case"])
-    lines = [INTRO.format(observed=observed.relative_to(ROOT) if observed.is_relative_to(ROOT) else observed), "## Fault matrix", ""]
+    lines = [
+        INTRO.format(observed=observed.relative_to(ROOT) if observed.is_relative_to(ROOT) else observed),
+        "## Fault matrix",
+        "",
+    ]
     if not cases:
         lines.append(f"No observation in {observed}: run the tests with AXON_RELIABILITY_DIR set.")
     else:
@@ -127,15 +131,23 @@ def render(observed: Path, soak: Path | None) -> str:
     if soak_md and soak_md.is_file():
         body = soak_md.read_text().split("\n", 1)[1]  # without its own title
         rel = soak.relative_to(ROOT) if soak.is_relative_to(ROOT) else soak
-        lines += [f"From `{rel}/soak.json` (`pytest benchmarks -m soak`):", "", body.replace("](soak.png)", f"]({rel.relative_to('docs') if str(rel).startswith('docs/') else rel}/soak.png)")]
+        lines += [
+            f"From `{rel}/soak.json` (`pytest benchmarks -m soak`):",
+            "",
+            body.replace("](soak.png)", f"]({rel.relative_to('docs') if str(rel).startswith('docs/') else rel}/soak.png)"),
+        ]
     else:
-        lines.append("Not run yet: `pytest benchmarks -m soak --axon-soak-minutes 10 --axon-soak-out docs/soak`, then this script again.")
+        lines.append(
+            "Not run yet: `pytest benchmarks -m soak --axon-soak-minutes 10 --axon-soak-out docs/soak`, then this script again."
+        )
     return "\n".join(lines).rstrip() + "\n"
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--observed", type=Path, default=ROOT / "docs" / "reliability", help="the tests' observations (default docs/reliability)")
+    parser.add_argument(
+        "--observed", type=Path, default=ROOT / "docs" / "reliability", help="the tests' observations (default docs/reliability)"
+    )
     parser.add_argument("--soak", type=Path, default=ROOT / "docs" / "soak", help="the soak's folder (default docs/soak)")
     parser.add_argument("--out", type=Path, default=ROOT / "docs" / "reliability.md")
     args = parser.parse_args()

@@ -22,7 +22,9 @@ ENV = "AXON_RELIABILITY_DIR"
 
 def _commit() -> str | None:
     try:
-        done = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, timeout=5, cwd=Path(__file__).parent)
+        done = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, timeout=5, cwd=Path(__file__).parent
+        )
     except (OSError, subprocess.TimeoutExpired):
         return None
     return done.stdout.strip() or None
@@ -55,7 +57,16 @@ def summary(run: dict | None) -> dict | None:
     }
 
 
-def observe(case: str, fault: str, expected: str, run: dict | None = None, exit_code: int | None = None, message: str | None = None, test: str | None = None, **extra) -> None:
+def observe(
+    case: str,
+    fault: str,
+    expected: str,
+    run: dict | None = None,
+    exit_code: int | None = None,
+    message: str | None = None,
+    test: str | None = None,
+    **extra,
+) -> None:
     """Write what one fault case observed to ``$AXON_RELIABILITY_DIR/<case>.json`` (if set)."""
     folder = os.environ.get(ENV)
     if not folder:

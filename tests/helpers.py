@@ -21,7 +21,9 @@ def assert_clean_error(done: subprocess.CompletedProcess, *fragments: str, code:
 
 def start_axon(*args: str) -> subprocess.Popen:
     """Start the real CLI in a child process whose stderr lines a test can wait on."""
-    return subprocess.Popen([sys.executable, "-m", "axon.cli", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, bufsize=1)
+    return subprocess.Popen(
+        [sys.executable, "-m", "axon.cli", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, bufsize=1
+    )
 
 
 class LineWatcher:

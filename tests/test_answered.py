@@ -16,7 +16,13 @@ from axon.records import answered, repeats, stats
 
 AGREED = {"verified": True, "client_completed": 1000, "server_success": 1000, "server_failures_in_window": 0}
 # Seen 2026-12-07 with a queue of 1 under 8 streams (Triton 2.51): 6 answers, 16,291 h2load completions.
-QUEUE_BOUND = {"verified": False, "client_completed": 16_291, "server_success": 6, "server_failures_in_window": 0, "interval_s": 1.5}
+QUEUE_BOUND = {
+    "verified": False,
+    "client_completed": 16_291,
+    "server_success": 6,
+    "server_failures_in_window": 0,
+    "interval_s": 1.5,
+}
 
 
 def _histogram(values_us) -> object:
@@ -53,7 +59,9 @@ def test_counts_that_disagree_show_what_triton_confirms():
     more = answered.vouch({**QUEUE_BOUND, "server_success": 20_000}, ok, {}, rows=rows, complete=True)
     assert more.ok == ok and answered.UNCONFIRMED not in more.failures and more.basis == answered.SERVER
     assert more.latency_resolved  # no row is left that Triton did not answer
-    assert not answered.vouch({**QUEUE_BOUND, "server_success": 20_000, "server_failures_in_window": 3}, ok, {}, rows=rows, complete=True).latency_resolved
+    assert not answered.vouch(
+        {**QUEUE_BOUND, "server_success": 20_000, "server_failures_in_window": 3}, ok, {}, rows=rows, complete=True
+    ).latency_resolved
 
 
 def test_no_counts_confirm_nothing_unless_the_run_was_cut_short():

@@ -34,7 +34,11 @@ def models(tmp_path_factory):
 def test_signature_of_a_graph_with_three_datatypes_an_open_dimension_and_two_outputs(models):
     s = from_onnx(models["tagger"])
     assert s.batched and s.max_batch_size == 256 and s.source == "onnx"
-    assert [(t.name, t.datatype, t.shape) for t in s.inputs] == [("points", "FP32", (-1, 3)), ("mask", "BOOL", (-1,)), ("ids", "INT64", (4,))]
+    assert [(t.name, t.datatype, t.shape) for t in s.inputs] == [
+        ("points", "FP32", (-1, 3)),
+        ("mask", "BOOL", (-1,)),
+        ("ids", "INT64", (4,)),
+    ]
     assert [(t.name, t.datatype) for t in s.outputs] == [("score", "FP32"), ("count", "INT64")]
     assert s.request_shapes(2, SHAPES) == {"points": (2, 8, 3), "mask": (2, 8), "ids": (2, 4)}
     fixed = from_onnx(models["fixed"])
@@ -44,7 +48,11 @@ def test_signature_of_a_graph_with_three_datatypes_an_open_dimension_and_two_out
 @pytest.mark.parametrize(
     ("rows", "given", "message"),
     [
-        (1, {"mask": (8,)}, "input 'points' has an open dimension [-1, 3] (batch axis excluded): give its size with --shape points:"),
+        (
+            1,
+            {"mask": (8,)},
+            "input 'points' has an open dimension [-1, 3] (batch axis excluded): give its size with --shape points:",
+        ),
         (1, {**SHAPES, "pts": (8, 3)}, "--shape pts: model 'm' has no such input (its inputs: points, mask, ids)"),
         (1, {**SHAPES, "points": (8,)}, "--shape points: 1 dimension(s) given, but the input has 2"),
         (1, {**SHAPES, "points": (8, 4)}, "--shape points: [8, 4] does not fit the input's fixed shape [-1, 3]"),
@@ -68,7 +76,11 @@ def test_generated_inputs_are_seeded_and_of_each_datatype(models):
     s = from_onnx(models["tagger"])
     shapes = s.request_shapes(3, SHAPES)
     a, b, other = inputs.generated(s, shapes, 7)(0), inputs.generated(s, shapes, 7)(0), inputs.generated(s, shapes, 8)(0)
-    assert {k: (v.dtype, v.shape) for k, v in a.items()} == {"points": (np.float32, (3, 8, 3)), "mask": (np.bool_, (3, 8)), "ids": (np.int64, (3, 4))}
+    assert {k: (v.dtype, v.shape) for k, v in a.items()} == {
+        "points": (np.float32, (3, 8, 3)),
+        "mask": (np.bool_, (3, 8)),
+        "ids": (np.int64, (3, 4)),
+    }
     assert all(np.array_equal(a[k], b[k]) for k in a) and not np.array_equal(a["points"], other["points"])
     assert a["ids"].min() >= 0 and a["ids"].max() < inputs.GENERATED_INT_HIGH
 
@@ -143,11 +155,20 @@ def test_bad_onnx_options_are_one_line_before_any_server(models, tmp_path):
     (tmp_path / "notes.onnx").write_text("not a graph")
     assert_clean_error(run_axon("bench", "--onnx", str(tmp_path / "missing.onnx")), "--onnx", "no such file")
     assert_clean_error(run_axon("bench", "--onnx", str(tmp_path / "notes.onnx")), "not a model onnxruntime can load")
-    assert_clean_error(run_axon("bench", "--onnx", str(models["tagger"])), "input 'points' has an open dimension", "--shape points:")
+    assert_clean_error(
+        run_axon("bench", "--onnx", str(models["tagger"])), "input 'points' has an open dimension", "--shape points:"
+    )
     assert_clean_error(run_axon("bench", "--onnx", str(models["fixed"]), "--batching", "on"), "model 'fixed' has no batch axis")
-    assert_clean_error(run_axon("bench", "--onnx", str(models["fixed"]), "--rows-per-request", "2"), "--rows-per-request must be 1")
-    assert_clean_error(run_axon("tune", "--onnx", str(models["fixed"]), "--apply"), "--apply writes the trained models' repositories")
-    assert_clean_error(run_axon("tune", "--onnx", str(models["fixed"]), "--objective", "capacity"), "--objective capacity measures axon's own models")
+    assert_clean_error(
+        run_axon("bench", "--onnx", str(models["fixed"]), "--rows-per-request", "2"), "--rows-per-request must be 1"
+    )
+    assert_clean_error(
+        run_axon("tune", "--onnx", str(models["fixed"]), "--apply"), "--apply writes the trained models' repositories"
+    )
+    assert_clean_error(
+        run_axon("tune", "--onnx", str(models["fixed"]), "--objective", "capacity"),
+        "--objective capacity measures axon's own models",
+    )
     assert_clean_error(run_axon("direct", "--onnx", str(models["tagger"])), "input 'points' has an open dimension")
 
 
@@ -175,9 +196,17 @@ def test_a_several_input_model_through_each_engine_every_output_checked(models, 
         pytest.skip("h2load not installed (apt-get install nghttp2-client)")
     s = from_onnx(models["tagger"])
     rng = np.random.default_rng(3)
-    rows = {"points": rng.standard_normal((64, 8, 3)).astype(np.float32), "mask": rng.random((64, 8)) < 0.7, "ids": rng.integers(0, 9, (64, 4))}
-    spec = LoadSpec("tagger", concurrency=4, duration_s=1.0, warmup_s=0.3, timeout_s=5.0, engine=engine, sample_every=1, rows_per_request=2)
-    record = run_case(spec, Target.of(served, "on"), Feed(rows=rows, shapes=SHAPES, signature=s), models["tagger"], {"name": "given"})
+    rows = {
+        "points": rng.standard_normal((64, 8, 3)).astype(np.float32),
+        "mask": rng.random((64, 8)) < 0.7,
+        "ids": rng.integers(0, 9, (64, 4)),
+    }
+    spec = LoadSpec(
+        "tagger", concurrency=4, duration_s=1.0, warmup_s=0.3, timeout_s=5.0, engine=engine, sample_every=1, rows_per_request=2
+    )
+    record = run_case(
+        spec, Target.of(served, "on"), Feed(rows=rows, shapes=SHAPES, signature=s), models["tagger"], {"name": "given"}
+    )
     assert record["passed"], record["verdicts"]
     assert record["engine"]["name"] == engine and record["correctness"]["enabled"]
     assert record["correctness"]["checked"] > 0 and record["correctness"]["mismatches"] == 0
@@ -190,7 +219,9 @@ def test_a_model_without_a_batch_axis_is_served_and_checked(models, served):
     from axon.engines.loadgen import LoadSpec
 
     spec = LoadSpec("fixed", concurrency=2, duration_s=1.0, warmup_s=0.3, timeout_s=5.0, engine="python", sample_every=1)
-    record = run_case(spec, Target.of(served, "off"), Feed(signature=from_onnx(models["fixed"])), models["fixed"], {"name": "generated"})
+    record = run_case(
+        spec, Target.of(served, "off"), Feed(signature=from_onnx(models["fixed"])), models["fixed"], {"name": "generated"}
+    )
     assert record["passed"] and record["correctness"]["checked"] > 0 and record["correctness"]["mismatches"] == 0
     assert record["signature"]["max_batch_size"] == 0 and record["signature"]["inputs"][0]["shape"] == [4, 3]
 
@@ -198,7 +229,22 @@ def test_a_model_without_a_batch_axis_is_served_and_checked(models, served):
 def test_a_served_model_without_a_local_file_runs_from_its_served_signature_unchecked(served, tmp_path):
     ep = served.endpoints
     out = tmp_path / "r.json"
-    done = run_axon("bench", "--url", ep.grpc, "--metrics-url", ep.metrics, "--model", "tagger", *SHAPE_ARGS, *QUICK, "--engine", "python", "--output", str(out), cwd=tmp_path)
+    done = run_axon(
+        "bench",
+        "--url",
+        ep.grpc,
+        "--metrics-url",
+        ep.metrics,
+        "--model",
+        "tagger",
+        *SHAPE_ARGS,
+        *QUICK,
+        "--engine",
+        "python",
+        "--output",
+        str(out),
+        cwd=tmp_path,
+    )
     assert done.returncode == 0, done.stderr
     assert "inputs generated from the signature" in done.stderr and "unchecked" in done.stdout
     record = json.loads(out.read_text())["runs"][0]
@@ -218,7 +264,6 @@ def test_bench_onnx_serves_the_users_file_and_checks_it(models, tmp_path):
     assert not list(tmp_path.glob("axon-onnx-*"))  # nothing left beside the results
 
 
-
 def test_pytest_face_adds_the_users_model_to_the_matrix_and_its_budgets(pytester, artifacts, models):
     pytester.makepyfile(
         """
@@ -230,8 +275,28 @@ def test_case(axon_bench, model):
 """
     )
     pytester.makefile(".toml", slo='[[slo]]\nname = "tagger-budget"\nmodel = "tagger"\np50_ms = 0.001\n')
-    args = ["--axon-artifacts", str(artifacts), "--axon-duration", "1", "--axon-warmup", "0.2", "-p", "no:cacheprovider", "--axon-engine", "python"]
-    args += ["--axon-onnx", str(models["tagger"]), "--axon-shape", "points:8,3", "--axon-shape", "mask:8", "--axon-slo-file", "slo.toml"]
+    args = [
+        "--axon-artifacts",
+        str(artifacts),
+        "--axon-duration",
+        "1",
+        "--axon-warmup",
+        "0.2",
+        "-p",
+        "no:cacheprovider",
+        "--axon-engine",
+        "python",
+    ]
+    args += [
+        "--axon-onnx",
+        str(models["tagger"]),
+        "--axon-shape",
+        "points:8,3",
+        "--axon-shape",
+        "mask:8",
+        "--axon-slo-file",
+        "slo.toml",
+    ]
     collected = pytester.runpytest_subprocess(*args, "--collect-only", "-q")
     assert {"test_case[v1]", "test_case[v2]", "test_case[tagger]"} <= {line.split("::")[-1] for line in collected.stdout.lines}
     result = pytester.runpytest_subprocess(*args, "-k", "tagger")
@@ -244,7 +309,22 @@ def test_case(axon_bench, model):
 
 def test_direct_runs_the_users_model_in_process(models, tmp_path):
     out = tmp_path / "d.json"
-    done = run_axon("direct", "--onnx", str(models["tagger"]), *SHAPE_ARGS, "--rows-per-request", "1,4", "--repeat", "1", "--duration", "0.3", "--warmup", "0.1", "--output", str(out))
+    done = run_axon(
+        "direct",
+        "--onnx",
+        str(models["tagger"]),
+        *SHAPE_ARGS,
+        "--rows-per-request",
+        "1,4",
+        "--repeat",
+        "1",
+        "--duration",
+        "0.3",
+        "--warmup",
+        "0.1",
+        "--output",
+        str(out),
+    )
     assert done.returncode == 0, done.stderr
     runs = json.loads(out.read_text())["runs"]
     assert [r["load"]["rows_per_request"] for r in runs] == [1, 4] and all(r["latency_ms"]["count"] > 0 for r in runs)

@@ -30,7 +30,9 @@ def on_server(server_v1):
 
 def _run(server, artifacts, features, **spec):
     target = Target(server.endpoints, "embedded", server.version, "on")
-    return run_case(LoadSpec(V1, **{**QUICK, **spec}), target, features, artifacts / "models" / V1 / "model.onnx", {"name": "synthetic"})
+    return run_case(
+        LoadSpec(V1, **{**QUICK, **spec}), target, features, artifacts / "models" / V1 / "model.onnx", {"name": "synthetic"}
+    )
 
 
 def test_closed_loop_record(on_server, artifacts, validation_rows):
@@ -38,7 +40,11 @@ def test_closed_loop_record(on_server, artifacts, validation_rows):
     assert r["complete"] and r["passed"], r["verdicts"]
     # Every request succeeded; how many there were depends on the machine, not on axon.
     assert r["requests"]["sent"] == r["requests"]["ok"] > 0
-    assert r["correctness"]["enabled"] and r["correctness"]["checked"] >= r["requests"]["ok"] // 10 and r["correctness"]["mismatches"] == 0
+    assert (
+        r["correctness"]["enabled"]
+        and r["correctness"]["checked"] >= r["requests"]["ok"] // 10
+        and r["correctness"]["mismatches"] == 0
+    )
     lat = r["latency_ms"]
     assert 0 < lat["min"] <= lat["p50"] <= lat["p90"] <= lat["p95"] <= lat["p99"] <= lat["p999"] <= lat["max"]
     assert r["throughput_rps"] == pytest.approx(r["requests"]["ok"] / r["measured_s"])
@@ -97,7 +103,26 @@ def _kill_server_mid_window(artifacts, tmp_path, *engine_args: str) -> tuple[sub
     server.start()
     out = tmp_path / "partial.json"
     ep = server.endpoints
-    proc = start_axon("bench", "--url", ep.grpc, "--metrics-url", ep.metrics, "--artifacts", str(artifacts), "--concurrency", "8", "--duration", "60", "--warmup", "0.5", "--timeout", "3", "--output", str(out), *engine_args)
+    proc = start_axon(
+        "bench",
+        "--url",
+        ep.grpc,
+        "--metrics-url",
+        ep.metrics,
+        "--artifacts",
+        str(artifacts),
+        "--concurrency",
+        "8",
+        "--duration",
+        "60",
+        "--warmup",
+        "0.5",
+        "--timeout",
+        "3",
+        "--output",
+        str(out),
+        *engine_args,
+    )
     try:
         stderr = LineWatcher(proc.stderr)
         stderr.wait_for(window_under_way, timeout_s=120)
@@ -127,7 +152,21 @@ def test_server_dying_mid_run_saves_a_partial_result(artifacts, tmp_path):
 
 def test_ctrl_c_keeps_what_was_measured(on_server, artifacts, tmp_path):
     out = tmp_path / "interrupted.json"
-    proc = start_axon("bench", "--url", on_server.endpoints.grpc, "--artifacts", str(artifacts), "--concurrency", "4", "--duration", "60", "--warmup", "0.5", "--output", str(out))
+    proc = start_axon(
+        "bench",
+        "--url",
+        on_server.endpoints.grpc,
+        "--artifacts",
+        str(artifacts),
+        "--concurrency",
+        "4",
+        "--duration",
+        "60",
+        "--warmup",
+        "0.5",
+        "--output",
+        str(out),
+    )
     # Interrupt once axon itself reports requests measured inside the window.
     LineWatcher(proc.stderr).wait_for(window_under_way, timeout_s=120)
     proc.send_signal(signal.SIGINT)
@@ -149,7 +188,23 @@ def test_cli_bad_input(on_server, tmp_path):
 
 def test_cli_sweep_writes_results_and_a_table(on_server, artifacts, tmp_path):
     out = tmp_path / "sweep.json"
-    done = run_axon("bench", "--url", on_server.endpoints.grpc, "--metrics-url", on_server.endpoints.metrics, "--artifacts", str(artifacts), "--sweep", "1,4", "--duration", "1", "--warmup", "0.3", "--output", str(out))
+    done = run_axon(
+        "bench",
+        "--url",
+        on_server.endpoints.grpc,
+        "--metrics-url",
+        on_server.endpoints.metrics,
+        "--artifacts",
+        str(artifacts),
+        "--sweep",
+        "1,4",
+        "--duration",
+        "1",
+        "--warmup",
+        "0.3",
+        "--output",
+        str(out),
+    )
     assert done.returncode == 0, done.stderr
     runs = json.loads(out.read_text())["runs"]
     assert [r["load"]["concurrency"] for r in runs] == [1, 4]

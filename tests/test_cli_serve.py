@@ -35,7 +35,14 @@ def test_bad_arguments(tmp_path):
 
 def _start_serving(*args: str) -> tuple[subprocess.Popen, LineWatcher]:
     """`axon serve ARGS` in its own process group, once it says "serving" (on its own signal, never a nap)."""
-    proc = subprocess.Popen([sys.executable, "-m", "axon.cli", "serve", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, bufsize=1, start_new_session=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "axon.cli", "serve", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        bufsize=1,
+        start_new_session=True,
+    )
     out = LineWatcher(proc.stdout)
     try:
         out.wait_for(lambda line: "press Ctrl-C" in line, timeout_s=120)
@@ -103,7 +110,11 @@ def _shm_regions_of(pids: list[int]) -> set[str]:
     found = set()
     for pid in pids:
         with contextlib.suppress(OSError):
-            found |= {line.split()[-1] for line in Path(f"/proc/{pid}/maps").read_text().splitlines() if "triton_python_backend_shm_region" in line}
+            found |= {
+                line.split()[-1]
+                for line in Path(f"/proc/{pid}/maps").read_text().splitlines()
+                if "triton_python_backend_shm_region" in line
+            }
     return found
 
 

@@ -15,7 +15,21 @@ def test_train_from_a_higgs_file(tmp_path):
     csv = tmp_path / "HIGGS.csv.gz"
     data.write_higgs_csv(csv, events.features, events.labels)
     out = tmp_path / "out"
-    done = run_axon("train", "--dataset", str(csv), "--rows", "1200", "--epochs", "1", "--models", "v1", "--out", str(out), "--gpu-repository", str(tmp_path / "gpu"))
+    done = run_axon(
+        "train",
+        "--dataset",
+        str(csv),
+        "--rows",
+        "1200",
+        "--epochs",
+        "1",
+        "--models",
+        "v1",
+        "--out",
+        str(out),
+        "--gpu-repository",
+        str(tmp_path / "gpu"),
+    )
     assert done.returncode == 0, done.stderr
     assert "particle_classifier_v1" in done.stdout and "val AUC" in done.stdout
     assert "dataset: higgs (1200 rows" in done.stdout

@@ -116,9 +116,15 @@ def cluster(tmp_path_factory):
     port = free_port()
     log = tmp_path_factory.mktemp("dask") / "local.log"
     # The venv's `dask` first on PATH, as for a user who activated it.
-    env = {**os.environ, "AXON_DASK_PORT": str(port), "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
+    env = {
+        **os.environ,
+        "AXON_DASK_PORT": str(port),
+        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
+    }
     with log.open("w") as out:
-        proc = subprocess.Popen(["bash", str(LOCAL_CLUSTER), "2"], env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+        proc = subprocess.Popen(
+            ["bash", str(LOCAL_CLUSTER), "2"], env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+        )
     address = f"tcp://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + CLUSTER_START_S
@@ -158,7 +164,14 @@ def _hosts(cluster, **kw):
 
 def _run(hosts, server, artifacts, features, **spec):
     target = Target(server.endpoints, "embedded", server.version, "on")
-    return run_case(LoadSpec(V1, **{**QUICK, **spec}), target, features, artifacts / "models" / V1 / "model.onnx", {"name": "synthetic"}, hosts=hosts)
+    return run_case(
+        LoadSpec(V1, **{**QUICK, **spec}),
+        target,
+        features,
+        artifacts / "models" / V1 / "model.onnx",
+        {"name": "synthetic"},
+        hosts=hosts,
+    )
 
 
 def test_closed_loop_merges_exactly_and_matches_triton(cluster, server, artifacts, validation_rows):
@@ -234,7 +247,9 @@ def test_native_closed_loop_on_two_hosts_merges_exactly_and_is_verified(cluster,
     # Checked against Triton: its success delta between two in-window scrapes against the sum
     # over hosts of the requests completed between those instants (on the scheduler's clock).
     v = r["verification"]
-    assert v["verified"] and v["client_completed"] == sum(v["client_completed_per_host"]) and min(v["client_completed_per_host"]) > 0
+    assert (
+        v["verified"] and v["client_completed"] == sum(v["client_completed_per_host"]) and min(v["client_completed_per_host"]) > 0
+    )
     assert abs(v["server_success"] + v["server_failures_in_window"] - v["client_completed"]) <= v["allowed_difference"]
     # The slack is the streams in flight at each scrape and the requests finishing while a scrape ran, not a fraction of the count.
     assert v["allowed_difference"] < v["client_completed"] / 2, v
@@ -246,7 +261,11 @@ def test_native_open_loop_constant_rate_on_two_hosts(cluster, server, artifacts,
     with _hosts(cluster) as hosts:
         r = _run(hosts, server, artifacts, validation_rows[0], rate=rate, duration_s=duration, engine="native")
     assert r["complete"] and r["passed"], (r["incomplete_reason"], r["verdicts"])
-    assert r["engine"]["name"] == "native" and r["engine"]["rate_per_connection"] == rate / 2 and "2 hosts x 1 h2load" in r["engine"]["fan_out"]
+    assert (
+        r["engine"]["name"] == "native"
+        and r["engine"]["rate_per_connection"] == rate / 2
+        and "2 hosts x 1 h2load" in r["engine"]["fan_out"]
+    )
     per_host = r["hosts"]["per_host"]
     assert [h["rate"] for h in per_host] == [rate / 2] * 2 and [h["engine"] for h in per_host] == ["native"] * 2
     # Constant spacing: each host's h2load releases its share in 10 ms ticks; the window holds
@@ -271,7 +290,9 @@ def test_native_refused_where_a_worker_lacks_h2load(server, artifacts, tmp_path)
     # A worker whose PATH has no h2load (its Python is started by absolute path, so it runs).
     with (
         dask.config.set({"distributed.worker.daemon": False}),
-        LocalCluster(n_workers=1, threads_per_worker=1, processes=True, host="127.0.0.1", dashboard_address=":0", env={"PATH": str(empty)}) as bare,
+        LocalCluster(
+            n_workers=1, threads_per_worker=1, processes=True, host="127.0.0.1", dashboard_address=":0", env={"PATH": str(empty)}
+        ) as bare,
     ):
         with DaskHosts(bare.scheduler_address, 1) as hosts:
             (address,) = hosts.addresses
@@ -282,24 +303,70 @@ def test_native_refused_where_a_worker_lacks_h2load(server, artifacts, tmp_path)
             assert auto.choice.name == "python" and "h2load not found on Dask worker" in auto.choice.notice
         # Through the CLI: one line, exit 2, before the server is touched.
         ep = server.endpoints
-        done = run_axon("bench", "--url", ep.grpc, "--metrics-url", ep.metrics, "--artifacts", str(artifacts), "--concurrency", "4", "--dask", bare.scheduler_address, "--engine", "native")
+        done = run_axon(
+            "bench",
+            "--url",
+            ep.grpc,
+            "--metrics-url",
+            ep.metrics,
+            "--artifacts",
+            str(artifacts),
+            "--concurrency",
+            "4",
+            "--dask",
+            bare.scheduler_address,
+            "--engine",
+            "native",
+        )
         assert_clean_error(done, f"h2load not found on Dask worker {address}")
 
 
 def test_cli_many_hosts_and_its_bad_input(cluster, server, artifacts, tmp_path):
     ep = server.endpoints
-    base = ("bench", "--url", ep.grpc, "--metrics-url", ep.metrics, "--artifacts", str(artifacts), "--duration", "1", "--warmup", "0.5")
+    base = (
+        "bench",
+        "--url",
+        ep.grpc,
+        "--metrics-url",
+        ep.metrics,
+        "--artifacts",
+        str(artifacts),
+        "--duration",
+        "1",
+        "--warmup",
+        "0.5",
+    )
     out = tmp_path / "hosts.json"
-    done = run_axon(*base, "--concurrency", "8", "--dask", cluster.scheduler_address, "--hosts", "2", "--engine", "native", "--output", str(out), timeout=180)
+    done = run_axon(
+        *base,
+        "--concurrency",
+        "8",
+        "--dask",
+        cluster.scheduler_address,
+        "--hosts",
+        "2",
+        "--engine",
+        "native",
+        "--output",
+        str(out),
+        timeout=180,
+    )
     assert done.returncode == 0, done.stderr
     (run,) = json.loads(out.read_text())["runs"]
     assert run["hosts"]["count"] == 2 and run["engine"]["placement"] == "dask" and run["complete"] and run["passed"]
     assert run["engine"]["name"] == "native" and run["verification"]["verified"]
     assert "2 hosts via" in done.stderr and "host 1 " in done.stderr
     assert_clean_error(run_axon(*base, "--dask", "tcp://127.0.0.1:9"), "cannot reach the Dask scheduler")
-    assert_clean_error(run_axon(*base, "--dask", cluster.scheduler_address, "--hosts", "3"), "--hosts 3 but the Dask scheduler", "has 2 worker(s)")
+    assert_clean_error(
+        run_axon(*base, "--dask", cluster.scheduler_address, "--hosts", "3"),
+        "--hosts 3 but the Dask scheduler",
+        "has 2 worker(s)",
+    )
     assert_clean_error(run_axon(*base, "--hosts", "2"), "give --dask")
-    assert_clean_error(run_axon(*base, "--dask", cluster.scheduler_address, "--engine", "native", "--rate", "100", "--poisson"), "no Poisson mode")
+    assert_clean_error(
+        run_axon(*base, "--dask", cluster.scheduler_address, "--engine", "native", "--rate", "100", "--poisson"),
+        "no Poisson mode",
+    )
     assert_clean_error(run_axon(*base, "--dask", cluster.scheduler_address, "--requests", "100"), "not --requests")
 
 
@@ -311,13 +378,43 @@ def test_cli_many_hosts_carry_a_users_several_input_model(cluster, engine, tmp_p
 
     model = onnx_models.tagger(tmp_path / "tagger.onnx")
     out = tmp_path / "onnx-hosts.json"
-    done = run_axon("bench", "--onnx", str(model), "--shape", "points:8,3", "--shape", "mask:8", "--dask", cluster.scheduler_address, "--hosts", "2",
-                    "--engine", engine, "--concurrency", "4", "--duration", "1", "--warmup", "0.5", "--output", str(out), timeout=240)
+    done = run_axon(
+        "bench",
+        "--onnx",
+        str(model),
+        "--shape",
+        "points:8,3",
+        "--shape",
+        "mask:8",
+        "--dask",
+        cluster.scheduler_address,
+        "--hosts",
+        "2",
+        "--engine",
+        engine,
+        "--concurrency",
+        "4",
+        "--duration",
+        "1",
+        "--warmup",
+        "0.5",
+        "--output",
+        str(out),
+        timeout=240,
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     (run,) = json.loads(out.read_text())["runs"]
     assert run["complete"] and run["passed"] and run["model"] == "tagger", (run["incomplete_reason"], run["verdicts"])
-    assert run["engine"]["name"] == engine and run["hosts"]["count"] == 2 and all(h["ok"] > 0 and h["engine"] == engine for h in run["hosts"]["per_host"])
-    assert [(t["name"], t["datatype"], t["shape"]) for t in run["signature"]["inputs"]] == [("points", "FP32", [1, 8, 3]), ("mask", "BOOL", [1, 8]), ("ids", "INT64", [1, 4])]
+    assert (
+        run["engine"]["name"] == engine
+        and run["hosts"]["count"] == 2
+        and all(h["ok"] > 0 and h["engine"] == engine for h in run["hosts"]["per_host"])
+    )
+    assert [(t["name"], t["datatype"], t["shape"]) for t in run["signature"]["inputs"]] == [
+        ("points", "FP32", [1, 8, 3]),
+        ("mask", "BOOL", [1, 8]),
+        ("ids", "INT64", [1, 4]),
+    ]
     assert run["correctness"]["enabled"] and run["correctness"]["checked"] > 0 and run["correctness"]["mismatches"] == 0
     if engine == "native":
         assert run["verification"]["verified"], run["verification"]
@@ -332,15 +429,39 @@ def test_a_path_on_two_hosts_merges_exactly_and_triton_counts_every_call(cluster
     path.write_text(TWO_STEPS)
     ep = server.endpoints
     out = tmp_path / "path-hosts.json"
-    done = run_axon("bench", "--url", ep.grpc, "--metrics-url", ep.metrics, "--artifacts", str(artifacts), "--path", str(path), "--dask", cluster.scheduler_address,
-                    "--hosts", "2", "--concurrency", "4", "--duration", "1.5", "--warmup", "0.5", "--output", str(out), timeout=240)
+    done = run_axon(
+        "bench",
+        "--url",
+        ep.grpc,
+        "--metrics-url",
+        ep.metrics,
+        "--artifacts",
+        str(artifacts),
+        "--path",
+        str(path),
+        "--dask",
+        cluster.scheduler_address,
+        "--hosts",
+        "2",
+        "--concurrency",
+        "4",
+        "--duration",
+        "1.5",
+        "--warmup",
+        "0.5",
+        "--output",
+        str(out),
+        timeout=240,
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     assert "2 hosts via" in done.stderr and "host 1 " in done.stderr
     (run,) = json.loads(out.read_text())["runs"]
     assert run["complete"] and run["passed"], (run["incomplete_reason"], run["verdicts"])
     assert run["engine"]["name"] == "events" and run["engine"]["hosts"] == 2 and run["engine"]["placement"] == "dask"
     per_host = run["hosts"]["per_host"]
-    assert [h["concurrency"] for h in per_host] == [2, 2] and all(h["engine"] == "events" and h["ok"] > 0 and h["attempts"] == 1 for h in per_host)
+    assert [h["concurrency"] for h in per_host] == [2, 2] and all(
+        h["engine"] == "events" and h["ok"] > 0 and h["attempts"] == 1 for h in per_host
+    )
     # Events: counts add up over hosts and the event histogram is the exact sum of the hosts'.
     assert run["latency_ms"]["count"] == run["requests"]["ok"] == sum(h["ok"] for h in per_host)
     merged = stats.merge([h["histogram"] for h in per_host])
@@ -362,7 +483,13 @@ def test_pytest_plugin_runs_cases_on_the_hosts(cluster, server, artifacts, pytes
     pytester.makepyfile(CASE)
     ep = server.endpoints
     out = pytester.path / "out.json"
-    args = ["--triton=external", f"--triton-url={ep.grpc}", f"--triton-metrics-url={ep.metrics}", "--axon-artifacts", str(artifacts)]
+    args = [
+        "--triton=external",
+        f"--triton-url={ep.grpc}",
+        f"--triton-metrics-url={ep.metrics}",
+        "--axon-artifacts",
+        str(artifacts),
+    ]
     args += ["--axon-duration", "1", "--axon-warmup", "0.5", "-p", "no:cacheprovider", f"--benchmark-json={out}"]
     result = pytester.runpytest_subprocess(*args, "--axon-dask", cluster.scheduler_address, "--axon-hosts", "2")
     assert result.ret == pytest.ExitCode.OK, result.stdout.str()[-2000:]

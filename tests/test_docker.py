@@ -55,13 +55,26 @@ def project(request):
 
 def _containers(base: str) -> list[str]:
     """This test's containers, running or not: their project label starts with its base."""
-    done = subprocess.run(["docker", "ps", "-a", "--format", '{{.ID}} {{.Label "com.docker.compose.project"}}'], capture_output=True, text=True, timeout=30)
+    done = subprocess.run(
+        ["docker", "ps", "-a", "--format", '{{.ID}} {{.Label "com.docker.compose.project"}}'],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
     return [line for line in done.stdout.splitlines() if line.split()[1:2] and line.split()[1].startswith(base)]
 
 
 def _axon(args: list[str], project: str, cwd: Path, **env: str) -> subprocess.Popen:
     environ = dict(os.environ, AXON_DOCKER_PROJECT=project, **env)
-    return subprocess.Popen([sys.executable, "-m", "axon.cli", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, bufsize=1, cwd=cwd, env=environ)
+    return subprocess.Popen(
+        [sys.executable, "-m", "axon.cli", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        bufsize=1,
+        cwd=cwd,
+        env=environ,
+    )
 
 
 def test_compose_config_validates_both_variants(tmp_path):
@@ -69,29 +82,47 @@ def test_compose_config_validates_both_variants(tmp_path):
     compose = docker.compose_command()
     outputs = {}
     for profile in ("", "cpu"):
-        env = dict(os.environ, AXON_ARTIFACTS=str(tmp_path), AXON_GRPC_PORT="18001", AXON_CPU_IMAGE="axon/triton-cpu:test", COMPOSE_PROFILES=profile)
-        done = subprocess.run([*compose, "-f", str(docker.COMPOSE_FILE), "config"], capture_output=True, text=True, env=env, timeout=60)
+        env = dict(
+            os.environ,
+            AXON_ARTIFACTS=str(tmp_path),
+            AXON_GRPC_PORT="18001",
+            AXON_CPU_IMAGE="axon/triton-cpu:test",
+            COMPOSE_PROFILES=profile,
+        )
+        done = subprocess.run(
+            [*compose, "-f", str(docker.COMPOSE_FILE), "config"], capture_output=True, text=True, env=env, timeout=60
+        )
         assert done.returncode == 0, done.stderr
         outputs[profile] = done.stdout
     gpu, cpu = outputs[""], outputs["cpu"]
     assert "driver: nvidia" in gpu and "127.0.0.1:18001:8001" in gpu  # the GPU service publishes on loopback only
-    cpu_service = cpu[cpu.index("  triton-cpu:"):]
-    assert "network_mode: host" in cpu_service and "image: axon/triton-cpu:test" in cpu_service and "AXON_GRPC_PORT: '18001'" in cpu_service
+    cpu_service = cpu[cpu.index("  triton-cpu:") :]
+    assert (
+        "network_mode: host" in cpu_service
+        and "image: axon/triton-cpu:test" in cpu_service
+        and "AXON_GRPC_PORT: '18001'" in cpu_service
+    )
     assert f"{tmp_path}/repositories/embedded/batching_on:/models:ro" in cpu_service and "- cpu" in cpu_service
 
 
 def test_no_engine_is_one_line_and_exit_2(artifacts, tmp_path):
     """Without a docker command: `axon bench --backend docker` and `pytest --triton=docker` say so, at once."""
     env = {"PATH": str(tmp_path)}  # no docker here; python is run by its absolute path
-    bench = _axon(["bench", "--backend", "docker", "--artifacts", str(artifacts), "--concurrency", "1"], "axon-test-none", tmp_path, **env)
+    bench = _axon(
+        ["bench", "--backend", "docker", "--artifacts", str(artifacts), "--concurrency", "1"], "axon-test-none", tmp_path, **env
+    )
     out, err = bench.communicate(timeout=60)
     assert_clean_error(subprocess.CompletedProcess(bench.args, bench.returncode, out, err), "docker command is not installed")
-    assert [line for line in err.splitlines() if line.startswith("axon: error")] == [err.splitlines()[-1]] and "starting" not in err, err
+    assert [line for line in err.splitlines() if line.startswith("axon: error")] == [
+        err.splitlines()[-1]
+    ] and "starting" not in err, err
     done = subprocess.run(
         [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(ROOT / "benchmarks"), "--triton=docker", "--axon-artifacts", str(artifacts)],
         capture_output=True, text=True, cwd=ROOT, env=dict(os.environ, **env), timeout=120,
     )  # fmt: skip
-    assert done.returncode == 4 and "docker command is not installed" in done.stderr and "--triton-skip-unavailable" in done.stderr, done.stderr
+    assert (
+        done.returncode == 4 and "docker command is not installed" in done.stderr and "--triton-skip-unavailable" in done.stderr
+    ), done.stderr
 
 
 def test_benchmarks_through_docker_on_and_off_and_a_failing_case_tears_down_with_logs(artifacts, tmp_path, project):
@@ -102,7 +133,18 @@ def test_benchmarks_through_docker_on_and_off_and_a_failing_case_tears_down_with
     slo.write_text('[[slo]]\nname = "impossible-off"\nbatching = "off"\np50_ms = 0.001\n')
     out = tmp_path / "out" / "bench.json"
     out.parent.mkdir()
-    args = ["benchmarks", "--triton=docker", "-k", "v1 and c16 and closed", "--axon-artifacts", str(artifacts), "--axon-duration", "1.5", "--axon-warmup", "0.5"]
+    args = [
+        "benchmarks",
+        "--triton=docker",
+        "-k",
+        "v1 and c16 and closed",
+        "--axon-artifacts",
+        str(artifacts),
+        "--axon-duration",
+        "1.5",
+        "--axon-warmup",
+        "0.5",
+    ]
     done = subprocess.run(
         [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *args, "--axon-slo-file", str(slo), f"--benchmark-json={out}"],
         capture_output=True, text=True, cwd=ROOT, env=dict(os.environ, AXON_DOCKER_PROJECT=project), timeout=300,
@@ -129,7 +171,11 @@ def test_serve_answers_like_onnxruntime_and_ctrl_c_leaves_no_container(artifacts
     from axon.offline import export
     from axon.serving import client
 
-    proc = _axon(["serve", "--backend", "docker", "--artifacts", str(artifacts), "--models", "v1", "--log-dir", str(tmp_path)], project, tmp_path)
+    proc = _axon(
+        ["serve", "--backend", "docker", "--artifacts", str(artifacts), "--models", "v1", "--log-dir", str(tmp_path)],
+        project,
+        tmp_path,
+    )
     try:
         stdout = LineWatcher(proc.stdout)
         stdout.wait_for(lambda line: "press Ctrl-C" in line, timeout_s=180)
@@ -155,7 +201,25 @@ def test_docker_kill_mid_run_gives_an_incomplete_record(artifacts, tmp_path, pro
     """`axon bench --backend docker`; the container is killed once axon reports requests measured
     in its window (its own progress line, not a sleep): the record is incomplete, the exit non-zero."""
     out = tmp_path / "killed.json"
-    args = ["bench", "--backend", "docker", "--artifacts", str(artifacts), "--batching", "off", "--concurrency", "8", "--duration", "60", "--warmup", "0.5", "--timeout", "3", "--output", str(out)]
+    args = [
+        "bench",
+        "--backend",
+        "docker",
+        "--artifacts",
+        str(artifacts),
+        "--batching",
+        "off",
+        "--concurrency",
+        "8",
+        "--duration",
+        "60",
+        "--warmup",
+        "0.5",
+        "--timeout",
+        "3",
+        "--output",
+        str(out),
+    ]
     proc = _axon(args, project, tmp_path)
     try:
         stderr = LineWatcher(proc.stderr)
@@ -174,16 +238,26 @@ def test_docker_kill_mid_run_gives_an_incomplete_record(artifacts, tmp_path, pro
     (run,) = json.loads(out.read_text())["runs"]
     # The watch names the death (not only "server unavailable"), and saw the container's memory.
     assert run["complete"] is False and run["requests"]["ok"] > 0
-    assert run["incomplete_reason"].startswith("server died: the Triton axon started was killed by SIGKILL in its container"), run["incomplete_reason"]
+    assert run["incomplete_reason"].startswith("server died: the Triton axon started was killed by SIGKILL in its container"), (
+        run["incomplete_reason"]
+    )
     assert run["server_memory"]["watched"] and run["server_memory"]["peak_bytes"] > 0
-    assert run["server"]["backend"] == "docker" and run["server"]["image"] == docker.cpu_image() and run["server"]["image_id"].startswith("sha256:")
+    assert (
+        run["server"]["backend"] == "docker"
+        and run["server"]["image"] == docker.cpu_image()
+        and run["server"]["image_id"].startswith("sha256:")
+    )
     assert list((tmp_path / "results").glob("triton-docker-*-batching-off.log")), "the killed container's log is kept"
     assert _containers(project) == []
 
 
 def test_docker_kill_under_serve_is_said_at_once_and_leaves_no_container(artifacts, tmp_path, project):
     """`axon serve --backend docker`, then `docker kill`: the death named, a non-zero exit, nothing left."""
-    proc = _axon(["serve", "--backend", "docker", "--artifacts", str(artifacts), "--models", "v1", "--log-dir", str(tmp_path)], project, tmp_path)
+    proc = _axon(
+        ["serve", "--backend", "docker", "--artifacts", str(artifacts), "--models", "v1", "--log-dir", str(tmp_path)],
+        project,
+        tmp_path,
+    )
     try:
         LineWatcher(proc.stdout).wait_for(lambda line: "press Ctrl-C" in line, timeout_s=180)
         stderr = LineWatcher(proc.stderr)
@@ -208,7 +282,11 @@ def test_a_users_onnx_model_is_served_in_the_container_and_checked(tmp_path, pro
     model = onnx_models.tagger(tmp_path / "tagger.onnx")
     out = tmp_path / "r.json"
     args = ["bench", "--backend", "docker", "--onnx", str(model), "--shape", "points:8,3", "--shape", "mask:8"]
-    proc = _axon([*args, "--concurrency", "2", "--duration", "1", "--warmup", "0.3", "--engine", "python", "--output", str(out)], project, tmp_path)
+    proc = _axon(
+        [*args, "--concurrency", "2", "--duration", "1", "--warmup", "0.3", "--engine", "python", "--output", str(out)],
+        project,
+        tmp_path,
+    )
     try:
         _, stderr = proc.communicate(timeout=300)
     finally:

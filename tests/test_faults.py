@@ -69,7 +69,14 @@ class _Bench:
 
     def __init__(self, *args: str, new_session: bool = False):
         if new_session:  # its own process group, as a terminal's Ctrl-C reaches it
-            self.proc = subprocess.Popen([sys.executable, "-m", "axon.cli", "bench", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, bufsize=1, start_new_session=True)
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "axon.cli", "bench", *args],
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+                bufsize=1,
+                start_new_session=True,
+            )
         else:
             self.proc = start_axon("bench", *args)
         self.stderr = LineWatcher(self.proc.stderr)
@@ -110,7 +117,23 @@ def test_a_stalled_server(server, artifacts, tmp_path, engine):
     _need_h2load(engine)
     out = tmp_path / "stall.json"
     # A 10 s window: the stall starts at the first progress line inside it (at most ~2.5 s in) and lasts 3 s.
-    bench = _Bench(*_common(server, artifacts, out, "--engine", engine, "--concurrency", "8", "--duration", "10", "--timeout", "1", "--timeline", "0.5"))
+    bench = _Bench(
+        *_common(
+            server,
+            artifacts,
+            out,
+            "--engine",
+            engine,
+            "--concurrency",
+            "8",
+            "--duration",
+            "10",
+            "--timeout",
+            "1",
+            "--timeline",
+            "0.5",
+        )
+    )
     try:
         bench.wait_window()
         os.kill(server.pid, signal.SIGSTOP)
@@ -181,7 +204,11 @@ def restartable(artifacts):
 
 def test_b_restart_default_stops_the_run(restartable, artifacts, tmp_path):
     out = tmp_path / "restart-stop.json"
-    bench = _Bench(*_common(restartable.server, artifacts, out, "--engine", "python", "--concurrency", "8", "--duration", "60", "--timeout", "3"))
+    bench = _Bench(
+        *_common(
+            restartable.server, artifacts, out, "--engine", "python", "--concurrency", "8", "--duration", "60", "--timeout", "3"
+        )
+    )
     try:
         bench.wait_window()
         restartable.kill()
@@ -203,7 +230,23 @@ def test_b_restart_with_continue_resumes(restartable, artifacts, tmp_path):
     # The window must outlast a restart: sized from this machine's own start-up time, with room to spare.
     duration = max(15.0, 2 * max(restartable.startup_s) + 10)
     bench = _Bench(
-        *_common(restartable.server, artifacts, out, "--engine", "python", "--concurrency", "8", "--duration", f"{duration:.0f}", "--timeout", "3", "--on-unavailable", "continue", "--timeline", "1")
+        *_common(
+            restartable.server,
+            artifacts,
+            out,
+            "--engine",
+            "python",
+            "--concurrency",
+            "8",
+            "--duration",
+            f"{duration:.0f}",
+            "--timeout",
+            "3",
+            "--on-unavailable",
+            "continue",
+            "--timeline",
+            "1",
+        )
     )
     try:
         bench.wait_window()
@@ -235,7 +278,10 @@ def test_b_restart_with_continue_resumes(restartable, artifacts, tmp_path):
 
 
 def test_b_continue_is_refused_by_the_native_engine(tmp_path):
-    assert_clean_error(run_axon("bench", "--engine", "native", "--on-unavailable", "continue", "--artifacts", str(tmp_path)), "h2load does not reconnect")
+    assert_clean_error(
+        run_axon("bench", "--engine", "native", "--on-unavailable", "continue", "--artifacts", str(tmp_path)),
+        "h2load does not reconnect",
+    )
 
 
 # --------------------------------------------------------------------------- c: model unloaded
@@ -246,7 +292,9 @@ def test_c_model_unloaded_mid_run(server, artifacts, tmp_path, engine):
     _need_h2load(engine)
     out = tmp_path / "unloaded.json"
     control = grpcclient.InferenceServerClient(server.endpoints.grpc)
-    bench = _Bench(*_common(server, artifacts, out, "--engine", engine, "--concurrency", "8", "--duration", "8", "--timeout", "3"))
+    bench = _Bench(
+        *_common(server, artifacts, out, "--engine", engine, "--concurrency", "8", "--duration", "8", "--timeout", "3")
+    )
     try:
         bench.wait_window()
         control.unload_model(V1)
@@ -262,7 +310,9 @@ def test_c_model_unloaded_mid_run(server, artifacts, tmp_path, engine):
         assert_clean_error(done, "run incomplete (model not served: " + message)
         assert run["complete"] is False and run["incomplete_reason"].startswith("model not served: " + message)
         assert run["requests"]["failures"].get("NOT_FOUND", 0) > 0 and message in run["requests"]["failure_details"]["NOT_FOUND"]
-        expected = "NOT_FOUND counted with Triton's message; the run stops (model gone), incomplete: model not served: <message>; exit 2"
+        expected = (
+            "NOT_FOUND counted with Triton's message; the run stops (model gone), incomplete: model not served: <message>; exit 2"
+        )
     else:
         # h2load reads no gRPC status (HTTP 200 + grpc-status 5 is a success to it); Triton's counters tell.
         assert not run["passed"] and run["verification"]["verified"] is False, run["verification"]
@@ -319,7 +369,9 @@ class _MetricsProxy:
 
     def wait_served(self, n: int, timeout_s: float = WINDOW_WAIT_S) -> None:
         with self._cond:
-            assert self._cond.wait_for(lambda: self.served >= n, timeout=timeout_s), f"axon made {self.served} scrapes, expected {n}"
+            assert self._cond.wait_for(lambda: self.served >= n, timeout=timeout_s), (
+                f"axon made {self.served} scrapes, expected {n}"
+            )
 
     def close(self) -> None:
         # shutdown() first: close() alone leaves a socket that a thread blocks in accept() on still listening.
@@ -334,7 +386,9 @@ def test_d_metrics_endpoint_gone_at_the_window_end(server, artifacts, tmp_path, 
     _need_h2load(engine)
     out = tmp_path / "metrics.json"
     proxy = _MetricsProxy(server.endpoints.metrics)
-    args = _common(server, artifacts, out, "--engine", engine, "--concurrency", "8", "--duration", "6", "--timeout", "3", metrics=False)
+    args = _common(
+        server, artifacts, out, "--engine", engine, "--concurrency", "8", "--duration", "6", "--timeout", "3", metrics=False
+    )
     bench = _Bench(*args, "--metrics-url", proxy.url)
     try:
         bench.wait_window()
@@ -353,7 +407,9 @@ def test_d_metrics_endpoint_gone_at_the_window_end(server, artifacts, tmp_path, 
     if engine == "python":
         assert run["requests"]["ok"] > 0 and run["requests"]["failed"] == 0
         assert "window's end" in missing and run["passed"] and done.returncode == 0
-        expected = "client record kept, passed; server_metrics null, server_metrics_missing names the window's end and the error; exit 0"
+        expected = (
+            "client record kept, passed; server_metrics null, server_metrics_missing names the window's end and the error; exit 0"
+        )
     else:
         assert run["verification"]["verified"] is False and not run["passed"] and done.returncode == 1
         # Without Triton's counts nothing h2load completed is confirmed: no request shown as answered, no throughput.
@@ -402,7 +458,9 @@ def full_disk(tmp_path):
     where.mkdir()
     done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", str(where)], capture_output=True, text=True)
     if done.returncode != 0:
-        pytest.skip(f"cannot mount a small tmpfs here to fill ({done.stderr.strip() or 'mount failed'}); run as root for the disk-full case")
+        pytest.skip(
+            f"cannot mount a small tmpfs here to fill ({done.stderr.strip() or 'mount failed'}); run as root for the disk-full case"
+        )
     try:
         yield where
     finally:

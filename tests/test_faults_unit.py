@@ -107,7 +107,9 @@ def test_engine_choice_for_tls_and_continue(monkeypatch):
 
 def test_tls_problem_reads_grpcs_handshake_errors():
     message = "[StatusCode.UNAVAILABLE] failed to connect to all addresses; last error: UNKNOWN: ipv4:127.0.0.1:1: Tls handshake failed (TSI_PROTOCOL_FAILURE): CERTIFICATE_VERIFY_FAILED"
-    assert tls_problem(message, "ca.pem").startswith("TLS handshake failed: the server's certificate is not trusted by the CA file ca.pem")
+    assert tls_problem(message, "ca.pem").startswith(
+        "TLS handshake failed: the server's certificate is not trusted by the CA file ca.pem"
+    )
     assert "--ca-file" in tls_problem(message, None)
     assert tls_problem("[StatusCode.UNAVAILABLE] failed to connect to all addresses; Connection refused", None) is None
 

@@ -47,16 +47,32 @@ def _slo_file(tmp_path: Path, text: str, name: str = "slo.toml") -> str:
 SLO_CASES = {
     "batching-upper-case": ("slo.toml", '[[slo]]\nbatching = "ON"\np50_ms = 7\n', "batching must be one of on, off, got 'ON'"),
     "mode-misspelt": ("slo.toml", '[[slo]]\nmode = "closd"\np50_ms = 7\n', "mode must be one of closed, open"),
-    "model-unknown": ("slo.toml", '[[slo]]\nmodel = "v7"\np50_ms = 7\n', "model 'v7' is not a known model; known: particle_classifier_v1"),
+    "model-unknown": (
+        "slo.toml",
+        '[[slo]]\nmodel = "v7"\np50_ms = 7\n',
+        "model 'v7' is not a known model; known: particle_classifier_v1",
+    ),
     "limit-bool": ("slo.toml", "[[slo]]\np50_ms = true\n", "p50_ms must be a number, got True"),
     "limit-negative": ("slo.toml", "[[slo]]\np99_ms = -1\n", "p99_ms must be >= 0"),
     "error-rate-percent": ("slo.toml", "[[slo]]\nmax_error_rate = 5\n", "max_error_rate is a fraction between 0 and 1"),
     "concurrency-zero": ("slo.toml", "[[slo]]\nmin_concurrency = 0\np50_ms = 7\n", "min_concurrency must be a whole number >= 1"),
-    "concurrency-min-over-max": ("slo.toml", "[[slo]]\nmin_concurrency = 64\nmax_concurrency = 4\np50_ms = 7\n", "min_concurrency 64 > max_concurrency 4"),
+    "concurrency-min-over-max": (
+        "slo.toml",
+        "[[slo]]\nmin_concurrency = 64\nmax_concurrency = 4\np50_ms = 7\n",
+        "min_concurrency 64 > max_concurrency 4",
+    ),
     "table-misspelt": ("slo.toml", "[[slos]]\np50_ms = 7\n", "unknown key(s) ['slos'] in the top level; known: slo"),
     "table-not-array": ("slo.toml", "[slo]\np50_ms = 7\n", "must be an array of tables"),
-    "pyproject-table-misspelt": ("pyproject.toml", "[[tool.axon.slos]]\np50_ms = 7\n", "unknown key(s) ['slos'] in [tool.axon]; known: slo"),
-    "key-misspelt": ("pyproject.toml", '[[tool.axon.slo]]\nname = "fast"\np50ms = 7\n', "SLO #1 (fast): unknown keys ['p50ms']; known keys: name, model"),
+    "pyproject-table-misspelt": (
+        "pyproject.toml",
+        "[[tool.axon.slos]]\np50_ms = 7\n",
+        "unknown key(s) ['slos'] in [tool.axon]; known: slo",
+    ),
+    "key-misspelt": (
+        "pyproject.toml",
+        '[[tool.axon.slo]]\nname = "fast"\np50ms = 7\n',
+        "SLO #1 (fast): unknown keys ['p50ms']; known keys: name, model",
+    ),
 }
 
 
@@ -64,7 +80,15 @@ SLO_CASES = {
 def test_bad_budgets_stop_a_study_before_it_starts(tmp_path, case):
     name, text, message = case
     # No artifacts exist: a study that got past its budgets would fail differently.
-    done = run_axon("study", "--pyproject", _slo_file(tmp_path, text, name), "--artifacts", str(tmp_path / "none"), "--out", str(tmp_path / "out"))
+    done = run_axon(
+        "study",
+        "--pyproject",
+        _slo_file(tmp_path, text, name),
+        "--artifacts",
+        str(tmp_path / "none"),
+        "--out",
+        str(tmp_path / "out"),
+    )
     assert_clean_error(done, f"axon: error: {tmp_path / name}", message)
     assert len(done.stderr.strip().splitlines()) == 1, done.stderr
     assert not (tmp_path / "out").exists()
@@ -95,7 +119,12 @@ def _fake_artifacts(where: Path, *models: str) -> Path:
 
 def _results_file(where: Path, concurrency: int) -> str:
     """A results file holding one (minimal) run: enough for the checks merge makes before merging."""
-    run = {"model": "particle_classifier_v1", "batching": "on", "load": {"mode": "closed", "concurrency": concurrency}, "repeat": None}
+    run = {
+        "model": "particle_classifier_v1",
+        "batching": "on",
+        "load": {"mode": "closed", "concurrency": concurrency},
+        "repeat": None,
+    }
     path = where / f"c{concurrency}.json"
     path.write_text(json.dumps({"schema_version": 1, "runs": [run]}))
     return str(path)
@@ -217,8 +246,14 @@ def test_bad_inputs_fail_before_any_work(tmp_path, case):
 # argparse's own errors: the one-line usage, then the error; never the whole usage block.
 USAGE_CASES = {
     "bench-sweep-empty-item": (["bench", "--sweep", "1,,4"], "argument --sweep: empty item in '1,,4'"),
-    "bench-max-error-rate-above-one": (["bench", "--max-error-rate", "2"], "argument --max-error-rate: must be between 0 and 1, got 2"),
-    "bench-max-server-memory-garbage": (["bench", "--max-server-memory", "lots"], "argument --max-server-memory: expected a size such as 8G"),
+    "bench-max-error-rate-above-one": (
+        ["bench", "--max-error-rate", "2"],
+        "argument --max-error-rate: must be between 0 and 1, got 2",
+    ),
+    "bench-max-server-memory-garbage": (
+        ["bench", "--max-server-memory", "lots"],
+        "argument --max-server-memory: expected a size such as 8G",
+    ),
     "train-negative-queue": (["train", "--max-queue-size", "-1"], "argument --max-queue-size: must be >= 0, got -1"),
 }
 
@@ -229,15 +264,31 @@ def test_usage_errors_are_the_short_usage_and_one_line(tmp_path, case):
     done = run_axon(*args, cwd=tmp_path)
     assert_clean_error(done, message)
     lines = done.stderr.strip().splitlines()
-    assert len(lines) == 2 and lines[0].startswith(f"usage: axon {args[0]} [options]") and lines[1].startswith(f"axon {args[0]}: error: "), done.stderr
+    assert (
+        len(lines) == 2
+        and lines[0].startswith(f"usage: axon {args[0]} [options]")
+        and lines[1].startswith(f"axon {args[0]}: error: ")
+    ), done.stderr
     assert list(tmp_path.iterdir()) == []
 
 
 @pytest.mark.server
 def test_tls_against_a_plaintext_server_says_so_and_leaves_nothing(server_v1, tmp_path):
-    done = run_axon("bench", "--url", server_v1.endpoints.grpc, "--tls", *QUICK_BENCH, "--output", str(tmp_path / "out" / "r.json"), cwd=tmp_path, timeout=60)
+    done = run_axon(
+        "bench",
+        "--url",
+        server_v1.endpoints.grpc,
+        "--tls",
+        *QUICK_BENCH,
+        "--output",
+        str(tmp_path / "out" / "r.json"),
+        cwd=tmp_path,
+        timeout=60,
+    )
     assert_clean_error(done, "the server does not speak TLS", "drop --tls")
-    errors = [line for line in done.stderr.splitlines() if line.startswith("axon: error:")]  # notices (engine, no artifacts) may precede it
+    errors = [
+        line for line in done.stderr.splitlines() if line.startswith("axon: error:")
+    ]  # notices (engine, no artifacts) may precede it
     assert len(errors) == 1 and "not trusted" not in errors[0], done.stderr
     assert not (tmp_path / "out").exists()
 
@@ -253,7 +304,9 @@ def test_url_at_an_http1_port_is_said_at_once(server_v1, tmp_path, port):
     url = _host_port(ep.metrics) if port == "metrics" else ep.http
     done = run_axon("bench", "--url", url, *QUICK_BENCH, "--output", str(tmp_path / "out" / "r.json"), cwd=tmp_path, timeout=60)
     assert_clean_error(done, f"{url} is an HTTP/1 server (it answered 'HTTP/1.1 ", "not Triton's gRPC endpoint", "usually 8001")
-    errors = [line for line in done.stderr.splitlines() if line.startswith("axon: error:")]  # notices (no artifacts) may precede it
+    errors = [
+        line for line in done.stderr.splitlines() if line.startswith("axon: error:")
+    ]  # notices (no artifacts) may precede it
     assert len(errors) == 1, done.stderr
     # Said from the probe's answer: never the readiness wait's timeout, never a guess at TLS.
     assert "not ready after" not in done.stderr and "--tls" not in done.stderr, done.stderr
@@ -263,12 +316,26 @@ def test_url_at_an_http1_port_is_said_at_once(server_v1, tmp_path, port):
 @pytest.mark.server
 @pytest.mark.parametrize(
     ("where", "message"),
-    [("grpc", "the server there does not answer HTTP/1"), ("http", "answers, but not with Triton's metrics (no nv_* counters there)")],
+    [
+        ("grpc", "the server there does not answer HTTP/1"),
+        ("http", "answers, but not with Triton's metrics (no nv_* counters there)"),
+    ],
 )
 def test_a_metrics_url_that_is_not_trittons_metrics_is_one_line_before_any_load(server_v1, tmp_path, where, message):
     ep = server_v1.endpoints
     metrics = f"http://{ep.grpc}/metrics" if where == "grpc" else f"http://{ep.http}/v2"  # the gRPC port; Triton's HTTP API
-    done = run_axon("bench", "--url", ep.grpc, "--metrics-url", metrics, *QUICK_BENCH, "--output", str(tmp_path / "out" / "r.json"), cwd=tmp_path, timeout=60)
+    done = run_axon(
+        "bench",
+        "--url",
+        ep.grpc,
+        "--metrics-url",
+        metrics,
+        *QUICK_BENCH,
+        "--output",
+        str(tmp_path / "out" / "r.json"),
+        cwd=tmp_path,
+        timeout=60,
+    )
     assert_clean_error(done, metrics, message, "http://HOST:8002/metrics")
     errors = [line for line in done.stderr.splitlines() if line.startswith("axon: error:")]
     assert len(errors) == 1, done.stderr
@@ -313,7 +380,10 @@ def test_a_window_shorter_than_the_engine_times_is_refused_with_its_minimum(engi
     shortest = {"native": h2load_runner.MIN_WINDOW_S, "python": python.MIN_WINDOW_S}[engine]
     spec = LoadSpec("m", concurrency=4, duration_s=shortest / 10, warmup_s=0).validate()
     choice = EngineChoice(engine, engine, None)
-    with pytest.raises(AxonError, match=rf"^--duration {shortest / 10:g} s is shorter than the {engine} engine can time: its shortest window is {shortest:g} s \("):
+    with pytest.raises(
+        AxonError,
+        match=rf"^--duration {shortest / 10:g} s is shorter than the {engine} engine can time: its shortest window is {shortest:g} s \(",
+    ):
         engine_for(choice, spec)
     with pytest.raises(AxonError, match=rf"^--axon-duration {shortest / 10:g} s is shorter"):  # the plugin names its own option
         engine_for(choice, spec, OPTIONS)
@@ -322,11 +392,15 @@ def test_a_window_shorter_than_the_engine_times_is_refused_with_its_minimum(engi
 
 
 def test_report_reads_a_pytest_benchmark_json(tmp_path):
-    recorded = sorted((ROOT / "tests" / "data" / "history_noise").rglob("*.json"))[0]  # a real `pytest benchmarks --benchmark-json` file
+    recorded = sorted((ROOT / "tests" / "data" / "history_noise").rglob("*.json"))[
+        0
+    ]  # a real `pytest benchmarks --benchmark-json` file
     shutil.copy(recorded, tmp_path / "bench.json")
     done = run_axon("report", str(tmp_path / "bench.json"), cwd=tmp_path)
     assert done.returncode == 0, done.stderr
-    assert "| particle_classifier_v1, batching on, c=16 | 1 |" in done.stdout and "schema version" not in done.stdout + done.stderr
+    assert (
+        "| particle_classifier_v1, batching on, c=16 | 1 |" in done.stdout and "schema version" not in done.stdout + done.stderr
+    )
     assert (tmp_path / "bench-report" / "latency_cdf.png").is_file()
 
 
@@ -336,9 +410,17 @@ def test_pytest_benchmark_cases_measured_several_times_give_each_run():
 
     one, two, three = ({"schema_version": SCHEMA_VERSION, "repeat": {"index": i, "of": 2}} for i in range(3))
     pooled = {**two, "repeats": [one, two]}
-    payload = {"benchmarks": [{"name": "a", "extra_info": {"axon": pooled}}, {"name": "b", "extra_info": {"axon": three}}, {"name": "c", "extra_info": {}}]}
+    payload = {
+        "benchmarks": [
+            {"name": "a", "extra_info": {"axon": pooled}},
+            {"name": "b", "extra_info": {"axon": three}},
+            {"name": "c", "extra_info": {}},
+        ]
+    }
     assert benchmark_runs(payload, Path("x.json")) == [one, two, three]
-    with pytest.raises(AxonError, match=r"x.json: pytest-benchmark JSON whose axon records have schema version\(s\) '0', this axon reads"):
+    with pytest.raises(
+        AxonError, match=r"x.json: pytest-benchmark JSON whose axon records have schema version\(s\) '0', this axon reads"
+    ):
         benchmark_runs({"benchmarks": [{"name": "a", "extra_info": {"axon": {"schema_version": "0"}}}]}, Path("x.json"))
 
 
@@ -356,7 +438,14 @@ def test_help_shows_every_default(command):
     assert done.returncode == 0, done.stderr
     text = " ".join(done.stdout.split())  # argparse wraps lines
     expected = {
-        "train": ["(default: 0)", "(default: 8)", "(default: 100000)", "(default: v1,v2)", "(default: artifacts)", "(default: synthetic)"],
+        "train": [
+            "(default: 0)",
+            "(default: 8)",
+            "(default: 100000)",
+            "(default: v1,v2)",
+            "(default: artifacts)",
+            "(default: synthetic)",
+        ],
         "serve": ["(default: embedded)", "(default: on)", "(default: v1,v2)", "(default: artifacts)", "(default: that one)"],
         "report": ["(default: results)", "<file name>-report/"],
         "bench": ["(default 64)", "(default 30)", "(default 1)", "(default 0)", "(default ./artifacts;", "(default embedded)"],
@@ -387,7 +476,9 @@ def test_train_writes_only_under_out(tmp_path, monkeypatch):
     done = run_axon("train", "--rows", "400", "--epochs", "1", "--models", "v1", "--out", str(tmp_path / "out"), cwd=run_dir)
     assert done.returncode == 0, done.stderr
     assert list(run_dir.iterdir()) == []
-    assert (tmp_path / "out" / "repositories" / "embedded" / "batching_on" / "particle_classifier_v1" / "1" / "model.onnx").is_file()
+    assert (
+        tmp_path / "out" / "repositories" / "embedded" / "batching_on" / "particle_classifier_v1" / "1" / "model.onnx"
+    ).is_file()
     assert (tmp_path / "out" / "manifest.json").stat().st_mode & 0o777 == 0o666 & ~_current_umask()
 
 
@@ -498,8 +589,13 @@ def test_docker_backend_names_the_missing_gpu_repository(tmp_path, monkeypatch):
     from axon.serving import backends, docker
 
     monkeypatch.setattr(docker, "docker_unavailable_reason", lambda variant=None: None)  # as on a GPU machine
-    server = backends.DockerServer("off", models=["particle_classifier_v1"], compose_file=tmp_path / "docker-compose.yml", variant="gpu")
-    with pytest.raises(ServerError, match=r"batching_off, which lacks particle_classifier_v1; write it with `axon train --gpu-repository model_repository`"):
+    server = backends.DockerServer(
+        "off", models=["particle_classifier_v1"], compose_file=tmp_path / "docker-compose.yml", variant="gpu"
+    )
+    with pytest.raises(
+        ServerError,
+        match=r"batching_off, which lacks particle_classifier_v1; write it with `axon train --gpu-repository model_repository`",
+    ):
         server.start()
 
 
@@ -508,7 +604,10 @@ def test_docker_backend_names_the_missing_gpu_repository(tmp_path, monkeypatch):
 PLUGIN_BAD = {
     "artifacts-missing": (["--axon-artifacts", "/nonexistent-art"], "--axon-artifacts /nonexistent-art: no such folder"),
     "artifacts-not-trained": (["--axon-artifacts", "."], "--axon-artifacts .: no manifest.json there"),
-    "url-without-port": (["--triton=external", "--triton-url", "localhost"], "--triton-url must be HOST:PORT of Triton's gRPC endpoint, got 'localhost'"),
+    "url-without-port": (
+        ["--triton=external", "--triton-url", "localhost"],
+        "--triton-url must be HOST:PORT of Triton's gRPC endpoint, got 'localhost'",
+    ),
     "docker-without-engine": (["--triton=docker"], "--triton=docker: the docker backend needs"),
 }
 
@@ -532,7 +631,9 @@ def test_plugin_skips_docker_cases_only_when_asked(pytester, artifacts, monkeypa
     take_away(monkeypatch, tmp_path / "bin", *DOCKER)  # a machine without a container engine, even where CI has one
     assert backends.docker_unavailable_reason() is not None
     pytester.makepyfile("def test_docker(axon_servers):\n    axon_servers.get('on')\n")
-    result = pytester.runpytest_subprocess("--triton=docker", "--triton-skip-unavailable", "--axon-artifacts", str(artifacts), "-p", "no:cacheprovider", "-rs")
+    result = pytester.runpytest_subprocess(
+        "--triton=docker", "--triton-skip-unavailable", "--axon-artifacts", str(artifacts), "-p", "no:cacheprovider", "-rs"
+    )
     result.assert_outcomes(skipped=1)
     result.stdout.fnmatch_lines(["*SKIPPED*the docker backend needs*"])
 
@@ -545,10 +646,14 @@ def test_engine_messages_name_the_plugins_options(monkeypatch):
     monkeypatch.setattr(engines.base, "h2load_version", lambda: "nghttp2/1.52.0")
     with pytest.raises(AxonError) as err:
         engines.choose("native", "closed", has_metrics=False, options=OPTIONS)
-    assert str(err.value).startswith("--axon-engine native can't run this case") and "(give --triton-metrics-url)" in str(err.value)
+    assert str(err.value).startswith("--axon-engine native can't run this case") and "(give --triton-metrics-url)" in str(
+        err.value
+    )
     assert "give --triton-metrics-url" in engines.choose("auto", "closed", has_metrics=False, options=OPTIONS).notice
     assert "give --metrics-url" in engines.choose("auto", "closed", has_metrics=False).notice
     monkeypatch.setattr(engines.base, "h2load_version", lambda: None)
     with pytest.raises(AxonError, match=r"^--axon-engine native can't run this case: h2load not found \(install h2load"):
         engines.choose("native", "closed", has_metrics=True, options=OPTIONS)
-    assert engines.choose("auto", "closed", has_metrics=True, options=OPTIONS).notice.startswith("auto engine fell back to python: h2load not found")
+    assert engines.choose("auto", "closed", has_metrics=True, options=OPTIONS).notice.startswith(
+        "auto engine fell back to python: h2load not found"
+    )

@@ -59,7 +59,11 @@ def test_recorded_history_is_real_and_noisy(series):
     assert len(NOISE_FILES) == len(series) == 12
     assert [r.when for r in series] == sorted(r.when for r in series)
     lo, hi, mad = spread(series)["p50_ms"]
-    assert lo == pytest.approx(-0.078, abs=0.001) and hi == pytest.approx(0.557, abs=0.001) and mad == pytest.approx(0.106, abs=0.001)
+    assert (
+        lo == pytest.approx(-0.078, abs=0.001)
+        and hi == pytest.approx(0.557, abs=0.001)
+        and mad == pytest.approx(0.106, abs=0.001)
+    )
     for metric, (lo, hi, _) in spread(compressed(series)).items():
         assert max(-np.log1p(lo), np.log1p(hi)) == pytest.approx(np.log1p(0.10), abs=1e-3), metric  # +10% or -9.1%
 
@@ -91,7 +95,11 @@ def test_a_single_slow_run_is_an_outlier_not_a_segment(series):
 
 
 def _sampled_splits(n: int, count: int) -> list[tuple[tuple[int, ...], tuple[int, ...]]]:
-    everything = [(o, m) for o in itertools.combinations(range(n), 3) for m in itertools.combinations([i for i in range(n) if i not in o], 3)]
+    everything = [
+        (o, m)
+        for o in itertools.combinations(range(n), 3)
+        for m in itertools.combinations([i for i in range(n) if i not in o], 3)
+    ]
     assert len(everything) == 18_480
     return random.Random(0).sample(everything, count)
 
@@ -269,7 +277,9 @@ def test_history_plot_objects(series):
     assert len(cps) == 1 and cps[0].get_xdata()[0] == 8.5
     (band,) = ax.patches
     y0, y1 = band.get_extents().transformed(ax.transData.inverted()).intervaly
-    assert y0 == pytest.approx(verdict.previous_level * 0.9, rel=1e-3) and y1 == pytest.approx(verdict.previous_level * 1.1, rel=1e-3)
+    assert y0 == pytest.approx(verdict.previous_level * 0.9, rel=1e-3) and y1 == pytest.approx(
+        verdict.previous_level * 1.1, rel=1e-3
+    )
     assert "previous segment median ± 10%" in [t.get_text() for t in ax.get_legend().get_texts()]
     plt.close(fig)
 
@@ -286,7 +296,10 @@ def test_edivisive_finds_the_injected_step_where_ruptures_does(series, metric):
         logs = np.log([r.value(metric) for r in scaled(compressed(series), k, 1.15)])
         (cp,) = edivisive.change_points(logs, alpha=0.05)
         assert cp.index == (4 if k == 5 else k) and cp.p_value < 0.05, (k, cp)
-        assert ruptures.Binseg(model="l2", min_size=edivisive.MIN_SEGMENT, jump=1).fit(logs).predict(n_bkps=1) == [cp.index, len(logs)]
+        assert ruptures.Binseg(model="l2", min_size=edivisive.MIN_SEGMENT, jump=1).fit(logs).predict(n_bkps=1) == [
+            cp.index,
+            len(logs),
+        ]
         assert edivisive.change_points(logs, alpha=0.05) == [cp]  # a fixed seed: the same verdict every time
     assert edivisive.change_points(np.ones(10), alpha=0.05) == []
 
@@ -307,7 +320,9 @@ def test_cli_errors(args, fragment):
 
 def test_cli_errors_on_files(tmp_path):
     (tmp_path / "plain.json").write_text('{"hello": 1}')
-    assert_clean_error(run_axon("compare", str(tmp_path / "plain.json"), str(NOISE_FILES[0])), "neither a pytest-benchmark JSON nor axon results")
+    assert_clean_error(
+        run_axon("compare", str(tmp_path / "plain.json"), str(NOISE_FILES[0])), "neither a pytest-benchmark JSON nor axon results"
+    )
     one = tmp_path / "one"
     one.mkdir()
     shutil.copy(NOISE_FILES[0], one)

@@ -81,7 +81,9 @@ def own_server(artifacts):
 
 def _run(server, artifacts, features, limit=None, on_progress=None, engine="python"):
     spec = LoadSpec(V1, concurrency=4, **{**LONG, "engine": engine})
-    return run_case(spec, Target.of(server, "on", limit), features, artifacts / "models" / V1 / "model.onnx", on_progress=on_progress)
+    return run_case(
+        spec, Target.of(server, "on", limit), features, artifacts / "models" / V1 / "model.onnx", on_progress=on_progress
+    )
 
 
 @pytest.mark.server
@@ -134,7 +136,9 @@ def test_a_run_names_the_death_of_the_server_axon_started(own_server, artifacts,
     record = _run(own_server, artifacts, validation_rows[0], on_progress=on_progress)
     assert killed.is_set()
     assert record["complete"] is False
-    assert record["incomplete_reason"].startswith("server died: the Triton axon started was killed by SIGKILL"), record["incomplete_reason"]
+    assert record["incomplete_reason"].startswith("server died: the Triton axon started was killed by SIGKILL"), record[
+        "incomplete_reason"
+    ]
     assert record["requests"]["ok"] > 0 and record["measured_s"] < LONG["duration_s"]
     # The next case says the same at once, not "model not ready" after a timeout.
     with pytest.raises(ServerError, match="the embedded Triton axon started is gone: killed by SIGKILL"):
@@ -149,7 +153,11 @@ def test_the_queue_policy_is_written_and_parsed_back(tmp_path, artifacts):
 
     config = repository.model_config(V1, "embedded", "on", repository.ServingOptions(max_queue_size=64, queue_timeout_us=5000))
     policy = repository.parse_config(repository.text_format.MessageToString(config)).dynamic_batching.default_queue_policy
-    assert (policy.max_queue_size, policy.default_timeout_microseconds, policy.timeout_action) == (64, 5000, repository.mc.ModelQueuePolicy.REJECT)
+    assert (policy.max_queue_size, policy.default_timeout_microseconds, policy.timeout_action) == (
+        64,
+        5000,
+        repository.mc.ModelQueuePolicy.REJECT,
+    )
     # The seed's config has none: overload there is queued, as it always was.
     assert not repository.model_config(V1, "embedded", "on").dynamic_batching.HasField("default_queue_policy")
     copied = repository.with_queue_policy(embedded_repository(artifacts, "on"), tmp_path / "r", 8, 0)
@@ -174,7 +182,11 @@ def test_rejections_by_the_queue_policy_are_shed_load_not_a_dead_server(artifact
         # request leaves nothing to check, and it says so (not "the server rejected the body").
         if shutil.which("h2load"):
             with pytest.raises(ServerError, match=r"queue policy rejected all \d+ check requests \(Request timeout expired\)"):
-                run_case(LoadSpec(V1, concurrency=8, duration_s=1.0, warmup_s=0.3, timeout_s=5.0, engine="native"), Target.of(server, "on"), validation_rows[0])
+                run_case(
+                    LoadSpec(V1, concurrency=8, duration_s=1.0, warmup_s=0.3, timeout_s=5.0, engine="native"),
+                    Target.of(server, "on"),
+                    validation_rows[0],
+                )
     assert record["complete"], record["incomplete_reason"]
     assert record["requests"]["rejected"] > 0 and record["requests"]["failures"].get("REJECTED") == record["requests"]["rejected"]
     assert "UNAVAILABLE" not in record["requests"]["failures"]

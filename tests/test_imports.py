@@ -112,7 +112,12 @@ def test_no_face_imports_another_face_or_a_commands_internals():
                 crossing.append(f"{module} imports the other face {target}")
             # One command module never reaches into another: shared options live in axon.cli.args
             # (types) and axon.cli.model_args (which model, and what its requests carry).
-            if face == "axon.cli" and other == "axon.cli" and module not in ("axon.cli", "axon.cli.main", "axon.cli.__main__") and target not in ("axon.cli.args", "axon.cli.model_args", "axon.cli", module):
+            if (
+                face == "axon.cli"
+                and other == "axon.cli"
+                and module not in ("axon.cli", "axon.cli.main", "axon.cli.__main__")
+                and target not in ("axon.cli.args", "axon.cli.model_args", "axon.cli", module)
+            ):
                 crossing.append(f"{module} imports the command module {target}")
     assert not crossing, "\n".join(sorted(crossing))
 
@@ -201,7 +206,13 @@ def _private_uses(path: Path) -> set[str]:
         elif isinstance(node, ast.Import):
             aliases.update({a.asname: a.name for a in node.names if a.asname and a.name in MODULES})
     for node in ast.walk(tree):
-        if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and node.value.id in aliases and node.attr.startswith("_") and not node.attr.startswith("__"):
+        if (
+            isinstance(node, ast.Attribute)
+            and isinstance(node.value, ast.Name)
+            and node.value.id in aliases
+            and node.attr.startswith("_")
+            and not node.attr.startswith("__")
+        ):
             found.add(f"{aliases[node.value.id]}.{node.attr}")
     return found
 
@@ -214,5 +225,7 @@ def test_no_module_uses_another_modules_private_names():
 
 def test_the_cycle_and_private_name_checks_can_fail(tmp_path):
     bad = tmp_path / "m.py"
-    bad.write_text("from axon.engines import native\nfrom axon.serving.embedded import _hidden\n\ndef f():\n    return native._secret\n")
+    bad.write_text(
+        "from axon.engines import native\nfrom axon.serving.embedded import _hidden\n\ndef f():\n    return native._secret\n"
+    )
     assert _private_uses(bad) == {"axon.engines.native._secret", "axon.serving.embedded._hidden"}

@@ -102,7 +102,9 @@ def test_the_native_open_loop_sheds_past_its_bound_and_says_so(server_v1, valida
     features = validation_rows[0]
     rate = OVERSUBSCRIPTION * _one_in_flight_rate(server_v1, features, "native")
     # One connection whatever the rate, so a bound of one stream is possible.
-    r = run_case(LoadSpec(V1, rate=rate, max_in_flight=1, connections=1, engine="native", **WINDOW), Target.of(server_v1, "on"), features)
+    r = run_case(
+        LoadSpec(V1, rate=rate, max_in_flight=1, connections=1, engine="native", **WINDOW), Target.of(server_v1, "on"), features
+    )
     _assert_shed_and_said(r, rate)
     due = rate * WINDOW["duration_s"]
     assert abs(r["requests"]["sent"] - due) <= 0.05 * due + 2, (r["requests"], due)  # sent + not sent = what fell due
@@ -113,5 +115,7 @@ def test_the_native_open_loop_sheds_past_its_bound_and_says_so(server_v1, valida
 def test_the_python_open_loop_sheds_past_its_bound_and_says_so(server_v1, validation_rows):
     features = validation_rows[0]
     rate = OVERSUBSCRIPTION * _one_in_flight_rate(server_v1, features, "python")
-    r = run_case(LoadSpec(V1, rate=rate, max_in_flight=1, processes=1, engine="python", **WINDOW), Target.of(server_v1, "on"), features)
+    r = run_case(
+        LoadSpec(V1, rate=rate, max_in_flight=1, processes=1, engine="python", **WINDOW), Target.of(server_v1, "on"), features
+    )
     _assert_shed_and_said(r, rate)

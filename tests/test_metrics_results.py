@@ -42,7 +42,9 @@ def test_parse_sums_the_model_counters():
 
 def test_delta_is_per_run_not_cumulative():
     before = triton_metrics.parse(EXPOSITION, "m")
-    after = triton_metrics.parse(EXPOSITION.replace(" 1000\n", " 1800\n").replace(" 125\n", " 150\n").replace(" 500000\n", " 580000\n"), "m")
+    after = triton_metrics.parse(
+        EXPOSITION.replace(" 1000\n", " 1800\n").replace(" 125\n", " 150\n").replace(" 500000\n", " 580000\n"), "m"
+    )
     d = triton_metrics.delta(before, after)
     assert d.success_count == 800 and d.inference_count == 800 and d.execution_count == 25
     assert d.avg_batch_size == pytest.approx(32.0)

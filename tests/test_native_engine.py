@@ -38,7 +38,9 @@ def on_server(server_v1):
 
 def _run(server, artifacts, features, batching="on", **spec):
     target = Target(server.endpoints, "embedded", server.version, batching)
-    return run_case(LoadSpec(V1, **{**QUICK, **spec}), target, features, artifacts / "models" / V1 / "model.onnx", {"name": "synthetic"})
+    return run_case(
+        LoadSpec(V1, **{**QUICK, **spec}), target, features, artifacts / "models" / V1 / "model.onnx", {"name": "synthetic"}
+    )
 
 
 @pytest.mark.server
@@ -108,7 +110,9 @@ def test_choose_engine(monkeypatch):
     assert engines.choose("auto", "closed", True) == engines.EngineChoice("native", "auto", None)
     # Constant-rate open loop runs on h2load (latency from due times); Poisson stays python, said so.
     assert engines.choose("auto", "open", True) == engines.EngineChoice("native", "auto", None)
-    assert engines.choose("auto", "open", True, distribution="poisson") == engines.EngineChoice("python", "auto", engines.POISSON_ON_PYTHON)
+    assert engines.choose("auto", "open", True, distribution="poisson") == engines.EngineChoice(
+        "python", "auto", engines.POISSON_ON_PYTHON
+    )
     fallback = engines.choose("auto", "closed", False)
     assert fallback.name == "python" and "no Triton metrics endpoint" in fallback.notice
     with pytest.raises(AxonError, match="no Poisson mode"):
@@ -154,7 +158,21 @@ def test_read_log_and_summary(tmp_path):
         (["--engine", "native", "--rate", "100", "--poisson"], "h2load has no Poisson mode"),
         (["--engine", "native", "--url", "127.0.0.1:9"], "no Triton metrics endpoint"),
         (["--engine", "python", "--connections", "2"], "--connections shapes the native engine"),
-        (["--engine", "native", "--metrics-url", "http://127.0.0.1:9/metrics", "--url", "127.0.0.1:9", "--concurrency", "64", "--connections", "3"], "must divide"),
+        (
+            [
+                "--engine",
+                "native",
+                "--metrics-url",
+                "http://127.0.0.1:9/metrics",
+                "--url",
+                "127.0.0.1:9",
+                "--concurrency",
+                "64",
+                "--connections",
+                "3",
+            ],
+            "must divide",
+        ),
         (["--engine", "nope"], "invalid choice"),
         (["--poisson"], "--poisson shapes open-loop arrivals"),
     ],

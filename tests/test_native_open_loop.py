@@ -173,7 +173,9 @@ def test_real_logs_read_as_their_tick(stretch):
     """Real 1.52 logs read as 10 ms; the same log with its time axis stretched (an h2load with a 5 or 20 ms tick at half or twice the spacing) reads as that."""
     rows = _real_log(1000)
     t0 = rows[0, 0]
-    stretched = np.column_stack([t0 + np.round((rows[:, 0] - t0) * stretch), rows[:, 1], np.round(rows[:, 2] * stretch)]).astype(np.int64)
+    stretched = np.column_stack([t0 + np.round((rows[:, 0] - t0) * stretch), rows[:, 1], np.round(rows[:, 2] * stretch)]).astype(
+        np.int64
+    )
     sched = native_open.reconstruct(stretched, 1000 / stretch, 1000)
     assert sched.tick_measured and sched.tick == pytest.approx(0.01 * stretch, rel=0.002)
     assert np.percentile(sched.lag, 90) < 0.1 * sched.tick  # no phantom tick of lag
@@ -181,7 +183,11 @@ def test_real_logs_read_as_their_tick(stretch):
 
 def test_a_real_log_under_load_is_1_52s_exact_tick():
     sched = native_open.reconstruct(_real_log(2000), 2000, 1000, version="nghttp2/1.52.0")
-    assert sched.tick_measured and sched.tick == native_open.RPS_TICK_S and sched.tick_read == pytest.approx(0.01, rel=native_open.TICK_AGREES)
+    assert (
+        sched.tick_measured
+        and sched.tick == native_open.RPS_TICK_S
+        and sched.tick_read == pytest.approx(0.01, rel=native_open.TICK_AGREES)
+    )
 
 
 def test_a_tick_that_agrees_with_the_checked_release_is_its_exact_tick():
@@ -235,7 +241,9 @@ def on_server(artifacts):
 
 def _run(server, artifacts, features, **spec):
     target = Target(server.endpoints, "embedded", server.version, "on")
-    return run_case(LoadSpec(V1, **{**QUICK, **spec}), target, features, artifacts / "models" / V1 / "model.onnx", {"name": "synthetic"})
+    return run_case(
+        LoadSpec(V1, **{**QUICK, **spec}), target, features, artifacts / "models" / V1 / "model.onnx", {"name": "synthetic"}
+    )
 
 
 @pytest.mark.server
@@ -266,7 +274,20 @@ def test_fan_out_over_processes_is_recorded(on_server, artifacts, validation_row
 
 def _bench(server, artifacts, out, *args) -> tuple[subprocess.Popen, LineWatcher]:
     ep = server.endpoints
-    proc = start_axon("bench", "--url", ep.grpc, "--metrics-url", ep.metrics, "--artifacts", str(artifacts), "--output", str(out), "--engine", "native", *args)
+    proc = start_axon(
+        "bench",
+        "--url",
+        ep.grpc,
+        "--metrics-url",
+        ep.metrics,
+        "--artifacts",
+        str(artifacts),
+        "--output",
+        str(out),
+        "--engine",
+        "native",
+        *args,
+    )
     return proc, LineWatcher(proc.stderr)
 
 

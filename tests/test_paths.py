@@ -50,10 +50,13 @@ def test_a_path_file_reads_as_steps_of_calls(tmp_path):
         ('name = "x"\n[[steps]]\ncalls = [{ model = "v1", rows = 1 }\n', "not valid TOML: "),
         ('name = "x"\n', "the path has no steps"),
         ('name = "x"\n[[steps]]\ncalls = []\n', "line 3 (step 1): the step has no calls"),
-        ('name = "x"\n[[steps]]\ncalls = [{ model = "v1", rows = 1 }]\n[[steps]]\ncalls = [{ model = "v1", rows = 0 }]\n', "line 5 (step 2, call 1): rows must be a whole number > 0"),
+        (
+            'name = "x"\n[[steps]]\ncalls = [{ model = "v1", rows = 1 }]\n[[steps]]\ncalls = [{ model = "v1", rows = 0 }]\n',
+            "line 5 (step 2, call 1): rows must be a whole number > 0",
+        ),
         ('[[steps]]\ncalls = [{ model = "v1" }]\nclient_ms = -1\n', "line 3 (step 1): client_ms must be a number >= 0"),
         ('[[steps]]\ncalls = [{ model = "v1" }]\nwait_ms = 1\n', "line 3 (step 1): unknown key 'wait_ms'"),
-        ('[[steps]]\ncalls = [{ rows = 2 }]\n', "line 2 (step 1, call 1): a call names a model"),
+        ("[[steps]]\ncalls = [{ rows = 2 }]\n", "line 2 (step 1, call 1): a call names a model"),
         ('[[steps]]\ncalls = [{ onnx = "nope.onnx" }]\n', "onnx 'nope.onnx': no such file"),
     ],
 )
@@ -72,7 +75,11 @@ def test_bad_path_options_are_one_line_before_any_server(tmp_path, artifacts):
     assert_clean_error(run_axon(*base, "--path", str(path), "--engine", "native"), "can't keep a path's order")
     assert_clean_error(run_axon(*base, "--path", str(path), "--requests", "10"), "--requests does not go with --path yet")
     assert_clean_error(run_axon(*base, "--path", str(path), "--dask", "tcp://127.0.0.1:1"), "cannot reach the Dask scheduler")
-    assert_clean_error(run_axon(*base, "--path", str(_write(tmp_path, '[[steps]]\ncalls = [{ model = "v1", rows = -2 }]\n', "bad.toml"))), "line 2", "rows must be")
+    assert_clean_error(
+        run_axon(*base, "--path", str(_write(tmp_path, '[[steps]]\ncalls = [{ model = "v1", rows = -2 }]\n', "bad.toml"))),
+        "line 2",
+        "rows must be",
+    )
     unknown = _write(tmp_path, '[[steps]]\ncalls = [{ model = "tagger" }]\n', "unknown.toml")
     assert_clean_error(run_axon(*base, "--path", str(unknown)), "model 'tagger' is neither one `axon train` built")
 
@@ -88,8 +95,15 @@ def _run(server, path_text, tmp_path, **load):
     path = load_path(tmp_path, path_text)
     return path, lambda artifacts, **extra: run_path(
         path,
-        LoadSpec(f"path:{path.name}", duration_s=load.get("duration_s", 1.5), warmup_s=load.get("warmup_s", 0.3), timeout_s=10.0, sample_every=1,
-                 concurrency=load.get("concurrency"), rate=load.get("rate")),
+        LoadSpec(
+            f"path:{path.name}",
+            duration_s=load.get("duration_s", 1.5),
+            warmup_s=load.get("warmup_s", 0.3),
+            timeout_s=10.0,
+            sample_every=1,
+            concurrency=load.get("concurrency"),
+            rate=load.get("rate"),
+        ),
         Target.of(server, "on"),
         {m: trained_feed(artifacts, m)[0] for m in path.models},
         {m: artifacts / "models" / m / "model.onnx" for m in path.models},
@@ -151,9 +165,27 @@ def test_an_open_loop_path_shows_a_server_stall_in_its_event_latency(artifacts, 
 
 def test_bench_runs_a_path_with_a_users_onnx_model(artifacts, tmp_path):
     onnx_models.fixed(tmp_path / "fixed.onnx")
-    path = _write(tmp_path, '[[steps]]\ncalls = [{ model = "v1", rows = 2 }, { onnx = "fixed.onnx" }]\n[[steps]]\ncalls = [{ model = "v1" }]\n')
+    path = _write(
+        tmp_path,
+        '[[steps]]\ncalls = [{ model = "v1", rows = 2 }, { onnx = "fixed.onnx" }]\n[[steps]]\ncalls = [{ model = "v1" }]\n',
+    )
     out = tmp_path / "r.json"
-    done = run_axon("bench", "--artifacts", str(artifacts), "--path", str(path), "--concurrency", "2", "--duration", "1", "--warmup", "0.3", "--output", str(out), cwd=tmp_path)
+    done = run_axon(
+        "bench",
+        "--artifacts",
+        str(artifacts),
+        "--path",
+        str(path),
+        "--concurrency",
+        "2",
+        "--duration",
+        "1",
+        "--warmup",
+        "0.3",
+        "--output",
+        str(out),
+        cwd=tmp_path,
+    )
     assert done.returncode == 0, done.stderr
     record = json.loads(out.read_text())["runs"][0]
     assert record["passed"] and record["path"]["verification"]["verified"]
@@ -173,7 +205,6 @@ def test_bench_runs_a_path_with_a_users_onnx_model(artifacts, tmp_path):
     assert ax.get_xlabel().startswith("events per second") and (tmp_path / "report" / paths.PLOT_FILE).is_file()
 
 
-
 def test_pytest_face_runs_a_path_and_fails_its_event_budget(pytester, artifacts):
     pytester.makepyfile(
         """
@@ -184,8 +215,25 @@ def test_case(axon_bench, model):
     axon_bench(model, "on", concurrency=2)
 """
     )
-    pytester.makefile(".toml", path=TWO_STEPS, slo='[[slo]]\nname = "event-budget"\npath = "hlt-demo"\nevent_p99_ms = 0.001\n\n[[slo]]\nname = "models"\np99_ms = 60000\n')
-    args = ["--axon-artifacts", str(artifacts), "--axon-duration", "1", "--axon-warmup", "0.2", "-p", "no:cacheprovider", "--axon-path", "path.toml", "--axon-slo-file", "slo.toml"]
+    pytester.makefile(
+        ".toml",
+        path=TWO_STEPS,
+        slo='[[slo]]\nname = "event-budget"\npath = "hlt-demo"\nevent_p99_ms = 0.001\n\n[[slo]]\nname = "models"\np99_ms = 60000\n',
+    )
+    args = [
+        "--axon-artifacts",
+        str(artifacts),
+        "--axon-duration",
+        "1",
+        "--axon-warmup",
+        "0.2",
+        "-p",
+        "no:cacheprovider",
+        "--axon-path",
+        "path.toml",
+        "--axon-slo-file",
+        "slo.toml",
+    ]
     collected = pytester.runpytest_subprocess(*args, "--collect-only", "-q")
     assert "test_case[path:hlt-demo]" in {line.split("::")[-1] for line in collected.stdout.lines}
     result = pytester.runpytest_subprocess(*args, "-k", "hlt")
@@ -201,6 +249,20 @@ def test_case(axon_bench, model):
 def test_an_ab_whose_calls_batching_off_cannot_take_is_refused_before_any_load(artifacts, tmp_path):
     path = _write(tmp_path, TWO_STEPS)
     out = tmp_path / "r.json"
-    done = run_axon("bench", "--artifacts", str(artifacts), "--path", str(path), "--ab", "--concurrency", "2", "--duration", "1", "--output", str(out), cwd=tmp_path)
+    done = run_axon(
+        "bench",
+        "--artifacts",
+        str(artifacts),
+        "--path",
+        str(path),
+        "--ab",
+        "--concurrency",
+        "2",
+        "--duration",
+        "1",
+        "--output",
+        str(out),
+        cwd=tmp_path,
+    )
     assert_clean_error(done, f"{V2} takes at most 1 row(s) a request on the server with batching off", "the path sends 16")
     assert not out.exists()  # nothing was measured, so nothing was written

@@ -21,7 +21,11 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def _recorded_tune() -> list[verdict.Evaluation]:
     """The 12 candidates of docs/tune-2026-11-29 (its table's medians); one with a 225 ms worst p99, as recorded."""
-    rows = [line for line in (ROOT / "docs" / "tune-2026-11-29" / "report.md").read_text().splitlines() if re.match(r"\| \d+ \| c\d+", line)]
+    rows = [
+        line
+        for line in (ROOT / "docs" / "tune-2026-11-29" / "report.md").read_text().splitlines()
+        if re.match(r"\| \d+ \| c\d+", line)
+    ]
     out = []
     for line in rows:
         cells = [c.strip() for c in line.strip("|").split("|")]
@@ -30,7 +34,9 @@ def _recorded_tune() -> list[verdict.Evaluation]:
         p99 = float(cells[5])
         point = verdict.Point(int(cells[2]), Spread(t[0], t[1], t[2], 3), Spread(float(cells[4]), float(cells[4]), float(cells[4]), 3),
                               Spread(p99, p99 * 0.8, 225.0 if cid == "c10" else p99 * 1.5, 3), (t[0],), "breaks" not in cells[9], True)  # fmt: skip
-        out.append(verdict.Evaluation(cid, cid, "default" if cid == "c0" else "measured", point, verdict.Comparison(None, False, "")))
+        out.append(
+            verdict.Evaluation(cid, cid, "default" if cid == "c0" else "measured", point, verdict.Comparison(None, False, ""))
+        )
     return out
 
 
@@ -77,7 +83,9 @@ def _figures(which: str) -> dict:
     from axon.study.report import plots
 
     figs = plots.figures(_runs(which))
-    assert set(figs) == ({"sweep", "ab", "cdf", "rate", "breakdown", "direct"} if which == "study" else {"sweep", "cdf", "breakdown"})
+    assert set(figs) == (
+        {"sweep", "ab", "cdf", "rate", "breakdown", "direct"} if which == "study" else {"sweep", "cdf", "breakdown"}
+    )
     for fig in figs.values():
         fig.canvas.draw()  # tick labels, wrapped titles and extents as they are saved
     return figs
@@ -97,14 +105,23 @@ def test_every_latency_plot_draws_its_budgets(which):
     figs = _figures(which)
     default = "" if which == "study" else " (default)"  # a results file carries no budgets: the study's defaults, said so
     latency_axes = [(key, ax) for key, fig in figs.items() for ax in fig.axes if "latency" in ax.get_xlabel() + ax.get_ylabel()]
-    assert {key for key, _ in latency_axes} == set(figs) - {"breakdown", "direct"}  # server time and client CPU are not request latency
+    assert {key for key, _ in latency_axes} == set(figs) - {
+        "breakdown",
+        "direct",
+    }  # server time and client CPU are not request latency
     for key, ax in latency_axes:
         p99 = _budget(ax, "p99")
         assert p99.get_label() == f"p99 budget 25 ms{default}" and p99.get_linestyle() == "--"
         if key in ("ab", "cdf"):
             assert _budget(ax, "p50").get_linestyle() == ":"
     # The sweep rings every point over the p99 budget: on a log axis 25.5 ms sits on the 25 ms line.
-    runs = [r for r in _runs(which) if r["load"]["mode"] == "closed" and r.get("study", {"part": "sweep"})["part"] == "sweep" and r["model"] == "particle_classifier_v1"]
+    runs = [
+        r
+        for r in _runs(which)
+        if r["load"]["mode"] == "closed"
+        and r.get("study", {"part": "sweep"})["part"] == "sweep"
+        and r["model"] == "particle_classifier_v1"
+    ]
     groups: dict[tuple, list[float]] = {}
     for r in runs:
         groups.setdefault((r["batching"], r["load"]["concurrency"]), []).append(r["latency_ms"]["p99"])
@@ -145,7 +162,12 @@ def test_tick_labels_come_in_one_size_and_never_overlap(which):
                 labels = [t for t in axis.get_ticklabels(which="both") if t.get_visible() and t.get_text()]
                 shown[(n, axis.axis_name)] = labels
                 boxes = [t.get_window_extent() for t in labels]
-                assert not [(a.get_text(), b.get_text()) for i, a in enumerate(labels) for j, b in enumerate(labels) if j > i and boxes[i].overlaps(boxes[j])], (key, n, axis.axis_name)
+                assert not [
+                    (a.get_text(), b.get_text())
+                    for i, a in enumerate(labels)
+                    for j, b in enumerate(labels)
+                    if j > i and boxes[i].overlaps(boxes[j])
+                ], (key, n, axis.axis_name)
         sizes = {t.get_fontsize() for labels in shown.values() for t in labels}
         assert len(sizes) == 1, (key, sizes)
         # A log axis that shows labels labels a decade in its view (1, 10, ...), not only 2 and 5.

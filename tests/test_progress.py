@@ -48,7 +48,10 @@ def test_a_count_goes_with_its_average_and_no_p99_is_shown_where_the_engine_has_
     clock.t += 3
     bar(3.0, 540, float("nan"))  # h2load's count so far; its latencies come at the end
     lines = out.getvalue().splitlines()
-    assert lines == ["native: window 0/10 s, 0 requests so far", "native: window 3/10 s, 540 requests so far, 180 req/s on average"], lines
+    assert lines == [
+        "native: window 0/10 s, 0 requests so far",
+        "native: window 3/10 s, 540 requests so far, 180 req/s on average",
+    ], lines
 
 
 def test_plain_lines_are_spaced(monkeypatch):

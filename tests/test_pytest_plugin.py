@@ -21,7 +21,18 @@ def _args(artifacts, *extra, server=None):
     if server is not None:
         ep = server.endpoints
         shared = ["--triton=external", "--triton-url", ep.grpc, "--triton-metrics-url", ep.metrics, "--triton-batching", "on"]
-    return ["--axon-artifacts", str(artifacts), "--axon-duration", "1", "--axon-warmup", "0.2", "-p", "no:cacheprovider", *shared, *extra]
+    return [
+        "--axon-artifacts",
+        str(artifacts),
+        "--axon-duration",
+        "1",
+        "--axon-warmup",
+        "0.2",
+        "-p",
+        "no:cacheprovider",
+        *shared,
+        *extra,
+    ]
 
 
 @pytest.mark.parametrize(
@@ -48,7 +59,9 @@ def test_budget_breach_fails_with_the_slo_message_and_records_everything(pyteste
     out = pytester.path / "out.json"
     result = pytester.runpytest_subprocess(*_args(artifacts, "--axon-slo-file", "slo.toml", f"--benchmark-json={out}"))
     assert result.ret == pytest.ExitCode.TESTS_FAILED
-    result.stdout.re_match_lines([r".*p50 \d+\.\d\d ms > budget 0\.00 ms \(particle_classifier_v1, batching on, c=2\) \[impossible\].*"])
+    result.stdout.re_match_lines(
+        [r".*p50 \d+\.\d\d ms > budget 0\.00 ms \(particle_classifier_v1, batching on, c=2\) \[impossible\].*"]
+    )
     (bench,) = json.loads(out.read_text())["benchmarks"]
     record = bench["extra_info"]["axon"]
     # pytest-benchmark's statistics are the per-request latencies of the run.
@@ -70,10 +83,14 @@ def test_uncovered_case_runs_and_records(pytester, artifacts, server_v1):
 @pytest.mark.server
 def test_client_bound_runs_are_marked_whether_they_pass_or_fail(pytester, artifacts, server_v1):
     pytester.makepyfile(CASE)
-    pytester.makefile(".toml", slo='[[slo]]\nname = "impossible"\np50_ms = 0.001\n', ok='[[slo]]\np99_ms = 5000\n')
-    failing = pytester.runpytest_subprocess(*_args(artifacts, "--axon-slo-file", "slo.toml", "--axon-client-bound-cores", "0.0001", server=server_v1))
+    pytester.makefile(".toml", slo='[[slo]]\nname = "impossible"\np50_ms = 0.001\n', ok="[[slo]]\np99_ms = 5000\n")
+    failing = pytester.runpytest_subprocess(
+        *_args(artifacts, "--axon-slo-file", "slo.toml", "--axon-client-bound-cores", "0.0001", server=server_v1)
+    )
     failing.stdout.fnmatch_lines(["*budget 0.00 ms*[client-bound run]*", "*client-bound: a load-generator process used*"])
-    passing = pytester.runpytest_subprocess(*_args(artifacts, "--axon-slo-file", "ok.toml", "--axon-client-bound-cores", "0.0001", server=server_v1))
+    passing = pytester.runpytest_subprocess(
+        *_args(artifacts, "--axon-slo-file", "ok.toml", "--axon-client-bound-cores", "0.0001", server=server_v1)
+    )
     assert passing.ret == pytest.ExitCode.OK
     passing.stdout.fnmatch_lines(["*client-bound: a load-generator process used*particle_classifier_v1, batching on, c=2*"])
 
@@ -90,7 +107,12 @@ def test_terminal_shows_real_throughput_engine_and_repeats(pytester, artifacts, 
     assert record["requests"]["ok"] == sum(r["requests"]["ok"] for r in record["repeats"]) == bench["stats"]["rounds"]
     engine = record["engine"]["name"]
     # The axon section: the case's real req/s as median [min-max] over repeats, the engine, the verdict.
-    result.stdout.re_match_lines([r"test_case\s+[\d,]+ \[[\d,]+–[\d,]+\]\s+.*\s" + engine + r"\s+ok$", r"1 case\(s\): 0 failing; client-bound: 0 of 1 cases"])
+    result.stdout.re_match_lines(
+        [
+            r"test_case\s+[\d,]+ \[[\d,]+–[\d,]+\]\s+.*\s" + engine + r"\s+ok$",
+            r"1 case\(s\): 0 failing; client-bound: 0 of 1 cases",
+        ]
+    )
 
 
 @pytest.mark.server
@@ -98,10 +120,20 @@ def test_benchmark_compare_fail_judges_request_latency(pytester, artifacts, serv
     """pytest-benchmark's own gate reads these records: its columns are request latencies."""
     pytester.makepyfile(CASE)
     storage = pytester.path / "history"
-    saved = pytester.runpytest_subprocess(*_args(artifacts, "--benchmark-autosave", f"--benchmark-storage=file://{storage}", server=server_v1))
+    saved = pytester.runpytest_subprocess(
+        *_args(artifacts, "--benchmark-autosave", f"--benchmark-storage=file://{storage}", server=server_v1)
+    )
     assert saved.ret == pytest.ExitCode.OK
     (path,) = storage.rglob("0001_*.json")
-    lenient = pytester.runpytest_subprocess(*_args(artifacts, f"--benchmark-storage=file://{storage}", "--benchmark-compare=0001", "--benchmark-compare-fail=median:1000%", server=server_v1))
+    lenient = pytester.runpytest_subprocess(
+        *_args(
+            artifacts,
+            f"--benchmark-storage=file://{storage}",
+            "--benchmark-compare=0001",
+            "--benchmark-compare-fail=median:1000%",
+            server=server_v1,
+        )
+    )
     assert lenient.ret == pytest.ExitCode.OK
     # Make the saved run 100x faster than any real one: the new run's median request latency regressed.
     payload = json.loads(path.read_text())
@@ -109,7 +141,15 @@ def test_benchmark_compare_fail_judges_request_latency(pytester, artifacts, serv
     for key in ("min", "max", "mean", "median", "q1", "q3", "iqr", "stddev"):
         stats[key] = stats[key] / 100
     path.write_text(json.dumps(payload))
-    strict = pytester.runpytest_subprocess(*_args(artifacts, f"--benchmark-storage=file://{storage}", "--benchmark-compare=0001", "--benchmark-compare-fail=median:10%", server=server_v1))
+    strict = pytester.runpytest_subprocess(
+        *_args(
+            artifacts,
+            f"--benchmark-storage=file://{storage}",
+            "--benchmark-compare=0001",
+            "--benchmark-compare-fail=median:10%",
+            server=server_v1,
+        )
+    )
     assert strict.ret != pytest.ExitCode.OK
     # pytest-benchmark reports it by raising PerformanceRegression from its terminal summary.
     output = strict.stdout.str() + strict.stderr.str()
@@ -139,7 +179,9 @@ def test_case(axon_bench):
     pytester.makefile(".toml", slo="[[slo]]\np99_ms = 60000\n")
     repo = with_queue_policy(embedded_repository(artifacts, "on"), tmp_path / "repo", 1, 0)
     with EmbeddedServer(repo, models=[served_name("v1")]) as server:
-        result = pytester.runpytest_subprocess(*_args(artifacts, "--axon-engine", "native", "--axon-slo-file", "slo.toml", server=server))
+        result = pytester.runpytest_subprocess(
+            *_args(artifacts, "--axon-engine", "native", "--axon-slo-file", "slo.toml", server=server)
+        )
     output = result.stdout.str()
     assert result.ret == pytest.ExitCode.TESTS_FAILED, output
     assert "unverified: Triton counted" in output

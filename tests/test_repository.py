@@ -41,7 +41,9 @@ def test_targets():
 
 
 def test_every_knob_is_a_parameter():
-    opts = ServingOptions(max_batch_size=128, max_queue_delay_us=0, preferred_batch_sizes=(32, 64, 256), instances=2, engine="torch", device="cuda")
+    opts = ServingOptions(
+        max_batch_size=128, max_queue_delay_us=0, preferred_batch_sizes=(32, 64, 256), instances=2, engine="torch", device="cuda"
+    )
     cfg = parse_config(config_text("m", "embedded", "on", opts))
     assert cfg.max_batch_size == 128 and cfg.dynamic_batching.max_queue_delay_microseconds == 0
     assert list(cfg.dynamic_batching.preferred_batch_size) == [32, 64]  # 256 > max_batch_size is dropped

@@ -75,13 +75,18 @@ def _paths(record: dict, prefix: str = "") -> set[str]:
 def _documented() -> list[re.Pattern]:
     """Every `dotted.key` the doc names; `<name>` stands for any one key."""
     names = re.findall(r"`([a-z_<>0-9]+(?:\.[a-z_<>0-9]+)*)`", DOC.read_text())
-    return [re.compile("^" + re.sub(r"<[a-z_]+>", r"[^.]+", re.escape(n).replace(r"\<", "<").replace(r"\>", ">")) + "$") for n in names]
+    return [
+        re.compile("^" + re.sub(r"<[a-z_]+>", r"[^.]+", re.escape(n).replace(r"\<", "<").replace(r"\>", ">")) + "$")
+        for n in names
+    ]
 
 
 def test_the_doc_names_every_key_of_every_record(records):
     for name, record in records.items():
         assert record["complete"] and record["requests"]["ok"] > 0, (name, record["verdicts"], record["incomplete_reason"])
-    pooled = repeats.pool([{**records["closed"], "repeat": {"index": 0, "of": 2}}, {**records["closed_again"], "repeat": {"index": 1, "of": 2}}])
+    pooled = repeats.pool(
+        [{**records["closed"], "repeat": {"index": 0, "of": 2}}, {**records["closed_again"], "repeat": {"index": 1, "of": 2}}]
+    )
     studied = {**records["closed"], "study": study_key(StudyPlan(), "sweep")}
     merged = merge.merge_case([records["closed"], records["closed_again"]], ["a.json", "b.json"])
     failing = {**records["closed"], "requests": {**records["closed"]["requests"], "failures": {"UNAVAILABLE": 3}}}
@@ -106,7 +111,9 @@ def _write(path: Path, *runs: dict) -> str:
 
 def test_merge_is_exact_through_the_histograms(records, tmp_path):
     a, b = records["closed"], records["closed_again"]
-    done = run_axon("merge", _write(tmp_path / "a.json", a), _write(tmp_path / "b.json", b), "--output", str(tmp_path / "m.json"), cwd=ROOT)
+    done = run_axon(
+        "merge", _write(tmp_path / "a.json", a), _write(tmp_path / "b.json", b), "--output", str(tmp_path / "m.json"), cwd=ROOT
+    )
     assert done.returncode == 0, done.stderr
     (m,) = results.read_results(tmp_path / "m.json")
     both = stats.merge([a["histogram"], b["histogram"]])
@@ -120,8 +127,18 @@ def test_merge_is_exact_through_the_histograms(records, tmp_path):
 
 def test_merge_refuses_runs_that_did_not_run_side_by_side(records, tmp_path):
     a = records["closed"]
-    later = {**records["closed_again"], "timestamp": (dt.datetime.fromisoformat(a["timestamp"]) + dt.timedelta(hours=1)).isoformat()}
-    done = run_axon("merge", _write(tmp_path / "a.json", a), _write(tmp_path / "b.json", later), "--output", str(tmp_path / "m.json"), cwd=ROOT)
+    later = {
+        **records["closed_again"],
+        "timestamp": (dt.datetime.fromisoformat(a["timestamp"]) + dt.timedelta(hours=1)).isoformat(),
+    }
+    done = run_axon(
+        "merge",
+        _write(tmp_path / "a.json", a),
+        _write(tmp_path / "b.json", later),
+        "--output",
+        str(tmp_path / "m.json"),
+        cwd=ROOT,
+    )
     assert_clean_error(done, "axon: error: runs of 'particle_classifier_v1, batching on, c=2' ended 3600 s apart")
     assert not (tmp_path / "m.json").exists()
 
@@ -133,7 +150,10 @@ def test_report_draws_what_a_bench_sweep_file_supports(records, tmp_path):
     out = tmp_path / "sweep-report"
     text = (out / "report.md").read_text()
     assert "## Cases" in text and "## Concurrency sweep (v1)" in text
-    assert "ab_bars.png not drawn: needs batching on and off" in text and "latency_vs_throughput.png not drawn: needs open-loop runs" in text
+    assert (
+        "ab_bars.png not drawn: needs batching on and off" in text
+        and "latency_vs_throughput.png not drawn: needs open-loop runs" in text
+    )
     assert sorted(p.name for p in out.glob("*.png")) == sorted(plots.PLOTS[k] for k in ("sweep", "cdf", "breakdown"))
     figs = plots.figures(results.read_results(Path(path)))
     throughput_axis = figs["sweep"].axes[0]
@@ -145,7 +165,10 @@ def test_report_draws_what_a_bench_sweep_file_supports(records, tmp_path):
 def test_report_on_single_and_open_loop_files(records, tmp_path):
     single = run_axon("report", _write(tmp_path / "one.json", records["closed"]), "--out", str(tmp_path / "one"), cwd=ROOT)
     assert single.returncode == 0, single.stderr
-    assert "throughput_p99_vs_concurrency.png not drawn: needs closed-loop runs of particle_classifier_v1 at two or more" in single.stdout
+    assert (
+        "throughput_p99_vs_concurrency.png not drawn: needs closed-loop runs of particle_classifier_v1 at two or more"
+        in single.stdout
+    )
     assert (tmp_path / "one" / plots.PLOTS["cdf"]).is_file()
     rate = run_axon("report", _write(tmp_path / "rate.json", records["open"]), cwd=ROOT)
     assert rate.returncode == 0, rate.stderr
@@ -162,15 +185,32 @@ def _env_without_artifacts(monkeypatch, tmp_path) -> Path:
 
 def test_bench_on_a_url_without_artifacts_says_unchecked_and_unknown_batching(server, tmp_path, monkeypatch):
     cwd = _env_without_artifacts(monkeypatch, tmp_path)
-    args = ["bench", "--url", server.endpoints.grpc, "--concurrency", "2", "--duration", "1", "--warmup", "0.3", "--engine", "python"]
+    args = [
+        "bench",
+        "--url",
+        server.endpoints.grpc,
+        "--concurrency",
+        "2",
+        "--duration",
+        "1",
+        "--warmup",
+        "0.3",
+        "--engine",
+        "python",
+    ]
     done = run_axon(*args, "--output", str(tmp_path / "r.json"), cwd=cwd)
     assert done.returncode == 0, done.stderr
-    assert "axon: notice: no artifacts (no --artifacts given and no ./artifacts): requests carry 4,096 generated synthetic rows" in done.stderr
+    assert (
+        "axon: notice: no artifacts (no --artifacts given and no ./artifacts): requests carry 4,096 generated synthetic rows"
+        in done.stderr
+    )
     row = next(line for line in done.stdout.splitlines() if line.startswith(V1))
     assert "unchecked" in row.split() and "ok" not in row.split() and "None" not in done.stdout and " ? " in row
     assert "(unchecked: responses not compared with local onnxruntime: no local model given" in done.stdout
     (r,) = results.read_results(tmp_path / "r.json")
-    assert r["correctness"]["enabled"] is False and r["correctness"]["reason"] and r["dataset"]["notice"] and r["batching"] is None
+    assert (
+        r["correctness"]["enabled"] is False and r["correctness"]["reason"] and r["dataset"]["notice"] and r["batching"] is None
+    )
     # The mode stated with --batching is what the record and the table say.
     stated = run_axon(*args, "--batching", "off", "--output", str(tmp_path / "s.json"), cwd=cwd)
     assert stated.returncode == 0, stated.stderr
@@ -180,7 +220,22 @@ def test_bench_on_a_url_without_artifacts_says_unchecked_and_unknown_batching(se
 
 
 def test_bench_says_it_is_starting_triton_and_counts_client_bound_runs(artifacts, tmp_path):
-    done = run_axon("bench", "--artifacts", str(artifacts), "--concurrency", "2", "--duration", "1", "--warmup", "0.3", "--engine", "python", "--output", str(tmp_path / "r.json"), cwd=ROOT)
+    done = run_axon(
+        "bench",
+        "--artifacts",
+        str(artifacts),
+        "--concurrency",
+        "2",
+        "--duration",
+        "1",
+        "--warmup",
+        "0.3",
+        "--engine",
+        "python",
+        "--output",
+        str(tmp_path / "r.json"),
+        cwd=ROOT,
+    )
     assert done.returncode == 0, done.stderr
     lines = done.stderr.splitlines()
     starting = lines.index("starting embedded Triton (batching on)…")
@@ -195,7 +250,9 @@ def test_bench_says_it_is_starting_triton_and_counts_client_bound_runs(artifacts
 
 def test_client_bound_summary_counts():
     runs = [{"client": {"client_bound": bound, "threshold_cores": 0.8}} for bound in (True, False, True)]
-    assert results.client_bound_summary(runs).startswith("client-bound: 2 of 3 runs (a load-generator process above 0.8 of a core); for those")
+    assert results.client_bound_summary(runs).startswith(
+        "client-bound: 2 of 3 runs (a load-generator process above 0.8 of a core); for those"
+    )
 
 
 def test_plugin_trains_on_the_fly_only_without_artifacts_and_says_so(pytester, monkeypatch):
@@ -205,9 +262,13 @@ def test_case(axon_bench):
     record = axon_bench("v1", "on", concurrency=2)
     assert record["dataset"]["notice"].startswith("no --axon-artifacts and no ./artifacts")
 """)
-    result = pytester.runpytest_subprocess("--axon-duration", "0.5", "--axon-warmup", "0.2", "--axon-engine", "python", "-p", "no:cacheprovider")
+    result = pytester.runpytest_subprocess(
+        "--axon-duration", "0.5", "--axon-warmup", "0.2", "--axon-engine", "python", "-p", "no:cacheprovider"
+    )
     assert result.ret == pytest.ExitCode.OK, result.stdout.str() + result.stderr.str()
-    result.stdout.fnmatch_lines(["*no --axon-artifacts and no ./artifacts: benchmarked small models trained on the fly (20,000 synthetic rows, 2 epochs*"])
+    result.stdout.fnmatch_lines(
+        ["*no --axon-artifacts and no ./artifacts: benchmarked small models trained on the fly (20,000 synthetic rows, 2 epochs*"]
+    )
     result.stdout.fnmatch_lines(["*1 case(s): 0 failing; client-bound: * of 1 cases*"])
 
 
@@ -216,7 +277,9 @@ def test_case(axon_bench):
     [("compare", "{f}", "{f}"), ("report", "{f}"), ("merge", "{f}", "{f}", "--output", "{out}")],
     ids=["compare", "report", "merge"],
 )
-@pytest.mark.parametrize("payload", [{"schema_version": 99, "runs": []}, {"runs": [1, 2]}, [1, 2]], ids=["version", "no-version", "not-an-object"])
+@pytest.mark.parametrize(
+    "payload", [{"schema_version": 99, "runs": []}, {"runs": [1, 2]}, [1, 2]], ids=["version", "no-version", "not-an-object"]
+)
 def test_every_reader_refuses_another_schema_in_one_line(tmp_path, command, payload):
     """compare, report and merge all read through records.results: one message, exit 2, nothing written."""
     import json

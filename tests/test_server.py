@@ -144,7 +144,9 @@ def test_port_in_use(artifacts):
         busy.bind(("127.0.0.1", 0))
         busy.listen()
         port = busy.getsockname()[1]
-        _assert_fails_fast_and_clean(EmbeddedServer(embedded_repository(artifacts, "on"), grpc_port=port), f"grpc port {port}", "already in use")
+        _assert_fails_fast_and_clean(
+            EmbeddedServer(embedded_repository(artifacts, "on"), grpc_port=port), f"grpc port {port}", "already in use"
+        )
 
 
 def _copy_repo(artifacts, tmp_path):
@@ -183,7 +185,10 @@ def test_external_server_is_checked_not_started(servers):
 def test_docker_backend_explains_what_is_missing(monkeypatch, tmp_path):
     take_away(monkeypatch, tmp_path / "bin", *DOCKER)  # a machine without a container engine, even where CI has one
     reason = docker_unavailable_reason()
-    assert reason == "the docker backend needs a container engine: the docker command is not installed (Debian: apt-get install docker.io)"
+    assert (
+        reason
+        == "the docker backend needs a container engine: the docker command is not installed (Debian: apt-get install docker.io)"
+    )
     with pytest.raises(ServerError) as err:
         DockerServer("on").start()
     assert str(err.value) == reason and "docker" in reason.lower()

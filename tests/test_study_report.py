@@ -19,7 +19,19 @@ pytestmark = pytest.mark.server
 @pytest.fixture(scope="module")
 def study_dir(artifacts, tmp_path_factory):
     out = tmp_path_factory.mktemp("study")
-    plan = StudyPlan(sweep=(1, 4), compare_at=4, duration_s=0.6, warmup_s=0.2, capacity_start_rps=150.0, capacity_max_rps=300.0, capacity_bisect_steps=1, p99_budget_ms=500.0, repeat=2, direct_rows=(1, 4), direct_duration_s=0.4)
+    plan = StudyPlan(
+        sweep=(1, 4),
+        compare_at=4,
+        duration_s=0.6,
+        warmup_s=0.2,
+        capacity_start_rps=150.0,
+        capacity_max_rps=300.0,
+        capacity_bisect_steps=1,
+        p99_budget_ms=500.0,
+        repeat=2,
+        direct_rows=(1, 4),
+        direct_duration_s=0.4,
+    )
     Study(artifacts, out, plan, log=lambda s: None).run()
     report.write_report(out)
     return out
@@ -41,11 +53,17 @@ def test_study_records_every_part(study_dir):
     assert {r["engine"]["name"] for r in closed} <= {"native", "python"}
     # Open loop: Poisson on python (h2load has no Poisson mode), constant spacing on native where h2load is.
     constant = "native" if shutil.which("h2load") else "python"
-    assert all(r["engine"]["name"] == ("python" if r["load"]["distribution"] == "poisson" else constant) for r in runs if r["load"]["mode"] == "open")
+    assert all(
+        r["engine"]["name"] == ("python" if r["load"]["distribution"] == "poisson" else constant)
+        for r in runs
+        if r["load"]["mode"] == "open"
+    )
     assert all(r["dataset"]["name"] == "synthetic" for r in runs)
     table = capacity_table(runs, 500.0)
     arrivals = {f"constant ({constant})", "poisson (python)"}
-    assert set(table) == {(m, b, a) for m in ("particle_classifier_v1", "particle_classifier_v2") for b in ("on", "off") for a in arrivals}
+    assert set(table) == {
+        (m, b, a) for m in ("particle_classifier_v1", "particle_classifier_v2") for b in ("on", "off") for a in arrivals
+    }
     # A 500 ms p99 budget holds at 150/s on any working server; the search records where it stopped.
     # A 0.6 s window judges the client's schedule on ~90 sends, so on a loaded machine one late
     # wake-up (> 10 ms) can fail a run: that is the client, not the server, and is excused here
@@ -53,14 +71,30 @@ def test_study_records_every_part(study_dir):
     for (model, batching, label), entry in table.items():
         if entry["max_rate"] is not None and entry["max_rate"] >= 150.0:
             continue
-        at_start = [r for r in runs if r["study"]["part"] == "capacity" and r["model"] == model and r["batching"] == batching and arrivals_label(r) == label and r["load"]["rate"] == 150.0]
+        at_start = [
+            r
+            for r in runs
+            if r["study"]["part"] == "capacity"
+            and r["model"] == model
+            and r["batching"] == batching
+            and arrivals_label(r) == label
+            and r["load"]["rate"] == 150.0
+        ]
         failing = [r for r in at_start if not r["passed"]]
-        assert failing and all(r["schedule"]["behind"] and r["requests"]["failed"] == 0 and r["latency_ms"]["p99"] <= 500.0 for r in failing), (entry, [r["verdicts"] for r in failing])
+        assert failing and all(
+            r["schedule"]["behind"] and r["requests"]["failed"] == 0 and r["latency_ms"]["p99"] <= 500.0 for r in failing
+        ), (entry, [r["verdicts"] for r in failing])
 
 
 def test_report_markdown(study_dir):
     text = (study_dir / "report.md").read_text()
-    for heading in ("Batching ON vs OFF (c=4)", "Concurrency sweep", "Models at c=4", "Capacity under the p99 budget", "Server-side breakdown"):
+    for heading in (
+        "Batching ON vs OFF (c=4)",
+        "Concurrency sweep",
+        "Models at c=4",
+        "Capacity under the p99 budget",
+        "Server-side breakdown",
+    ):
         assert heading in text
     assert "| throughput (req/s) |" in text and "ON / OFF" in text and "interleaved repeats" in text
     assert "[" in text.split("## Concurrency sweep")[1].split("##")[0]  # median [min–max] cells
@@ -110,7 +144,9 @@ def test_plot_objects(study_dir):
         # Each curve joins one point per offered rate, in order of offered rate (retries are points, not detours).
         mine = [r for r in capacity if arrivals_label(r) == arrivals]
         for line, (model, batching) in zip(joined, sorted({(r["model"], r["batching"]) for r in mine})):
-            assert len(line.get_xdata()) == len({r["load"]["rate"] for r in mine if (r["model"], r["batching"]) == (model, batching)})
+            assert len(line.get_xdata()) == len(
+                {r["load"]["rate"] for r in mine if (r["model"], r["batching"]) == (model, batching)}
+            )
     # Fewer legend entries: one per meaning (mode, model, fell behind, budget), never one per combination.
     assert len(rate_axes[-1].get_legend().get_texts()) <= 7
     assert [line for line in cdf.get_lines() if line.get_label().startswith("p99 budget")]
@@ -119,7 +155,9 @@ def test_plot_objects(study_dir):
     assert [ax.get_title() for ax in (bd_on, bd_off)] == ["batching ON", "batching OFF"]
     assert all(len(ax.containers) == 4 for ax in (bd_on, bd_off))
     on_off = {matplotlib.colors.to_hex(style.COLORS[m]) for m in ("on", "off")}
-    assert not {matplotlib.colors.to_hex(c.patches[0].get_facecolor()) for c in bd_on.containers} & on_off  # components never look like ON/OFF
+    assert (
+        not {matplotlib.colors.to_hex(c.patches[0].get_facecolor()) for c in bd_on.containers} & on_off
+    )  # components never look like ON/OFF
     assert all(p.get_height() > 0 for p in bd_on.containers[0].patches)  # every ON case's queue bar is drawn
     for fig in figs.values():
         matplotlib.pyplot.close(fig)
@@ -136,7 +174,9 @@ def test_direct_vs_service_numbers_come_from_the_records(study_dir):
 
     runs = json.loads((study_dir / STUDY_FILE).read_text())["runs"]
     rows = tables.direct_vs_service(runs)
-    assert {(r["model"], r["rows"]) for r in rows} == {(m, k) for m in ("particle_classifier_v1", "particle_classifier_v2") for k in (1, 4)}
+    assert {(r["model"], r["rows"]) for r in rows} == {
+        (m, k) for m in ("particle_classifier_v1", "particle_classifier_v2") for k in (1, 4)
+    }
     for row in rows:
         mine = [r for r in runs if r["model"] == row["model"] and r["load"]["rows_per_request"] == row["rows"]]
         direct = [r["client"]["cpu_us_per_row"] for r in mine if r["study"]["part"] == "direct"]
@@ -161,6 +201,10 @@ def test_direct_plot_objects(study_dir):
     for ax in fig.axes:
         assert _labels(ax) == ("rows per request", "client CPU per row (µs)")
         assert ax.get_xscale() == "log" and ax.get_yscale() == "log"
-        assert [ln.get_label() for ln in ax.get_lines()] == ["direct (in-process, 1 thread)", "service, native client", "service, python client"]
+        assert [ln.get_label() for ln in ax.get_lines()] == [
+            "direct (in-process, 1 thread)",
+            "service, native client",
+            "service, python client",
+        ]
         assert list(ax.get_lines()[0].get_xdata()) == [1, 4]
     matplotlib.pyplot.close(fig)

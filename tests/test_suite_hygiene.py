@@ -34,7 +34,9 @@ def _foreign_env() -> dict[str, str]:
 @contextlib.contextmanager
 def _process(cmd: list[str], env: dict[str, str], ready: str | None = None):
     """A process in its own group, killed with everything it started whatever happens."""
-    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1, start_new_session=True)
+    proc = subprocess.Popen(
+        cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1, start_new_session=True
+    )
     try:
         if ready is not None:
             LineWatcher(proc.stdout).wait_for(lambda line: ready in line, timeout_s=180)
@@ -48,7 +50,21 @@ def _process(cmd: list[str], env: dict[str, str], ready: str | None = None):
 def _inner_pytest(tmp_path: Path, test_source: str) -> subprocess.CompletedProcess:
     """A pytest session of its own, with the project's conftest (and so its leak check) loaded."""
     (tmp_path / "test_inner.py").write_text(textwrap.dedent(test_source))
-    cmd = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-p", "conftest", "--rootdir", str(tmp_path), "-c", os.devnull, str(tmp_path / "test_inner.py")]
+    cmd = [
+        sys.executable,
+        "-m",
+        "pytest",
+        "-q",
+        "-p",
+        "no:cacheprovider",
+        "-p",
+        "conftest",
+        "--rootdir",
+        str(tmp_path),
+        "-c",
+        os.devnull,
+        str(tmp_path / "test_inner.py"),
+    ]
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
     return subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
 
@@ -63,13 +79,16 @@ def test_a_labelled_leftover_fails_the_session_and_a_foreign_one_does_not(tmp_pa
     foreign = [sys.executable, "-c", STAND_IN, f"/tmp/{WORKDIR_PREFIX}someoneelse-x/backends/python/triton_python_backend_stub"]
     with _process(foreign, _foreign_env()):
         try:
-            done = _inner_pytest(tmp_path, f"""
+            done = _inner_pytest(
+                tmp_path,
+                f"""
                 import os, subprocess, sys
                 def test_leaks_a_server():
                     label = os.environ["{SESSION_LABEL_ENV}"]
                     p = subprocess.Popen([sys.executable, "-c", {STAND_IN!r}, "/tmp/{WORKDIR_PREFIX}" + label + "-x/backends/python/triton_python_backend_stub"], start_new_session=True)
                     open({str(pidfile)!r}, "w").write(str(p.pid))
-            """)
+            """,
+            )
         finally:
             with contextlib.suppress(FileNotFoundError, ProcessLookupError, ValueError):
                 os.killpg(int(pidfile.read_text()), signal.SIGKILL)
@@ -93,4 +112,6 @@ def test_the_benchmark_smoke_passes_while_another_axon_serve_runs(artifacts, tmp
         ]  # fmt: skip
         done = subprocess.run(smoke, cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-2000:]
-    assert "left behind" not in done.stdout and re.search(r"\b\d+ passed", done.stdout) and " failed" not in done.stdout, done.stdout[-3000:]
+    assert "left behind" not in done.stdout and re.search(r"\b\d+ passed", done.stdout) and " failed" not in done.stdout, (
+        done.stdout[-3000:]
+    )

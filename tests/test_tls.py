@@ -86,14 +86,35 @@ def test_bench_over_tls(tls_server, artifacts, certs, tmp_path, engine):
         "auto": "runs on the python engine (notice says why), certificate verified against --ca-file; passes; exit 0",
         "native": "h2load over https: passes and is verified against Triton's counters; engine.certificate_verified false and the notice says h2load does not verify; exit 0",
     }[engine]
-    observe(f"tls-bench-{engine}", f"axon bench --tls --ca-file against the embedded server over TLS (--engine {engine})", expected, run, done.returncode)
+    observe(
+        f"tls-bench-{engine}",
+        f"axon bench --tls --ca-file against the embedded server over TLS (--engine {engine})",
+        expected,
+        run,
+        done.returncode,
+    )
 
 
 def test_wrong_ca_is_a_clear_error_not_a_hang(tls_server, artifacts, certs, tmp_path):
     started = time.monotonic()
-    done = run_axon("bench", "--url", tls_server.endpoints.grpc, "--tls", "--ca-file", str(certs["wrong_ca"]), "--artifacts", str(artifacts), "--duration", "1", "--output", str(tmp_path / "r.json"))
+    done = run_axon(
+        "bench",
+        "--url",
+        tls_server.endpoints.grpc,
+        "--tls",
+        "--ca-file",
+        str(certs["wrong_ca"]),
+        "--artifacts",
+        str(artifacts),
+        "--duration",
+        "1",
+        "--output",
+        str(tmp_path / "r.json"),
+    )
     elapsed = time.monotonic() - started
-    assert_clean_error(done, "TLS handshake failed", f"not trusted by the CA file {certs['wrong_ca']}", "CERTIFICATE_VERIFY_FAILED")
+    assert_clean_error(
+        done, "TLS handshake failed", f"not trusted by the CA file {certs['wrong_ca']}", "CERTIFICATE_VERIFY_FAILED"
+    )
     assert elapsed < HANDSHAKE_LIMIT_S, elapsed
     assert not (tmp_path / "r.json").exists()
     observe("tls-wrong-ca", "a CA that did not sign the server's certificate", "exit 2 at once: 'TLS handshake failed: the server's certificate is not trusted by the CA file ...'",
@@ -103,23 +124,55 @@ def test_wrong_ca_is_a_clear_error_not_a_hang(tls_server, artifacts, certs, tmp_
 def test_plaintext_client_and_missing_ca_say_what_to_do(tls_server, artifacts, tmp_path):
     url = tls_server.endpoints.grpc
     # Without --tls: the TLS server closes the socket; the message says it may expect TLS.
-    assert_clean_error(run_axon("bench", "--url", url, "--artifacts", str(artifacts), "--duration", "1", "--output", str(tmp_path / "a.json")), "the server may expect TLS (--tls)")
+    assert_clean_error(
+        run_axon("bench", "--url", url, "--artifacts", str(artifacts), "--duration", "1", "--output", str(tmp_path / "a.json")),
+        "the server may expect TLS (--tls)",
+    )
     # --tls without --ca-file: the system's CAs do not know a self-signed certificate.
-    assert_clean_error(run_axon("bench", "--url", url, "--tls", "--artifacts", str(artifacts), "--duration", "1", "--output", str(tmp_path / "b.json")), "give the server's CA with --ca-file")
+    assert_clean_error(
+        run_axon(
+            "bench", "--url", url, "--tls", "--artifacts", str(artifacts), "--duration", "1", "--output", str(tmp_path / "b.json")
+        ),
+        "give the server's CA with --ca-file",
+    )
 
 
 def test_bad_tls_input(tmp_path, certs):
-    assert_clean_error(run_axon("bench", "--ca-file", str(certs["cert"]), "--url", "127.0.0.1:9", "--artifacts", str(tmp_path)), "give --tls with it")
-    assert_clean_error(run_axon("bench", "--tls", "--artifacts", str(tmp_path)), "--tls and --ca-file talk to a server given by --url")
-    assert_clean_error(run_axon("bench", "--url", "127.0.0.1:9", "--tls", "--ca-file", str(tmp_path / "nope.pem")), "cannot read the CA file")
-    assert_clean_error(run_axon("serve", "--tls-cert", str(certs["cert"]), "--artifacts", str(tmp_path)), "needs both --tls-cert and --tls-key")
-    assert_clean_error(run_axon("serve", "--tls-cert", str(tmp_path / "x.pem"), "--tls-key", str(certs["key"]), "--models", "v1"), "TLS certificate file not found")
+    assert_clean_error(
+        run_axon("bench", "--ca-file", str(certs["cert"]), "--url", "127.0.0.1:9", "--artifacts", str(tmp_path)),
+        "give --tls with it",
+    )
+    assert_clean_error(
+        run_axon("bench", "--tls", "--artifacts", str(tmp_path)), "--tls and --ca-file talk to a server given by --url"
+    )
+    assert_clean_error(
+        run_axon("bench", "--url", "127.0.0.1:9", "--tls", "--ca-file", str(tmp_path / "nope.pem")), "cannot read the CA file"
+    )
+    assert_clean_error(
+        run_axon("serve", "--tls-cert", str(certs["cert"]), "--artifacts", str(tmp_path)), "needs both --tls-cert and --tls-key"
+    )
+    assert_clean_error(
+        run_axon("serve", "--tls-cert", str(tmp_path / "x.pem"), "--tls-key", str(certs["key"]), "--models", "v1"),
+        "TLS certificate file not found",
+    )
     with pytest.raises(ServerError, match="give --tls with it"):
         ExternalServer("127.0.0.1:9", ca_file=certs["cert"])
 
 
 def test_serve_with_tls_checks_itself(artifacts, certs):
-    done = run_axon("serve", "--artifacts", str(artifacts), "--models", "v1", "--tls-cert", str(certs["cert"]), "--tls-key", str(certs["key"]), "--check", timeout=180)
+    done = run_axon(
+        "serve",
+        "--artifacts",
+        str(artifacts),
+        "--models",
+        "v1",
+        "--tls-cert",
+        str(certs["cert"]),
+        "--tls-key",
+        str(certs["key"]),
+        "--check",
+        timeout=180,
+    )
     assert done.returncode == 0, done.stderr
     assert f"--tls --ca-file {certs['cert']}" in done.stdout  # how a client talks to it
     assert "check particle_classifier_v1: p(signal) = " in done.stdout and "local onnxruntime agrees" in done.stdout
@@ -143,7 +196,7 @@ def pytester(pytester, monkeypatch):
 
 def test_pytest_plugin_external_tls(pytester, tls_server, artifacts, certs):
     pytester.makepyfile(CASE)
-    pytester.makefile(".toml", slo='[[slo]]\nmax_error_rate = 0.0\n')
+    pytester.makefile(".toml", slo="[[slo]]\nmax_error_rate = 0.0\n")
     ep = tls_server.endpoints
     common = ["--triton=external", "--triton-url", ep.grpc, "--triton-metrics-url", ep.metrics, "--axon-artifacts", str(artifacts),
               "--axon-duration", "1", "--axon-warmup", "0.2", "--axon-slo-file", "slo.toml", "-p", "no:cacheprovider"]  # fmt: skip
@@ -153,4 +206,7 @@ def test_pytest_plugin_external_tls(pytester, tls_server, artifacts, certs):
     assert wrong.ret == pytest.ExitCode.TESTS_FAILED
     wrong.stdout.fnmatch_lines(["*TLS handshake failed*"])
     usage = pytester.runpytest_subprocess("--triton-ca-file", str(certs["cert"]), "-p", "no:cacheprovider")
-    assert usage.ret == pytest.ExitCode.USAGE_ERROR and "--triton-tls and --triton-ca-file go with --triton=external" in usage.stderr.str()
+    assert (
+        usage.ret == pytest.ExitCode.USAGE_ERROR
+        and "--triton-tls and --triton-ca-file go with --triton=external" in usage.stderr.str()
+    )

@@ -77,7 +77,15 @@ def test_validate_rejects_a_graph_that_differs_from_torch(tmp_path, small_splits
 def test_validate_rejects_a_fixed_batch(tmp_path, small_splits):
     trained = train(small_splits, TrainConfig(hidden=(8,), epochs=1))
     path = tmp_path / "fixed.onnx"
-    torch.onnx.export(trained.served, (torch.zeros(1, 28),), str(path), input_names=["input"], output_names=["output"], opset_version=17, dynamo=False)
+    torch.onnx.export(
+        trained.served,
+        (torch.zeros(1, 28),),
+        str(path),
+        input_names=["input"],
+        output_names=["output"],
+        opset_version=17,
+        dynamo=False,
+    )
     with pytest.raises(AxonError, match="dynamic batch"):
         export.validate(trained.served, path, small_splits.val.features)
 

@@ -22,7 +22,12 @@ QUICK = ("--repeat", "2", "--duration", "1", "--warmup", "0.5", "--concurrency",
 
 
 def _run(cid: str, rnd: int, rps: float, p50: float = 2.0, p99: float = 10.0, c: int = 64, stage: int | str = 0) -> dict:
-    return {"tune": {"candidate": cid, "round": rnd, "stage": stage}, "load": {"concurrency": c}, "throughput_rps": rps, "latency_ms": {"p50": p50, "p99": p99}}
+    return {
+        "tune": {"candidate": cid, "round": rnd, "stage": stage},
+        "load": {"concurrency": c},
+        "throughput_rps": rps,
+        "latency_ms": {"p50": p50, "p99": p99},
+    }
 
 
 def _runs(cid: str, values: list[float], **kw) -> list[dict]:
@@ -165,7 +170,10 @@ def test_head_to_head_crowns_only_what_holds():
     # Interrupted after one pair: too few to judge.
     one = confirm.decide("c5", _pairs("c0", default[:1]), _pairs("c5", faster[:1]), 0.01, 3, 6, BUDGET, 0.05)
     assert not one["held"] and one["reason"] == "1 pair(s) measured: too few to judge"
-    assert confirm.sentence(lost, "c5") == f"head-to-head against the default, 6 interleaved pairs: {lost['change']:+.1%}, c5 ahead in {lost['wins']}/6; {lost['reason']}"
+    assert (
+        confirm.sentence(lost, "c5")
+        == f"head-to-head against the default, 6 interleaved pairs: {lost['change']:+.1%}, c5 ahead in {lost['wins']}/6; {lost['reason']}"
+    )
 
 
 def test_the_summary_says_what_the_head_to_head_showed():
@@ -173,14 +181,37 @@ def test_the_summary_says_what_the_head_to_head_showed():
     evaluations = _evaluate(groups)
     by_id = {e.cid: e for e in evaluations}
     default = [10_000, 10_300, 9_800, 10_100]
-    lost = confirm.decide("c1", _pairs("c0", default), _pairs("c1", [10_100, 10_200, 9_900, 10_000]), by_id["c1"].comparison.holm_p, 3, 4, BUDGET, 0.05)
+    lost = confirm.decide(
+        "c1",
+        _pairs("c0", default),
+        _pairs("c1", [10_100, 10_200, 9_900, 10_000]),
+        by_id["c1"].comparison.holm_p,
+        3,
+        4,
+        BUDGET,
+        0.05,
+    )
     line = report.summary(None, by_id["c0"], BUDGET, "throughput", lost, evaluations)
-    assert line.startswith(f"No winner: c1 (c1) looked best in the search, {by_id['c1'].comparison.reason}, but the head-to-head against the default, 4 interleaved pairs: ")
+    assert line.startswith(
+        f"No winner: c1 (c1) looked best in the search, {by_id['c1'].comparison.reason}, but the head-to-head against the default, 4 interleaved pairs: "
+    )
     assert line.endswith(f"{lost['reason']}.") and "did not hold" in line
-    held = confirm.decide("c1", _pairs("c0", default), _pairs("c1", [13_000, 13_400, 12_700, 13_100]), by_id["c1"].comparison.holm_p, 3, 4, BUDGET, 0.05)
+    held = confirm.decide(
+        "c1",
+        _pairs("c0", default),
+        _pairs("c1", [13_000, 13_400, 12_700, 13_100]),
+        by_id["c1"].comparison.holm_p,
+        3,
+        4,
+        BUDGET,
+        0.05,
+    )
     assert held["held"]
     line = report.summary(by_id["c1"], by_id["c0"], BUDGET, "throughput", held, evaluations)
-    assert line.startswith("Winner: c1 (c1) serves 11,600 req/s at c=64 within the budget") and "; confirmed by a head-to-head against the default, 4 interleaved pairs: +29.8%, c1 ahead in 4/4; held: p=" in line
+    assert (
+        line.startswith("Winner: c1 (c1) serves 11,600 req/s at c=64 within the budget")
+        and "; confirmed by a head-to-head against the default, 4 interleaved pairs: +29.8%, c1 ahead in 4/4; held: p=" in line
+    )
 
 
 def test_operating_point_is_the_best_concurrency_within_budget():
@@ -364,19 +395,44 @@ def test_cli_unknown_model_without_url(artifacts, tmp_path):
 
 def _files(root: Path) -> dict[str, str]:
     """Every file's hash, but Python's byte-code cache, which the python backend writes on any server start."""
-    return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(root.rglob("*")) if p.is_file() and "__pycache__" not in p.parts}
+    return {
+        str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(root.rglob("*"))
+        if p.is_file() and "__pycache__" not in p.parts
+    }
 
 
 def test_cli_tune_embedded_tiny_space(artifacts, tmp_path):
     before = _files(artifacts)
     out = tmp_path / "tune"
-    done = run_axon("tune", "--model", "v1", "--artifacts", str(artifacts), "--out", str(out), "--instances", "1,2", "--max-batch", "64,256", *QUICK, timeout=600)
+    done = run_axon(
+        "tune",
+        "--model",
+        "v1",
+        "--artifacts",
+        str(artifacts),
+        "--out",
+        str(out),
+        "--instances",
+        "1,2",
+        "--max-batch",
+        "64,256",
+        *QUICK,
+        timeout=600,
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     assert _files(artifacts) == before  # without --apply nothing on disk changes
     folder = out / MODEL
     doc = json.loads((folder / report.RECORD_FILE).read_text())
     by_id = {c["id"]: c for c in doc["candidates"]}
-    assert by_id["c0"]["default"] and by_id["c0"]["knobs"] == {"instances": 1, "delay_us": 100, "preferred": [64, 128, 256], "max_batch": 256, "max_queue": 0, "queue_timeout_us": 0}  # 0: the seed has no queue policy
+    assert by_id["c0"]["default"] and by_id["c0"]["knobs"] == {
+        "instances": 1,
+        "delay_us": 100,
+        "preferred": [64, 128, 256],
+        "max_batch": 256,
+        "max_queue": 0,
+        "queue_timeout_us": 0,
+    }  # 0: the seed has no queue policy
     # Max batch 64 under preferred sizes up to 256: Triton refuses it, the search goes on.
     for cid in ("c1", "c2"):
         assert by_id[cid]["knobs"]["max_batch"] == 64
@@ -431,7 +487,23 @@ def test_tune_restores_the_on_disk_config(explicit_server, artifacts, tmp_path):
     client.load_model(MODEL)
     assert client.get_model_config(MODEL, as_json=True)["config"]["instance_group"][0]["count"] == 3
     out = tmp_path / "tune"
-    done = run_axon("tune", "--url", ep.grpc, "--metrics-url", ep.metrics, "--model", "v1", "--artifacts", str(artifacts), "--out", str(out), "--instances", "1,2", *QUICK, timeout=600)
+    done = run_axon(
+        "tune",
+        "--url",
+        ep.grpc,
+        "--metrics-url",
+        ep.metrics,
+        "--model",
+        "v1",
+        "--artifacts",
+        str(artifacts),
+        "--out",
+        str(out),
+        "--instances",
+        "1,2",
+        *QUICK,
+        timeout=600,
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     doc = json.loads((out / MODEL / report.RECORD_FILE).read_text())
     assert doc["last_candidate_loaded"] != "c0"  # the server held a candidate's override at the end
@@ -449,7 +521,10 @@ def test_tune_refuses_a_model_that_is_not_served_and_a_seed_only_space(explicit_
     # v2 is in the repository but not loaded: not served.
     assert_clean_error(run_axon("tune", "--model", "v2", *common, timeout=60), "is not served")
     assert_clean_error(run_axon("tune", "--model", "nope", *common, timeout=60), "is not served")
-    assert_clean_error(run_axon("tune", "--model", "v1", "--instances", "1", *common, timeout=60), "empty space: every value given is the seed's own")
+    assert_clean_error(
+        run_axon("tune", "--model", "v1", "--instances", "1", *common, timeout=60),
+        "empty space: every value given is the seed's own",
+    )
 
 
 def test_tune_refuses_a_server_not_in_explicit_mode(artifacts, tmp_path):
@@ -458,5 +533,18 @@ def test_tune_refuses_a_server_not_in_explicit_mode(artifacts, tmp_path):
     # No model list: Triton's default model-control mode, which refuses load_model.
     with EmbeddedServer(artifacts / "repositories" / "embedded" / "batching_on") as server:
         ep = server.endpoints
-        done = run_axon("tune", "--url", ep.grpc, "--metrics-url", ep.metrics, "--model", "v1", "--artifacts", str(artifacts), "--out", str(tmp_path), timeout=60)
+        done = run_axon(
+            "tune",
+            "--url",
+            ep.grpc,
+            "--metrics-url",
+            ep.metrics,
+            "--model",
+            "v1",
+            "--artifacts",
+            str(artifacts),
+            "--out",
+            str(tmp_path),
+            timeout=60,
+        )
     assert_clean_error(done, "refuses model loads", "--model-control-mode=explicit")

@@ -122,13 +122,20 @@ def model_versions(text: str) -> list[str]:
 def add_queue_options(p) -> None:
     """``--max-queue-size`` and ``--queue-timeout-us``: the dynamic batcher's queue bound and policy (train, serve)."""
     p.add_argument(
-        "--max-queue-size", type=_non_negative, default=0,
+        "--max-queue-size",
+        type=_non_negative,
+        default=0,
         help="batching on: the dynamic batcher's queue bound; a request arriving to a full queue is rejected at once "
         "(Triton: 'Exceeds maximum queue size'), so overload becomes rejections, not server memory (0: no bound, the seed's). "
         "Measured on Triton 2.51 (docs/overload.md): with it set, the batcher stalls in 0.5 s steps; measure either bound with axon tune before deploying it",
     )
-    p.add_argument("--queue-timeout-us", type=_non_negative, default=0, help="batching on: reject a request that waited in the queue longer than this, e.g. 20000 (0: no timeout); "
-                   "on Triton 2.51 it shed overload better than --max-queue-size, but stalled a closed loop that was not overloaded (docs/overload.md)")
+    p.add_argument(
+        "--queue-timeout-us",
+        type=_non_negative,
+        default=0,
+        help="batching on: reject a request that waited in the queue longer than this, e.g. 20000 (0: no timeout); "
+        "on Triton 2.51 it shed overload better than --max-queue-size, but stalled a closed loop that was not overloaded (docs/overload.md)",
+    )
 
 
 def _non_negative(text: str) -> int:
@@ -166,7 +173,9 @@ def memory_size(text: str) -> int:
         unit = said[-1] if said and said[-1] in _SIZE_UNITS else ""
         value = float(said[: len(said) - len(unit)])
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a size such as 8G, 512M or 40% (of this machine's memory), or off; got {text!r}") from None
+        raise argparse.ArgumentTypeError(
+            f"expected a size such as 8G, 512M or 40% (of this machine's memory), or off; got {text!r}"
+        ) from None
     if not value > 0:
         raise argparse.ArgumentTypeError(f"must be > 0, got {text!r} (off turns the guard off)")
     return int(value * _SIZE_UNITS[unit])

@@ -54,7 +54,9 @@ def _schedule_note(r: dict) -> str:
     if sched.get("not_sent"):
         text += f"; {sched['not_sent']:,} due requests not sent: all {sched['in_flight_limit']:,} allowed in flight were busy (CLIENT_OVERLOAD)"
     if "uncorrected_latency_ms" in sched:
-        text += f"; p99 from the actual send {sched['uncorrected_latency_ms']['p99']:.2f} ms (what coordinated omission would report)"
+        text += (
+            f"; p99 from the actual send {sched['uncorrected_latency_ms']['p99']:.2f} ms (what coordinated omission would report)"
+        )
     if r["engine"].get("fan_out") and r["engine"].get("connections", 1) > 1:
         text += f"; {r['engine']['fan_out']}"
     return text + ")"
@@ -92,7 +94,11 @@ def table(runs: list[dict]) -> str:
     head = f"{'model':<24} {'batch':>5} {'load':>16} {'engine':>6} {'rep':>3} {'req/s':>9} {'p50':>7} {'p95':>7} {'p99':>7} {'err':>5} {'avg bs':>6} {'cpu':>5}  verdict"
     lines = [head, "-" * len(head)]
     for r in runs:
-        load = f"c={r['load']['concurrency']}" if r["load"]["mode"] == "closed" else f"{r['load']['rate']:g}/s {r['load']['distribution'][:4]}"
+        load = (
+            f"c={r['load']['concurrency']}"
+            if r["load"]["mode"] == "closed"
+            else f"{r['load']['rate']:g}/s {r['load']['distribution'][:4]}"
+        )
         lat = r["latency_ms"]
         sm = r.get("server_metrics") or {}
         bs = sm.get("avg_batch_size")
@@ -101,15 +107,19 @@ def table(runs: list[dict]) -> str:
         cpu_text = f"{max(measured_cpu):.2f}" if measured_cpu else "-"
         engine = (r.get("engine") or {}).get("name", "?")
         rep = str(r["repeat"]["index"] + 1) if r.get("repeat") else "-"
-        verdict = _status(r) if r["passed"] else "; ".join(r["verdicts"] + ([r["incomplete_reason"]] if r["incomplete_reason"] else []))
+        verdict = (
+            _status(r) if r["passed"] else "; ".join(r["verdicts"] + ([r["incomplete_reason"]] if r["incomplete_reason"] else []))
+        )
         if r["client"]["client_bound"]:
             verdict += " [client-bound]"
         lines.append(
             f"{r['model']:<24} {r['batching'] or '?':>5} {load:>16} {engine:>6} {rep:>3} {_rps(r):>9} {_ms(lat['p50']):>7} {_ms(lat['p95']):>7} "
             f"{_ms(lat['p99']):>7} {r['requests']['failed']:>5} {bs_text:>6} {cpu_text:>5}  {verdict}"
         )
-    notes = ("\n(latencies in ms; rep = repeat number, - for a single run; err = failed requests; "
-             "cpu = client cores per worker process, or per h2load thread for the native engine, - where not measured)")
+    notes = (
+        "\n(latencies in ms; rep = repeat number, - for a single run; err = failed requests; "
+        "cpu = client cores per worker process, or per h2load thread for the native engine, - where not measured)"
+    )
     notes += _answered_notes(runs)
     for r in runs:
         notes += _schedule_note(r)
@@ -153,14 +163,18 @@ def _print_repeat_summary(runs: list[dict], ab: bool) -> None:
     print("\nover repeats: median [min–max]")
     for key, group in groups.items():
         s = repeats.summarise(group)
-        print(f"  {key}: {s['throughput_rps'].format()} req/s, p50 {s['p50_ms'].format('.2f')} ms, p99 {s['p99_ms'].format('.2f')} ms ({len(group)} runs)")
+        print(
+            f"  {key}: {s['throughput_rps'].format()} req/s, p50 {s['p50_ms'].format('.2f')} ms, p99 {s['p99_ms'].format('.2f')} ms ({len(group)} runs)"
+        )
     if ab:
         by_mode = {mode: [r for r in runs if r["batching"] == mode] for mode in ("on", "off")}
         for key in dict.fromkeys(repeats.case_key({**r, "batching": None}) for r in runs):
             on = [r for r in by_mode["on"] if repeats.case_key({**r, "batching": None}) == key]
             off = [r for r in by_mode["off"] if repeats.case_key({**r, "batching": None}) == key]
             if on and off:
-                print(f"  ON/OFF {key.replace('batching ?, ', '')}: throughput {repeats.ratio(on, off).format()}, p50 {repeats.ratio(on, off, 'p50_ms').format()}")
+                print(
+                    f"  ON/OFF {key.replace('batching ?, ', '')}: throughput {repeats.ratio(on, off).format()}, p50 {repeats.ratio(on, off, 'p50_ms').format()}"
+                )
 
 
 def _check_options(args: argparse.Namespace) -> None:
@@ -178,7 +192,9 @@ def _check_options(args: argparse.Namespace) -> None:
         if args.backend is not None:
             raise AxonError("--backend picks the server axon starts; with --url axon starts none")
     else:
-        given = [name for name, value in (("--metrics-url", args.metrics_url), ("--tls", args.tls), ("--header", args.header)) if value]
+        given = [
+            name for name, value in (("--metrics-url", args.metrics_url), ("--tls", args.tls), ("--header", args.header)) if value
+        ]
         if given:
             raise AxonError(f"{', '.join(given)} describe(s) a server given with --url; axon starts this one itself")
     if args.ab and args.batching is not None:
@@ -186,13 +202,28 @@ def _check_options(args: argparse.Namespace) -> None:
     if args.poisson and args.rate is None:
         raise AxonError("--poisson shapes open-loop arrivals: give --rate with it")
     if args.path is not None:
-        given = [name for name, value in (("--model", args.model), ("--onnx", args.onnx), ("--shape", args.shape), ("--input-data", args.input_data),
-                                          ("--rows-per-request", args.rows_per_request != 1), ("--requests", args.requests)) if value]
+        given = [
+            name
+            for name, value in (
+                ("--model", args.model),
+                ("--onnx", args.onnx),
+                ("--shape", args.shape),
+                ("--input-data", args.input_data),
+                ("--rows-per-request", args.rows_per_request != 1),
+                ("--requests", args.requests),
+            )
+            if value
+        ]
         if given:
-            raise AxonError(f"{given[0]} does not go with --path: the path file names each call's model and rows" if given[0] != "--requests"
-                            else f"{given[0]} does not go with --path yet: a path's events run for a duration")
+            raise AxonError(
+                f"{given[0]} does not go with --path: the path file names each call's model and rows"
+                if given[0] != "--requests"
+                else f"{given[0]} does not go with --path yet: a path's events run for a duration"
+            )
         if args.engine == "native":
-            raise AxonError("--engine native can't keep a path's order (each step waits for the one before); a path runs on axon's event engine")
+            raise AxonError(
+                "--engine native can't keep a path's order (each step waits for the one before); a path runs on axon's event engine"
+            )
 
 
 def command(args: argparse.Namespace) -> int:
@@ -210,12 +241,18 @@ def command(args: argparse.Namespace) -> int:
     if args.path is not None:  # the event engine runs every path: nothing to choose
         prepared = [SimpleNamespace(spec=spec.validate(), choice=SimpleNamespace(notice=None)) for spec in specs]
     else:
-        prepared = [] if args.dask else [prepare(spec, has_metrics=not args.url or bool(args.metrics_url), tls=args.tls) for spec in specs]
+        prepared = (
+            []
+            if args.dask
+            else [prepare(spec, has_metrics=not args.url or bool(args.metrics_url), tls=args.tls) for spec in specs]
+        )
     if prepared and prepared[0].choice.notice:
         print(f"axon: notice: {prepared[0].choice.notice}", file=sys.stderr)
     artifacts = resolve_artifacts(args.artifacts)
     if artifacts is None and not args.url and args.onnx is None and args.path is None:
-        raise AxonError("no artifacts: run `axon train` first (it writes ./artifacts), or give --artifacts DIR, --onnx PATH for your own model, or --url for a running server")
+        raise AxonError(
+            "no artifacts: run `axon train` first (it writes ./artifacts), or give --artifacts DIR, --onnx PATH for your own model, or --url for a running server"
+        )
     from axon.engines.model_choice import resolve, resolve_path
 
     choice = resolve_path(args, artifacts) if args.path is not None else resolve(args, artifacts, args.rows_per_request)
@@ -232,7 +269,12 @@ def _measure(args: argparse.Namespace, choice, specs: list[LoadSpec], prepared: 
     args.model = choice.name
     refuse_batching_modes(choice.name, choice.batched, args.batching, args.ab)
     specs = [replace(spec, model=choice.name) for spec in specs]
-    prepared = [SimpleNamespace(spec=replace(c.spec, model=choice.name), choice=c.choice) if isinstance(c, SimpleNamespace) else replace(c, spec=replace(c.spec, model=choice.name)) for c in prepared]
+    prepared = [
+        SimpleNamespace(spec=replace(c.spec, model=choice.name), choice=c.choice)
+        if isinstance(c, SimpleNamespace)
+        else replace(c, spec=replace(c.spec, model=choice.name))
+        for c in prepared
+    ]
     artifacts, features, dataset, reference = choice.artifacts, choice.feed, choice.dataset, choice.reference
     # A model without a batch axis is served unbatched: its record says "off", as it is.
     modes = ["on", "off"] if args.ab else [args.batching or ("on" if choice.batched else "off")]
@@ -270,7 +312,10 @@ def _measure(args: argparse.Namespace, choice, specs: list[LoadSpec], prepared: 
                     for case in prepared:
                         check_spec(case.spec, hosts.n, "events")
                 else:
-                    prepared = [prepare(spec, has_metrics=not args.url or bool(args.metrics_url), tls=args.tls, hosts=hosts) for spec in specs]
+                    prepared = [
+                        prepare(spec, has_metrics=not args.url or bool(args.metrics_url), tls=args.tls, hosts=hosts)
+                        for spec in specs
+                    ]
                 for notice in [prepared[0].choice.notice, *hosts.notices()]:
                     if notice:
                         print(f"axon: notice: {notice}", file=sys.stderr)
@@ -281,7 +326,10 @@ def _measure(args: argparse.Namespace, choice, specs: list[LoadSpec], prepared: 
                     print(f"starting {server.backend} Triton (batching {mode})…", file=sys.stderr, flush=True)
                 stack.enter_context(server)
                 if not args.url:
-                    print(f"{server.backend} Triton {getattr(server, 'version', '') or ''} (batching {mode}) ready in {time.monotonic() - started:.1f} s", file=sys.stderr)
+                    print(
+                        f"{server.backend} Triton {getattr(server, 'version', '') or ''} (batching {mode}) ready in {time.monotonic() - started:.1f} s",
+                        file=sys.stderr,
+                    )
                 # An external server's mode is what the user stated (--batching), or unknown.
                 targets[mode] = Target.of(server, args.batching if args.url else mode, args.max_server_memory)
                 if choice.path is not None:
@@ -298,7 +346,17 @@ def _measure(args: argparse.Namespace, choice, specs: list[LoadSpec], prepared: 
                         try:
                             repeat = (index, args.repeat) if args.repeat > 1 else None
                             if choice.path is not None:
-                                run = run_path(choice.path, spec, target, features, reference, dataset, on_progress=progress, repeat=repeat, hosts=hosts)
+                                run = run_path(
+                                    choice.path,
+                                    spec,
+                                    target,
+                                    features,
+                                    reference,
+                                    dataset,
+                                    on_progress=progress,
+                                    repeat=repeat,
+                                    hosts=hosts,
+                                )
                             else:
                                 run = run_case(case, target, features, reference, dataset, on_progress=progress, repeat=repeat)
                         finally:
@@ -312,14 +370,23 @@ def _measure(args: argparse.Namespace, choice, specs: list[LoadSpec], prepared: 
                         # After every case: an interruption or a crash later keeps what was measured.
                         # A path that can't be written (gone, disk full) sends the record to a rescue path.
                         output = writer.save(runs)
-                        status = _status(run) if run["passed"] else "FAILED: " + "; ".join(run["verdicts"] or [run["incomplete_reason"] or "?"])
-                        print(f"{label}: {_rps(run)} req/s, p50 {_ms(run['latency_ms']['p50'])} ms, p99 {_ms(run['latency_ms']['p99'])} ms  {status}", file=sys.stderr)
+                        status = (
+                            _status(run)
+                            if run["passed"]
+                            else "FAILED: " + "; ".join(run["verdicts"] or [run["incomplete_reason"] or "?"])
+                        )
+                        print(
+                            f"{label}: {_rps(run)} req/s, p50 {_ms(run['latency_ms']['p50'])} ms, p99 {_ms(run['latency_ms']['p99'])} ms  {status}",
+                            file=sys.stderr,
+                        )
                         if run["incomplete_reason"] == "interrupted":
                             raise KeyboardInterrupt
                         if not run["passed"]:
                             exit_code = 1
                         if run.get("server_metrics_missing") and (args.metrics_url or not args.url) and choice.path is None:
-                            print(f"axon: warning: no server metrics for this run: {run['server_metrics_missing']}", file=sys.stderr)
+                            print(
+                                f"axon: warning: no server metrics for this run: {run['server_metrics_missing']}", file=sys.stderr
+                            )
                         if not run["complete"]:
                             raise AxonError(f"run incomplete ({run['incomplete_reason']}); partial result saved in {output}")
     finally:
@@ -336,13 +403,22 @@ def _measure(args: argparse.Namespace, choice, specs: list[LoadSpec], prepared: 
 def add_parser(sub) -> None:
     p = sub.add_parser("bench", help="offer load to Triton and measure it (starts the embedded server unless --url)")
     add_model_options(p)
-    p.add_argument("--path", type=Path, metavar="FILE.toml", help="a trigger path: several models per event, steps in order (docs/paths.md); the event's latency is the run's")
+    p.add_argument(
+        "--path",
+        type=Path,
+        metavar="FILE.toml",
+        help="a trigger path: several models per event, steps in order (docs/paths.md); the event's latency is the run's",
+    )
     load = p.add_mutually_exclusive_group()
     load.add_argument("--concurrency", type=positive_int, default=64, help="closed loop: requests in flight (default 64)")
-    load.add_argument("--rate", type=positive_float, help="open loop: requests per second, latency timed from intended send times")
+    load.add_argument(
+        "--rate", type=positive_float, help="open loop: requests per second, latency timed from intended send times"
+    )
     load.add_argument("--sweep", type=concurrency_list, help="closed loop over several concurrencies, e.g. 1,4,16,64,128,256")
     p.add_argument("--poisson", action="store_true", help="open loop: Poisson arrivals (seeded) instead of constant spacing")
-    p.add_argument("--ab", action="store_true", help="run the same load against batching on and batching off (both servers up, interleaved)")
+    p.add_argument(
+        "--ab", action="store_true", help="run the same load against batching on and batching off (both servers up, interleaved)"
+    )
     p.add_argument(
         "--engine",
         choices=engines.ENGINES,
@@ -351,12 +427,25 @@ def add_parser(sub) -> None:
         "Poisson arrivals, varied payloads, sampled correctness), auto (default: native where h2load and metrics are available and the arrivals "
         "are not Poisson, else python, said in output and record)",
     )
-    p.add_argument("--connections", type=positive_int, help="native engine: spread the requests in flight (closed loop) over this many HTTP/2 connections (default 1, as one client process), "
-        "or the rate (open loop) over this many h2load processes of one connection each (default: one per 10,000 req/s)")
-    p.add_argument("--max-in-flight", type=positive_int, help="open loop: the most requests the client holds in flight, all processes and connections "
+    p.add_argument(
+        "--connections",
+        type=positive_int,
+        help="native engine: spread the requests in flight (closed loop) over this many HTTP/2 connections (default 1, as one client process), "
+        "or the rate (open loop) over this many h2load processes of one connection each (default: one per 10,000 req/s)",
+    )
+    p.add_argument(
+        "--max-in-flight",
+        type=positive_int,
+        help="open loop: the most requests the client holds in flight, all processes and connections "
         "together; a request falling due past it is not sent and counts as CLIENT_OVERLOAD (default: python 20,000 per process; native: h2load streams for "
-        "0.1 s of latency at the rate, 64-4,096 per connection)")
-    p.add_argument("--repeat", type=positive_int, default=1, help="run each case this many times; tables show the median [min-max] (default 1)")
+        "0.1 s of latency at the rate, 64-4,096 per connection)",
+    )
+    p.add_argument(
+        "--repeat",
+        type=positive_int,
+        default=1,
+        help="run each case this many times; tables show the median [min-max] (default 1)",
+    )
     p.add_argument(
         "--batching",
         choices=("on", "off"),
@@ -366,7 +455,12 @@ def add_parser(sub) -> None:
     p.add_argument("--duration", type=positive_float, default=30.0, help="measurement window in seconds (default 30)")
     p.add_argument("--warmup", type=float, default=5.0, help="warm-up seconds before the window (default 5)")
     p.add_argument("--requests", type=positive_int, help="closed loop: measure this many requests instead of a duration")
-    p.add_argument("--rows-per-request", type=positive_int, default=1, help="rows (along the batch axis) of every input in each request (default 1; 1 for a model without a batch axis)")
+    p.add_argument(
+        "--rows-per-request",
+        type=positive_int,
+        default=1,
+        help="rows (along the batch axis) of every input in each request (default 1; 1 for a model without a batch axis)",
+    )
     p.add_argument(
         "--processes",
         type=processes,
@@ -374,7 +468,9 @@ def add_parser(sub) -> None:
         help="worker processes, their histograms merged; auto (default): 1 on machines of up to 4 cores, else 1 per 4 cores, at most 4",
     )
     p.add_argument("--timeout", type=positive_float, default=10.0, help="client timeout per request in seconds (default 10)")
-    p.add_argument("--max-error-rate", type=fraction_of_one, default=0.0, help="fail the run above this error fraction (default 0)")
+    p.add_argument(
+        "--max-error-rate", type=fraction_of_one, default=0.0, help="fail the run above this error fraction (default 0)"
+    )
     p.add_argument("--seed", type=int, default=0, help="seed of the Poisson arrivals and of generated inputs (default 0)")
     p.add_argument("--output", type=Path, help="results JSON (default results/bench-<time>.json)")
     p.add_argument(
@@ -383,14 +479,37 @@ def add_parser(sub) -> None:
         help="output of `axon train`: rows, models, repositories (default ./artifacts; with --url and no artifacts, "
         "synthetic rows and no correctness check, said in output and record)",
     )
-    p.add_argument("--backend", choices=("embedded", "docker"), help="server axon starts when there is no --url (default embedded)")
+    p.add_argument(
+        "--backend", choices=("embedded", "docker"), help="server axon starts when there is no --url (default embedded)"
+    )
     p.add_argument("--url", help="an existing server: HOST:PORT of Triton's gRPC endpoint")
     p.add_argument("--metrics-url", help="with --url: Triton's metrics URL (default: none scraped)")
-    p.add_argument("--tls", action="store_true", help="with --url: gRPC over TLS, the server's certificate verified (python engine under auto)")
-    p.add_argument("--ca-file", help="with --tls: PEM file of the CA that signed the server's certificate (default: the system's CAs)")
-    p.add_argument("--header", type=header, action="append", default=[], metavar="KEY=VALUE", help="with --url: extra gRPC header, e.g. a bearer token (repeatable)")
-    p.add_argument("--dask", metavar="SCHEDULER_ADDRESS", help="offer the load from the workers of this Dask scheduler (one host each; docs/many-hosts.md)")
-    p.add_argument("--hosts", type=positive_int, help="with --dask: how many workers offer load (default all); --processes then counts per host")
+    p.add_argument(
+        "--tls",
+        action="store_true",
+        help="with --url: gRPC over TLS, the server's certificate verified (python engine under auto)",
+    )
+    p.add_argument(
+        "--ca-file", help="with --tls: PEM file of the CA that signed the server's certificate (default: the system's CAs)"
+    )
+    p.add_argument(
+        "--header",
+        type=header,
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="with --url: extra gRPC header, e.g. a bearer token (repeatable)",
+    )
+    p.add_argument(
+        "--dask",
+        metavar="SCHEDULER_ADDRESS",
+        help="offer the load from the workers of this Dask scheduler (one host each; docs/many-hosts.md)",
+    )
+    p.add_argument(
+        "--hosts",
+        type=positive_int,
+        help="with --dask: how many workers offer load (default all); --processes then counts per host",
+    )
     p.add_argument(
         "--on-unavailable",
         choices=loadgen.ON_UNAVAILABLE,
@@ -399,7 +518,10 @@ def add_parser(sub) -> None:
         "counting the failures, and resume when it is back (python engine)",
     )
     p.add_argument("--max-server-memory", type=memory_size, help=MAX_SERVER_MEMORY_HELP)
-    p.add_argument("--timeline", type=positive_float, metavar="SECONDS", help="also record throughput, errors and latency per slice of this many seconds of the window")
+    p.add_argument(
+        "--timeline",
+        type=positive_float,
+        metavar="SECONDS",
+        help="also record throughput, errors and latency per slice of this many seconds of the window",
+    )
     p.set_defaults(func=command)
-
-

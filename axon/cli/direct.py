@@ -17,15 +17,22 @@ from axon.records import repeats, results
 def table(runs: list[dict]) -> str:
     head = f"{'model':<24} {'rows/call':>9} {'threads':>7} {'calls/s':>18} {'rows/s':>22} {'p50 µs':>8} {'p99 µs':>8} {'CPU µs/call':>11} {'CPU µs/row':>10}"
     lines = [head, "-" * len(head)]
-    for key, group in repeats.group(runs, key=lambda r: f"{r['model']}|{r['load']['rows_per_request']}|{r['load']['threads']}").items():
+    for key, group in repeats.group(
+        runs, key=lambda r: f"{r['model']}|{r['load']['rows_per_request']}|{r['load']['threads']}"
+    ).items():
         model, rows, threads = key.split("|")
         calls = repeats.Spread.of(r["throughput_rps"] for r in group)
         rows_s = repeats.Spread.of(r["throughput_inferences_per_s"] for r in group)
         p50 = repeats.Spread.of(r["latency_ms"]["p50"] * 1e3 for r in group).median
         p99 = repeats.Spread.of(r["latency_ms"]["p99"] * 1e3 for r in group).median
         cpu = repeats.Spread.of(r["client"]["cpu_us_per_request"] for r in group).median
-        lines.append(f"{model:<24} {rows:>9} {threads:>7} {calls.format():>18} {rows_s.format():>22} {p50:>8.1f} {p99:>8.1f} {cpu:>11.2f} {cpu / int(rows):>10.3f}")
-    return "\n".join(lines) + "\n(calls/s and rows/s: median [min–max] over repeats; CPU: this process's user+system time per call and per row)"
+        lines.append(
+            f"{model:<24} {rows:>9} {threads:>7} {calls.format():>18} {rows_s.format():>22} {p50:>8.1f} {p99:>8.1f} {cpu:>11.2f} {cpu / int(rows):>10.3f}"
+        )
+    return (
+        "\n".join(lines)
+        + "\n(calls/s and rows/s: median [min–max] over repeats; CPU: this process's user+system time per call and per row)"
+    )
 
 
 def command(args: argparse.Namespace) -> int:
@@ -51,10 +58,23 @@ def command(args: argparse.Namespace) -> int:
     for rows in args.rows_per_request:
         for threads in args.threads:
             for index in range(args.repeat):
-                label = f"{model}, direct, {rows} rows/call, {threads} thread(s)" + (f", repeat {index + 1}/{args.repeat}" if args.repeat > 1 else "")
+                label = f"{model}, direct, {rows} rows/call, {threads} thread(s)" + (
+                    f", repeat {index + 1}/{args.repeat}" if args.repeat > 1 else ""
+                )
                 progress = CaseProgress(label, args.duration)
                 try:
-                    run = run_direct(model, onnx_path, features, rows, threads, args.duration, args.warmup, dataset, progress, (index, args.repeat) if args.repeat > 1 else None)
+                    run = run_direct(
+                        model,
+                        onnx_path,
+                        features,
+                        rows,
+                        threads,
+                        args.duration,
+                        args.warmup,
+                        dataset,
+                        progress,
+                        (index, args.repeat) if args.repeat > 1 else None,
+                    )
                 finally:
                     progress.close()
                 runs.append(run)
@@ -74,13 +94,26 @@ def add_parser(sub) -> None:
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     add_model_options(p)
-    p.add_argument("--rows-per-request", type=int_list(1), default=[1, 16, 256], metavar="K[,K...]", help="rows per call (event sizes)")
-    p.add_argument("--threads", type=int_list(1), default=[1], metavar="T[,T...]", help="onnxruntime intra-op threads (1: as inside an HLT process)")
+    p.add_argument(
+        "--rows-per-request", type=int_list(1), default=[1, 16, 256], metavar="K[,K...]", help="rows per call (event sizes)"
+    )
+    p.add_argument(
+        "--threads",
+        type=int_list(1),
+        default=[1],
+        metavar="T[,T...]",
+        help="onnxruntime intra-op threads (1: as inside an HLT process)",
+    )
     p.add_argument("--duration", type=positive_float, default=2.0, help="measurement window per case, seconds")
     p.add_argument("--warmup", type=float, default=0.5, help="warm-up per case, seconds")
     p.add_argument("--repeat", type=int, default=3, help="runs per case; tables show median [min-max]")
     p.add_argument("--seed", type=int, default=0, help="seed for generated rows when there are no artifacts")
-    p.add_argument("--artifacts", type=Path, default=Path("artifacts"), help="output of `axon train` (models/<name>/model.onnx and validation rows)")
+    p.add_argument(
+        "--artifacts",
+        type=Path,
+        default=Path("artifacts"),
+        help="output of `axon train` (models/<name>/model.onnx and validation rows)",
+    )
     p.add_argument("--output", type=Path, help="results JSON (default results/direct-<time>.json)")
     p.set_defaults(func=_checked(command))
 

@@ -26,7 +26,11 @@ def command(args: argparse.Namespace) -> int:
 
 
 def add_parser(sub) -> None:
-    p = sub.add_parser("merge", help="merge runs of the same cases measured side by side on several hosts (exact, through the histograms)", formatter_class=HelpFormatter)
+    p = sub.add_parser(
+        "merge",
+        help="merge runs of the same cases measured side by side on several hosts (exact, through the histograms)",
+        formatter_class=HelpFormatter,
+    )
     p.add_argument("files", nargs="+", type=Path, metavar="FILE", help="results files, one per host, holding the same cases")
     p.add_argument("--output", type=Path, required=True, help="the merged results file")
     p.set_defaults(func=command)

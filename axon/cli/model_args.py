@@ -30,8 +30,23 @@ def shape_option(text: str) -> tuple[str, tuple[int, ...]]:
 
 def add_model_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", help=f"model name, or v1/v2 (default {DEFAULT_MODEL}; with --onnx, the name to serve it under)")
-    p.add_argument("--onnx", type=Path, metavar="PATH", help="your own ONNX model: axon writes its repository (batching on and off, the same knobs), serves it and checks answers against onnxruntime")
-    p.add_argument("--shape", type=shape_option, action="append", default=[], metavar="NAME:d1,d2", help="an input's open dimensions, batch axis excluded (repeatable)")
-    p.add_argument("--input-data", type=Path, metavar="FILE.npz", help="the inputs to send: one array per input name, rows along the first axis (default: validation rows for axon's models, else generated from the signature, seeded)")
-
-
+    p.add_argument(
+        "--onnx",
+        type=Path,
+        metavar="PATH",
+        help="your own ONNX model: axon writes its repository (batching on and off, the same knobs), serves it and checks answers against onnxruntime",
+    )
+    p.add_argument(
+        "--shape",
+        type=shape_option,
+        action="append",
+        default=[],
+        metavar="NAME:d1,d2",
+        help="an input's open dimensions, batch axis excluded (repeatable)",
+    )
+    p.add_argument(
+        "--input-data",
+        type=Path,
+        metavar="FILE.npz",
+        help="the inputs to send: one array per input name, rows along the first axis (default: validation rows for axon's models, else generated from the signature, seeded)",
+    )

@@ -18,7 +18,21 @@ def command(args: argparse.Namespace) -> int:
 
 
 def add_parser(sub) -> None:
-    p = sub.add_parser("report", help="tables and plots from a study's folder, any axon results file (bench, sweep, A/B, merged) or a pytest-benchmark JSON of axon's cases", formatter_class=HelpFormatter)
-    p.add_argument("path", type=Path, nargs="?", default=Path("results"), help="the folder `axon study --out` wrote, a results JSON file, or pytest-benchmark's JSON (--benchmark-json)")
-    p.add_argument("--out", type=Path, help="where report.md and the plots go (default: the study folder, or <file name>-report/ beside a file)")
+    p = sub.add_parser(
+        "report",
+        help="tables and plots from a study's folder, any axon results file (bench, sweep, A/B, merged) or a pytest-benchmark JSON of axon's cases",
+        formatter_class=HelpFormatter,
+    )
+    p.add_argument(
+        "path",
+        type=Path,
+        nargs="?",
+        default=Path("results"),
+        help="the folder `axon study --out` wrote, a results JSON file, or pytest-benchmark's JSON (--benchmark-json)",
+    )
+    p.add_argument(
+        "--out",
+        type=Path,
+        help="where report.md and the plots go (default: the study folder, or <file name>-report/ beside a file)",
+    )
     p.set_defaults(func=command)

@@ -44,8 +44,10 @@ def command(args: argparse.Namespace) -> int:
         tls_files.check()  # before a server starts
     queued = bool(args.max_queue_size or args.queue_timeout_us)
     if queued and (args.backend != "embedded" or "off" in modes):
-        raise AxonError("--max-queue-size and --queue-timeout-us set the dynamic batcher's queue policy of the embedded server: "
-                        "use them with --backend embedded --batching on (or write it with `axon train --max-queue-size`)")
+        raise AxonError(
+            "--max-queue-size and --queue-timeout-us set the dynamic batcher's queue policy of the embedded server: "
+            "use them with --backend embedded --batching on (or write it with `axon train --max-queue-size`)"
+        )
     with contextlib.ExitStack() as stack:
         if user:
             args.artifacts = _user_artifacts(args, user, models, stack)
@@ -63,7 +65,9 @@ def command(args: argparse.Namespace) -> int:
                     raise AxonError(f"model repository not found: {source} (run `axon train` first)")
                 folder = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="axon-queue-")))
                 repository = with_queue_policy(source, folder / "repository", args.max_queue_size, args.queue_timeout_us)
-                print(f"queue policy: at most {args.max_queue_size or 'unbounded'} queued, timeout {args.queue_timeout_us or 'none'} µs, then rejected")
+                print(
+                    f"queue policy: at most {args.max_queue_size or 'unbounded'} queued, timeout {args.queue_timeout_us or 'none'} µs, then rejected"
+                )
             server = backends.make_server(
                 args.backend,
                 batching=mode,
@@ -81,8 +85,16 @@ def command(args: argparse.Namespace) -> int:
             stack.enter_context(server)
             servers.append(server)
             ep = server.endpoints
-            print(f"{server.backend} Triton {getattr(server, 'version', '') or ''} (batching {mode}) ready in {time.monotonic() - started:.1f} s")
-            tls = f"  (TLS; clients verify with CA {ep.ca_file}: axon bench --url {ep.grpc} --tls --ca-file {ep.ca_file})" if ep.tls and ep.ca_file else "  (TLS)" if ep.tls else ""
+            print(
+                f"{server.backend} Triton {getattr(server, 'version', '') or ''} (batching {mode}) ready in {time.monotonic() - started:.1f} s"
+            )
+            tls = (
+                f"  (TLS; clients verify with CA {ep.ca_file}: axon bench --url {ep.grpc} --tls --ca-file {ep.ca_file})"
+                if ep.tls and ep.ca_file
+                else "  (TLS)"
+                if ep.tls
+                else ""
+            )
             print(f"  grpc    {ep.grpc}{tls}\n  http    {ep.http or '-'}\n  metrics {ep.metrics or '-'}")
             if getattr(server, "log_path", None):
                 kept = "" if args.log_dir else "  (removed at stop; --log-dir keeps it)"
@@ -122,7 +134,9 @@ def _user_models(args: argparse.Namespace, modes: list[str]) -> list:
     from axon.offline import user_model
 
     if args.backend == "external":
-        raise AxonError("--onnx serves your model from a repository axon writes: use the embedded or docker backend (with --url, bench it: axon bench --url ... --model NAME)")
+        raise AxonError(
+            "--onnx serves your model from a repository axon writes: use the embedded or docker backend (with --url, bench it: axon bench --url ... --model NAME)"
+        )
     if args.repository is not None:
         raise AxonError("--onnx and --repository both say what to serve: give one of them")
     user = user_model.load(args.onnx)
@@ -177,29 +191,82 @@ def watch(servers: list, modes: list[str]) -> None:
                 kept = server.keep_log() if hasattr(server, "keep_log") else None  # out of the folder stop() removes
                 tail = server.log_tail() if hasattr(server, "log_tail") else ""
                 log = f" (whole log: {kept})" if kept else ""
-                message = f"{server.backend} Triton (batching {mode}) died: {death}{log}" + (f"\n--- last lines of its log ---\n{tail}" if tail else "")
+                message = f"{server.backend} Triton (batching {mode}) died: {death}{log}" + (
+                    f"\n--- last lines of its log ---\n{tail}" if tail else ""
+                )
                 print(f"axon: error: {message}", file=sys.stderr, flush=True)
                 raise ServerDied(message)
         time.sleep(WATCH_INTERVAL_S)
 
 
 def add_parser(sub) -> None:
-    p = sub.add_parser("serve", help="start Triton (embedded by default), print its endpoints, keep it up until Ctrl-C", formatter_class=HelpFormatter)
-    p.add_argument("--backend", choices=("embedded", "docker", "external"), default="embedded", help="which Triton: a child process, the GPU container, or one already running")
-    p.add_argument("--batching", choices=("on", "off", "both"), default="on", help="dynamic batching of the served repository; both starts two servers")
-    p.add_argument("--models", type=model_versions, help="comma-separated versions of axon's trained models; with --onnx, none unless named (default: v1,v2)")
-    p.add_argument("--onnx", type=Path, action="append", default=[], metavar="PATH", help="also serve your own ONNX model (repeatable): axon writes its repository with the same knobs; its name is the file's stem")
-    p.add_argument("--shape", type=shape_option, action="append", default=[], metavar="NAME:d1,d2", help="with --check: an --onnx input's open dimensions, batch axis excluded (repeatable)")
+    p = sub.add_parser(
+        "serve",
+        help="start Triton (embedded by default), print its endpoints, keep it up until Ctrl-C",
+        formatter_class=HelpFormatter,
+    )
+    p.add_argument(
+        "--backend",
+        choices=("embedded", "docker", "external"),
+        default="embedded",
+        help="which Triton: a child process, the GPU container, or one already running",
+    )
+    p.add_argument(
+        "--batching",
+        choices=("on", "off", "both"),
+        default="on",
+        help="dynamic batching of the served repository; both starts two servers",
+    )
+    p.add_argument(
+        "--models",
+        type=model_versions,
+        help="comma-separated versions of axon's trained models; with --onnx, none unless named (default: v1,v2)",
+    )
+    p.add_argument(
+        "--onnx",
+        type=Path,
+        action="append",
+        default=[],
+        metavar="PATH",
+        help="also serve your own ONNX model (repeatable): axon writes its repository with the same knobs; its name is the file's stem",
+    )
+    p.add_argument(
+        "--shape",
+        type=shape_option,
+        action="append",
+        default=[],
+        metavar="NAME:d1,d2",
+        help="with --check: an --onnx input's open dimensions, batch axis excluded (repeatable)",
+    )
     p.add_argument("--artifacts", type=Path, default=Path("artifacts"), help="output of `axon train`")
-    p.add_argument("--repository", type=Path, help="serve this embedded repository instead of the one under --artifacts (default: that one)")
+    p.add_argument(
+        "--repository", type=Path, help="serve this embedded repository instead of the one under --artifacts (default: that one)"
+    )
     p.add_argument("--url", help="external backend: HOST:PORT of Triton's gRPC endpoint")
     p.add_argument("--metrics-url", help="external backend: Triton's Prometheus metrics URL")
     p.add_argument("--tls", action="store_true", help="external backend: gRPC over TLS")
-    p.add_argument("--header", type=header, action="append", default=[], metavar="KEY=VALUE", help="external backend: extra gRPC header (repeatable)")
-    p.add_argument("--log-dir", type=Path, help="keep the embedded server log here (default: a temporary folder, removed at stop)")
-    p.add_argument("--tls-cert", type=Path, help="embedded backend: serve gRPC over TLS with this PEM certificate (Triton's --grpc-use-ssl)")
+    p.add_argument(
+        "--header",
+        type=header,
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="external backend: extra gRPC header (repeatable)",
+    )
+    p.add_argument(
+        "--log-dir", type=Path, help="keep the embedded server log here (default: a temporary folder, removed at stop)"
+    )
+    p.add_argument(
+        "--tls-cert", type=Path, help="embedded backend: serve gRPC over TLS with this PEM certificate (Triton's --grpc-use-ssl)"
+    )
     p.add_argument("--tls-key", type=Path, help="embedded backend: the certificate's PEM private key")
-    p.add_argument("--tls-ca", type=Path, help="embedded backend: PEM of the CA that signed the certificate (Triton's --grpc-root-cert); default: the certificate is self-signed")
-    p.add_argument("--check", action="store_true", help="send one real request per model, compare with local onnxruntime, then stop")
+    p.add_argument(
+        "--tls-ca",
+        type=Path,
+        help="embedded backend: PEM of the CA that signed the certificate (Triton's --grpc-root-cert); default: the certificate is self-signed",
+    )
+    p.add_argument(
+        "--check", action="store_true", help="send one real request per model, compare with local onnxruntime, then stop"
+    )
     add_queue_options(p)
     p.set_defaults(func=command)

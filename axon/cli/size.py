@@ -53,10 +53,14 @@ def _subject(args, runs: list[dict] | None) -> list[str]:
     from axon.study.sizing.measured import subjects
 
     if runs is None:
-        raise AxonError("give RESULTS (a study folder or results file with a capacity measurement), or --model, --onnx or --path to measure one on the spot")
+        raise AxonError(
+            "give RESULTS (a study folder or results file with a capacity measurement), or --model, --onnx or --path to measure one on the spot"
+        )
     found = subjects(runs)
     if not found:
-        raise AxonError(f"{args.results}: no capacity measurement in it (no open-loop run); run `axon study`, or `axon size --model NAME` to measure one on the spot")
+        raise AxonError(
+            f"{args.results}: no capacity measurement in it (no open-loop run); run `axon study`, or `axon size --model NAME` to measure one on the spot"
+        )
     return found
 
 
@@ -86,7 +90,13 @@ def command(args: argparse.Namespace) -> int:
         raise AxonError("--metrics-url describes a server given with --url; axon starts this one itself")
     if args.results is not None and not args.results.exists():
         raise AxonError(f"{args.results}: no such file or folder")
-    given = arithmetic.Given(client_ms=args.client_ms_per_event, cores=args.cores, event_rate=args.event_rate, headroom=args.headroom / 100, link_gbps=args.link_gbps)
+    given = arithmetic.Given(
+        client_ms=args.client_ms_per_event,
+        cores=args.cores,
+        event_rate=args.event_rate,
+        headroom=args.headroom / 100,
+        link_gbps=args.link_gbps,
+    )
     runs = measured.read_runs(args.results) if args.results is not None else None
     subjects = _subject(args, runs)
     # A server at --url is in whatever mode it is: the one the user states, else "unknown".
@@ -121,7 +131,9 @@ def command(args: argparse.Namespace) -> int:
         pairs = []
         for subject in subjects:
             # A mode nobody measured is left out unless it is the only one asked for (then its error is said).
-            for mode in [mode for mode in modes if any(r["model"] == subject and r.get("batching") == mode for r in runs)] or modes[:1]:
+            for mode in [
+                mode for mode in modes if any(r["model"] == subject and r.get("batching") == mode for r in runs)
+            ] or modes[:1]:
                 m = measured.measured(runs, subject, mode, args.p99_ms, source)
                 pairs.append((m, arithmetic.size(m, given)))
         print(show.table(given, pairs))
@@ -140,7 +152,15 @@ def command(args: argparse.Namespace) -> int:
         plot = show.plot(given, pairs, verified, out)
         from axon.records.atomic import write_json
 
-        write_json(out / "size.json", {"given": vars(given), "measured": [show.as_record(m) for m, _ in pairs], "sizing": [s for _, s in pairs], "verify": verified})
+        write_json(
+            out / "size.json",
+            {
+                "given": vars(given),
+                "measured": [show.as_record(m) for m, _ in pairs],
+                "sizing": [s for _, s in pairs],
+                "verify": verified,
+            },
+        )
         print(f"sizing: {out / 'size.json'}; plot: {plot}" + (f"; runs: {writer.path}" if records else ""))
         return exit_code
     finally:
@@ -150,22 +170,57 @@ def command(args: argparse.Namespace) -> int:
 
 
 def add_parser(sub) -> None:
-    p = sub.add_parser("size", formatter_class=HelpFormatter,
-                       help="how many trigger cores one server carries within the p99 budget, and how many servers a farm needs (docs/sizing.md)")
-    p.add_argument("results", type=Path, nargs="?", help="a study folder, a results file or a pytest-benchmark JSON that holds a capacity measurement "
-                   "(without it, one is measured on the spot)")
-    p.add_argument("--client-ms-per-event", type=_non_negative_ms, required=True, metavar="MS", help="the rest of the trigger's work per event, per core, in ms")
+    p = sub.add_parser(
+        "size",
+        formatter_class=HelpFormatter,
+        help="how many trigger cores one server carries within the p99 budget, and how many servers a farm needs (docs/sizing.md)",
+    )
+    p.add_argument(
+        "results",
+        type=Path,
+        nargs="?",
+        help="a study folder, a results file or a pytest-benchmark JSON that holds a capacity measurement "
+        "(without it, one is measured on the spot)",
+    )
+    p.add_argument(
+        "--client-ms-per-event",
+        type=_non_negative_ms,
+        required=True,
+        metavar="MS",
+        help="the rest of the trigger's work per event, per core, in ms",
+    )
     p.add_argument("--cores", type=positive_int, help="the farm's client cores: how many servers they need")
-    p.add_argument("--event-rate", type=positive_float, metavar="EVENTS_PER_S", help="the farm's input rate: how many servers and cores it needs")
-    p.add_argument("--headroom", type=_headroom, default=20.0, metavar="PERCENT", help="the share of each server's capacity kept back, in percent")
-    p.add_argument("--link-gbps", type=positive_float, help="each server's network link: capacity is capped by it (default: no network limit)")
+    p.add_argument(
+        "--event-rate",
+        type=positive_float,
+        metavar="EVENTS_PER_S",
+        help="the farm's input rate: how many servers and cores it needs",
+    )
+    p.add_argument(
+        "--headroom",
+        type=_headroom,
+        default=20.0,
+        metavar="PERCENT",
+        help="the share of each server's capacity kept back, in percent",
+    )
+    p.add_argument(
+        "--link-gbps",
+        type=positive_float,
+        help="each server's network link: capacity is capped by it (default: no network limit)",
+    )
     p.add_argument("--p99-ms", type=positive_float, help="the event p99 budget (default: the study's own, or 25 ms)")
     which = p.add_argument_group("what is sized (default: every model the results measured)")
     which.add_argument("--model", action="append", help="a model by name (repeatable), e.g. v1 or particle_classifier_pn")
-    which.add_argument("--onnx", type=Path, metavar="PATH", help="your own ONNX model (measured on the spot, or found in RESULTS by its name)")
+    which.add_argument(
+        "--onnx", type=Path, metavar="PATH", help="your own ONNX model (measured on the spot, or found in RESULTS by its name)"
+    )
     which.add_argument("--path", type=Path, metavar="FILE.toml", help="a trigger path (docs/paths.md): sized per event")
     p.add_argument("--batching", choices=MODES, help="size one mode (default: both, where measured)")
-    p.add_argument("--verify", action="store_true", help="check the prediction with simulated trigger clients at 0.8x, 1.0x, 1.25x; exit 1 if p99 breaks at 0.8x or 1.0x")
+    p.add_argument(
+        "--verify",
+        action="store_true",
+        help="check the prediction with simulated trigger clients at 0.8x, 1.0x, 1.25x; exit 1 if p99 breaks at 0.8x or 1.0x",
+    )
     p.add_argument("--artifacts", type=Path, help="trained models to serve (default ./artifacts)")
     p.add_argument("--url", help="measure or verify against this running Triton (gRPC host:port) instead of the embedded one")
     p.add_argument("--metrics-url", help="the --url server's Prometheus metrics (each model's counts are checked against them)")

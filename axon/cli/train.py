@@ -52,8 +52,12 @@ def command(args: argparse.Namespace) -> int:
 
 
 def add_parser(sub) -> None:
-    p = sub.add_parser("train", help="train v1 and v2, export to ONNX, write the model repositories", formatter_class=HelpFormatter)
-    p.add_argument("--dataset", default="synthetic", help="synthetic (offline), higgs (UCI download), or a path/URL to HIGGS.csv[.gz]")
+    p = sub.add_parser(
+        "train", help="train v1 and v2, export to ONNX, write the model repositories", formatter_class=HelpFormatter
+    )
+    p.add_argument(
+        "--dataset", default="synthetic", help="synthetic (offline), higgs (UCI download), or a path/URL to HIGGS.csv[.gz]"
+    )
     p.add_argument("--rows", type=positive_int, default=100_000, help="rows to read or generate")
     p.add_argument("--seed", type=int, default=0, help="seed of the data generator, the split, the weights and the shuffling")
     p.add_argument("--epochs", type=positive_int, default=8, help="training epochs per model")

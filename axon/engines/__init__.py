@@ -45,7 +45,9 @@ def engine_for(choice: EngineChoice, spec: LoadSpec, options: dict[str, str] = C
         open_topology(spec.rate, spec.connections, spec.max_in_flight)  # the bound must cover every connection
         return check_window(NativeOpenEngine(), spec, options)
     if spec.connections is not None:
-        raise AxonError(f"{options.get('connections', 'connections')} shapes the native engine's load; this case runs on the python engine")
+        raise AxonError(
+            f"{options.get('connections', 'connections')} shapes the native engine's load; this case runs on the python engine"
+        )
     from axon.engines.python import PythonEngine
 
     return check_window(PythonEngine(), spec, options)
@@ -56,6 +58,8 @@ def check_window(engine: Engine, spec: LoadSpec, options: dict[str, str] = CLI_O
     minimum, before any work (a 0.01 s window once printed "3,600 req/s" from 36 requests)."""
     shortest = getattr(engine, "min_window_s", 0.0)
     if spec.requests is None and spec.duration_s < shortest:
-        raise AxonError(f"{options.get('duration', 'a window of')} {spec.duration_s:g} s is shorter than the {engine.name} engine can time: "
-                        f"its shortest window is {shortest:g} s ({engine.min_window_why})")
+        raise AxonError(
+            f"{options.get('duration', 'a window of')} {spec.duration_s:g} s is shorter than the {engine.name} engine can time: "
+            f"its shortest window is {shortest:g} s ({engine.min_window_why})"
+        )
     return engine

@@ -70,7 +70,9 @@ class WorkerOutcome(TypedDict, total=False):
     client_lag: str  # encoded HDR histogram of the send lag the client itself is to blame for (µs; 0 where the server held it)
     uncorrected: str  # encoded HDR histogram of latency from the actual send (µs): the view coordinated omission would give
     server_held: int  # requests sent late because the server held requests (or every stream) when they fell due
-    rejected_latency: str  # python engine: encoded HDR histogram of the REJECTED requests' latency (µs), kept apart from ``latency``
+    rejected_latency: (
+        str  # python engine: encoded HDR histogram of the REJECTED requests' latency (µs), kept apart from ``latency``
+    )
 
 
 @dataclass(frozen=True)
@@ -180,9 +182,13 @@ def choose(
         return EngineChoice("python", requested, None)
     poisson = mode != "closed" and distribution == "poisson"
     if poisson and requested == "native":
-        raise AxonError(f"{options['engine']} native can't run Poisson arrivals: h2load has no Poisson mode (use {options['engine']} python, or constant spacing)")
+        raise AxonError(
+            f"{options['engine']} native can't run Poisson arrivals: h2load has no Poisson mode (use {options['engine']} python, or constant spacing)"
+        )
     if on_unavailable == "continue" and requested == "native":
-        raise AxonError("--engine native can't run with --on-unavailable continue: h2load does not reconnect to a restarted server (use --engine python)")
+        raise AxonError(
+            "--engine native can't run with --on-unavailable continue: h2load does not reconnect to a restarted server (use --engine python)"
+        )
     problem = None
     if on_unavailable == "continue":
         problem = "--on-unavailable continue runs on the python engine (h2load does not reconnect to a restarted server)"

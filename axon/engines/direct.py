@@ -44,7 +44,9 @@ def version() -> str:
     return f"onnxruntime/{ort.__version__}"
 
 
-def run(onnx_path: Path, calls_inputs: list[dict[str, np.ndarray]], threads: int, duration_s: float, warmup_s: float, on_progress=None) -> EngineRun:
+def run(
+    onnx_path: Path, calls_inputs: list[dict[str, np.ndarray]], threads: int, duration_s: float, warmup_s: float, on_progress=None
+) -> EngineRun:
     """Call the model back to back for ``warmup_s`` then ``duration_s`` on ``calls_inputs`` in turn; time every call in the window."""
     sess = session(onnx_path, threads)
     histogram = stats.new_histogram()
@@ -93,7 +95,9 @@ def run(onnx_path: Path, calls_inputs: list[dict[str, np.ndarray]], threads: int
         incomplete_reason="interrupted" if interrupted else None,
     )
     info = {"name": "direct", "tool": "onnxruntime", "version": version(), "threads": threads}
-    return EngineRun([outcome], None, None, interrupted, info, {"correctness_method": "none needed: the reference itself (local onnxruntime)"})
+    return EngineRun(
+        [outcome], None, None, interrupted, info, {"correctness_method": "none needed: the reference itself (local onnxruntime)"}
+    )
 
 
 class DirectEngine:

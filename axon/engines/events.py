@@ -27,8 +27,11 @@ from axon.engines.schedule import arrival_offsets
 from axon.records import stats
 
 PROGRESS_INTERVAL_S = 0.5
-ENGINE_INFO = {"name": "events", "tool": "grpc.aio (event-aware: steps in order, calls of a step concurrent)",
-               "why": "a path's steps depend on each other: h2load's independent fixed-rate requests cannot keep that order"}
+ENGINE_INFO = {
+    "name": "events",
+    "tool": "grpc.aio (event-aware: steps in order, calls of a step concurrent)",
+    "why": "a path's steps depend on each other: h2load's independent fixed-rate requests cannot keep that order",
+}
 
 
 @dataclass
@@ -57,14 +60,28 @@ def _busy(ms: float) -> None:
         pass
 
 
-async def _run(steps: list[list[PlannedCall]], client_ms: list[float], spec: LoadSpec, endpoints, guard, on_progress, cycle_s: float | None, start_at: float | None = None) -> dict:
+async def _run(
+    steps: list[list[PlannedCall]],
+    client_ms: list[float],
+    spec: LoadSpec,
+    endpoints,
+    guard,
+    on_progress,
+    cycle_s: float | None,
+    start_at: float | None = None,
+) -> dict:
     clock = time.perf_counter
     # One sender per distinct call (its own payload pool), all on one channel.
-    channel_sender = GrpcSender(endpoints.grpc, [], spec.timeout_s, endpoints.tls, dict(endpoints.headers), getattr(endpoints, "ca_file", None))
+    channel_sender = GrpcSender(
+        endpoints.grpc, [], spec.timeout_s, endpoints.tls, dict(endpoints.headers), getattr(endpoints, "ca_file", None)
+    )
     call_of = {}
     for s, step in enumerate(steps):
         for c, call in enumerate(step):
-            call_of[(s, c)] = (channel_sender.with_payloads(call.payloads), make_checker(call.expected) if call.expected else None)
+            call_of[(s, c)] = (
+                channel_sender.with_payloads(call.payloads),
+                make_checker(call.expected) if call.expected else None,
+            )
     per_call = {key: CallStats() for key in call_of}
     totals: dict[str, Counter] = {}  # per model, the whole run: sent and OK calls (for Triton's counters)
     event_latency, lag = stats.new_histogram(), stats.new_histogram()
@@ -139,7 +156,11 @@ async def _run(steps: list[list[PlannedCall]], client_ms: list[float], spec: Loa
                 stop.set()
                 return
             if on_progress is not None and now >= window_start:
-                on_progress(now - window_start, events["in_window"], event_latency.get_value_at_percentile(99) / 1e3 if events["ok"] else 0.0)
+                on_progress(
+                    now - window_start,
+                    events["in_window"],
+                    event_latency.get_value_at_percentile(99) / 1e3 if events["ok"] else 0.0,
+                )
             if now >= window_end:
                 return
             next_edge = window_start if "start" not in cpu else window_end
@@ -213,14 +234,26 @@ async def _run(steps: list[list[PlannedCall]], client_ms: list[float], spec: Loa
             incomplete_reason=reason[0] if reason else None,
             window_start_wall=window_start_wall,
         ),
-        "calls": {key: {"sent": st.sent, "ok": st.ok, "failures": dict(st.failures), "latency": stats.encode(st.latency)} for key, st in per_call.items()},
+        "calls": {
+            key: {"sent": st.sent, "ok": st.ok, "failures": dict(st.failures), "latency": stats.encode(st.latency)}
+            for key, st in per_call.items()
+        },
         "totals": {model: dict(c) for model, c in totals.items()},
         "events_run_ok": events["run_ok"],
     }
 
 
-def run(steps: list[list[PlannedCall]], client_ms: list[float], spec: LoadSpec, endpoints, scrape_models=None, guard=None, on_progress=None,
-        cycle_s: float | None = None, start_at: float | None = None) -> EngineRun:
+def run(
+    steps: list[list[PlannedCall]],
+    client_ms: list[float],
+    spec: LoadSpec,
+    endpoints,
+    scrape_models=None,
+    guard=None,
+    on_progress=None,
+    cycle_s: float | None = None,
+    start_at: float | None = None,
+) -> EngineRun:
     """Offer the path's events; ``scrape_models()`` reads Triton's per-model counters (before and after the load).
 
     ``cycle_s`` (closed loop only): each of the ``concurrency`` clients starts an event every
@@ -239,9 +272,32 @@ def run(steps: list[list[PlannedCall]], client_ms: list[float], spec: LoadSpec, 
         loop.close()
     after = scrape_models() if scrape_models and result is not None else None
     if result is None:
-        empty = WorkerOutcome(index=0, latency=stats.encode(stats.new_histogram()), lag="", sent=0, ok=0, failures={}, checked=0, mismatches=0,
-                              measured_s=float("nan"), client_cores=float("nan"), incomplete_reason="interrupted")
+        empty = WorkerOutcome(
+            index=0,
+            latency=stats.encode(stats.new_histogram()),
+            lag="",
+            sent=0,
+            ok=0,
+            failures={},
+            checked=0,
+            mismatches=0,
+            measured_s=float("nan"),
+            client_cores=float("nan"),
+            incomplete_reason="interrupted",
+        )
         return EngineRun([empty], None, None, True, {"name": "events", "tool": "grpc.aio"}, {})
     info = {**ENGINE_INFO, "processes": 1}
-    return EngineRun([result["outcome"]], None, None, interrupted, info, {"path_calls": result["calls"], "path_totals": result["totals"], "scrapes": (before, after), "events_run_ok": result["events_run_ok"],
-                                                                         "max_schedule_lag_s": MAX_SCHEDULE_LAG_S})
+    return EngineRun(
+        [result["outcome"]],
+        None,
+        None,
+        interrupted,
+        info,
+        {
+            "path_calls": result["calls"],
+            "path_totals": result["totals"],
+            "scrapes": (before, after),
+            "events_run_ok": result["events_run_ok"],
+            "max_schedule_lag_s": MAX_SCHEDULE_LAG_S,
+        },
+    )

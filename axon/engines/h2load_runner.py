@@ -96,7 +96,9 @@ def precheck(endpoints: Any, payload: bytes, expected: dict[str, np.ndarray] | N
 
     from axon.serving.endpoints import read_ca
 
-    creds = grpc.ssl_channel_credentials(root_certificates=read_ca(getattr(endpoints, "ca_file", None))) if endpoints.tls else None
+    creds = (
+        grpc.ssl_channel_credentials(root_certificates=read_ca(getattr(endpoints, "ca_file", None))) if endpoints.tls else None
+    )
     channel = grpc.secure_channel(endpoints.grpc, creds) if creds else grpc.insecure_channel(endpoints.grpc)
     metadata = tuple((k.lower(), v) for k, v in endpoints.headers.items()) or None
     try:
@@ -108,7 +110,9 @@ def precheck(endpoints: Any, payload: bytes, expected: dict[str, np.ndarray] | N
                 # A queue policy's rejection says nothing of the body: a busy server sheds the
                 # check as it would any request, so it is asked again, a bounded number of times.
                 if not shed_by_queue(exc.code().name, exc.details() or ""):
-                    raise ServerError(f"native engine: the server rejected the request body before the run ({exc.code().name}: {exc.details()}); nothing was measured") from None
+                    raise ServerError(
+                        f"native engine: the server rejected the request body before the run ({exc.code().name}: {exc.details()}); nothing was measured"
+                    ) from None
                 if attempt == PRECHECK_TRIES:
                     raise ServerError(
                         f"native engine: the server's queue policy rejected all {PRECHECK_TRIES} check requests ({exc.details()}), so the body could not be checked; "
@@ -121,7 +125,9 @@ def precheck(endpoints: Any, payload: bytes, expected: dict[str, np.ndarray] | N
         from axon.workload.requests import decode, matches
 
         if not matches(decode(response), expected):
-            raise ServerError("native engine: the server's answer to the request body differs from local onnxruntime; nothing was measured")
+            raise ServerError(
+                "native engine: the server's answer to the request body differs from local onnxruntime; nothing was measured"
+            )
 
 
 def scrape_before(scrape: Scrape) -> dict:
@@ -220,7 +226,17 @@ def scrape_times(window_start: float, duration_s: float, lead_s: float = 0.0) ->
     return [window_start + margin + lead_s, window_start + duration_s - margin]
 
 
-def follow(procs: list[subprocess.Popen], plan: list[float], scrapes: Scrapes, logs: list[Path], window_start: float, stall_s: float, on_progress, endpoints: Any = None, guard=None) -> str | None:
+def follow(
+    procs: list[subprocess.Popen],
+    plan: list[float],
+    scrapes: Scrapes,
+    logs: list[Path],
+    window_start: float,
+    stall_s: float,
+    on_progress,
+    endpoints: Any = None,
+    guard=None,
+) -> str | None:
     """Until every h2load process exits: scrape at the planned moments, follow the logs; why it was stopped, if it was.
 
     h2load has no per-request deadline and keeps a dead connection's window open until -D ends,
@@ -299,7 +315,9 @@ def read_log(path: Path) -> np.ndarray:
 
 def parse_summary(stdout: str) -> dict[str, int]:
     """h2load's 'requests:' line: total, started, done, succeeded, failed, errored, timeout."""
-    match = re.search(r"requests: (\d+) total, (\d+) started, (\d+) done, (\d+) succeeded, (\d+) failed, (\d+) errored, (\d+) timeout", stdout)
+    match = re.search(
+        r"requests: (\d+) total, (\d+) started, (\d+) done, (\d+) succeeded, (\d+) failed, (\d+) errored, (\d+) timeout", stdout
+    )
     keys = ("total", "started", "done", "succeeded", "failed", "errored", "timeout")
     return dict(zip(keys, map(int, match.groups()))) if match else {}
 
@@ -312,7 +330,9 @@ def http_failures(status: np.ndarray) -> dict[str, int]:
     return failures
 
 
-def incomplete_reasons(starts: np.ndarray, returncode: int, stdout: str, stderr: str, duration_s: float, cut_short: bool, server_down: bool) -> list[str]:
+def incomplete_reasons(
+    starts: np.ndarray, returncode: int, stdout: str, stderr: str, duration_s: float, cut_short: bool, server_down: bool
+) -> list[str]:
     """Why one h2load process's window is incomplete (none: complete); ``starts``: its logged sends, seconds.
 
     ``cut_short``: Ctrl-C or a dead server stopped it; ``server_down``: the server was lost.

@@ -98,7 +98,9 @@ class LoadSpec:
     max_error_rate: float = 0.0
     max_in_flight: int | None = None  # open loop: the most requests in flight in all; None: the engine's own bound
     engine: str = "auto"  # auto | native | python (see axon.engines)
-    connections: int | None = None  # native engine: spread the streams (closed) or the rate (open loop) over this many connections
+    connections: int | None = (
+        None  # native engine: spread the streams (closed) or the rate (open loop) over this many connections
+    )
     on_unavailable: str = "stop"  # stop: a server (or model) gone ends the run; continue: keep offering load
     timeline_s: float | None = None  # also record counts and latencies per slice of this many seconds
 
@@ -146,7 +148,9 @@ class LoadSpec:
             raise AxonError("connections must be >= 1")
         if self.max_in_flight is not None:
             if self.mode != "open":
-                raise AxonError("an in-flight bound goes with an open-loop rate: closed loop keeps exactly its concurrency in flight")
+                raise AxonError(
+                    "an in-flight bound goes with an open-loop rate: closed loop keeps exactly its concurrency in flight"
+                )
             if self.max_in_flight < 1:
                 raise AxonError(f"the in-flight bound must be >= 1, got {self.max_in_flight}")
         if self.processes == "auto":
@@ -197,7 +201,9 @@ class Recorder:
             self.slices[index] = Slice()
         return self.slices[index]
 
-    def record(self, index: int, start: float, done: float, outcome: Outcome, lag: float | None = None, started: float | None = None) -> None:
+    def record(
+        self, index: int, start: float, done: float, outcome: Outcome, lag: float | None = None, started: float | None = None
+    ) -> None:
         """Record one finished request.
 
         ``start`` decides the window (the send time, or the intended time in open loop); latency
@@ -260,7 +266,10 @@ class Recorder:
 
     def encoded_timeline(self) -> list[dict]:
         """The slices as plain data (picklable, JSON-able): index, ok, failed, encoded histogram."""
-        return [{"index": i, "ok": s.ok, "failed": s.failed, "latency": stats.encode(s.latency)} for i, s in sorted(self.slices.items())]
+        return [
+            {"index": i, "ok": s.ok, "failed": s.failed, "latency": stats.encode(s.latency)}
+            for i, s in sorted(self.slices.items())
+        ]
 
 
 @dataclass

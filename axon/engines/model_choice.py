@@ -67,7 +67,9 @@ def path_feeds(path, artifacts: Path | None, seed: int = 0, any_served: bool = F
             feeds[model], references[model] = Feed(seed=seed), None
         else:
             where = f"in {artifacts}" if artifacts else "(no artifacts: run `axon train`)"
-            raise AxonError(f"--path {path.source}: model {model!r} is neither one `axon train` built {where} nor an onnx = file; with --url, any model the server serves")
+            raise AxonError(
+                f"--path {path.source}: model {model!r} is neither one `axon train` built {where} nor an onnx = file; with --url, any model the server serves"
+            )
     return feeds, references, users, trained
 
 
@@ -75,7 +77,9 @@ def resolve_path(args, artifacts: Path | None, serving_options=None) -> ModelCho
     """A trigger path's models, their inputs and references; a repository written for its ONNX calls."""
     from axon.workload.path import load
 
-    return resolve_trigger(load(args.path, served_name), artifacts, getattr(args, "url", None), getattr(args, "seed", 0), serving_options)
+    return resolve_trigger(
+        load(args.path, served_name), artifacts, getattr(args, "url", None), getattr(args, "seed", 0), serving_options
+    )
 
 
 def resolve_trigger(path, artifacts: Path | None, url: str | None = None, seed: int = 0, serving_options=None) -> ModelChoice:
@@ -85,7 +89,9 @@ def resolve_trigger(path, artifacts: Path | None, url: str | None = None, seed: 
     feeds, references, users, trained = path_feeds(path, artifacts, seed, bool(url))
     notices, written = [], None
     if any(f.rows is None and f.input_data is None for f in feeds.values()):
-        notices.append(inputs.GENERATED_NOTICE.format(seed=seed, high=inputs.GENERATED_INT_HIGH) + " (models without validation inputs)")
+        notices.append(
+            inputs.GENERATED_NOTICE.format(seed=seed, high=inputs.GENERATED_INT_HIGH) + " (models without validation inputs)"
+        )
     if users and not url:
         from axon.offline import user_model
         from axon.offline.repository import ServingOptions
@@ -93,8 +99,13 @@ def resolve_trigger(path, artifacts: Path | None, url: str | None = None, seed: 
         written = Path(tempfile.mkdtemp(prefix="axon-path-"))
         user_model.write_artifacts(users, written, serving_options or ServingOptions())
         user_model.with_trained(written, artifacts, trained)
-    dataset = {"name": f"trigger path {path.name}", "payload_rows": "per model: validation rows or inputs where axon trained it, else generated"}
-    return ModelChoice(f"path:{path.name}", feeds, references, dataset, written or artifacts, True, notices, written, path, path.models)
+    dataset = {
+        "name": f"trigger path {path.name}",
+        "payload_rows": "per model: validation rows or inputs where axon trained it, else generated",
+    }
+    return ModelChoice(
+        f"path:{path.name}", feeds, references, dataset, written or artifacts, True, notices, written, path, path.models
+    )
 
 
 def resolve(args, artifacts: Path | None, rows_per_request: int = 1, serving_options=None, serve: bool = True) -> ModelChoice:
@@ -125,7 +136,10 @@ def resolve(args, artifacts: Path | None, rows_per_request: int = 1, serving_opt
         if serve and not getattr(args, "url", None):
             written = Path(tempfile.mkdtemp(prefix="axon-onnx-"))
             user_model.write_artifacts([model], written, serving_options or ServingOptions())
-        dataset = {"name": f"user model {args.onnx}", "payload_rows": f"--input-data {args.input_data}" if rows is not None else "generated"}
+        dataset = {
+            "name": f"user model {args.onnx}",
+            "payload_rows": f"--input-data {args.input_data}" if rows is not None else "generated",
+        }
         notices = [] if rows is not None else [inputs.GENERATED_NOTICE.format(seed=seed, high=inputs.GENERATED_INT_HIGH)]
         return ModelChoice(model.name, feed, model.path, dataset, written, model.signature.batched, notices, written)
     name = served_name(args.model or DEFAULT_MODEL)
@@ -136,11 +150,26 @@ def resolve(args, artifacts: Path | None, rows_per_request: int = 1, serving_opt
             raise AxonError(f"--input-data {args.input_data}: no such file")
         # Checked against the signature once it is read (from the server), before the load.
         feed = Feed(shapes=shapes, seed=seed, input_data=args.input_data)
-        return ModelChoice(name, feed, reference if trained else None, {"name": "given", "payload_rows": f"--input-data {args.input_data}"}, artifacts)
+        return ModelChoice(
+            name,
+            feed,
+            reference if trained else None,
+            {"name": "given", "payload_rows": f"--input-data {args.input_data}"},
+            artifacts,
+        )
     if trained or name.startswith(MODEL_PREFIX):  # axon's own: its rows (a folder without them is said as such)
         feed, dataset = trained_feed(artifacts, name, seed)
         notices = [dataset["notice"]] if dataset.get("notice") else []
-        return ModelChoice(name, replace(feed, shapes=shapes), reference if trained else None, dataset, artifacts, notices=notices)
+        return ModelChoice(
+            name, replace(feed, shapes=shapes), reference if trained else None, dataset, artifacts, notices=notices
+        )
     # Any other served model: inputs generated from the signature the server reports.
     notice = inputs.GENERATED_NOTICE.format(seed=seed, high=inputs.GENERATED_INT_HIGH)
-    return ModelChoice(name, Feed(shapes=shapes, seed=seed), None, {"name": "generated", "payload_rows": "generated"}, artifacts, notices=[notice])
+    return ModelChoice(
+        name,
+        Feed(shapes=shapes, seed=seed),
+        None,
+        {"name": "generated", "payload_rows": "generated"},
+        artifacts,
+        notices=[notice],
+    )

@@ -85,7 +85,14 @@ def run(
     if check_body:
         h2load_runner.precheck(endpoints, payload, expected, spec.timeout_s)
     connections, streams, threads = topology(spec.concurrency, spec.connections)
-    info = {"name": "native", "tool": "h2load", "version": h2load_version(), "connections": connections, "streams_per_connection": streams, "threads": threads}
+    info = {
+        "name": "native",
+        "tool": "h2load",
+        "version": h2load_version(),
+        "connections": connections,
+        "streams_per_connection": streams,
+        "threads": threads,
+    }
     if endpoints.tls:
         info["certificate_verified"] = False  # h2load encrypts but never verifies (see engines.H2LOAD_TLS_UNVERIFIED)
     with tempfile.TemporaryDirectory(prefix="axon-h2load-") as tmp:
@@ -100,7 +107,9 @@ def run(
         plan = h2load_runner.scrape_times(window_start, spec.duration_s)
         interrupted, stopped = False, None
         try:
-            stopped = h2load_runner.follow([proc], plan, scrapes, [log], window_start, spec.timeout_s, on_progress, endpoints, guard)
+            stopped = h2load_runner.follow(
+                [proc], plan, scrapes, [log], window_start, spec.timeout_s, on_progress, endpoints, guard
+            )
         except KeyboardInterrupt:
             interrupted = True
             stop_h2load(proc)
@@ -109,15 +118,29 @@ def run(
     post, post_error = h2load_runner.scrape_after(scrape)
     metrics_error = scrapes.error or post_error
     server_down = h2load_runner.server_down(stopped, metrics_error, endpoints)
-    result, extra = outcome(spec, rows, proc.returncode, stdout, stderr, scrapes, pre, post, server_down, interrupted, stopped is not None, threads)
+    result, extra = outcome(
+        spec, rows, proc.returncode, stdout, stderr, scrapes, pre, post, server_down, interrupted, stopped is not None, threads
+    )
     if metrics_error is not None and not server_down:
         extra["metrics_error"] = metrics_error
     before, after = scrapes.window_metrics()
     return EngineRun([result], before, after, interrupted, info, extra)
 
 
-def outcome(spec: LoadSpec, rows: np.ndarray, returncode: int, stdout: str, stderr: str, scrapes: Scrapes, pre: dict | None, post: dict | None,
-            server_down: bool, interrupted: bool, stopped: bool, threads: int) -> tuple[WorkerOutcome, dict]:
+def outcome(
+    spec: LoadSpec,
+    rows: np.ndarray,
+    returncode: int,
+    stdout: str,
+    stderr: str,
+    scrapes: Scrapes,
+    pre: dict | None,
+    post: dict | None,
+    server_down: bool,
+    interrupted: bool,
+    stopped: bool,
+    threads: int,
+) -> tuple[WorkerOutcome, dict]:
     """The common outcome from one closed-loop h2load's rows, and the record's extras (its count check, its summary).
 
     Cut short when ``interrupted`` (Ctrl-C) or ``stopped`` (a dead server). ``pre``/``post``:
@@ -152,7 +175,11 @@ def outcome(spec: LoadSpec, rows: np.ndarray, returncode: int, stdout: str, stde
         failure_details={},
         timeline=_timeline(spec, starts, ok_mask, durations) if spec.timeline_s and len(rows) else None,
     )
-    return result, {"verification": verification, "h2load_summary": summary, "correctness_method": h2load_runner.CORRECTNESS_METHOD}
+    return result, {
+        "verification": verification,
+        "h2load_summary": summary,
+        "correctness_method": h2load_runner.CORRECTNESS_METHOD,
+    }
 
 
 def _timeline(spec: LoadSpec, starts: np.ndarray, ok_mask: np.ndarray, durations: np.ndarray) -> list[dict]:
@@ -164,7 +191,14 @@ def _timeline(spec: LoadSpec, starts: np.ndarray, ok_mask: np.ndarray, durations
     slices = []
     for i in np.unique(index).tolist():
         mine = index == i
-        slices.append({"index": i, "ok": int(np.count_nonzero(mine & ok_mask)), "failed": int(np.count_nonzero(mine & ~ok_mask)), "latency": stats.encode_microseconds(durations[mine & ok_mask])})
+        slices.append(
+            {
+                "index": i,
+                "ok": int(np.count_nonzero(mine & ok_mask)),
+                "failed": int(np.count_nonzero(mine & ~ok_mask)),
+                "latency": stats.encode_microseconds(durations[mine & ok_mask]),
+            }
+        )
     return slices
 
 
@@ -172,4 +206,14 @@ class NativeEngine(H2loadEngine):
     """h2load in closed loop: N requests in flight, one body, its counts checked against Triton's."""
 
     def offer(self, work: Workload, expected: dict[str, np.ndarray] | None) -> EngineRun:
-        return run(work.spec, work.endpoints, work.payloads[0], expected, work.scrape, work.on_progress, work.client_bound_cores, self.check_body, work.guard)
+        return run(
+            work.spec,
+            work.endpoints,
+            work.payloads[0],
+            expected,
+            work.scrape,
+            work.on_progress,
+            work.client_bound_cores,
+            self.check_body,
+            work.guard,
+        )

@@ -84,7 +84,9 @@ def open_topology(rate: float, connections: int | None = None, max_in_flight: in
     per_client = rate / clients
     if max_in_flight is not None:
         if max_in_flight < clients:
-            raise AxonError(f"an in-flight bound of {max_in_flight} is below the {clients} h2load connections this rate needs (at most {MAX_RATE_PER_CLIENT:,.0f} req/s each)")
+            raise AxonError(
+                f"an in-flight bound of {max_in_flight} is below the {clients} h2load connections this rate needs (at most {MAX_RATE_PER_CLIENT:,.0f} req/s each)"
+            )
         return clients, max_in_flight // clients, per_client
     streams = min(MAX_STREAMS, max(MIN_STREAMS, math.ceil(per_client * STREAM_HEADROOM_S)))
     return clients, streams, per_client
@@ -122,7 +124,9 @@ def peak_in_flight(rows: np.ndarray) -> int:
     return int(np.max(np.cumsum(steps[order])))
 
 
-def command(url: str, frame: Path, log: Path, spec: LoadSpec, rate: float, streams: int, tls: bool, headers: dict[str, str]) -> list[str]:
+def command(
+    url: str, frame: Path, log: Path, spec: LoadSpec, rate: float, streams: int, tls: bool, headers: dict[str, str]
+) -> list[str]:
     """h2load's command line for one open-loop client: one connection, ``streams`` streams, ``rate`` requests/s."""
     shape = ["-c", "1", "-m", str(streams), "-t", "1", f"--rps={rate:.10g}"]
     return h2load_runner.command(url, frame, log, spec, shape, tls, headers)
@@ -157,7 +161,9 @@ class Schedule:
         return np.where(self.server_held, 0.0, np.maximum(self.lag, 0.0))
 
 
-def reconstruct(rows: np.ndarray, rate: float, streams: int, lag_limit_s: float = MAX_SCHEDULE_LAG_S, version: str | None = None) -> Schedule:
+def reconstruct(
+    rows: np.ndarray, rate: float, streams: int, lag_limit_s: float = MAX_SCHEDULE_LAG_S, version: str | None = None
+) -> Schedule:
     """One client's h2load log rows (start µs, status, duration µs) -> its schedule. See the module doc.
 
     The release tick is read from the rows (:func:`measure_tick`); where it agrees with the
@@ -185,7 +191,9 @@ def reconstruct(rows: np.ndarray, rate: float, streams: int, lag_limit_s: float 
     due = _due_ticks(start, uniform, t0, tick)
     held = _server_held(start_all, end_all, due, start, streams, lag_limit_s)
     offset = base_us / 1e6
-    return Schedule(start + offset, end + offset, status, due + offset, uniform + offset, held, tick, measured is not None, measured)
+    return Schedule(
+        start + offset, end + offset, status, due + offset, uniform + offset, held, tick, measured is not None, measured
+    )
 
 
 def _due_ticks(start: np.ndarray, uniform: np.ndarray, t0: float, tick: float) -> np.ndarray:
@@ -216,12 +224,18 @@ def _due_ticks(start: np.ndarray, uniform: np.ndarray, t0: float, tick: float) -
     due = grid + tick * np.ceil((uniform - DUE_SLACK_S - grid) / tick)
     # The batch observed at that tick, if any: fired before the request was due -> the next tick released it.
     j = np.clip(np.searchsorted(batch, due), 1, len(batch) - 1) if len(batch) > 1 else np.zeros(len(due), dtype=np.int64)
-    nearest = np.where(np.abs(batch[j] - due) < np.abs(batch[j - 1] - due), batch[j], batch[j - 1]) if len(batch) > 1 else np.full(len(due), batch[0])
+    nearest = (
+        np.where(np.abs(batch[j] - due) < np.abs(batch[j - 1] - due), batch[j], batch[j - 1])
+        if len(batch) > 1
+        else np.full(len(due), batch[0])
+    )
     early = (np.abs(nearest - due) <= tick / 4) & (nearest < uniform - DUE_SLACK_S)
     return due + tick * early
 
 
-def _server_held(start_all: np.ndarray, end_all: np.ndarray, due: np.ndarray, start: np.ndarray, streams: int, lag_limit_s: float) -> np.ndarray:
+def _server_held(
+    start_all: np.ndarray, end_all: np.ndarray, due: np.ndarray, start: np.ndarray, streams: int, lag_limit_s: float
+) -> np.ndarray:
     """For each request: when it fell due, had the server held a request longer than the lag limit, or were all streams busy?"""
     if not len(due):
         return np.zeros(0, dtype=bool)
@@ -242,7 +256,9 @@ def histogram_of(seconds: np.ndarray) -> str:
     return stats.encode_microseconds(seconds * 1e6)
 
 
-def run(spec: LoadSpec, endpoints: Any, payload: bytes, expected, scrape, on_progress=None, check_body: bool = True, guard=None) -> EngineRun:
+def run(
+    spec: LoadSpec, endpoints: Any, payload: bytes, expected, scrape, on_progress=None, check_body: bool = True, guard=None
+) -> EngineRun:
     """Run the open-loop case on h2load process(es) and turn each one's log into an outcome."""
     if h2load_version() is None:
         raise AxonError(h2load_runner.NO_H2LOAD)
@@ -285,7 +301,9 @@ def run(spec: LoadSpec, endpoints: Any, payload: bytes, expected, scrape, on_pro
             plan = h2load_runner.scrape_times(window_start, spec.duration_s, lead_s=tick)
             interrupted, stopped = False, None
             try:
-                stopped = h2load_runner.follow(procs, plan, scrapes, logs, window_start, spec.timeout_s, on_progress, endpoints, guard)
+                stopped = h2load_runner.follow(
+                    procs, plan, scrapes, logs, window_start, spec.timeout_s, on_progress, endpoints, guard
+                )
             except KeyboardInterrupt:
                 interrupted = True
                 for p in procs:
@@ -304,13 +322,30 @@ def run(spec: LoadSpec, endpoints: Any, payload: bytes, expected, scrape, on_pro
     schedules = [reconstruct(r, per_client, streams, version=info["version"]) for r in rows]
     info.update(tick_info(info["version"], schedules, per_client))
     every = np.concatenate(rows) if rows else np.zeros((0, 3), dtype=np.int64)
-    verification = h2load_runner.verify(every, every[:, 1] == h2load_runner.HTTP_OK, scrapes, pre, post, in_flight=clients * streams)
+    verification = h2load_runner.verify(
+        every, every[:, 1] == h2load_runner.HTTP_OK, scrapes, pre, post, in_flight=clients * streams
+    )
     summaries = [h2load_runner.parse_summary(out) for out, _ in outputs]
     outcomes = []
     for i, (sched, proc, (stdout, stderr)) in enumerate(zip(schedules, procs, outputs)):
         # A window cut short has no full schedule to hold the sends against.
         dropped = 0 if cut_short else not_sent(summaries[i], per_client, spec.duration_s, peak_in_flight(rows[i]), streams)
-        outcomes.append(outcome(i, spec, sched, proc.returncode, stdout, stderr, scrapes, server_down, interrupted, cut_short, verification if i == 0 else {}, dropped))
+        outcomes.append(
+            outcome(
+                i,
+                spec,
+                sched,
+                proc.returncode,
+                stdout,
+                stderr,
+                scrapes,
+                server_down,
+                interrupted,
+                cut_short,
+                verification if i == 0 else {},
+                dropped,
+            )
+        )
     extra: dict = {
         "verification": verification,
         "h2load_summary": summaries,
@@ -326,8 +361,20 @@ def run(spec: LoadSpec, endpoints: Any, payload: bytes, expected, scrape, on_pro
     return EngineRun(outcomes, before, after, interrupted, info, extra)
 
 
-def outcome(index: int, spec: LoadSpec, sched: Schedule, returncode: int, stdout: str, stderr: str, scrapes: Scrapes, server_down: bool, interrupted: bool,
-            cut_short: bool, verification: dict, dropped: int) -> WorkerOutcome:
+def outcome(
+    index: int,
+    spec: LoadSpec,
+    sched: Schedule,
+    returncode: int,
+    stdout: str,
+    stderr: str,
+    scrapes: Scrapes,
+    server_down: bool,
+    interrupted: bool,
+    cut_short: bool,
+    verification: dict,
+    dropped: int,
+) -> WorkerOutcome:
     """One open-loop client's outcome from its schedule: latencies from the release tick, its lag, its CPU.
 
     ``verification``: the count check, whose Triton failures this outcome carries (the first
@@ -375,7 +422,14 @@ def _timeline(spec: LoadSpec, sched: Schedule, ok_mask: np.ndarray) -> list[dict
     slices = []
     for i in np.unique(index).tolist():
         mine = index == i
-        slices.append({"index": i, "ok": int(np.count_nonzero(mine & ok_mask)), "failed": int(np.count_nonzero(mine & ~ok_mask)), "latency": histogram_of(latency[mine & ok_mask])})
+        slices.append(
+            {
+                "index": i,
+                "ok": int(np.count_nonzero(mine & ok_mask)),
+                "failed": int(np.count_nonzero(mine & ~ok_mask)),
+                "latency": histogram_of(latency[mine & ok_mask]),
+            }
+        )
     return slices
 
 
@@ -383,4 +437,6 @@ class NativeOpenEngine(H2loadEngine):
     """h2load in open loop: arrivals at a constant rate, every latency timed from its release tick."""
 
     def offer(self, work: Workload, expected: dict[str, np.ndarray] | None) -> EngineRun:
-        return run(work.spec, work.endpoints, work.payloads[0], expected, work.scrape, work.on_progress, self.check_body, work.guard)
+        return run(
+            work.spec, work.endpoints, work.payloads[0], expected, work.scrape, work.on_progress, self.check_body, work.guard
+        )

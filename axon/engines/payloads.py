@@ -49,7 +49,11 @@ def load_rows(artifacts: Path | None, seed: int = 0, option: str = "--artifacts"
     """
     if artifacts is None:
         events = data.synthetic(SYNTHETIC_PAYLOAD_ROWS, seed)
-        return events.features, {**events.info.as_dict(), "payload_rows": "generated (no artifacts)", "notice": SYNTHETIC_NOTICE.format(rows=SYNTHETIC_PAYLOAD_ROWS)}
+        return events.features, {
+            **events.info.as_dict(),
+            "payload_rows": "generated (no artifacts)",
+            "notice": SYNTHETIC_NOTICE.format(rows=SYNTHETIC_PAYLOAD_ROWS),
+        }
     rows_file = Path(artifacts) / VALIDATION_ROWS_FILE
     manifest = Path(artifacts) / MANIFEST_FILE
     if not rows_file.is_file():
@@ -69,7 +73,9 @@ def read_manifest_dataset(manifest: Path, option: str = "--artifacts", artifacts
             raise TypeError("dataset is not an object")
     except (OSError, UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError) as exc:
         where = f"{option} {artifacts}: " if artifacts is not None else ""
-        raise AxonError(f"{where}{manifest} is damaged ({type(exc).__name__}: {exc}); rerun `axon train` to write it again") from None
+        raise AxonError(
+            f"{where}{manifest} is damaged ({type(exc).__name__}: {exc}); rerun `axon train` to write it again"
+        ) from None
     return info
 
 

@@ -55,7 +55,9 @@ class GrpcSender:
         options = [("grpc.max_receive_message_length", 64 << 20), ("grpc.max_send_message_length", 64 << 20)]
         if reconnect_quickly:
             options += [("grpc.initial_reconnect_backoff_ms", 200), ("grpc.max_reconnect_backoff_ms", MAX_RECONNECT_BACKOFF_MS)]
-        self.channel = grpc.aio.secure_channel(url, tls_credentials(ca_file), options) if tls else grpc.aio.insecure_channel(url, options)
+        self.channel = (
+            grpc.aio.secure_channel(url, tls_credentials(ca_file), options) if tls else grpc.aio.insecure_channel(url, options)
+        )
         # No serialisers: the payloads are already bytes and responses stay bytes until sampled.
         self._call = self.channel.unary_unary(MODEL_INFER)
         self._payloads = payloads
@@ -142,7 +144,9 @@ async def _run(job: WorkerJob, stop_flag: Any, progress: Any, barrier: Any) -> d
     t0 = clock()
     start_wall = time.time()  # where this worker's window sits on the wall clock (many hosts)
     window_start, window_end = loadgen.window_bounds(t0, spec.warmup_s, spec.duration_s, spec.requests)
-    recorder = Recorder(window_start, window_end, checker, spec.sample_every, stop_when_gone=not keep_going, timeline_s=spec.timeline_s)
+    recorder = Recorder(
+        window_start, window_end, checker, spec.sample_every, stop_when_gone=not keep_going, timeline_s=spec.timeline_s
+    )
     stop = asyncio.Event()
     cpu: dict[str, float] = {}
     reason: list[str] = []
@@ -171,7 +175,9 @@ async def _run(job: WorkerJob, stop_flag: Any, progress: Any, barrier: Any) -> d
     monitor_task = asyncio.ensure_future(monitor())
     try:
         if spec.mode == "closed":
-            await loadgen.closed_loop(sender, len(job.payloads), spec.concurrency, recorder, clock, stop, spec.requests, first_index=job.index)
+            await loadgen.closed_loop(
+                sender, len(job.payloads), spec.concurrency, recorder, clock, stop, spec.requests, first_index=job.index
+            )
         else:
             offsets = arrival_offsets(spec.rate, spec.warmup_s + spec.duration_s, spec.distribution, spec.seed + job.index)
             await loadgen.open_loop(sender, len(job.payloads), offsets, recorder, clock, stop, t0, spec.in_flight_per_process())
@@ -265,7 +271,12 @@ class WorkerPool:
             self.progress = ctx.Array("d", 2 * len(jobs), lock=False)
             self.barrier = Barrier(ctx.Value("i", 0), ctx.Value("d", 0.0))
             self._results = ctx.Queue()
-            self._procs = [ctx.Process(target=_process_main, args=(j, self.barrier, self.stop_flag, self.progress, self._results), daemon=True) for j in jobs]
+            self._procs = [
+                ctx.Process(
+                    target=_process_main, args=(j, self.barrier, self.stop_flag, self.progress, self._results), daemon=True
+                )
+                for j in jobs
+            ]
         self._outcomes: list[dict] = []
 
     def start(self, lead_s: float = 0.05, timeout_s: float = READY_TIMEOUT_S) -> float:
@@ -277,7 +288,10 @@ class WorkerPool:
     def launch(self) -> None:
         """Start every worker; each reports ready, then waits for :meth:`release`."""
         if self._threaded:
-            self._thread = threading.Thread(target=lambda: self._outcomes.append(run_worker(self.jobs[0], self.barrier, self.stop_flag, self.progress)), daemon=True)
+            self._thread = threading.Thread(
+                target=lambda: self._outcomes.append(run_worker(self.jobs[0], self.barrier, self.stop_flag, self.progress)),
+                daemon=True,
+            )
             self._thread.start()
         else:
             for p in self._procs:
@@ -290,7 +304,9 @@ class WorkerPool:
             if time.monotonic() > deadline or not self.running() or failed:
                 self.stop()
                 why = f": {failed[0]}" if failed else ""
-                raise AxonError(f"load-generator workers did not start ({self.barrier.ready.value} of {len(self.jobs)} ready){why}")
+                raise AxonError(
+                    f"load-generator workers did not start ({self.barrier.ready.value} of {len(self.jobs)} ready){why}"
+                )
             time.sleep(0.005)
 
     def release(self, start_at: float) -> float:
@@ -339,7 +355,12 @@ class WorkerPool:
 def worker_shares(spec: LoadSpec) -> list[LoadSpec]:
     """Each worker process's part of the load: concurrency split evenly, or rate divided."""
     if spec.mode == "closed":
-        return [dataclasses.replace(spec, concurrency=c, requests=None if spec.requests is None else max(1, spec.requests // spec.processes)) for c in loadgen.split_evenly(spec.concurrency, spec.processes)]
+        return [
+            dataclasses.replace(
+                spec, concurrency=c, requests=None if spec.requests is None else max(1, spec.requests // spec.processes)
+            )
+            for c in loadgen.split_evenly(spec.concurrency, spec.processes)
+        ]
     return [dataclasses.replace(spec, rate=spec.rate / spec.processes) for _ in range(spec.processes)]
 
 
@@ -349,7 +370,9 @@ def version() -> str:
     return f"grpcio/{grpc.__version__}"
 
 
-def run(spec: LoadSpec, endpoints: Any, payloads: list[bytes], expected: list | None, on_progress=None, scrape=None, guard=None) -> EngineRun:
+def run(
+    spec: LoadSpec, endpoints: Any, payloads: list[bytes], expected: list | None, on_progress=None, scrape=None, guard=None
+) -> EngineRun:
     """Offer ``spec`` from worker threads/processes; scrape Triton at the window's edges.
 
     ``scrape()`` returns a metrics sample (or raises ServerError); None when there is no
@@ -359,7 +382,10 @@ def run(spec: LoadSpec, endpoints: Any, payloads: list[bytes], expected: list | 
     once and ``extra["stopped_by"]`` holds it.
     """
     ca_file = getattr(endpoints, "ca_file", None)
-    jobs = [WorkerJob(i, share, endpoints.grpc, endpoints.tls, dict(endpoints.headers), payloads, expected, ca_file=ca_file) for i, share in enumerate(worker_shares(spec))]
+    jobs = [
+        WorkerJob(i, share, endpoints.grpc, endpoints.tls, dict(endpoints.headers), payloads, expected, ca_file=ca_file)
+        for i, share in enumerate(worker_shares(spec))
+    ]
     pool = WorkerPool(jobs)
     before = after = None
     scrape_error: str | None = None

@@ -123,7 +123,9 @@ def _background_partons(n: int, rng: np.random.Generator):
     # The t tbar invariant mass falls steeply above threshold.
     m_tt = 2 * M_TOP + 10.0 + rng.exponential(110.0, n)
     system = _produce(m_tt, rng)
-    t1, t2 = _two_body(system, _breit_wigner(M_TOP, G_TOP, n, rng, 165.0, 181.0), _breit_wigner(M_TOP, G_TOP, n, rng, 165.0, 181.0), rng)
+    t1, t2 = _two_body(
+        system, _breit_wigner(M_TOP, G_TOP, n, rng, 165.0, 181.0), _breit_wigner(M_TOP, G_TOP, n, rng, 165.0, 181.0), rng
+    )
     w1, b1 = _two_body(t1, _breit_wigner(M_W, G_W, n, rng, 60.0, 100.0), M_B, rng)
     w2, b2 = _two_body(t2, _breit_wigner(M_W, G_W, n, rng, 60.0, 100.0), M_B, rng)
     return w1, w2, b1, b2

@@ -121,7 +121,9 @@ def build(
         }
         metrics_path = model_dir / "metrics.json"
         write_json(metrics_path, metrics)
-        built.append(BuiltModel(name, trained.parameters, metrics["val"]["auc"], metrics["val"]["accuracy"], onnx_path, metrics_path))
+        built.append(
+            BuiltModel(name, trained.parameters, metrics["val"]["auc"], metrics["val"]["accuracy"], onnx_path, metrics_path)
+        )
 
     models = {m.name: m.onnx_path for m in built}
     repos = repository.write_all(out / "repositories", models, options)
@@ -151,7 +153,9 @@ def _build_point_cloud(dataset: data.Dataset, model_dir: Path, epochs: int, seed
     name = model_dir.name
     jets = pointcloud.synthetic_jets(POINT_CLOUD_JETS + POINT_CLOUD_VALIDATION_JETS, seed)
     train_jets, val_jets = jets.take(slice(0, POINT_CLOUD_JETS)), jets.take(slice(POINT_CLOUD_JETS, None))
-    model, history = pointcloud.train(train_jets, epochs, seed, on_epoch=(lambda e, loss: on_epoch(name, e, loss)) if on_epoch else None)
+    model, history = pointcloud.train(
+        train_jets, epochs, seed, on_epoch=(lambda e, loss: on_epoch(name, e, loss)) if on_epoch else None
+    )
     onnx_path = pointcloud.export_onnx(model, model_dir / repository.MODEL_FILE, export.OPSET)
     prob = pointcloud.predict(model, val_jets)
     # The exported graph against torch on the validation jets, as the MLPs are checked.
@@ -164,9 +168,20 @@ def _build_point_cloud(dataset: data.Dataset, model_dir: Path, epochs: int, seed
     parameters = pointcloud.parameter_count(model)
     metrics = {
         "model": name,
-        "architecture": {"kind": "EdgeConv point cloud", "particles": pointcloud.PARTICLES, "neighbours": pointcloud.NEIGHBOURS, "blocks": [list(b) for b in pointcloud.BLOCKS]},
+        "architecture": {
+            "kind": "EdgeConv point cloud",
+            "particles": pointcloud.PARTICLES,
+            "neighbours": pointcloud.NEIGHBOURS,
+            "blocks": [list(b) for b in pointcloud.BLOCKS],
+        },
         "parameters": parameters,
-        "dataset": {"name": "synthetic jets", "jets": POINT_CLOUD_JETS, "validation_jets": POINT_CLOUD_VALIDATION_JETS, "seed": seed, "higgs_rows_unused": dataset.info.rows},
+        "dataset": {
+            "name": "synthetic jets",
+            "jets": POINT_CLOUD_JETS,
+            "validation_jets": POINT_CLOUD_VALIDATION_JETS,
+            "seed": seed,
+            "higgs_rows_unused": dataset.info.rows,
+        },
         "val": val,
         "train_loss": history,
         "training": {"epochs": epochs, "batch_size": 64, "learning_rate": 1e-3, "seed": seed},

@@ -66,7 +66,10 @@ def synthetic_jets(n: int, seed: int = 0) -> Jets:
         pt = rng.exponential(1.0, m) + 0.1
         pt /= pt.sum()
         points[i, :m] = pts * 10  # in units of 0.1 in (eta, phi): order one for the network
-        features[i, :m] = np.stack([np.log(pt * 500) - 3.5, np.log(pt * 500 * np.cosh(pts[:, 0])) - 3.5, pt * 10, np.hypot(pts[:, 0], pts[:, 1]) * 10], axis=1)
+        features[i, :m] = np.stack(
+            [np.log(pt * 500) - 3.5, np.log(pt * 500 * np.cosh(pts[:, 0])) - 3.5, pt * 10, np.hypot(pts[:, 0], pts[:, 1]) * 10],
+            axis=1,
+        )
         mask[i, :m] = 1.0
     return Jets(points, features, mask, labels)
 

@@ -62,7 +62,9 @@ def batching_dir(batching: str) -> str:
 MLP_SIGNATURE = Signature((Tensor(INPUT_NAME, "FP32", (N_FEATURES,)),), (Tensor(OUTPUT_NAME, "FP32", (1,)),), 256, "onnx")
 
 
-def model_config(name: str, target: str, batching: str, options: ServingOptions = ServingOptions(), signature: Signature = MLP_SIGNATURE) -> mc.ModelConfig:
+def model_config(
+    name: str, target: str, batching: str, options: ServingOptions = ServingOptions(), signature: Signature = MLP_SIGNATURE
+) -> mc.ModelConfig:
     """The ModelConfig for one model, target and batching mode: its inputs and outputs from ``signature``.
 
     A model without a batch axis (``signature.max_batch_size == 0``) is served as it is in both
@@ -142,13 +144,17 @@ def with_queue_policy(source: Path, into: Path, max_queue_size: int, timeout_us:
         for config_file in sorted(into.glob("*/config.pbtxt")):
             config = parse_config(config_file.read_text())
             if config.HasField("dynamic_batching"):
-                atomic.write_bytes(config_file, text_format.MessageToString(set_queue_policy(config, max_queue_size, timeout_us)).encode())
+                atomic.write_bytes(
+                    config_file, text_format.MessageToString(set_queue_policy(config, max_queue_size, timeout_us)).encode()
+                )
     except OSError as exc:
         raise AxonError(f"cannot copy the repository {source} to {into}: {exc.strerror or exc}") from None
     return into
 
 
-def config_text(name: str, target: str, batching: str, options: ServingOptions = ServingOptions(), signature: Signature = MLP_SIGNATURE) -> str:
+def config_text(
+    name: str, target: str, batching: str, options: ServingOptions = ServingOptions(), signature: Signature = MLP_SIGNATURE
+) -> str:
     return text_format.MessageToString(model_config(name, target, batching, options, signature))
 
 
@@ -181,7 +187,9 @@ def write_repository(
     return root
 
 
-def write_all(root: Path, models: Mapping[str, Path | None], options: ServingOptions = ServingOptions()) -> dict[str, dict[str, Path]]:
+def write_all(
+    root: Path, models: Mapping[str, Path | None], options: ServingOptions = ServingOptions()
+) -> dict[str, dict[str, Path]]:
     """Write every target x batching repository under ``root``; returns target -> batching -> path."""
     out: dict[str, dict[str, Path]] = {}
     for target in TARGETS:

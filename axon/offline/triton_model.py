@@ -34,7 +34,9 @@ class _OnnxRuntimeEngine:
         providers = ["CPUExecutionProvider"]
         if device == "cuda":
             if "CUDAExecutionProvider" not in ort.get_available_providers():
-                raise pb_utils.TritonModelException("device cuda asked for, but onnxruntime has no CUDAExecutionProvider; use engine torch")
+                raise pb_utils.TritonModelException(
+                    "device cuda asked for, but onnxruntime has no CUDAExecutionProvider; use engine torch"
+                )
             providers = ["CUDAExecutionProvider"]
         self._session = ort.InferenceSession(path, options, providers=providers)
         self._inputs, self._outputs, self._batched = inputs, outputs, batched
@@ -70,7 +72,9 @@ class _TorchEngine:
         if device == "cuda" and not torch.cuda.is_available():
             raise pb_utils.TritonModelException("device cuda asked for, but torch sees no CUDA device")
         if len(inputs) != 1 or len(outputs) != 1 or not batched:
-            raise pb_utils.TritonModelException("engine torch runs axon's MLPs (one batched input, one output); use engine onnxruntime for other models")
+            raise pb_utils.TritonModelException(
+                "engine torch runs axon's MLPs (one batched input, one output); use engine onnxruntime for other models"
+            )
         self._input, self._output = inputs[0], outputs[0]
         torch.set_num_threads(threads)
         self._torch = torch
@@ -150,9 +154,18 @@ class TritonPythonModel:
         inputs = [i["name"] for i in config.get("input", [])]
         outputs = [o["name"] for o in config.get("output", [])]
         self._inputs = inputs
-        self._run = ENGINES[engine](path, params.get("device", "cpu"), int(params.get("threads", "1")), inputs, outputs, int(config.get("max_batch_size", 0)) > 0)
+        self._run = ENGINES[engine](
+            path,
+            params.get("device", "cpu"),
+            int(params.get("threads", "1")),
+            inputs,
+            outputs,
+            int(config.get("max_batch_size", 0)) > 0,
+        )
         self._tensor = getattr(self._run, "tensor", pb_utils.Tensor)
 
     def execute(self, requests):
         feeds = [{name: pb_utils.get_input_tensor_by_name(r, name) for name in self._inputs} for r in requests]
-        return [pb_utils.InferenceResponse(output_tensors=[self._tensor(n, v) for n, v in out.items()]) for out in self._run(feeds)]
+        return [
+            pb_utils.InferenceResponse(output_tensors=[self._tensor(n, v) for n, v in out.items()]) for out in self._run(feeds)
+        ]

@@ -26,7 +26,9 @@ class UserModel:
     signature: Signature
 
 
-def load(paths: Sequence[Path], names: Sequence[str] = (), max_batch_size: int = ServingOptions.max_batch_size) -> list[UserModel]:
+def load(
+    paths: Sequence[Path], names: Sequence[str] = (), max_batch_size: int = ServingOptions.max_batch_size
+) -> list[UserModel]:
     """Each ``--onnx`` file read now (a bad path is one line, before any server), with its served name."""
     models = []
     for i, path in enumerate(paths):
@@ -57,7 +59,9 @@ def refuse_batching_modes(name: str, batched: bool, asked: str | None, ab: bool)
         return
     if ab or asked is not None:
         option = "--ab" if ab else f"--batching {asked}"
-        raise AxonError(f"{option}: model {name!r} has no batch axis (its inputs' first dimension is fixed), so Triton cannot batch it; leave batching out")
+        raise AxonError(
+            f"{option}: model {name!r} has no batch axis (its inputs' first dimension is fixed), so Triton cannot batch it; leave batching out"
+        )
 
 
 def with_trained(root: Path, artifacts: Path, trained: Sequence[str]) -> Path:

@@ -86,7 +86,9 @@ def axon_docker_variant(axon_settings, pytestconfig) -> str:
         why = "asked for"
     else:
         why = "the engine has the NVIDIA runtime" if variant == "gpu" else "no NVIDIA runtime in the engine"
-    pytestconfig._axon_notes.append(f"--triton=docker ran the {variant} image {image} ({why}); container logs in {axon_settings.log_dir}")
+    pytestconfig._axon_notes.append(
+        f"--triton=docker ran the {variant} image {image} ({why}); container logs in {axon_settings.log_dir}"
+    )
     return variant
 
 

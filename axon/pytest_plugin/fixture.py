@@ -24,7 +24,9 @@ def pytest_generate_tests(metafunc) -> None:
     """A benchmark marked ``axon_models`` runs over v1, v2 and every --axon-onnx model (its ``model`` argument)."""
     if metafunc.definition.get_closest_marker("axon_models") is not None and "model" in metafunc.fixturenames:
         settings = metafunc.config._axon_settings
-        metafunc.parametrize("model", (*MATRIX_MODELS, *(m.name for m in settings.onnx), *(f"path:{p.name}" for p in settings.paths)))
+        metafunc.parametrize(
+            "model", (*MATRIX_MODELS, *(m.name for m in settings.onnx), *(f"path:{p.name}" for p in settings.paths))
+        )
 
 
 def feed_benchmark(benchmark, record: dict) -> None:
@@ -67,7 +69,14 @@ def axon_bench(request, benchmark, axon_settings, axon_hosts, axon_servers, axon
     from axon.names import served_name
     from axon.workload.feed import Feed
 
-    def measure(model: str, batching: str, concurrency: int | None = None, rate: float | None = None, distribution: str = "constant", rows_per_request: int = 1) -> dict:
+    def measure(
+        model: str,
+        batching: str,
+        concurrency: int | None = None,
+        rate: float | None = None,
+        distribution: str = "constant",
+        rows_per_request: int = 1,
+    ) -> dict:
         name = served_name(model)
         path = {f"path:{p.name}": p for p in axon_settings.paths}.get(name)
         spec = LoadSpec(
@@ -92,8 +101,19 @@ def axon_bench(request, benchmark, axon_settings, axon_hosts, axon_servers, axon
 
             try:
                 feeds, references, _, _ = path_feeds(path, axon_artifacts)
-                runs = [run_path(path, spec, target, feeds, references, {"name": f"trigger path {path.name}"}, client_bound_cores=axon_settings.client_bound_cores,
-                                 repeat=(i, n) if n > 1 else None) for i in range(n)]
+                runs = [
+                    run_path(
+                        path,
+                        spec,
+                        target,
+                        feeds,
+                        references,
+                        {"name": f"trigger path {path.name}"},
+                        client_bound_cores=axon_settings.client_bound_cores,
+                        repeat=(i, n) if n > 1 else None,
+                    )
+                    for i in range(n)
+                ]
             except AxonError as exc:
                 pytest.fail(str(exc), pytrace=False)
             return _judge(request, benchmark, runs, axon_budgets)
@@ -115,7 +135,15 @@ def axon_bench(request, benchmark, axon_settings, axon_hosts, axon_servers, axon
             if on_the_fly:
                 dataset = {**dataset, "notice": on_the_fly}
         runs = [
-            run_case(case, target, feed, reference, dataset, client_bound_cores=axon_settings.client_bound_cores, repeat=(i, n) if n > 1 else None)
+            run_case(
+                case,
+                target,
+                feed,
+                reference,
+                dataset,
+                client_bound_cores=axon_settings.client_bound_cores,
+                repeat=(i, n) if n > 1 else None,
+            )
             for i in range(n)
         ]
         return _judge(request, benchmark, runs, axon_budgets)

@@ -54,7 +54,12 @@ class Settings:
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("axon", "axon: Triton inference benchmarks")
-    group.addoption("--triton", choices=("embedded", "docker", "external"), default="embedded", help="which Triton to benchmark (default embedded)")
+    group.addoption(
+        "--triton",
+        choices=("embedded", "docker", "external"),
+        default="embedded",
+        help="which Triton to benchmark (default embedded)",
+    )
     group.addoption("--triton-url", help="--triton=external: HOST:PORT of Triton's gRPC endpoint")
     group.addoption(
         "--triton-skip-unavailable",
@@ -67,15 +72,33 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         default=None,
         help="--triton=docker: the NGC GPU image or axon's CPU image (default auto: GPU where the engine has the NVIDIA runtime; env AXON_DOCKER_VARIANT)",
     )
-    group.addoption("--triton-log-dir", help="--triton=docker: where each container's log is saved (default: beside --benchmark-json, else ./results)")
+    group.addoption(
+        "--triton-log-dir",
+        help="--triton=docker: where each container's log is saved (default: beside --benchmark-json, else ./results)",
+    )
     group.addoption("--triton-metrics-url", help="--triton=external: Triton's Prometheus metrics URL")
-    group.addoption("--triton-batching", choices=BATCHING, default="on", help="--triton=external: the batching mode that server runs (default on)")
-    group.addoption("--triton-tls", action="store_true", help="--triton=external: gRPC over TLS, the server's certificate verified")
-    group.addoption("--triton-ca-file", help="--triton-tls: PEM file of the CA that signed the server's certificate (default: the system's CAs)")
+    group.addoption(
+        "--triton-batching",
+        choices=BATCHING,
+        default="on",
+        help="--triton=external: the batching mode that server runs (default on)",
+    )
+    group.addoption(
+        "--triton-tls", action="store_true", help="--triton=external: gRPC over TLS, the server's certificate verified"
+    )
+    group.addoption(
+        "--triton-ca-file",
+        help="--triton-tls: PEM file of the CA that signed the server's certificate (default: the system's CAs)",
+    )
     group.addoption("--axon-duration", type=float, default=3.0, help="measurement window per case, seconds (default 3)")
     group.addoption("--axon-warmup", type=float, default=1.0, help="warm-up per case, seconds (default 1)")
     group.addoption("--axon-processes", default="auto", help="load-generator processes per case (default auto)")
-    group.addoption("--axon-client-bound-cores", type=float, default=0.8, help="flag a case client-bound above this share of a core per process")
+    group.addoption(
+        "--axon-client-bound-cores",
+        type=float,
+        default=0.8,
+        help="flag a case client-bound above this share of a core per process",
+    )
     group.addoption(
         "--axon-artifacts",
         help="output of `axon train` (default ./artifacts; if there is none, small synthetic models are trained on the fly, "
@@ -88,15 +111,39 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         help="load engine: auto (default: native h2load for closed loop and constant-rate open loop where available, else python, said in the output; "
         "Poisson arrivals always run on python), native or python",
     )
-    group.addoption("--axon-repeat", type=int, default=1, help="run each case this many times; the gate compares run-level values (default 1)")
-    group.addoption("--axon-dask", metavar="ADDRESS", help="offer the load from the workers of this Dask scheduler (docs/many-hosts.md)")
+    group.addoption(
+        "--axon-repeat", type=int, default=1, help="run each case this many times; the gate compares run-level values (default 1)"
+    )
+    group.addoption(
+        "--axon-dask", metavar="ADDRESS", help="offer the load from the workers of this Dask scheduler (docs/many-hosts.md)"
+    )
     group.addoption("--axon-hosts", type=int, help="with --axon-dask: how many workers offer load (default all)")
-    group.addoption("--axon-onnx", action="append", default=[], metavar="PATH", help="add your own ONNX model to the matrix (repeatable): served beside v1 and v2 from a repository axon writes, "
-        "fed generated inputs, checked against onnxruntime; its name (the file's stem) selects it in SLO budgets")
-    group.addoption("--axon-path", action="append", default=[], metavar="FILE.toml", help="add a trigger path to the matrix (repeatable): several models per event, "
-        "steps in order; its event latency is judged (SLO: path = NAME, event_p50_ms, event_p99_ms)")
-    group.addoption("--axon-shape", action="append", default=[], metavar="NAME:d1,d2", help="an --axon-onnx input's open dimensions, batch axis excluded (repeatable)")
-    group.addoption("--axon-slo-file", help="TOML with [[slo]] budgets (default: [[tool.axon.slo]] in the rootdir's pyproject.toml)")
+    group.addoption(
+        "--axon-onnx",
+        action="append",
+        default=[],
+        metavar="PATH",
+        help="add your own ONNX model to the matrix (repeatable): served beside v1 and v2 from a repository axon writes, "
+        "fed generated inputs, checked against onnxruntime; its name (the file's stem) selects it in SLO budgets",
+    )
+    group.addoption(
+        "--axon-path",
+        action="append",
+        default=[],
+        metavar="FILE.toml",
+        help="add a trigger path to the matrix (repeatable): several models per event, "
+        "steps in order; its event latency is judged (SLO: path = NAME, event_p50_ms, event_p99_ms)",
+    )
+    group.addoption(
+        "--axon-shape",
+        action="append",
+        default=[],
+        metavar="NAME:d1,d2",
+        help="an --axon-onnx input's open dimensions, batch axis excluded (repeatable)",
+    )
+    group.addoption(
+        "--axon-slo-file", help="TOML with [[slo]] budgets (default: [[tool.axon.slo]] in the rootdir's pyproject.toml)"
+    )
 
 
 def _settings(config: pytest.Config) -> Settings:
@@ -116,7 +163,9 @@ def _settings(config: pytest.Config) -> Settings:
         # A CI job must not go green having run nothing: a missing engine is an error unless asked.
         reason = backends.docker_unavailable_reason(opt("--triton-docker-variant"))
         if reason:
-            raise pytest.UsageError(f"--triton=docker: {reason}; pass --triton-skip-unavailable to skip the benchmark cases instead")
+            raise pytest.UsageError(
+                f"--triton=docker: {reason}; pass --triton-skip-unavailable to skip the benchmark cases instead"
+            )
     if (opt("--triton-docker-variant") or opt("--triton-log-dir")) and opt("--triton") != "docker":
         raise pytest.UsageError("--triton-docker-variant and --triton-log-dir go with --triton=docker")
     bench_json = opt("--benchmark-json", None)

@@ -52,7 +52,9 @@ class ServerPool:
 
         s = self.settings
         if s.backend == "external" and batching != s.external_batching:
-            pytest.skip(f"this external server serves batching {s.external_batching}; run again with --triton-batching {batching} for this case")
+            pytest.skip(
+                f"this external server serves batching {s.external_batching}; run again with --triton-batching {batching} for this case"
+            )
         if s.backend == "docker" and batching not in self.running:
             reason = backends.docker_unavailable_reason(s.docker_variant)
             if reason:  # only reached with --triton-skip-unavailable: without it the session refused to start
@@ -62,7 +64,15 @@ class ServerPool:
                 server = (
                     self._docker(batching)
                     if s.backend == "docker"
-                    else backends.make_server(s.backend, batching=batching, artifacts=self.artifacts, url=s.url, metrics_url=s.metrics_url, tls=s.tls, ca_file=s.ca_file)
+                    else backends.make_server(
+                        s.backend,
+                        batching=batching,
+                        artifacts=self.artifacts,
+                        url=s.url,
+                        metrics_url=s.metrics_url,
+                        tls=s.tls,
+                        ca_file=s.ca_file,
+                    )
                 )
                 if s.backend == "docker":
                     self.running[batching] = server  # before start: whatever a failed start leaves is torn down with the rest
@@ -113,7 +123,11 @@ def _with_user_models(settings: Settings, artifacts: Path, into: Path) -> Path:
 
 @pytest.fixture(scope="session")
 def axon_servers(axon_settings, axon_artifacts, request, tmp_path_factory):
-    served = _with_user_models(axon_settings, axon_artifacts, tmp_path_factory.mktemp("axon-served")) if axon_settings.backend != "external" else axon_artifacts
+    served = (
+        _with_user_models(axon_settings, axon_artifacts, tmp_path_factory.mktemp("axon-served"))
+        if axon_settings.backend != "external"
+        else axon_artifacts
+    )
     servers = ServerPool(axon_settings, served, request)
     yield servers
     servers.stop()

@@ -36,7 +36,9 @@ class CaseLine:
             spread["p99_ms"].format(".2f"),
             record["engine"]["name"],
             record["client"]["client_bound"],
-            ("ok" if record["correctness"]["enabled"] else "unchecked") if not problems else "FAILED: " + problems[0] + (f" (+{len(problems) - 1} more)" if len(problems) > 1 else ""),
+            ("ok" if record["correctness"]["enabled"] else "unchecked")
+            if not problems
+            else "FAILED: " + problems[0] + (f" (+{len(problems) - 1} more)" if len(problems) > 1 else ""),
         )
 
 
@@ -49,7 +51,9 @@ def _gate_power(config) -> list[str]:
         return []
     from axon.verdicts import benchmark_gate
 
-    saved = {name: (bench.get("extra_info") or {}).get("axon") for mapping in mappings.values() for name, bench in mapping.items()}
+    saved = {
+        name: (bench.get("extra_info") or {}).get("axon") for mapping in mappings.values() for name, bench in mapping.items()
+    }
     now = {bench.fullname: bench.extra_info.get("axon") for bench in session.benchmarks if bench}
     return benchmark_gate.power_lines([check.field for check in checks], now, saved)
 
@@ -69,7 +73,9 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config) -> None:
         terminalreporter.write_line(f"{'case':<48} {'req/s':>22} {'p50 ms':>20} {'p99 ms':>20} {'engine':>6}  verdict{over}")
         for c in cases:
             flag = " [client-bound]" if c.client_bound else ""
-            terminalreporter.write_line(f"{c.name[:48]:<48} {c.throughput:>22} {c.p50:>20} {c.p99:>20} {c.engine:>6}  {c.verdict}{flag}")
+            terminalreporter.write_line(
+                f"{c.name[:48]:<48} {c.throughput:>22} {c.p50:>20} {c.p99:>20} {c.engine:>6}  {c.verdict}{flag}"
+            )
         bound = sum(c.client_bound for c in cases)
         failing = sum(c.verdict.startswith("FAILED") for c in cases)
         terminalreporter.write_line(f"{len(cases)} case(s): {failing} failing; client-bound: {bound} of {len(cases)} cases")

@@ -84,7 +84,11 @@ def vouch(verification: dict | None, ok: int, failures: dict[str, int], rows: in
         out[UNCONFIRMED] = ok - confirmed
     # Triton answering at least every request h2load completed, and failing none, leaves no row
     # that was not an answer (another client's load, a lost host's, can push its count above).
-    clean = counted and verification["server_success"] >= verification["client_completed"] and not verification.get("server_failures_in_window")
+    clean = (
+        counted
+        and verification["server_success"] >= verification["client_completed"]
+        and not verification.get("server_failures_in_window")
+    )
     return Vouched(confirmed, out, SERVER if counted else NONE, clean)
 
 

@@ -99,7 +99,12 @@ class Ratio:
         return f"{self.ratios.median:.2f}×" + (f" [{self.ratios.lo:.2f}–{self.ratios.hi:.2f}]" if self.ratios.n > 1 else "")
 
     def as_dict(self) -> dict:
-        return {"a": self.a.as_dict(), "b": self.b.as_dict(), "ratio": self.ratios.as_dict(), "within_noise": self.within_noise if self.judged else None}
+        return {
+            "a": self.a.as_dict(),
+            "b": self.b.as_dict(),
+            "ratio": self.ratios.as_dict(),
+            "within_noise": self.within_noise if self.judged else None,
+        }
 
 
 def ratio(a_runs: list[dict], b_runs: list[dict], metric: str = "throughput_rps") -> Ratio:
@@ -126,7 +131,9 @@ def _pooled_apart(records: list[dict]) -> dict:
         if aparts[0]["of"] == "rejected":
             apart = answered.rejected([a["histogram"] for a in aparts])
         else:
-            apart = answered.unresolved(stats.merge([a["histogram"] for a in aparts]), sum(a.get("unanswered", 0) for a in aparts))
+            apart = answered.unresolved(
+                stats.merge([a["histogram"] for a in aparts]), sum(a.get("unanswered", 0) for a in aparts)
+            )
     return {"throughput_basis": basis, "latency_apart": apart}
 
 
@@ -156,7 +163,9 @@ def pool(records: list[dict]) -> dict:
             "failed": sent - ok,
             "timed_out": sum(r["requests"]["timed_out"] for r in records),
             "failures": failures,
-            "failure_details": {code: text for r in reversed(records) for code, text in (r["requests"].get("failure_details") or {}).items()},
+            "failure_details": {
+                code: text for r in reversed(records) for code, text in (r["requests"].get("failure_details") or {}).items()
+            },
             "outages": sum(r["requests"].get("outages", 0) for r in records),
         },
         "throughput_rps": spread["throughput_rps"].median,
@@ -164,8 +173,16 @@ def pool(records: list[dict]) -> dict:
         "latency_ms": stats.LatencySummary.of(histogram).as_dict(),
         "histogram": stats.encode(histogram),
         **_pooled_apart(records),
-        "correctness": {**records[-1]["correctness"], "checked": sum(r["correctness"]["checked"] for r in records), "mismatches": sum(r["correctness"]["mismatches"] for r in records)},
-        "client": {**records[-1]["client"], "client_bound": any(r["client"]["client_bound"] for r in records), "cores_per_process": [c for r in records for c in r["client"]["cores_per_process"]]},
+        "correctness": {
+            **records[-1]["correctness"],
+            "checked": sum(r["correctness"]["checked"] for r in records),
+            "mismatches": sum(r["correctness"]["mismatches"] for r in records),
+        },
+        "client": {
+            **records[-1]["client"],
+            "client_bound": any(r["client"]["client_bound"] for r in records),
+            "cores_per_process": [c for r in records for c in r["client"]["cores_per_process"]],
+        },
         "complete": all(r["complete"] for r in records),
         "incomplete_reason": "; ".join(dict.fromkeys(reasons)) or None,
         "passed": all(r["passed"] for r in records),

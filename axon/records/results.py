@@ -47,7 +47,9 @@ def axon_version() -> str:
 
 def git_commit(cwd: Path | None = None) -> str | None:
     try:
-        done = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5, cwd=cwd or Path(__file__).parent)
+        done = subprocess.run(
+            ["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5, cwd=cwd or Path(__file__).parent
+        )
     except (OSError, subprocess.TimeoutExpired):
         return None
     return done.stdout.strip() or None
@@ -82,6 +84,8 @@ def check_writable(path: Path) -> None:
             with contextlib.suppress(OSError):
                 folder.rmdir()
         raise AxonError(f"cannot write results to {path}: {exc.strerror or exc}") from None
+
+
 RESCUE_DIR_NAME = "axon-rescued"
 
 
@@ -174,10 +178,14 @@ def benchmark_runs(payload: dict, path: Path) -> list[RunRecord]:
         pooled = record.get("repeats")
         runs += pooled if isinstance(pooled, list) and pooled else [record]
     if not runs:
-        raise AxonError(f"{path}: a pytest-benchmark JSON with no axon record (extra_info['axon']) in any benchmark: nothing axon measured")
+        raise AxonError(
+            f"{path}: a pytest-benchmark JSON with no axon record (extra_info['axon']) in any benchmark: nothing axon measured"
+        )
     versions = {r.get("schema_version") for r in runs}
     if versions != {SCHEMA_VERSION}:
-        raise AxonError(f"{path}: pytest-benchmark JSON whose axon records have schema version(s) {', '.join(sorted(map(repr, versions)))}, this axon reads {SCHEMA_VERSION}")
+        raise AxonError(
+            f"{path}: pytest-benchmark JSON whose axon records have schema version(s) {', '.join(sorted(map(repr, versions)))}, this axon reads {SCHEMA_VERSION}"
+        )
     return runs
 
 
@@ -235,7 +243,9 @@ class ResultsWriter:
 
     def finish(self) -> None:
         if self.problem:
-            raise AxonError(f"cannot write results to {self.requested} ({self.problem}); nothing was lost: every run is in {self.path}")
+            raise AxonError(
+                f"cannot write results to {self.requested} ({self.problem}); nothing was lost: every run is in {self.path}"
+            )
 
 
 def client_bound_summary(runs: list[dict]) -> str:

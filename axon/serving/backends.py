@@ -14,7 +14,17 @@ BACKENDS = ("embedded", "docker", "external")
 EXTERNAL_READY_TIMEOUT_S = 10.0
 # An HTTP/2 or HTTP/1 server answers the probe within a round trip; a silent one is left to wait_ready.
 HTTP1_PROBE_TIMEOUT_S = 1.0
-__all__ = ["BACKENDS", "COMPOSE_FILE", "DOCKER_READY_TIMEOUT_S", "DockerServer", "ExternalServer", "check_url", "docker_unavailable_reason", "embedded_repository", "make_server"]
+__all__ = [
+    "BACKENDS",
+    "COMPOSE_FILE",
+    "DOCKER_READY_TIMEOUT_S",
+    "DockerServer",
+    "ExternalServer",
+    "check_url",
+    "docker_unavailable_reason",
+    "embedded_repository",
+    "make_server",
+]
 
 
 class ExternalServer(ContextServer):
@@ -47,17 +57,23 @@ class ExternalServer(ContextServer):
         check_url(self.url, "the server URL")
         http1 = http1_answer(self.url)
         if http1 is not None:  # said at once: gRPC would only time out, then guess at TLS
-            raise ServerError(f"{self.url} is an HTTP/1 server (it answered {http1!r}), not Triton's gRPC endpoint; "
-                              "give the gRPC port (usually 8001; 8000 is Triton's HTTP API, 8002 its metrics)")
+            raise ServerError(
+                f"{self.url} is an HTTP/1 server (it answered {http1!r}), not Triton's gRPC endpoint; "
+                "give the gRPC port (usually 8001; 8000 is Triton's HTTP API, 8002 its metrics)"
+            )
         try:
-            self.version = wait_ready(self.url, self.models, self.ready_timeout_s, ssl=self.tls, headers=self.headers, ca_file=self.ca_file)
+            self.version = wait_ready(
+                self.url, self.models, self.ready_timeout_s, ssl=self.tls, headers=self.headers, ca_file=self.ca_file
+            )
         except ServerError as exc:
             raise ServerError(f"Triton at {self.url} is unreachable or not ready: {exc}") from None
         if self.metrics_url:  # a wrong metrics URL is said before any load, not as a run's missing counters
             from axon.serving import triton_metrics
 
             triton_metrics.check_endpoint(self.metrics_url, "the metrics URL")
-        self._endpoints = Endpoints(grpc=self.url, metrics=self.metrics_url, tls=self.tls, headers=self.headers, ca_file=self.ca_file)
+        self._endpoints = Endpoints(
+            grpc=self.url, metrics=self.metrics_url, tls=self.tls, headers=self.headers, ca_file=self.ca_file
+        )
         return self._endpoints
 
     def stop(self) -> None:
@@ -73,7 +89,9 @@ def check_url(url: str, option: str) -> None:
     """
     scheme = url.split("://", 1)[0].lower() if "://" in url else None
     if scheme in ("http", "https"):
-        raise ServerError(f"{option} is Triton's gRPC endpoint, HOST:PORT without http:// (usually port 8001; 8000 is HTTP), got {url!r}")
+        raise ServerError(
+            f"{option} is Triton's gRPC endpoint, HOST:PORT without http:// (usually port 8001; 8000 is HTTP), got {url!r}"
+        )
     if scheme not in (None, "grpc", "grpcs"):
         raise ServerError(f"{option} must be HOST:PORT of Triton's gRPC endpoint, got {url!r}")
     host, sep, port = url.split("://", 1)[-1].rpartition(":")
@@ -167,7 +185,13 @@ def make_server(
         )
     if backend == "docker":
         # The CPU variant mounts the embedded repository under artifacts; log_path keeps the container's log.
-        return DockerServer(batching, models=models, artifacts=artifacts, log_path=log_path, **({"ready_timeout_s": ready_timeout_s} if ready_timeout_s else {}))
+        return DockerServer(
+            batching,
+            models=models,
+            artifacts=artifacts,
+            log_path=log_path,
+            **({"ready_timeout_s": ready_timeout_s} if ready_timeout_s else {}),
+        )
     if backend == "external":
         if not url:
             raise ServerError("the external backend needs a URL (HOST:PORT of Triton's gRPC endpoint)")

@@ -53,7 +53,9 @@ def _docker(*args: str, timeout: float = CLI_TIMEOUT_S) -> subprocess.CompletedP
     try:
         return subprocess.run(["docker", *args], capture_output=True, text=True, timeout=timeout, start_new_session=True)
     except subprocess.TimeoutExpired:
-        return subprocess.CompletedProcess(["docker", *args], 124, "", f"`docker {' '.join(args)}` did not answer in {timeout:.0f} s")
+        return subprocess.CompletedProcess(
+            ["docker", *args], 124, "", f"`docker {' '.join(args)}` did not answer in {timeout:.0f} s"
+        )
 
 
 def _last_line(text: str) -> str:
@@ -81,7 +83,10 @@ def engine_runtimes() -> tuple[dict | None, str | None]:
         return None, "the docker command is not installed (Debian: apt-get install docker.io)"
     info = _docker("info", "--format", "{{json .Runtimes}}", timeout=20)
     if info.returncode != 0:
-        return None, f"no Docker engine answers (`docker info`: {_last_line(info.stderr)}); start one, e.g. dockerd --bridge=none --iptables=false"
+        return (
+            None,
+            f"no Docker engine answers (`docker info`: {_last_line(info.stderr)}); start one, e.g. dockerd --bridge=none --iptables=false",
+        )
     try:
         return json.loads(info.stdout or "{}") or {}, None
     except json.JSONDecodeError:
@@ -243,7 +248,11 @@ class DockerServer(ContextServer):
         needed = ["config.pbtxt", "1/model.onnx"] + (["1/model.py"] if variant == "cpu" else [])
         missing = [m for m in self.models if not all((repo / m / f).is_file() for f in needed)]
         if missing:
-            how = "run `axon train` (or give --artifacts)" if variant == "cpu" else "write it with `axon train --gpu-repository model_repository`"
+            how = (
+                "run `axon train` (or give --artifacts)"
+                if variant == "cpu"
+                else "write it with `axon train --gpu-repository model_repository`"
+            )
             raise ServerError(f"the docker backend's {variant} container mounts {repo}, which lacks {', '.join(missing)}; {how}")
         return self.models
 
@@ -272,14 +281,24 @@ class DockerServer(ContextServer):
         if self.variant == "cpu":
             env |= {"AXON_CPU_IMAGE": self.image or cpu_image(), "COMPOSE_PROFILES": "cpu"}
         else:
-            env |= {"AXON_TRITON_IMAGE": self.image or gpu_image(), "AXON_GPU_REPOSITORY": str(self.repository().parent.resolve())}
+            env |= {
+                "AXON_TRITON_IMAGE": self.image or gpu_image(),
+                "AXON_GPU_REPOSITORY": str(self.repository().parent.resolve()),
+            }
         return env
 
     def _compose(self, *args: str, timeout: float = CLI_TIMEOUT_S, shield: bool = False) -> subprocess.CompletedProcess:
         """Run one compose command; a short polling wait that Ctrl-C can interrupt, unless ``shield``
         (teardown: a second Ctrl-C must not leave a container half removed)."""
         cmd = [*self.compose_prefix(), *args]
-        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=dict(os.environ, **self.environment()), start_new_session=True)
+        proc = subprocess.Popen(
+            cmd,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=dict(os.environ, **self.environment()),
+            start_new_session=True,
+        )
         deadline = time.monotonic() + timeout
         interrupted: BaseException | None = None
         while True:
@@ -321,7 +340,11 @@ class DockerServer(ContextServer):
             return
         if not self.build or not BUILD_SCRIPT.is_file():
             raise ServerError(f"the CPU image {self.image} is not built: run `make image`")
-        print(f"axon: building the CPU Triton image {self.image} (docker/build_image.sh; minutes the first time)", file=sys.stderr, flush=True)
+        print(
+            f"axon: building the CPU Triton image {self.image} (docker/build_image.sh; minutes the first time)",
+            file=sys.stderr,
+            flush=True,
+        )
         py = ROOT / ".venv" / "bin" / "python"
         env = dict(os.environ, PY=str(py if py.exists() else sys.executable), AXON_CPU_IMAGE=self.image)
         proc = subprocess.Popen(["bash", str(BUILD_SCRIPT)], env=env, stdout=sys.stderr, stderr=sys.stderr)
@@ -352,7 +375,14 @@ class DockerServer(ContextServer):
             raise ServerError(f"the container {status} (exit code {code}) while Triton was starting")
 
     def _container_id(self) -> str | None:
-        ids = _docker("ps", "-aq", "--filter", f"label={PROJECT_LABEL}={self.project}", "--filter", f"label=com.docker.compose.service={self.service}").stdout.split()
+        ids = _docker(
+            "ps",
+            "-aq",
+            "--filter",
+            f"label={PROJECT_LABEL}={self.project}",
+            "--filter",
+            f"label=com.docker.compose.service={self.service}",
+        ).stdout.split()
         return ids[0] if ids else None
 
     def start(self) -> Endpoints:
@@ -372,7 +402,9 @@ class DockerServer(ContextServer):
             self.image_id = _docker("inspect", "--format", "{{.Image}}", self.container).stdout.strip() or image_id(self.image)
         except ServerError as exc:
             self.stop()
-            raise ServerError(f"Triton in a container ({self.variant}, {self.image}) failed to start: {exc}\n--- {self.container_log} (last lines) ---\n{self.log_tail()}") from None
+            raise ServerError(
+                f"Triton in a container ({self.variant}, {self.image}) failed to start: {exc}\n--- {self.container_log} (last lines) ---\n{self.log_tail()}"
+            ) from None
         except BaseException:
             self.stop()
             raise
@@ -380,7 +412,12 @@ class DockerServer(ContextServer):
             grpc=grpc,
             http=f"{LOOPBACK}:{self.ports['http']}",
             metrics=f"http://{LOOPBACK}:{self.ports['metrics']}/metrics",
-            server_info={"image": self.image, "image_id": self.image_id, "docker_variant": self.variant, "compose_project": self.project},
+            server_info={
+                "image": self.image,
+                "image_id": self.image_id,
+                "docker_variant": self.variant,
+                "compose_project": self.project,
+            },
         )
         return self._endpoints
 
@@ -439,7 +476,14 @@ class DockerServer(ContextServer):
         with contextlib.suppress(OSError):
             self.container_log.parent.mkdir(parents=True, exist_ok=True)
             with open(self.container_log, "wb") as log:
-                subprocess.run(["docker", "logs", "--timestamps", self.container], stdout=log, stderr=subprocess.STDOUT, timeout=CLI_TIMEOUT_S, start_new_session=True, check=False)
+                subprocess.run(
+                    ["docker", "logs", "--timestamps", self.container],
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    timeout=CLI_TIMEOUT_S,
+                    start_new_session=True,
+                    check=False,
+                )
             return self.container_log
         return None
 

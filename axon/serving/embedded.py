@@ -83,7 +83,9 @@ def prepare_backend_dir(install: EmbeddedInstall, into: Path) -> Path:
     """
     stub = install.stub()
     if not stub.is_file():
-        raise ServerError(f"no python-backend stub for Python {sys.version_info.major}.{sys.version_info.minor} in {stub.parent.parent}")
+        raise ServerError(
+            f"no python-backend stub for Python {sys.version_info.major}.{sys.version_info.minor} in {stub.parent.parent}"
+        )
     python_dir = into / "python"
     python_dir.mkdir(parents=True, exist_ok=True)
     for item in (install.root / "backends" / "python").iterdir():
@@ -128,7 +130,11 @@ class TlsFiles:
         read_ca(self.client_ca)
 
     def triton_args(self) -> list[str]:
-        args = ["--grpc-use-ssl=true", f"--grpc-server-cert={Path(self.cert).resolve()}", f"--grpc-server-key={Path(self.key).resolve()}"]
+        args = [
+            "--grpc-use-ssl=true",
+            f"--grpc-server-cert={Path(self.cert).resolve()}",
+            f"--grpc-server-key={Path(self.key).resolve()}",
+        ]
         return args + ([f"--grpc-root-cert={Path(self.ca).resolve()}"] if self.ca else [])
 
 
@@ -273,12 +279,16 @@ class EmbeddedServer(ContextServer):
         grpc = f"{LOOPBACK}:{ports['grpc']}"
         ca = self.tls.client_ca if self.tls else None
         try:
-            self.version = wait_ready(grpc, models, self.ready_timeout_s, alive=self._raise_if_exited, ssl=self.tls is not None, ca_file=ca)
+            self.version = wait_ready(
+                grpc, models, self.ready_timeout_s, alive=self._raise_if_exited, ssl=self.tls is not None, ca_file=ca
+            )
         except ServerError as exc:
             tail = self.log_tail()
             self.log_path = self.keep_log()
             self.stop()
-            raise ServerError(f"embedded Triton failed to start: {exc}\n--- {self.log_path} (last lines; the whole log is kept there) ---\n{tail}") from None
+            raise ServerError(
+                f"embedded Triton failed to start: {exc}\n--- {self.log_path} (last lines; the whole log is kept there) ---\n{tail}"
+            ) from None
         except BaseException:
             self.stop()
             raise

@@ -36,7 +36,14 @@ class Endpoints:
     server_info: dict = field(default_factory=dict)
 
     def as_dict(self) -> dict:
-        return {"grpc": self.grpc, "http": self.http, "metrics": self.metrics, "tls": self.tls, "ca_file": self.ca_file, **self.server_info}
+        return {
+            "grpc": self.grpc,
+            "http": self.http,
+            "metrics": self.metrics,
+            "tls": self.tls,
+            "ca_file": self.ca_file,
+            **self.server_info,
+        }
 
 
 class Server(Protocol):
@@ -153,7 +160,9 @@ def wait_ready(
         read_ca(ca_file)  # a missing or broken CA file is said now, not as a handshake failure
     deadline = time.monotonic() + timeout_s
     last_error = "no answer"
-    with grpcclient.InferenceServerClient(grpc_url, ssl=ssl, root_certificates=str(ca_file) if ssl and ca_file else None) as client:
+    with grpcclient.InferenceServerClient(
+        grpc_url, ssl=ssl, root_certificates=str(ca_file) if ssl and ca_file else None
+    ) as client:
         while True:
             alive()
             try:
@@ -182,7 +191,9 @@ def grpc_alive(endpoints: Endpoints, timeout_s: float = 2.0) -> bool:
     from tritonclient.utils import InferenceServerException
 
     try:
-        with grpcclient.InferenceServerClient(endpoints.grpc, ssl=endpoints.tls, root_certificates=endpoints.ca_file if endpoints.tls else None) as client:
+        with grpcclient.InferenceServerClient(
+            endpoints.grpc, ssl=endpoints.tls, root_certificates=endpoints.ca_file if endpoints.tls else None
+        ) as client:
             return bool(client.is_server_live(headers=endpoints.headers or None, client_timeout=timeout_s))
     except InferenceServerException:
         return False

@@ -30,7 +30,11 @@ COUNTERS = {
 # Triton labels each failure with its reason; a full queue or an expired queue timeout is
 # "REJECTED". Engines that cannot see gRPC status (h2load) learn of shed load only from here.
 REJECTED_REASON = "REJECTED"
-GAUGES = {"gpu_utilization": "nv_gpu_utilization", "gpu_memory_used_bytes": "nv_gpu_memory_used_bytes", "cpu_utilization": "nv_cpu_utilization"}
+GAUGES = {
+    "gpu_utilization": "nv_gpu_utilization",
+    "gpu_memory_used_bytes": "nv_gpu_memory_used_bytes",
+    "cpu_utilization": "nv_cpu_utilization",
+}
 
 Sample = dict[str, float]  # name -> value for one model (plus server-wide gauges)
 
@@ -65,8 +69,10 @@ def fetch(url: str, timeout_s: float = SCRAPE_TIMEOUT_S) -> str:
     except http.client.HTTPException as exc:
         # Not an HTTP/1 answer at all (BadStatusLine): an HTTP/2-only server such as Triton's
         # gRPC port answers an HTTP/1 request with a binary GOAWAY frame.
-        raise ServerError(f"cannot scrape Triton metrics at {url}: the server there does not answer HTTP/1 ({type(exc).__name__}); "
-                          "is it Triton's gRPC port? The metrics are served over HTTP, usually at http://HOST:8002/metrics") from None
+        raise ServerError(
+            f"cannot scrape Triton metrics at {url}: the server there does not answer HTTP/1 ({type(exc).__name__}); "
+            "is it Triton's gRPC port? The metrics are served over HTTP, usually at http://HOST:8002/metrics"
+        ) from None
     except OSError as exc:
         raise ServerError(f"cannot scrape Triton metrics at {url}: {exc}") from None
 
@@ -83,7 +89,9 @@ def check_endpoint(url: str, option: str, timeout_s: float = SCRAPE_TIMEOUT_S) -
     except ValueError:  # the parser's error on text that is not Prometheus exposition
         names = []
     if not any(name.startswith("nv_") for name in names):
-        raise ServerError(f"{option} {url} answers, but not with Triton's metrics (no nv_* counters there); Triton serves them at http://HOST:8002/metrics by default")
+        raise ServerError(
+            f"{option} {url} answers, but not with Triton's metrics (no nv_* counters there); Triton serves them at http://HOST:8002/metrics by default"
+        )
 
 
 @dataclass(frozen=True)

@@ -83,7 +83,14 @@ class ServerWatch:
     ``clock`` and ``interval_s`` let a unit test drive it without waiting.
     """
 
-    def __init__(self, server: Watchable, limit_bytes: int | None, interval_s: float = SAMPLE_INTERVAL_S, clock=time.monotonic, limit_option: str = "--max-server-memory"):
+    def __init__(
+        self,
+        server: Watchable,
+        limit_bytes: int | None,
+        interval_s: float = SAMPLE_INTERVAL_S,
+        clock=time.monotonic,
+        limit_option: str = "--max-server-memory",
+    ):
         self.server = server
         self.limit = limit_bytes or None
         self.interval_s = interval_s
@@ -169,4 +176,3 @@ def not_watched(reason: str = NOT_WATCHED) -> dict:
         "limit_bytes": None,
         "stopped_by_limit": False,
     }
-

@@ -57,8 +57,15 @@ class StudyPlan:
 
     def closed_loop_template(self) -> LoadSpec:
         """A closed-loop case of this plan, as the sweep and A/B parts will run it."""
-        return LoadSpec(model_name(self.models[0]), concurrency=self.compare_at, duration_s=self.duration_s, warmup_s=self.warmup_s,
-                        processes=self.processes, max_error_rate=0.0, engine=self.engine)
+        return LoadSpec(
+            model_name(self.models[0]),
+            concurrency=self.compare_at,
+            duration_s=self.duration_s,
+            warmup_s=self.warmup_s,
+            processes=self.processes,
+            max_error_rate=0.0,
+            engine=self.engine,
+        )
 
 
 def plan_with_budgets(plan: StudyPlan, pyproject: Path) -> StudyPlan:
@@ -70,12 +77,22 @@ def plan_with_budgets(plan: StudyPlan, pyproject: Path) -> StudyPlan:
         if budget.covers(model_name("v1"), "on", "closed", plan.compare_at):
             p50 = p50 if p50 is not None else budget.limits.get("p50_ms")
             p99 = p99 if p99 is not None else budget.limits.get("p99_ms")
-    return replace(plan, p50_budget_ms=p50 or plan.p50_budget_ms, p99_budget_ms=p99 or plan.p99_budget_ms, budgets_from=str(pyproject))
+    return replace(
+        plan, p50_budget_ms=p50 or plan.p50_budget_ms, p99_budget_ms=p99 or plan.p99_budget_ms, budgets_from=str(pyproject)
+    )
 
 
 def study_key(plan: StudyPlan, part: str) -> dict:
     """What a study adds to each record: which part of the study it is, and the plan's budgets."""
-    return {"part": part, "plan": {"p50_budget_ms": plan.p50_budget_ms, "p99_budget_ms": plan.p99_budget_ms, "compare_at": plan.compare_at, "repeat": plan.repeat}}
+    return {
+        "part": part,
+        "plan": {
+            "p50_budget_ms": plan.p50_budget_ms,
+            "p99_budget_ms": plan.p99_budget_ms,
+            "compare_at": plan.compare_at,
+            "repeat": plan.repeat,
+        },
+    }
 
 
 Log = Callable[[str], None]
@@ -120,14 +137,24 @@ class Study:
         if record["load"].get("rows_per_request", 1) != 1:
             rep = f", {record['load']['rows_per_request']} rows{rep}"
         engine = record["engine"]["name"]
-        self.log(f"  {part:<9} {slo.case_label(record) + rep:<58} {engine:<6} {record['throughput_rps']:>9,.0f} req/s  p50 {lat['p50']:7.2f}  p99 {lat['p99']:7.2f} ms{flag}")
+        self.log(
+            f"  {part:<9} {slo.case_label(record) + rep:<58} {engine:<6} {record['throughput_rps']:>9,.0f} req/s  p50 {lat['p50']:7.2f}  p99 {lat['p99']:7.2f} ms{flag}"
+        )
         self.notice(record["engine"].get("notice"))  # once per study: every Poisson case would say the same
         if not record["complete"]:
             raise AxonError(f"study stopped: run incomplete ({record['incomplete_reason']}); partial results in {self.path}")
 
     def _spec(self, version: str, **load) -> LoadSpec:
         p = self.plan
-        return LoadSpec(model_name(version), duration_s=p.duration_s, warmup_s=p.warmup_s, processes=p.processes, max_error_rate=0.0, engine=p.engine, **load)
+        return LoadSpec(
+            model_name(version),
+            duration_s=p.duration_s,
+            warmup_s=p.warmup_s,
+            processes=p.processes,
+            max_error_rate=0.0,
+            engine=p.engine,
+            **load,
+        )
 
     def _interleaved(self, servers: dict, part: str, spec: LoadSpec) -> None:
         """Every repeat runs ON then OFF, both servers up: drift over the study hits both alike."""
@@ -142,7 +169,14 @@ class Study:
             servers = {}
             for batching in ("on", "off"):
                 self.log(f"starting embedded Triton (batching {batching})…")
-                server = stack.enter_context(backends.make_server("embedded", batching=batching, artifacts=self.artifacts, log_path=self.out / f"tritonserver-batching-{batching}.log"))
+                server = stack.enter_context(
+                    backends.make_server(
+                        "embedded",
+                        batching=batching,
+                        artifacts=self.artifacts,
+                        log_path=self.out / f"tritonserver-batching-{batching}.log",
+                    )
+                )
                 self.log(f"batching {batching}: embedded Triton {server.version} ready in {server.startup_s:.1f} s")
                 servers[batching] = server
             sweep_model = p.models[0]  # v1 unless --models says otherwise
@@ -169,12 +203,16 @@ class Study:
         p = self.plan
         if p.engine != "auto":
             if p.engine == "python":
-                self.notice("direct vs service: --engine python, so the service cases run on the python client only (no native client column)")
+                self.notice(
+                    "direct vs service: --engine python, so the service cases run on the python client only (no native client column)"
+                )
             return (p.engine,)
         choice = prepare(self._spec(p.models[0], concurrency=1)).choice
         if choice.name != "native":
             self.notice(choice.notice or "")  # why (once: the sweep's first case has usually said it)
-            self.notice("direct vs service: the native client's cases are left out, as auto fell back to python; the python client's run")
+            self.notice(
+                "direct vs service: the native client's cases are left out, as auto fell back to python; the python client's run"
+            )
             return tuple(e for e in SERVICE_ENGINES if e != "native")
         return SERVICE_ENGINES
 
@@ -196,10 +234,17 @@ class Study:
             for rows in p.direct_rows:
                 for index in range(n):
                     repeat = (index, n) if n > 1 else None
-                    record = run_direct(name, onnx_path, feed, rows, 1, p.direct_duration_s, p.warmup_s / 2, dataset, repeat=repeat)
+                    record = run_direct(
+                        name, onnx_path, feed, rows, 1, p.direct_duration_s, p.warmup_s / 2, dataset, repeat=repeat
+                    )
                     self._keep(record, "direct")
                     for engine in engines:
-                        spec = replace(self._spec(version, concurrency=1, rows_per_request=rows), engine=engine, duration_s=p.direct_duration_s, warmup_s=p.warmup_s / 2)
+                        spec = replace(
+                            self._spec(version, concurrency=1, rows_per_request=rows),
+                            engine=engine,
+                            duration_s=p.direct_duration_s,
+                            warmup_s=p.warmup_s / 2,
+                        )
                         self._case(server, "on", "service", spec, repeat)
 
     def capacity_arrivals(self) -> tuple[str, ...]:
@@ -207,7 +252,9 @@ class Study:
         ``--engine native`` leaves it out (said once) rather than running it on python."""
         p = self.plan
         if p.engine == "native" and "poisson" in p.capacity_arrivals:
-            self.notice("capacity with Poisson arrivals is left out: --engine native, and h2load has no Poisson mode (--engine auto runs it on python)")
+            self.notice(
+                "capacity with Poisson arrivals is left out: --engine native, and h2load has no Poisson mode (--engine auto runs it on python)"
+            )
             return tuple(a for a in p.capacity_arrivals if a != "poisson")
         return p.capacity_arrivals
 
@@ -229,14 +276,21 @@ class Study:
         engine = p.engine
 
         def one(rate: float) -> bool:
-            r = self._case(server, batching, "capacity", replace(self._spec(version, rate=rate, distribution=distribution), engine=engine))
+            r = self._case(
+                server, batching, "capacity", replace(self._spec(version, rate=rate, distribution=distribution), engine=engine)
+            )
             return within_budget(r, p.p99_budget_ms)
 
         def ok(rate: float) -> bool:
             return one(rate) or one(rate)
 
         good, bad = search_capacity(ok, p.capacity_start_rps, p.capacity_max_rps, p.capacity_bisect_steps)
-        mine = lambda r: r["model"] == model_name(version) and r["batching"] == batching and r["load"].get("distribution") == distribution  # noqa: E731
+
+        def mine(r: dict) -> bool:
+            return (
+                r["model"] == model_name(version) and r["batching"] == batching and r["load"].get("distribution") == distribution
+            )
+
         for boundary in (good, bad):
             if boundary is None:
                 continue
@@ -247,7 +301,9 @@ class Study:
         return next(iter(table.values()))["max_rate"] if table else None
 
 
-def search_capacity(ok: Callable[[float], bool], start: float, highest: float, bisect_steps: int) -> tuple[float | None, float | None]:
+def search_capacity(
+    ok: Callable[[float], bool], start: float, highest: float, bisect_steps: int
+) -> tuple[float | None, float | None]:
     """The highest rate ``ok`` holds and the lowest it fails, by doubling from ``start``, then bisecting.
 
     Below the start it halves until a rate holds (a compute-bound model holds tens or hundreds
@@ -304,19 +360,38 @@ def capacity_table(runs: list[dict], p99_budget_ms: float) -> dict[tuple[str, st
         for r in rs:
             by_rate.setdefault(r["load"]["rate"], []).append(r)
         holds = {rate: 2 * sum(within_budget(r, p99_budget_ms) for r in group) >= len(group) for rate, group in by_rate.items()}
-        entry = {"max_rate": None, "p99_at_max": None, "runs_at_max": None, "first_fail": None, "runs_at_fail": None, "stopped_by": None}
+        entry = {
+            "max_rate": None,
+            "p99_at_max": None,
+            "runs_at_max": None,
+            "first_fail": None,
+            "runs_at_fail": None,
+            "stopped_by": None,
+        }
         passing = sorted(rate for rate, held in holds.items() if held)
         if passing:
             best = passing[-1]
             group = by_rate[best]
-            entry.update(max_rate=best, p99_at_max=statistics.median(r["latency_ms"]["p99"] for r in group), runs_at_max=f"{sum(within_budget(r, p99_budget_ms) for r in group)}/{len(group)}")
+            entry.update(
+                max_rate=best,
+                p99_at_max=statistics.median(r["latency_ms"]["p99"] for r in group),
+                runs_at_max=f"{sum(within_budget(r, p99_budget_ms) for r in group)}/{len(group)}",
+            )
         failing = sorted(rate for rate, held in holds.items() if not held and (not passing or rate > passing[-1]))
         if failing:
             first = by_rate[failing[0]]
             # Say whether the server's latency or the client's schedule ended the search.
             behind = sum(bool((r.get("schedule") or {}).get("behind")) for r in first)
-            entry.update(first_fail=failing[0], runs_at_fail=f"{sum(within_budget(r, p99_budget_ms) for r in first)}/{len(first)}")
+            entry.update(
+                first_fail=failing[0], runs_at_fail=f"{sum(within_budget(r, p99_budget_ms) for r in first)}/{len(first)}"
+            )
             failed_run = next(r for r in first if not within_budget(r, p99_budget_ms))
-            entry["stopped_by"] = "client fell behind (client-limited)" if 2 * behind >= len(first) else "p99 over budget" if failed_run["passed"] else "; ".join(failed_run["verdicts"])
+            entry["stopped_by"] = (
+                "client fell behind (client-limited)"
+                if 2 * behind >= len(first)
+                else "p99 over budget"
+                if failed_run["passed"]
+                else "; ".join(failed_run["verdicts"])
+            )
         out[key] = entry
     return out

@@ -71,7 +71,9 @@ def _best_split(values: np.ndarray, start: int, stop: int) -> tuple[int, float]:
     return start + tau, float(q[tau])
 
 
-def _permuted_maxima(values: np.ndarray, segments: list[tuple[int, int]], permutations: int, rng: np.random.Generator) -> np.ndarray:
+def _permuted_maxima(
+    values: np.ndarray, segments: list[tuple[int, int]], permutations: int, rng: np.random.Generator
+) -> np.ndarray:
     """The best split statistic over all segments, for each of ``permutations`` within-segment shuffles."""
     best = np.full(permutations, -np.inf)
     for a, b in segments:

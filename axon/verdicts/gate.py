@@ -131,8 +131,15 @@ def detectable_change(old: np.ndarray, new: np.ndarray, alpha: float, worse_up: 
     return (math.expm1(d) if worse_up else -math.expm1(-d)), math.expm1(pooled)
 
 
-def judge(case: str, old: list[Run], new: list[Run], metric: str = "p50_ms", threshold: float = DEFAULT_THRESHOLD,
-          alpha: float = DEFAULT_ALPHA, single_run_fails: bool = False) -> Verdict:
+def judge(
+    case: str,
+    old: list[Run],
+    new: list[Run],
+    metric: str = "p50_ms",
+    threshold: float = DEFAULT_THRESHOLD,
+    alpha: float = DEFAULT_ALPHA,
+    single_run_fails: bool = False,
+) -> Verdict:
     """Compare the runs of one case.
 
     Parameters
@@ -168,8 +175,14 @@ def judge(case: str, old: list[Run], new: list[Run], metric: str = "p50_ms", thr
     return Verdict(case, metric, tuple(a), tuple(b), change, p, method, verdict, regression, detectable, spread)
 
 
-def compare(old: dict[str, list[Run]], new: dict[str, list[Run]], metric: str = "p50_ms", threshold: float = DEFAULT_THRESHOLD,
-            alpha: float = DEFAULT_ALPHA, single_run_fails: bool = False) -> list[Verdict]:
+def compare(
+    old: dict[str, list[Run]],
+    new: dict[str, list[Run]],
+    metric: str = "p50_ms",
+    threshold: float = DEFAULT_THRESHOLD,
+    alpha: float = DEFAULT_ALPHA,
+    single_run_fails: bool = False,
+) -> list[Verdict]:
     """A verdict for every case present on both sides, sorted by case."""
     return [judge(case, old[case], new[case], metric, threshold, alpha, single_run_fails) for case in sorted(set(old) & set(new))]
 

@@ -80,7 +80,9 @@ class HistoryVerdict:
             "metric": self.metric,
             "values": list(self.values),
             "sources": list(self.sources),
-            "change_points": [{"index": c.index, "p_value": c.p_value, "source": self.sources[c.index]} for c in self.change_points],
+            "change_points": [
+                {"index": c.index, "p_value": c.p_value, "source": self.sources[c.index]} for c in self.change_points
+            ],
             "previous_level": self.previous_level,
             "level": self.level,
             "newest": self.newest,
@@ -138,8 +140,14 @@ def detectable_step(logs: np.ndarray, starts: list[int], alpha: float, worse_up:
     return (math.expm1(hi) if worse_up else -math.expm1(-hi)), spread
 
 
-def judge_history(case: str, runs: list[Run], metric: str = "p50_ms", threshold: float = DEFAULT_THRESHOLD,
-                  alpha: float = DEFAULT_ALPHA, power: bool = True) -> HistoryVerdict:
+def judge_history(
+    case: str,
+    runs: list[Run],
+    metric: str = "p50_ms",
+    threshold: float = DEFAULT_THRESHOLD,
+    alpha: float = DEFAULT_ALPHA,
+    power: bool = True,
+) -> HistoryVerdict:
     """Change points in a case's history and the verdict on its newest run.
 
     Parameters
@@ -162,23 +170,37 @@ def judge_history(case: str, runs: list[Run], metric: str = "p50_ms", threshold:
     values = np.array([float(np.median(v)) for v in per_source.values()])
     sources = tuple(per_source)
     if len(values) < MIN_HISTORY:
-        return HistoryVerdict(case, metric, tuple(values), sources, (), None, float(np.median(values)), None,
-                              f"history too short ({len(values)} runs, need {MIN_HISTORY}): not judged", False)
+        return HistoryVerdict(
+            case,
+            metric,
+            tuple(values),
+            sources,
+            (),
+            None,
+            float(np.median(values)),
+            None,
+            f"history too short ({len(values)} runs, need {MIN_HISTORY}): not judged",
+            False,
+        )
     # Logs: run-to-run noise is multiplicative, so a 15% step looks the same at any level.
     points = tuple(edivisive.change_points(np.log(values), alpha))
     starts = [0, *(c.index for c in points)]
-    level = float(np.median(values[starts[-1]:]))
+    level = float(np.median(values[starts[-1] :]))
     worse_up = METRICS[metric][1]
     detectable, spread = detectable_step(np.log(values), starts, alpha, worse_up) if power else (None, None)
     if not points:
-        return HistoryVerdict(case, metric, tuple(values), sources, (), None, level, None, "no change point", False, detectable, spread)
-    previous = float(np.median(values[starts[-2]:starts[-1]]))
+        return HistoryVerdict(
+            case, metric, tuple(values), sources, (), None, level, None, "no change point", False, detectable, spread
+        )
+    previous = float(np.median(values[starts[-2] : starts[-1]]))
     change = level / previous - 1
     worse = change > threshold if worse_up else change < -threshold
     better = change < -threshold if worse_up else change > threshold
     since = f"since run {starts[-1] + 1} of {len(values)} (p={points[-1].p_value:.3g})"
     verdict = f"REGRESSION {since}" if worse else f"improved {since}" if better else f"change point within threshold {since}"
-    return HistoryVerdict(case, metric, tuple(values), sources, points, previous, level, change, verdict, worse, detectable, spread)
+    return HistoryVerdict(
+        case, metric, tuple(values), sources, points, previous, level, change, verdict, worse, detectable, spread
+    )
 
 
 def table(verdicts: list[HistoryVerdict]) -> str:
@@ -189,15 +211,21 @@ def table(verdicts: list[HistoryVerdict]) -> str:
     """
     if not verdicts:
         return ""
-    head = f"{'case':<48} {'runs':>4} {'cps':>3} {'previous':>9} {'segment':>9} {'newest':>9} {'change':>7} {'detect':>7}  verdict"
+    head = (
+        f"{'case':<48} {'runs':>4} {'cps':>3} {'previous':>9} {'segment':>9} {'newest':>9} {'change':>7} {'detect':>7}  verdict"
+    )
     lines = [head, "-" * len(head)]
     for v in verdicts:
         prev = "-" if v.previous_level is None else f"{v.previous_level:.4g}"
         change = "-" if v.change is None else f"{v.change:+.1%}"
         detect = "n/a" if v.detectable is None else "none" if math.isinf(v.detectable) else f"{v.detectable:.0%}"
-        lines.append(f"{v.case[:48]:<48} {len(v.values):>4} {len(v.change_points):>3} {prev:>9} {v.level:>9.4g} {v.newest:>9.4g} {change:>7} {detect:>7}  {v.verdict}")
-    lines.append("(previous, segment: medians of the last two segments; newest: the newest run, the median of its repeats; "
-                 f"detect: the smallest step in the newest {edivisive.MIN_SEGMENT} runs this history could tell from noise)")
+        lines.append(
+            f"{v.case[:48]:<48} {len(v.values):>4} {len(v.change_points):>3} {prev:>9} {v.level:>9.4g} {v.newest:>9.4g} {change:>7} {detect:>7}  {v.verdict}"
+        )
+    lines.append(
+        "(previous, segment: medians of the last two segments; newest: the newest run, the median of its repeats; "
+        f"detect: the smallest step in the newest {edivisive.MIN_SEGMENT} runs this history could tell from noise)"
+    )
     return "\n".join(lines)
 
 
@@ -214,6 +242,8 @@ def power_line(verdicts: list[HistoryVerdict], alpha: float) -> str | None:
     runs = f"{len(worst.values)} runs of history"
     which = f" (in {worst.case}; per case in the detect column)" if len(verdicts) > 1 else ""
     if math.isinf(worst.detectable):
-        return (f"no step in the newest {k} runs, of any size up to 16x, could be told from noise with {runs} at alpha {alpha:g}: "
-                f"the permutation test needs a longer history (about 10 runs at 0.05){which}")
+        return (
+            f"no step in the newest {k} runs, of any size up to 16x, could be told from noise with {runs} at alpha {alpha:g}: "
+            f"the permutation test needs a longer history (about 10 runs at 0.05){which}"
+        )
     return f"a step under {worst.detectable:.0%} in the newest {k} runs could not be told from noise with {runs} (alpha {alpha:g}, run-to-run spread ±{worst.spread:.0%}){which}"

@@ -33,11 +33,18 @@ def plot_history(verdict: HistoryVerdict, threshold: float):
     ax.plot(x, verdict.values, "o-", color="tab:blue", label="run")
     ax.plot([x[i] for i in newest], [verdict.values[i] for i in newest], "o", color="tab:red", label="newest run")
     for k, cp in enumerate(verdict.change_points):
-        ax.axvline(cp.index + 0.5, color="tab:orange", linestyle="--", label=CHANGE_POINT_LABEL if k == 0 else f"_{CHANGE_POINT_LABEL}")
+        ax.axvline(
+            cp.index + 0.5, color="tab:orange", linestyle="--", label=CHANGE_POINT_LABEL if k == 0 else f"_{CHANGE_POINT_LABEL}"
+        )
     level = verdict.previous_level if verdict.previous_level is not None else verdict.level
     which = "previous segment" if verdict.previous_level is not None else "history"
-    ax.axhspan(level * (1 - threshold), level * (1 + threshold), color="tab:green", alpha=BAND_ALPHA,
-               label=f"{which} median ± {threshold:.0%}")
+    ax.axhspan(
+        level * (1 - threshold),
+        level * (1 + threshold),
+        color="tab:green",
+        alpha=BAND_ALPHA,
+        label=f"{which} median ± {threshold:.0%}",
+    )
     ax.axhline(level, color="tab:green", linewidth=1, label=f"_{which} median")
     ax.set_xlabel("run (oldest to newest)")
     from matplotlib.ticker import MaxNLocator

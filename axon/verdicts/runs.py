@@ -54,7 +54,17 @@ def _measured(record: dict) -> bool:
 def _run(case: str, record: dict, when: str, repeat: int, source: str) -> Run:
     lat = record["latency_ms"]
     mean = lat.get("mean")
-    return Run(case, float(lat["p50"]), float(lat["p99"]), float(mean if mean is not None else "nan"), float(record["throughput_rps"]), when, repeat, source, record)
+    return Run(
+        case,
+        float(lat["p50"]),
+        float(lat["p99"]),
+        float(mean if mean is not None else "nan"),
+        float(record["throughput_rps"]),
+        when,
+        repeat,
+        source,
+        record,
+    )
 
 
 def _repeat_index(record: dict, fallback: int) -> int:

@@ -49,7 +49,9 @@ class Budget:
     def applies_to(self, result: dict) -> bool:
         load = result["load"]
         # In a path's budget, `model` picks that model's calls: the path must call it.
-        if self.limits_calls(result) and served_name(str(self.selector["model"])) not in ((result.get("path") or {}).get("models") or {}):
+        if self.limits_calls(result) and served_name(str(self.selector["model"])) not in (
+            (result.get("path") or {}).get("models") or {}
+        ):
             return False
         return self.covers(result["model"], result.get("batching"), load["mode"], load.get("concurrency"))
 
@@ -71,7 +73,9 @@ class Budget:
         checks = [
             for_paths == is_path or not for_paths,
             "path" not in s or model == PATH_PREFIX + str(s["path"]),
-            "model" not in s or ("path" in s and is_path) or served_name(str(s["model"])) == model,  # with path: its calls (applies_to)
+            "model" not in s
+            or ("path" in s and is_path)
+            or served_name(str(s["model"])) == model,  # with path: its calls (applies_to)
             "batching" not in s or s["batching"] == batching,
             "mode" not in s or s["mode"] == mode,
             "min_concurrency" not in s or (concurrency is not None and concurrency >= s["min_concurrency"]),
@@ -106,17 +110,25 @@ def violations(result: dict, budgets: list[Budget]) -> list[str]:
                 value = budget.call_latency_ms(result, key.removesuffix("_ms"))
                 if value is None or not value < limit:
                     shown = "no answered call" if value is None else f"{value:.2f} ms"
-                    out.append(f"{model}'s calls {key.removesuffix('_ms')} {shown} > budget {limit:.2f} ms ({label}) [{budget.name}]")
+                    out.append(
+                        f"{model}'s calls {key.removesuffix('_ms')} {shown} > budget {limit:.2f} ms ({label}) [{budget.name}]"
+                    )
             elif key in LATENCY_LIMITS or key in EVENT_LIMITS:
                 value = result["latency_ms"][key.removesuffix("_ms").removeprefix("event_")]
                 if not value < limit:
-                    out.append(f"{key.removesuffix('_ms').replace('_', ' ')} {value:.2f} ms > budget {limit:.2f} ms ({label}) [{budget.name}]")
+                    out.append(
+                        f"{key.removesuffix('_ms').replace('_', ' ')} {value:.2f} ms > budget {limit:.2f} ms ({label}) [{budget.name}]"
+                    )
             elif key == "max_error_rate" and error_rate > limit:
                 out.append(f"error rate {error_rate:.2%} > budget {limit:.2%} ({label}) [{budget.name}]")
             elif key == "max_mismatches" and result["correctness"]["mismatches"] > limit:
-                out.append(f"{result['correctness']['mismatches']} correctness mismatches > budget {limit} ({label}) [{budget.name}]")
+                out.append(
+                    f"{result['correctness']['mismatches']} correctness mismatches > budget {limit} ({label}) [{budget.name}]"
+                )
             elif key == "min_throughput_rps" and result["throughput_rps"] < limit:
-                out.append(f"throughput {result['throughput_rps']:.0f} req/s < budget {limit:.0f} req/s ({label}) [{budget.name}]")
+                out.append(
+                    f"throughput {result['throughput_rps']:.0f} req/s < budget {limit:.0f} req/s ({label}) [{budget.name}]"
+                )
     return out
 
 
@@ -223,7 +235,9 @@ def _entries(document: dict, path: Path) -> list:
         where, known = "the top level", PLAIN_TABLES
     unknown = sorted(set(axon) - set(known))
     if unknown:
-        raise AxonError(f"{path}: unknown key(s) {unknown} in {where}; known: {', '.join(known)} (write budgets as [[slo]] in a plain file, [[tool.axon.slo]] in pyproject.toml)")
+        raise AxonError(
+            f"{path}: unknown key(s) {unknown} in {where}; known: {', '.join(known)} (write budgets as [[slo]] in a plain file, [[tool.axon.slo]] in pyproject.toml)"
+        )
     return axon.get("slo", [])
 
 

@@ -53,7 +53,14 @@ def as_feed(value: Feed | np.ndarray | None) -> Feed:
 
 
 def settle(
-    feed: Feed, model: str, endpoints, rows_per_request: int, limit: int, reference_onnx: Path | None, byte_limit: int = requests.DEFAULT_PAYLOAD_BYTES, keep_tensors: bool = False
+    feed: Feed,
+    model: str,
+    endpoints,
+    rows_per_request: int,
+    limit: int,
+    reference_onnx: Path | None,
+    byte_limit: int = requests.DEFAULT_PAYLOAD_BYTES,
+    keep_tensors: bool = False,
 ) -> Settled:
     """Signature, shapes, bodies and reference answers for one run; a problem is one line, before any load.
 
@@ -69,11 +76,15 @@ def settle(
     if isinstance(rows, np.ndarray):
         if len(signature.inputs) != 1:
             names = ", ".join(t.name for t in signature.inputs)
-            raise AxonError(f"model {model!r} takes {len(signature.inputs)} inputs ({names}); axon's validation rows feed one-input models only: give --input-data FILE.npz, or leave inputs to be generated")
+            raise AxonError(
+                f"model {model!r} takes {len(signature.inputs)} inputs ({names}); axon's validation rows feed one-input models only: give --input-data FILE.npz, or leave inputs to be generated"
+            )
         only = signature.inputs[0]
         want = shapes[only.name][1:] if signature.batched else shapes[only.name]
         if rows.shape[1:] != tuple(want):
-            raise AxonError(f"model {model!r}: input {only.name!r} takes rows of shape {list(want)}, the validation rows are {list(rows.shape[1:])}; give --input-data FILE.npz, or leave inputs to be generated")
+            raise AxonError(
+                f"model {model!r}: input {only.name!r} takes rows of shape {list(want)}, the validation rows are {list(rows.shape[1:])}; give --input-data FILE.npz, or leave inputs to be generated"
+            )
         rows = {only.name: np.ascontiguousarray(rows, dtype=only.dtype)}
     if rows is None:
         source, available = inputs.generated(signature, shapes, feed.seed), None
@@ -81,10 +92,27 @@ def settle(
     else:
         source, available = inputs.per_request(signature, rows, shapes)
     reference = _said_in_one_line(requests.reference_of(reference_onnx, signature), model, generated=rows is None)
-    payloads = requests.build(model, signature, source, available, limit=max(limit, 1), byte_limit=byte_limit, reference=reference, keep_tensors=keep_tensors)
+    payloads = requests.build(
+        model,
+        signature,
+        source,
+        available,
+        limit=max(limit, 1),
+        byte_limit=byte_limit,
+        reference=reference,
+        keep_tensors=keep_tensors,
+    )
     if payloads.limited_by_bytes:
         bound = f"{byte_limit / 2**20:.0f} MiB"
-        notice = "; ".join(filter(None, [notice, f"{len(payloads.bodies)} distinct request bodies ({payloads.bytes_per_request:,} bytes each): the {bound} payload pool bound limits them"]))
+        notice = "; ".join(
+            filter(
+                None,
+                [
+                    notice,
+                    f"{len(payloads.bodies)} distinct request bodies ({payloads.bytes_per_request:,} bytes each): the {bound} payload pool bound limits them",
+                ],
+            )
+        )
     expected = payloads.expected
     return Settled(signature, payloads, expected, signature.as_record(shapes, payloads.bytes_per_request), notice)
 

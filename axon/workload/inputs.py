@@ -74,14 +74,18 @@ def load_npz(path: Path, signature: Signature, shapes: dict[str, tuple[int, ...]
     rows: Rows = {}
     for t in signature.inputs:
         if t.name not in arrays:
-            raise AxonError(f"--input-data {path}: no array for input {t.name!r} (it holds: {', '.join(sorted(arrays)) or 'nothing'})")
+            raise AxonError(
+                f"--input-data {path}: no array for input {t.name!r} (it holds: {', '.join(sorted(arrays)) or 'nothing'})"
+            )
         a = arrays[t.name]
         if a.dtype != t.dtype:
             raise AxonError(f"--input-data {path}: input {t.name!r} is {a.dtype}, the model takes {t.datatype} ({t.dtype})")
         per_row = shapes[t.name][1:] if signature.batched else shapes[t.name]
         if tuple(a.shape[1:]) != tuple(per_row):
             axis = "rows" if signature.batched else "requests"
-            raise AxonError(f"--input-data {path}: input {t.name!r} has shape {list(a.shape)}; expected [{axis}, {', '.join(map(str, per_row))}]")
+            raise AxonError(
+                f"--input-data {path}: input {t.name!r} has shape {list(a.shape)}; expected [{axis}, {', '.join(map(str, per_row))}]"
+            )
         need = shapes[t.name][0] if signature.batched else 1
         if len(a) < need:
             raise AxonError(f"--input-data {path}: input {t.name!r} has {len(a)} row(s), fewer than one request needs ({need})")

@@ -74,7 +74,13 @@ class TriggerPath:
         return {
             "name": self.name,
             "file": str(self.source),
-            "steps": [{"client_ms": s.client_ms, "calls": [{"model": c.model, "rows": c.rows, **({"onnx": str(c.onnx)} if c.onnx else {})} for c in s.calls]} for s in self.steps],
+            "steps": [
+                {
+                    "client_ms": s.client_ms,
+                    "calls": [{"model": c.model, "rows": c.rows, **({"onnx": str(c.onnx)} if c.onnx else {})} for c in s.calls],
+                }
+                for s in self.steps
+            ],
         }
 
 
@@ -110,13 +116,15 @@ def load(path: Path, served_name=lambda s: s) -> TriggerPath:
         raise AxonError(f"{where}: not valid TOML: {exc}") from None
     unknown = sorted(set(doc) - set(TOP_KEYS))
     if unknown:
-        raise AxonError(f"{where}, line {_key_line(text, 1, unknown[0])}: unknown key {unknown[0]!r} (a path has: {', '.join(TOP_KEYS)})")
+        raise AxonError(
+            f"{where}, line {_key_line(text, 1, unknown[0])}: unknown key {unknown[0]!r} (a path has: {', '.join(TOP_KEYS)})"
+        )
     name = doc.get("name", path.stem)
     if not isinstance(name, str) or not name:
         raise AxonError(f"{where}, line {_key_line(text, 1, 'name')}: name must be a non-empty string")
     raw_steps = doc.get("steps")
     if not isinstance(raw_steps, list) or not raw_steps:
-        raise AxonError(f"{where}: the path has no steps: add at least one [[steps]] with calls = [{{ model = \"v1\", rows = 1 }}]")
+        raise AxonError(f'{where}: the path has no steps: add at least one [[steps]] with calls = [{{ model = "v1", rows = 1 }}]')
     headers = _step_lines(text)
     steps = []
     for index, raw in enumerate(raw_steps):
@@ -126,10 +134,14 @@ def load(path: Path, served_name=lambda s: s) -> TriggerPath:
             raise AxonError(f"{here}: a step is a table with calls = [...]")
         extra = sorted(set(raw) - set(STEP_KEYS))
         if extra:
-            raise AxonError(f"{where}, line {_key_line(text, line, extra[0])} (step {index + 1}): unknown key {extra[0]!r} (a step has: {', '.join(STEP_KEYS)})")
+            raise AxonError(
+                f"{where}, line {_key_line(text, line, extra[0])} (step {index + 1}): unknown key {extra[0]!r} (a step has: {', '.join(STEP_KEYS)})"
+            )
         client_ms = raw.get("client_ms", 0.0)
         if isinstance(client_ms, bool) or not isinstance(client_ms, (int, float)) or client_ms < 0:
-            raise AxonError(f"{where}, line {_key_line(text, line, 'client_ms')} (step {index + 1}): client_ms must be a number >= 0, got {client_ms!r}")
+            raise AxonError(
+                f"{where}, line {_key_line(text, line, 'client_ms')} (step {index + 1}): client_ms must be a number >= 0, got {client_ms!r}"
+            )
         raw_calls = raw.get("calls")
         if not isinstance(raw_calls, list) or not raw_calls:
             raise AxonError(f"{where}, line {_key_line(text, line, 'calls')} (step {index + 1}): the step has no calls")
@@ -156,7 +168,7 @@ def load(path: Path, served_name=lambda s: s) -> TriggerPath:
                 continue
             model = c.get("model")
             if not isinstance(model, str) or not model:
-                raise AxonError(f"{at}: a call names a model (model = \"v1\") or a file (onnx = \"tagger.onnx\")")
+                raise AxonError(f'{at}: a call names a model (model = "v1") or a file (onnx = "tagger.onnx")')
             calls.append(Call(served_name(model), rows))
         steps.append(Step(tuple(calls), float(client_ms)))
     onnx_of: dict[str, Path] = {}

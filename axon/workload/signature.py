@@ -121,9 +121,15 @@ class Signature:
                 raise AxonError(f"{what}: input {t.name!r} has datatype {t.datatype}, which axon cannot send")
         for t in self.outputs:
             if t.datatype not in NUMPY_OF:
-                raise AxonError(f"{what}: output {t.name!r} has datatype {t.datatype}, which axon cannot check; {UNSUPPORTED.get(t.datatype, '')}".rstrip("; "))
+                raise AxonError(
+                    f"{what}: output {t.name!r} has datatype {t.datatype}, which axon cannot check; {UNSUPPORTED.get(t.datatype, '')}".rstrip(
+                        "; "
+                    )
+                )
 
-    def request_shapes(self, rows_per_request: int, given: dict[str, tuple[int, ...]] | None = None, what: str = "the model") -> dict[str, tuple[int, ...]]:
+    def request_shapes(
+        self, rows_per_request: int, given: dict[str, tuple[int, ...]] | None = None, what: str = "the model"
+    ) -> dict[str, tuple[int, ...]]:
         """Each input's shape in one request: rows in front (batched models), open dims from ``given``.
 
         ``given`` holds the shapes the user gave with ``--shape`` (batch axis excluded). An
@@ -132,9 +138,13 @@ class Signature:
         given = dict(given or {})
         unknown = sorted(set(given) - {t.name for t in self.inputs})
         if unknown:
-            raise AxonError(f"--shape {unknown[0]}: {what} has no such input (its inputs: {', '.join(t.name for t in self.inputs)})")
+            raise AxonError(
+                f"--shape {unknown[0]}: {what} has no such input (its inputs: {', '.join(t.name for t in self.inputs)})"
+            )
         if not self.batched and rows_per_request != 1:
-            raise AxonError(f"{what} has no batch axis (max_batch_size 0): each request carries exactly its inputs' shapes, so --rows-per-request must be 1")
+            raise AxonError(
+                f"{what} has no batch axis (max_batch_size 0): each request carries exactly its inputs' shapes, so --rows-per-request must be 1"
+            )
         if self.batched and rows_per_request > self.max_batch_size:
             raise AxonError(f"--rows-per-request {rows_per_request} exceeds {what}'s max_batch_size {self.max_batch_size}")
         shapes = {}
@@ -143,13 +153,18 @@ class Signature:
             if t.name in given:
                 g = given[t.name]
                 if len(g) != len(shape):
-                    raise AxonError(f"--shape {t.name}: {len(g)} dimension(s) given, but the input has {len(shape)} {self._dims_hint(t)}")
+                    raise AxonError(
+                        f"--shape {t.name}: {len(g)} dimension(s) given, but the input has {len(shape)} {self._dims_hint(t)}"
+                    )
                 for want, have in zip(shape, g, strict=True):
                     if want >= 0 and want != have:
                         raise AxonError(f"--shape {t.name}: {list(g)} does not fit the input's fixed shape {list(shape)}")
                 shape = g
             elif t.open_dims:
-                raise AxonError(f"input {t.name!r} has an open dimension {list(shape)} {self._dims_hint(t)}: give its size with --shape {t.name}:" + ",".join(str(d if d >= 0 else 8) for d in shape))
+                raise AxonError(
+                    f"input {t.name!r} has an open dimension {list(shape)} {self._dims_hint(t)}: give its size with --shape {t.name}:"
+                    + ",".join(str(d if d >= 0 else 8) for d in shape)
+                )
             shapes[t.name] = ((rows_per_request,) if self.batched else ()) + tuple(shape)
         return shapes
 
@@ -229,7 +244,9 @@ def signature_of_graph(inputs: list, outputs: list, max_batch_size: int, where: 
 
     if not inputs:
         raise AxonError(f"{where}: the model has no inputs")
-    return Signature(tuple(tensor(*t) for t in inputs), tuple(tensor(*t) for t in outputs), max_batch_size if batched else 0, "onnx")
+    return Signature(
+        tuple(tensor(*t) for t in inputs), tuple(tensor(*t) for t in outputs), max_batch_size if batched else 0, "onnx"
+    )
 
 
 def from_served(endpoints, model: str, timeout_s: float = 10.0) -> Signature:
@@ -241,13 +258,17 @@ def from_served(endpoints, model: str, timeout_s: float = 10.0) -> Signature:
     import tritonclient.grpc as grpcclient
     from tritonclient.utils import InferenceServerException
 
-    with grpcclient.InferenceServerClient(endpoints.grpc, ssl=endpoints.tls, root_certificates=endpoints.ca_file if endpoints.tls else None) as client:
+    with grpcclient.InferenceServerClient(
+        endpoints.grpc, ssl=endpoints.tls, root_certificates=endpoints.ca_file if endpoints.tls else None
+    ) as client:
         headers = dict(endpoints.headers) or None
         try:
             metadata = client.get_model_metadata(model, headers=headers, client_timeout=timeout_s, as_json=True)
             config = client.get_model_config(model, headers=headers, client_timeout=timeout_s, as_json=True)["config"]
         except InferenceServerException as exc:
-            raise AxonError(f"model {model!r} is not served at {endpoints.grpc} ({exc.message()}); it serves: {served_models(endpoints)}") from None
+            raise AxonError(
+                f"model {model!r} is not served at {endpoints.grpc} ({exc.message()}); it serves: {served_models(endpoints)}"
+            ) from None
     max_batch = int(config.get("max_batch_size", 0) or 0)
 
     def tensor(entry: dict) -> Tensor:
@@ -255,7 +276,12 @@ def from_served(endpoints, model: str, timeout_s: float = 10.0) -> Signature:
         # Metadata shapes carry the batch axis (-1) of a batched model; config dims do not.
         return Tensor(entry["name"], entry["datatype"], shape[1:] if max_batch > 0 else shape)
 
-    return Signature(tuple(tensor(e) for e in metadata.get("inputs", [])), tuple(tensor(e) for e in metadata.get("outputs", [])), max_batch, "served")
+    return Signature(
+        tuple(tensor(e) for e in metadata.get("inputs", [])),
+        tuple(tensor(e) for e in metadata.get("outputs", [])),
+        max_batch,
+        "served",
+    )
 
 
 def served_models(endpoints, timeout_s: float = 5.0) -> str:
@@ -264,8 +290,12 @@ def served_models(endpoints, timeout_s: float = 5.0) -> str:
     from tritonclient.utils import InferenceServerException
 
     try:
-        with grpcclient.InferenceServerClient(endpoints.grpc, ssl=endpoints.tls, root_certificates=endpoints.ca_file if endpoints.tls else None) as client:
-            index = client.get_model_repository_index(headers=dict(endpoints.headers) or None, client_timeout=timeout_s, as_json=True).get("models", [])
+        with grpcclient.InferenceServerClient(
+            endpoints.grpc, ssl=endpoints.tls, root_certificates=endpoints.ca_file if endpoints.tls else None
+        ) as client:
+            index = client.get_model_repository_index(
+                headers=dict(endpoints.headers) or None, client_timeout=timeout_s, as_json=True
+            ).get("models", [])
     except InferenceServerException as exc:
         return f"(its model list could not be read: {exc.message()})"
     ready = sorted(m["name"] for m in index if m.get("state") == "READY")

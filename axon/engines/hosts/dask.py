@@ -61,8 +61,21 @@ def engine_choice(
     and says why. The coordinator itself needs no h2load.
     """
     missing = [addr for addr, version in (h2load or {}).items() if version is None]
-    why = f"h2load not found on Dask worker {missing[0]}{f' (and {len(missing) - 1} more)' if len(missing) > 1 else ''} ({H2LOAD_INSTALL_HINT})" if missing else None
-    return choose(requested, mode, has_metrics, options, tls=tls, on_unavailable=on_unavailable, distribution=distribution, h2load_missing=why)
+    why = (
+        f"h2load not found on Dask worker {missing[0]}{f' (and {len(missing) - 1} more)' if len(missing) > 1 else ''} ({H2LOAD_INSTALL_HINT})"
+        if missing
+        else None
+    )
+    return choose(
+        requested,
+        mode,
+        has_metrics,
+        options,
+        tls=tls,
+        on_unavailable=on_unavailable,
+        distribution=distribution,
+        h2load_missing=why,
+    )
 
 
 def check_spec(spec: LoadSpec, hosts: int, engine: str = "python") -> None:
@@ -75,14 +88,18 @@ def check_spec(spec: LoadSpec, hosts: int, engine: str = "python") -> None:
         # h2load and the event engine offer each host's share from one process.
         per_host = 1 if engine in ("native", "events") or isinstance(spec.processes, str) else spec.processes
         if spec.concurrency < hosts * per_host:
-            raise AxonError(f"concurrency {spec.concurrency} can't be split over {hosts} hosts x {per_host} processes (need >= {hosts * per_host})")
+            raise AxonError(
+                f"concurrency {spec.concurrency} can't be split over {hosts} hosts x {per_host} processes (need >= {hosts * per_host})"
+            )
     if spec.max_in_flight is not None:
         host_shares(spec, hosts)  # the bound must be shareable: said now, not by a failed host later
     if engine == "native" and spec.connections is not None:
         # --connections counts per host; in closed loop it must divide each host's share.
         for share in host_shares(spec, hosts):
             if share.mode == "closed" and share.concurrency % spec.connections:
-                raise AxonError(f"--connections {spec.connections} (per host) must divide each host's share of the concurrency ({share.concurrency} of {spec.concurrency})")
+                raise AxonError(
+                    f"--connections {spec.connections} (per host) must divide each host's share of the concurrency ({share.concurrency} of {spec.concurrency})"
+                )
 
 
 class HostsEngine:
@@ -147,7 +164,9 @@ class DaskHosts:
         try:
             self.client = Client(address, timeout=connect_timeout_s, set_as_default=False)
         except (OSError, TimeoutError, ValueError, TypeError) as exc:
-            raise AxonError(f"cannot reach the Dask scheduler at {address}: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}") from None
+            raise AxonError(
+                f"cannot reach the Dask scheduler at {address}: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}"
+            ) from None
         try:
             workers = sorted(self.client.scheduler_info(n_workers=-1)["workers"])
             if not workers:
@@ -159,9 +178,13 @@ class DaskHosts:
             self.workers = self.client.run(probe, workers=self.addresses)
             for addr, info in self.workers.items():
                 if info["daemon"]:
-                    raise AxonError(f"Dask worker {addr} can't start axon's load processes (a daemon process); start workers with DASK_DISTRIBUTED__WORKER__DAEMON=False")
+                    raise AxonError(
+                        f"Dask worker {addr} can't start axon's load processes (a daemon process); start workers with DASK_DISTRIBUTED__WORKER__DAEMON=False"
+                    )
                 if info["axon"] != axon.__version__:
-                    raise AxonError(f"Dask worker {addr} runs axon {info['axon']}, this machine {axon.__version__}: install the same axon on every host")
+                    raise AxonError(
+                        f"Dask worker {addr} runs axon {info['axon']}, this machine {axon.__version__}: install the same axon on every host"
+                    )
             import dask
 
             # dask.config.get pickles by reference to dask, which the scheduler has (axon it may not).
@@ -186,13 +209,17 @@ class DaskHosts:
 
     def notices(self) -> list[str]:
         if self.allowed_failures != 0:
-            return [f"the Dask scheduler allows {self.allowed_failures} failures per task; axon's hosts refuse a rerun themselves, but set {ALLOWED_FAILURES_KEY}: 0"]
+            return [
+                f"the Dask scheduler allows {self.allowed_failures} failures per task; axon's hosts refuse a rerun themselves, but set {ALLOWED_FAILURES_KEY}: 0"
+            ]
         return []
 
     def _scheduler_time(self) -> float:
         return self.client.run_on_scheduler(time.time)
 
-    def choose(self, spec: LoadSpec, has_metrics: bool = True, tls: bool = False, options: dict[str, str] = CLI_OPTIONS) -> EngineChoice:
+    def choose(
+        self, spec: LoadSpec, has_metrics: bool = True, tls: bool = False, options: dict[str, str] = CLI_OPTIONS
+    ) -> EngineChoice:
         """The engine on every host, and the checks of ``spec`` against these hosts: made once, before any server starts."""
         h2load = {addr: info.get("h2load") for addr, info in self.workers.items()}
         choice = engine_choice(spec.engine, spec.mode, spec.distribution, h2load, has_metrics, tls, options, spec.on_unavailable)
@@ -234,14 +261,18 @@ class DaskHosts:
             before = samples[0]["metrics"]
             with contextlib.suppress(ServerError):
                 after = scrape()
-        run = self._engine_run(spec, names, states, before, after, interrupted, client_bound_cores, start, lead, worst_rtt, mine, engine)
+        run = self._engine_run(
+            spec, names, states, before, after, interrupted, client_bound_cores, start, lead, worst_rtt, mine, engine
+        )
         if native:
             self._verify(run, states, samples, mine, pre, post, scrapes.error)
         elif scrapes is not None and scrapes.error and before is None:
             run.extra["metrics_error"] = scrapes.error
         return run
 
-    def run_path(self, load, spec: LoadSpec, endpoints, scrape_models=None, on_progress=None, client_bound_cores: float = math.inf) -> EngineRun:
+    def run_path(
+        self, load, spec: LoadSpec, endpoints, scrape_models=None, on_progress=None, client_bound_cores: float = math.inf
+    ) -> EngineRun:
         """A trigger path's events from every host (the event engine on each host's share); the :class:`EngineRun` one machine's returns.
 
         ``load`` is an :class:`axon.engines.hosts.events_host.PathLoad`. Triton's per-model
@@ -257,12 +288,25 @@ class DaskHosts:
         states, placed = self._place(spec, endpoints, load, "events", None, lambda shares, window_start: [], on_progress)
         interrupted, names, start, lead, worst_rtt, mine = placed
         after = scrape_models() if scrape_models and not interrupted else None
-        run = self._engine_run(spec, names, states, None, None, interrupted, client_bound_cores, start, lead, worst_rtt, mine, "events")
+        run = self._engine_run(
+            spec, names, states, None, None, interrupted, client_bound_cores, start, lead, worst_rtt, mine, "events"
+        )
         returned = [s.result for s in states if s.result]
         versions = [r["engine_version"] for r in returned]
-        run.info = {**ENGINE_INFO, "version": versions[0] if versions else None, "processes": len(returned), "hosts": self.n, "placement": "dask"}
-        run.extra.update(path_calls=events_host.merged_calls([r["calls"] for r in returned]), path_totals=events_host.summed_totals([r["totals"] for r in returned]),
-                         scrapes=(before, after), events_run_ok=sum(r["events_run_ok"] for r in returned), max_schedule_lag_s=MAX_SCHEDULE_LAG_S)
+        run.info = {
+            **ENGINE_INFO,
+            "version": versions[0] if versions else None,
+            "processes": len(returned),
+            "hosts": self.n,
+            "placement": "dask",
+        }
+        run.extra.update(
+            path_calls=events_host.merged_calls([r["calls"] for r in returned]),
+            path_totals=events_host.summed_totals([r["totals"] for r in returned]),
+            scrapes=(before, after),
+            events_run_ok=sum(r["events_run_ok"] for r in returned),
+            max_schedule_lag_s=MAX_SCHEDULE_LAG_S,
+        )
         return run
 
     def _place(self, spec: LoadSpec, endpoints, load, engine: str, scrapes, plan, on_progress) -> tuple[list[_HostState], tuple]:
@@ -283,9 +327,26 @@ class DaskHosts:
         for state, share in zip(states, shares):
             # Scattered to this host once; its load processes get it from there.
             [data] = self.client.scatter([load], workers=[state.address], hash=False)
-            job = HostJob(state.index, names, share, endpoints.grpc, endpoints.tls, dict(endpoints.headers), self.correct_clocks, self.clock_skew_s.get(state.index, 0.0), engine)
+            job = HostJob(
+                state.index,
+                names,
+                share,
+                endpoints.grpc,
+                endpoints.tls,
+                dict(endpoints.headers),
+                self.correct_clocks,
+                self.clock_skew_s.get(state.index, 0.0),
+                engine,
+            )
             state.future = self.client.submit(
-                host_main, job, data, key=f"{names.run_id}-host-{state.index}", workers=[state.address], allow_other_workers=False, retries=0, pure=False
+                host_main,
+                job,
+                data,
+                key=f"{names.run_id}-host-{state.index}",
+                workers=[state.address],
+                allow_other_workers=False,
+                retries=0,
+                pure=False,
             )
         interrupted = False
         start = lead = worst_rtt = math.nan
@@ -389,7 +450,21 @@ class DaskHosts:
         if s.lost:
             s.future.cancel()
 
-    def _engine_run(self, spec, names, states, before, after, interrupted, client_bound_cores, start, lead, worst_rtt, mine, engine: str = "python") -> EngineRun:
+    def _engine_run(
+        self,
+        spec,
+        names,
+        states,
+        before,
+        after,
+        interrupted,
+        client_bound_cores,
+        start,
+        lead,
+        worst_rtt,
+        mine,
+        engine: str = "python",
+    ) -> EngineRun:
         outcomes: list[dict] = []
         per_host, starts, uncertainties = [], [], []
         for s in states:
@@ -449,15 +524,23 @@ class DaskHosts:
         extra = {"record": {"hosts": {"count": self.n, "sync": sync, "per_host": per_host}}, "incomplete": incomplete}
         return EngineRun(outcomes, before, after, interrupted, info, extra)
 
-
     @staticmethod
-    def _verify(run: EngineRun, states: list[_HostState], samples: list[dict], mine: clock.Offset, pre, post, error: str | None) -> None:
+    def _verify(
+        run: EngineRun, states: list[_HostState], samples: list[dict], mine: clock.Offset, pre, post, error: str | None
+    ) -> None:
         """The native engine's count check over all hosts; Triton's failures in the window become the run's."""
         returned = [s.result for s in states if s.result]
         verification = host_h2load.verify(
             samples,
             mine,
-            [{"completions_us": r["completions_us"], "in_flight": r["in_flight"], "uncertainty_s": r["offset"]["uncertainty_s"]} for r in returned],
+            [
+                {
+                    "completions_us": r["completions_us"],
+                    "in_flight": r["in_flight"],
+                    "uncertainty_s": r["offset"]["uncertainty_s"],
+                }
+                for r in returned
+            ],
             pre,
             post,
             error,
@@ -493,8 +576,12 @@ def _native_info(spec: LoadSpec, results: list[dict], versions: list, hosts: int
     if spec.mode == "open" and results:
         per = results[0]["rate_per_connection"]
         info["rate_per_connection"] = per
-        info["fan_out"] = f"{hosts} hosts x {results[0]['processes']} h2load process(es), one connection each, at {per:,.6g} req/s each (--rps is per connection)"
-        info["schedule"] = f"h2load --rps: due requests released every {tick_s(per) * 1e3:g} ms; latency timed from the release tick"
+        info["fan_out"] = (
+            f"{hosts} hosts x {results[0]['processes']} h2load process(es), one connection each, at {per:,.6g} req/s each (--rps is per connection)"
+        )
+        info["schedule"] = (
+            f"h2load --rps: due requests released every {tick_s(per) * 1e3:g} ms; latency timed from the release tick"
+        )
     return info
 
 
@@ -554,7 +641,9 @@ def describe(record: dict) -> str:
     ]
     for h in hosts.get("per_host", []):
         if h["lost"]:
-            lines.append(f"  host {h['host']} {h['address']}: LOST ({h['lost']}); last heard: {h['last_progress_sent']:,} requests")
+            lines.append(
+                f"  host {h['host']} {h['address']}: LOST ({h['lost']}); last heard: {h['last_progress_sent']:,} requests"
+            )
             continue
         cores = max(h["client_cores"], default=math.nan)
         lines.append(

@@ -57,10 +57,25 @@ def _process_main(conn, load: PathLoad, share, url: str, tls: bool, headers: dic
         def on_progress(_elapsed: float, sent: int, p99_ms: float) -> None:
             conn.send({"kind": "progress", "sent": int(sent), "p99_ms": float(p99_ms)})
 
-        run = events.run(load.steps, load.client_ms, share, Endpoints(url, tls=tls, headers=headers), guard=guard, on_progress=on_progress,
-                         cycle_s=load.cycle_s, start_at=order["start"])
-        conn.send({"kind": "result", "outcomes": run.outcomes, "calls": run.extra.get("path_calls", {}), "totals": run.extra.get("path_totals", {}),
-                   "events_run_ok": run.extra.get("events_run_ok", 0)})
+        run = events.run(
+            load.steps,
+            load.client_ms,
+            share,
+            Endpoints(url, tls=tls, headers=headers),
+            guard=guard,
+            on_progress=on_progress,
+            cycle_s=load.cycle_s,
+            start_at=order["start"],
+        )
+        conn.send(
+            {
+                "kind": "result",
+                "outcomes": run.outcomes,
+                "calls": run.extra.get("path_calls", {}),
+                "totals": run.extra.get("path_totals", {}),
+                "events_run_ok": run.extra.get("events_run_ok", 0),
+            }
+        )
     except BaseException as exc:  # said to the task, never a hang
         conn.send({"kind": "result", "error": f"{type(exc).__name__}: {exc}"})
 
@@ -107,7 +122,14 @@ def run_on_host(job, load: PathLoad, offset: clock.Offset, ready, wait_start, st
         for o in message["outcomes"]:
             if "window_start_wall" in o:
                 o["window_start_scheduler"] = clock.on_scheduler_clock(o["window_start_wall"] + job.clock_skew_s, offset)
-        return {**message, "start_local": start_local, "late_s": late_s, "processes": 1, "concurrency": share.concurrency, "rate": share.rate}
+        return {
+            **message,
+            "start_local": start_local,
+            "late_s": late_s,
+            "processes": 1,
+            "concurrency": share.concurrency,
+            "rate": share.rate,
+        }
     finally:
         process.join(timeout=5)
         if process.is_alive():
@@ -119,8 +141,12 @@ def merged_calls(per_host: list[dict]) -> dict:
     merged = {}
     for key in sorted({k for calls in per_host for k in calls}):
         mine = [calls[key] for calls in per_host if key in calls]
-        merged[key] = {"sent": sum(c["sent"] for c in mine), "ok": sum(c["ok"] for c in mine), "failures": add_counts(c["failures"] for c in mine),
-                       "latency": stats.encode(stats.merge([c["latency"] for c in mine]))}
+        merged[key] = {
+            "sent": sum(c["sent"] for c in mine),
+            "ok": sum(c["ok"] for c in mine),
+            "failures": add_counts(c["failures"] for c in mine),
+            "latency": stats.encode(stats.merge([c["latency"] for c in mine])),
+        }
     return merged
 
 

@@ -128,7 +128,9 @@ def follow(plan: Plan, url: str, tls: bool, headers: dict, on_progress) -> tuple
     samples = h2load_runner.scrape_times(window_start, plan.share.duration_s, lead_s=plan.tick_s)
     stopped, interrupted = None, False
     try:
-        stopped = h2load_runner.follow(plan.procs, samples, scrapes, plan.logs, window_start, plan.share.timeout_s, on_progress, endpoints)
+        stopped = h2load_runner.follow(
+            plan.procs, samples, scrapes, plan.logs, window_start, plan.share.timeout_s, on_progress, endpoints
+        )
     except Stop:
         interrupted = True
         for p in plan.procs:
@@ -136,7 +138,9 @@ def follow(plan: Plan, url: str, tls: bool, headers: dict, on_progress) -> tuple
     return scrapes, stopped, interrupted
 
 
-def finish(plan: Plan, scrapes: Scrapes, stopped: str | None, interrupted: bool, to_scheduler) -> tuple[list[dict], np.ndarray, list[dict]]:
+def finish(
+    plan: Plan, scrapes: Scrapes, stopped: str | None, interrupted: bool, to_scheduler
+) -> tuple[list[dict], np.ndarray, list[dict]]:
     """(outcomes, OK completion times in µs on the scheduler's clock, sorted; h2load's summaries).
 
     ``to_scheduler`` maps this host's real clock (seconds) to the scheduler's.
@@ -150,14 +154,31 @@ def finish(plan: Plan, scrapes: Scrapes, stopped: str | None, interrupted: bool,
         (stdout, stderr), proc = outputs[0], plan.procs[0]
         # pre/post None: Triton's counters are the coordinator's; the host's own "verification"
         # is only used for the requests completed between its CPU samples.
-        outcome, _ = native.outcome(spec, rows[0], proc.returncode, stdout, stderr, scrapes, None, None, server_down, interrupted, server_down, plan.threads)
+        outcome, _ = native.outcome(
+            spec,
+            rows[0],
+            proc.returncode,
+            stdout,
+            stderr,
+            scrapes,
+            None,
+            None,
+            server_down,
+            interrupted,
+            server_down,
+            plan.threads,
+        )
         outcomes = [outcome]
     else:
         outcomes = []
         h2load = version()
         for i, (r, proc, (stdout, stderr)) in enumerate(zip(rows, plan.procs, outputs)):
             sched = native_open.reconstruct(r, plan.rate_per_connection, plan.streams, version=h2load)
-            outcomes.append(native_open.outcome(i, spec, sched, proc.returncode, stdout, stderr, scrapes, server_down, interrupted, cut_short, {}, 0))  # shed requests: not counted across hosts
+            outcomes.append(
+                native_open.outcome(
+                    i, spec, sched, proc.returncode, stdout, stderr, scrapes, server_down, interrupted, cut_short, {}, 0
+                )
+            )  # shed requests: not counted across hosts
     n = len(plan.launched)
     for i, (o, launched) in enumerate(zip(outcomes, plan.launched)):
         # h2load's main phase begins its warm-up after launch; the launch is what T aligned.
@@ -189,7 +210,9 @@ def scrape_plan(spec: LoadSpec, shares: list[LoadSpec], window_start: float) -> 
     return h2load_runner.scrape_times(window_start, spec.duration_s, lead_s=tick)
 
 
-def verify(samples: list[dict], coordinator: clock.Offset, hosts: list[dict], pre: dict | None, post: dict | None, error: str | None) -> dict:
+def verify(
+    samples: list[dict], coordinator: clock.Offset, hosts: list[dict], pre: dict | None, post: dict | None, error: str | None
+) -> dict:
     """Triton's successes between the coordinator's two in-window scrapes against every host's completions.
 
     ``samples``: the coordinator's scrapes (:attr:`h2load_runner.Scrapes.samples`, its own clock);
@@ -204,7 +227,9 @@ def verify(samples: list[dict], coordinator: clock.Offset, hosts: list[dict], pr
     a_mid = clock.on_scheduler_clock((a["t0"] + a["t1"]) / 2, coordinator)
     b_mid = clock.on_scheduler_clock((b["t0"] + b["t1"]) / 2, coordinator)
     lo, hi = round(a_mid * 1e6), round(b_mid * 1e6)
-    per_host = [int(np.searchsorted(h["completions_us"], hi, "left") - np.searchsorted(h["completions_us"], lo, "left")) for h in hosts]
+    per_host = [
+        int(np.searchsorted(h["completions_us"], hi, "left") - np.searchsorted(h["completions_us"], lo, "left")) for h in hosts
+    ]
     client = sum(per_host)
     server_success = int(b["metrics"]["success"] - a["metrics"]["success"])
     server_failures = int(b["metrics"]["failure"] - a["metrics"]["failure"])
@@ -214,7 +239,9 @@ def verify(samples: list[dict], coordinator: clock.Offset, hosts: list[dict], pr
     scraping = (a["t1"] - a["t0"]) + (b["t1"] - b["t0"])
     # Each host's edges are known to within its offset's uncertainty plus the coordinator's:
     # its requests completing that close to an edge may fall on either side of it.
-    clock_slack = sum(math.ceil(2 * n / interval * (h["uncertainty_s"] + coordinator.uncertainty_s)) for n, h in zip(per_host, hosts))
+    clock_slack = sum(
+        math.ceil(2 * n / interval * (h["uncertainty_s"] + coordinator.uncertainty_s)) for n, h in zip(per_host, hosts)
+    )
     flight = sum(h["in_flight"] for h in hosts)
     slack = h2load_runner.count_slack(flight, rate, scraping, client) + clock_slack
     verified = abs(server_success + server_failures - client) <= slack and server_success > 0

@@ -134,7 +134,10 @@ def host_main(job: HostJob, load: HostLoad) -> dict:
     try:
         _wake(job)
         share.validate()
-        jobs = [python.WorkerJob(i, s, job.url, job.tls, dict(job.headers), load.payloads, load.expected, connect_first=True) for i, s in enumerate(python.worker_shares(share))]
+        jobs = [
+            python.WorkerJob(i, s, job.url, job.tls, dict(job.headers), load.payloads, load.expected, connect_first=True)
+            for i, s in enumerate(python.worker_shares(share))
+        ]
         pool = python.WorkerPool(jobs, spawn=True)
         pool.launch()
         pool.wait_ready()
@@ -215,7 +218,9 @@ def _native_main(job: HostJob, load: HostLoad, client, worker, events, base: dic
         h2load.launch(plan, start_local - job.clock_skew_s)
         on_progress = _native_progress(events, Event(job.names.stop, client=client), job.index)
         scrapes, stopped, interrupted = h2load.follow(plan, job.url, job.tls, dict(job.headers), on_progress)
-        outcomes, completions, summaries = h2load.finish(plan, scrapes, stopped, interrupted, lambda t: clock.on_scheduler_clock(t + job.clock_skew_s, offset))
+        outcomes, completions, summaries = h2load.finish(
+            plan, scrapes, stopped, interrupted, lambda t: clock.on_scheduler_clock(t + job.clock_skew_s, offset)
+        )
     finally:
         plan.kill()
     return {
@@ -274,8 +279,15 @@ def _events_main(job: HostJob, load, client, worker, events, base: dict) -> dict
         return failed(str(exc))
     if "error" in result:
         return {**base, "error": result["error"]}
-    return {**base, **result, "offset": offset.as_dict(), "scheduler_delay_s": worker.scheduler_delay, "clock_corrected": job.correct_clock,
-            "engine": "events", "engine_version": python.version()}
+    return {
+        **base,
+        **result,
+        "offset": offset.as_dict(),
+        "scheduler_delay_s": worker.scheduler_delay,
+        "clock_corrected": job.correct_clock,
+        "engine": "events",
+        "engine_version": python.version(),
+    }
 
 
 def _native_progress(events, stop, index: int):
@@ -293,7 +305,9 @@ def _native_progress(events, stop, index: int):
         now = time.monotonic()
         if now >= next_report:
             next_report = now + PROGRESS_INTERVAL_S
-            events.put({"kind": "progress", "host": index, "sent": int(logged), "p99_ms": math.nan})  # h2load's log has no running p99
+            events.put(
+                {"kind": "progress", "host": index, "sent": int(logged), "p99_ms": math.nan}
+            )  # h2load's log has no running p99
             if stop.is_set():
                 raise Stop
 
@@ -328,7 +342,10 @@ def host_shares(spec: LoadSpec, hosts: int) -> list[LoadSpec]:
     if spec.mode == "closed":
         from axon.engines.loadgen import split_evenly
 
-        return [replace(spec, concurrency=c, seed=spec.seed + h * SEED_STRIDE) for h, c in enumerate(split_evenly(spec.concurrency, hosts))]
+        return [
+            replace(spec, concurrency=c, seed=spec.seed + h * SEED_STRIDE)
+            for h, c in enumerate(split_evenly(spec.concurrency, hosts))
+        ]
     bound = spec.max_in_flight // hosts if spec.max_in_flight is not None else None  # the run's bound, shared out
     if bound == 0:
         raise AxonError(f"an in-flight bound of {spec.max_in_flight} cannot be shared by {hosts} hosts")

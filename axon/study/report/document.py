@@ -53,8 +53,12 @@ def markdown(runs: list[dict], source: str | None = None) -> str:
         f"{first['server']['backend']} Triton {first['server']['version']}, git {str(first.get('git_commit'))[:10]}. "
         f"Data: {data.get('name', '?')} ({data.get('rows', '?')} rows, seed {data.get('seed', '?')}). "
         f"Each case: {first['load']['warmup_s']:g} s warm-up, {first['load']['duration_s']:g} s window"
-        f"{', ' + repeat if repeat else '. '}Engines: {_engines(runs)}." + (f" Budgets: p50 {p50_budget:g} ms, p99 {p99_budget:g} ms." if study
-           else f" Budget lines: p50 {p50_budget:g} ms, p99 {p99_budget:g} ms, the study's defaults (a results file carries no budgets)."),
+        f"{', ' + repeat if repeat else '. '}Engines: {_engines(runs)}."
+        + (
+            f" Budgets: p50 {p50_budget:g} ms, p99 {p99_budget:g} ms."
+            if study
+            else f" Budget lines: p50 {p50_budget:g} ms, p99 {p99_budget:g} ms, the study's defaults (a results file carries no budgets)."
+        ),
         "",
     ]
     if not study:
@@ -62,12 +66,22 @@ def markdown(runs: list[dict], source: str | None = None) -> str:
     if study or "ab" not in skip:
         lines += [f"## Batching ON vs OFF (c={c})", ab_table(runs), "", _image("ab", skip, said), ""]
     if study or "sweep" not in skip:
-        lines += [f"## Concurrency sweep ({model.removeprefix('particle_classifier_')})", sweep_table(runs), "", _image("sweep", skip, said), ""]
+        lines += [
+            f"## Concurrency sweep ({model.removeprefix('particle_classifier_')})",
+            sweep_table(runs),
+            "",
+            _image("sweep", skip, said),
+            "",
+        ]
     lines += [_image("cdf", skip, said), ""]
     if study or len({r["model"] for r in runs}) > 1:
         lines += [f"## Models at c={c}", model_table(runs, c), ""]
     if study:
-        lines += ["## Capacity under the p99 budget (open loop: constant spacing on the native engine, Poisson on the python engine)", capacity_markdown(runs), ""]
+        lines += [
+            "## Capacity under the p99 budget (open loop: constant spacing on the native engine, Poisson on the python engine)",
+            capacity_markdown(runs),
+            "",
+        ]
     if study or "rate" not in skip:
         lines += ([] if study else ["## Open loop: latency vs throughput"]) + [_image("rate", skip, said), ""]
     if study_part(runs, "direct"):
@@ -99,19 +113,27 @@ def _flags(runs: list[dict]) -> str:
     hot = [r for r in runs if r["client"]["client_bound"]]
     behind = [r for r in runs if (r.get("schedule") or {}).get("behind")]
     lines = ["## Measurement notes"]
-    lines.append(f"- {len(hot)} of {len(runs)} runs were client-bound (a load-generator process above {runs[0]['client']['threshold_cores']:g} of a core).")
+    lines.append(
+        f"- {len(hot)} of {len(runs)} runs were client-bound (a load-generator process above {runs[0]['client']['threshold_cores']:g} of a core)."
+    )
     study = " Their rates count as failures in the capacity search." if is_study(runs) else ""
     lines.append(f"- {len(behind)} open-loop runs fell behind their schedule.{study}")
     bad = sum(r["correctness"]["mismatches"] for r in runs)
-    lines.append(f"- correctness: {sum(r['correctness']['checked'] for r in runs)} responses checked against local onnxruntime, {bad} mismatches (native runs: the one body, checked before the run).")
+    lines.append(
+        f"- correctness: {sum(r['correctness']['checked'] for r in runs)} responses checked against local onnxruntime, {bad} mismatches (native runs: the one body, checked before the run)."
+    )
     paths = [r for r in runs if r.get("path")]
     if paths:
         agree = sum(bool(r["path"]["verification"]["verified"]) for r in paths)
-        lines.append(f"- trigger paths: {agree} of {len(paths)} runs' calls agree, model by model, with Triton's success counters.")
+        lines.append(
+            f"- trigger paths: {agree} of {len(paths)} runs' calls agree, model by model, with Triton's success counters."
+        )
     native_runs = [r for r in runs if r.get("verification") and not r.get("path")]
     unverified = [r for r in native_runs if r["verification"].get("verified") is False]
     if native_runs:
-        lines.append(f"- native engine: {len(native_runs) - len(unverified)} of {len(native_runs)} runs verified against Triton's success counter.")
+        lines.append(
+            f"- native engine: {len(native_runs) - len(unverified)} of {len(native_runs)} runs verified against Triton's success counter."
+        )
     unconfirmed = [r for r in runs if r.get("throughput_basis") in (answered.SERVER, answered.NONE)]
     if unconfirmed:
         lines.append(
@@ -142,13 +164,17 @@ def load(path: Path) -> tuple[list[dict], Path, str | None]:
     if path.is_dir():
         study_file = path / STUDY_FILE
         if not study_file.is_file():
-            raise AxonError(f"no {STUDY_FILE} in {path}; give a results file (axon bench --output) or run the study first (`make bench` or `axon study`)")
+            raise AxonError(
+                f"no {STUDY_FILE} in {path}; give a results file (axon bench --output) or run the study first (`make bench` or `axon study`)"
+            )
         return read_results(study_file), path, None
     if not path.exists():
         raise AxonError(f"{path}: no such file or folder")
     kind, payload = read_measurements(path)
     if kind == "other":
-        raise AxonError(f"{path}: a JSON object that is neither axon results (schema_version, runs) nor a pytest-benchmark JSON (benchmarks)")
+        raise AxonError(
+            f"{path}: a JSON object that is neither axon results (schema_version, runs) nor a pytest-benchmark JSON (benchmarks)"
+        )
     runs = benchmark_runs(payload, path) if kind == "pytest-benchmark" else payload["runs"]
     return runs, path.parent / f"{path.stem}-report", path.name
 

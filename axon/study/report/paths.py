@@ -38,9 +38,16 @@ def markdown(runs: list[dict], p99_budget_ms: float) -> str:
     for name in dict.fromkeys(r["model"] for r in mine):
         group = [r for r in mine if r["model"] == name]
         first = group[0]["path"]
-        steps = " → ".join(" ∥ ".join(f"{c['model'].removeprefix('particle_classifier_')}×{c['rows']}" for c in s["calls"]) for s in first["steps"])
-        out += [f"### {name.removeprefix(PATH_PREFIX)}: {steps}", "",
-                "| batching | load | runs | events/s | event p50 ms | event p99 ms | within p99 budget | Triton's counts |", "|---|---|---:|---:|---:|---:|---|---|"]
+        steps = " → ".join(
+            " ∥ ".join(f"{c['model'].removeprefix('particle_classifier_')}×{c['rows']}" for c in s["calls"])
+            for s in first["steps"]
+        )
+        out += [
+            f"### {name.removeprefix(PATH_PREFIX)}: {steps}",
+            "",
+            "| batching | load | runs | events/s | event p50 ms | event p99 ms | within p99 budget | Triton's counts |",
+            "|---|---|---:|---:|---:|---:|---|---|",
+        ]
         cases: dict[tuple, list[dict]] = {}
         for r in group:
             cases.setdefault((r.get("batching"), _load(r)), []).append(r)
@@ -48,8 +55,10 @@ def markdown(runs: list[dict], p99_budget_ms: float) -> str:
             p99 = [r["latency_ms"]["p99"] for r in rs]
             held = sum(v <= p99_budget_ms for v in p99)
             verified = sum(bool(r["path"]["verification"]["verified"]) for r in rs)
-            out.append(f"| {batching or '?'} | {load} | {len(rs)} | {_spread([r['throughput_rps'] for r in rs])} | {_spread([r['latency_ms']['p50'] for r in rs], '.2f')} "
-                       f"| {_spread(p99, '.2f')} | {held} of {len(rs)} | {verified} of {len(rs)} agree |")
+            out.append(
+                f"| {batching or '?'} | {load} | {len(rs)} | {_spread([r['throughput_rps'] for r in rs])} | {_spread([r['latency_ms']['p50'] for r in rs], '.2f')} "
+                f"| {_spread(p99, '.2f')} | {held} of {len(rs)} | {verified} of {len(rs)} agree |"
+            )
         out += ["", "_median [min–max] over repeats; events/s = events that got every answer, per second of the window_", ""]
         out += _steps(group) + _ab(cases)
     return "\n".join(out)
@@ -61,10 +70,19 @@ def _steps(group: list[dict]) -> list[str]:
     lines = ["| step | calls | client ms | slowest call p50 ms | share |", "|---:|---|---:|---:|---:|"]
     for s in range(n):
         p50 = [r["path"]["step_latency"][s]["slowest_call_p50_ms"] for r in group]
-        share = [r["path"]["step_latency"][s]["share_of_calls_p50"] for r in group if r["path"]["step_latency"][s]["share_of_calls_p50"] is not None]
-        calls = ", ".join(f"{c['model'].removeprefix('particle_classifier_')}×{c['rows']}" for c in group[0]["path"]["steps"][s]["calls"])
-        lines.append(f"| {s + 1} | {calls} | {group[0]['path']['steps'][s]['client_ms']:g} | {statistics.median(p50):.2f} | {statistics.median(share):.0%} |" if share else
-                     f"| {s + 1} | {calls} | {group[0]['path']['steps'][s]['client_ms']:g} | {statistics.median(p50):.2f} | – |")
+        share = [
+            r["path"]["step_latency"][s]["share_of_calls_p50"]
+            for r in group
+            if r["path"]["step_latency"][s]["share_of_calls_p50"] is not None
+        ]
+        calls = ", ".join(
+            f"{c['model'].removeprefix('particle_classifier_')}×{c['rows']}" for c in group[0]["path"]["steps"][s]["calls"]
+        )
+        lines.append(
+            f"| {s + 1} | {calls} | {group[0]['path']['steps'][s]['client_ms']:g} | {statistics.median(p50):.2f} | {statistics.median(share):.0%} |"
+            if share
+            else f"| {s + 1} | {calls} | {group[0]['path']['steps'][s]['client_ms']:g} | {statistics.median(p50):.2f} | – |"
+        )
     return ["The event's time by step (the slowest call of a step is what the event waits for):", "", *lines, ""]
 
 
@@ -85,9 +103,16 @@ def plot(runs: list[dict], p99_budget_ms: float):
     fig, ax = plt.subplots(figsize=(7, 4.5))
     for name in dict.fromkeys(r["model"] for r in mine):
         for batching in dict.fromkeys(r.get("batching") for r in mine if r["model"] == name):
-            rs = sorted((r for r in mine if r["model"] == name and r.get("batching") == batching), key=lambda r: r["throughput_rps"])
-            ax.plot([r["throughput_rps"] for r in rs], [r["latency_ms"]["p99"] for r in rs], "o-", color=COLORS.get(batching, "tab:gray"),
-                    label=f"{name.removeprefix(PATH_PREFIX)}, batching {batching or '?'}")
+            rs = sorted(
+                (r for r in mine if r["model"] == name and r.get("batching") == batching), key=lambda r: r["throughput_rps"]
+            )
+            ax.plot(
+                [r["throughput_rps"] for r in rs],
+                [r["latency_ms"]["p99"] for r in rs],
+                "o-",
+                color=COLORS.get(batching, "tab:gray"),
+                label=f"{name.removeprefix(PATH_PREFIX)}, batching {batching or '?'}",
+            )
     ax.axhline(p99_budget_ms, color="red", linestyle="--", linewidth=1.2, label=f"p99 budget {p99_budget_ms:g} ms")
     ax.set_yscale("log")
     ax.set_xlabel("events per second (every answer received)")

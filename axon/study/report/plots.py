@@ -106,7 +106,15 @@ def plot_ab(runs: list[dict], concurrency: int | None = None, model: str | None 
     x = np.arange(len(keys))
     for shift, summary, name in ((-0.2, son, "on"), (0.2, soff, "off")):
         spreads = [summary[f"{k}_ms"] for k in keys]
-        bars = ax_l.bar(x + shift, [s.median for s in spreads], 0.4, yerr=err(spreads), capsize=3, label=f"batching {name.upper()}", color=COLORS[name])
+        bars = ax_l.bar(
+            x + shift,
+            [s.median for s in spreads],
+            0.4,
+            yerr=err(spreads),
+            capsize=3,
+            label=f"batching {name.upper()}",
+            color=COLORS[name],
+        )
         ax_l.bar_label(bars, labels=[f"{s.median:.2f}" for s in spreads], padding=2, fontsize=8)
     for which in ("p50", "p99"):
         _budget_line(ax_l, runs, which, axis="y")
@@ -132,7 +140,12 @@ def plot_cdf(runs: list[dict], concurrency: int | None = None, model: str | None
             continue
         # All repeats pooled: an exact merge of their histograms.
         values, counts = stats.histogram_values_seconds(stats.merge([r["histogram"] for r in group]))
-        ax.plot(np.array(values) * 1e3, np.cumsum(counts) / np.sum(counts), color=COLORS[batching], label=f"batching {batching or '?'}")
+        ax.plot(
+            np.array(values) * 1e3,
+            np.cumsum(counts) / np.sum(counts),
+            color=COLORS[batching],
+            label=f"batching {batching or '?'}",
+        )
     for which in ("p50", "p99"):
         _budget_line(ax, runs, which, axis="x")
     # Where to read p50 and p99: a curve crossing 0.5 left of the dotted line meets the p50
@@ -140,7 +153,16 @@ def plot_cdf(runs: list[dict], concurrency: int | None = None, model: str | None
     for level, name in ((0.5, "p50"), (0.99, "p99")):
         ax.axhline(level, color="gray", linewidth=0.8, alpha=0.6, label=f"_{name} guide at {level:g}")  # "_": not in the legend
         # Named at the right edge: the 0.99 guide runs just under the 1.0 grid line.
-        ax.text(0.995, level, f"{level:g} ({name})", transform=ax.get_yaxis_transform(), ha="right", va="top", color="dimgray", fontsize=8)
+        ax.text(
+            0.995,
+            level,
+            f"{level:g} ({name})",
+            transform=ax.get_yaxis_transform(),
+            ha="right",
+            va="top",
+            color="dimgray",
+            fontsize=8,
+        )
     ax.set_xscale("log")
     label_decades(ax.xaxis)
     ax.set_xlabel("request latency (ms)")
@@ -161,16 +183,35 @@ def _budget_line(ax, runs: list[dict], which: str, axis: str) -> None:
     p50, p99 = budgets(runs)
     value = p50 if which == "p50" else p99
     line = ax.axhline if axis == "y" else ax.axvline
-    line(value, color="red", linestyle=BUDGET_STYLE[which], linewidth=1.2, label=f"{which} budget {value:g} ms{'' if study_plan(runs) else ' (default)'}")
+    line(
+        value,
+        color="red",
+        linestyle=BUDGET_STYLE[which],
+        linewidth=1.2,
+        label=f"{which} budget {value:g} ms{'' if study_plan(runs) else ' (default)'}",
+    )
 
 
 def _mark_over_budget(ax, runs: list[dict], model: str) -> None:
     """A red ring around each sweep point whose median p99 is over the p99 budget: on a log axis
     25.5 ms sits on a 25 ms line, and only the ring says which side of it the point is."""
     _, p99_budget = budgets(runs)
-    over = [(c, s.median) for b in MODES for c, group in sweep_by_concurrency(runs, b, model).items() if (s := repeats.summarise(group)["p99_ms"]).median > p99_budget]
+    over = [
+        (c, s.median)
+        for b in MODES
+        for c, group in sweep_by_concurrency(runs, b, model).items()
+        if (s := repeats.summarise(group)["p99_ms"]).median > p99_budget
+    ]
     if over:
-        ax.plot(*zip(*over), "o", markersize=13, markerfacecolor="none", markeredgecolor="red", markeredgewidth=1.5, label="over the p99 budget")
+        ax.plot(
+            *zip(*over),
+            "o",
+            markersize=13,
+            markerfacecolor="none",
+            markeredgecolor="red",
+            markeredgewidth=1.5,
+            label="over the p99 budget",
+        )
 
 
 def plot_rate(runs: list[dict]):
@@ -209,14 +250,34 @@ def plot_rate(runs: list[dict]):
             xs = [statistics.median(r["throughput_rps"] for r in g) for g in by_rate.values()]
             ys = [statistics.median(r["latency_ms"]["p99"] for r in g) for g in by_rate.values()]
             # Labelled for whoever reads the figure's objects; the legend is built from handles below.
-            ax.plot(xs, ys, line, color=COLORS[batching], label=f"{short} batching {batching or '?'}, {arrivals}: median per offered rate")
+            ax.plot(
+                xs,
+                ys,
+                line,
+                color=COLORS[batching],
+                label=f"{short} batching {batching or '?'}, {arrivals}: median per offered rate",
+            )
             ok = [r for r in rs if not (r.get("schedule") or {}).get("behind")]
             behind = [r for r in rs if (r.get("schedule") or {}).get("behind")]
-            ax.plot([r["throughput_rps"] for r in ok], [r["latency_ms"]["p99"] for r in ok], marker, color=COLORS[batching], alpha=0.6, linestyle="none")
+            ax.plot(
+                [r["throughput_rps"] for r in ok],
+                [r["latency_ms"]["p99"] for r in ok],
+                marker,
+                color=COLORS[batching],
+                alpha=0.6,
+                linestyle="none",
+            )
             if behind:
                 any_behind.add(short)
-                ax.plot([r["throughput_rps"] for r in behind], [r["latency_ms"]["p99"] for r in behind], behind_marker, color=COLORS[batching],
-                        markersize=10, markeredgewidth=2, linestyle="none")
+                ax.plot(
+                    [r["throughput_rps"] for r in behind],
+                    [r["latency_ms"]["p99"] for r in behind],
+                    behind_marker,
+                    color=COLORS[batching],
+                    markersize=10,
+                    markeredgewidth=2,
+                    linestyle="none",
+                )
         _budget_line(ax, runs, "p99", axis="y")
         ax.set_yscale("log")
         label_decades(ax.yaxis)
@@ -224,13 +285,30 @@ def plot_rate(runs: list[dict]):
         ax.set_title(f"{arrivals} arrivals")
         ax.grid(alpha=0.3)
     axes[0][0].set_ylabel("p99 latency (ms), from intended send time")
-    handles = [Line2D([], [], color=COLORS[b], linewidth=6, label=f"batching {(b or '?').upper()}") for b in sorted(modes_seen, key=MODES.index)]
+    handles = [
+        Line2D([], [], color=COLORS[b], linewidth=6, label=f"batching {(b or '?').upper()}")
+        for b in sorted(modes_seen, key=MODES.index)
+    ]
     for short in models_seen:
         marker, line, behind_marker = MODEL_STYLE.get(short, ("D", "-.", "1"))
-        handles.append(Line2D([], [], color="black", marker=marker, linestyle=line, label=f"{short}: one run; line = median per offered rate"))
+        handles.append(
+            Line2D(
+                [], [], color="black", marker=marker, linestyle=line, label=f"{short}: one run; line = median per offered rate"
+            )
+        )
         if short in any_behind:
-            handles.append(Line2D([], [], color="black", marker=behind_marker, markersize=10, markeredgewidth=2, linestyle="none",
-                                  label=f"{short}: the sender fell behind its schedule"))
+            handles.append(
+                Line2D(
+                    [],
+                    [],
+                    color="black",
+                    marker=behind_marker,
+                    markersize=10,
+                    markeredgewidth=2,
+                    linestyle="none",
+                    label=f"{short}: the sender fell behind its schedule",
+                )
+            )
     handles.append(next(line for line in axes[0][-1].get_lines() if line.get_label().startswith("p99 budget")))
     fig.suptitle("Latency vs throughput, open loop (capacity search)")
     axes[0][-1].legend(handles=handles, loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8)
@@ -246,9 +324,21 @@ def plot_breakdown(runs: list[dict]):
     which a log axis distorts) keep every value true. The component colours are greens and
     greys: blue and orange mean batching ON and OFF in every figure of the study.
     """
-    parts = [("queue_us_per_request", "queue"), ("compute_input_us_per_request", "compute input"), ("compute_infer_us_per_request", "compute infer"), ("compute_output_us_per_request", "compute output")]
+    parts = [
+        ("queue_us_per_request", "queue"),
+        ("compute_input_us_per_request", "compute input"),
+        ("compute_infer_us_per_request", "compute infer"),
+        ("compute_output_us_per_request", "compute output"),
+    ]
     model = main_model(runs)
-    per_mode = {b: [(c, server_medians(g)) for c, g in sweep_by_concurrency(runs, b, model).items() if any(r.get("server_metrics") for r in g)] for b in MODES}
+    per_mode = {
+        b: [
+            (c, server_medians(g))
+            for c, g in sweep_by_concurrency(runs, b, model).items()
+            if any(r.get("server_metrics") for r in g)
+        ]
+        for b in MODES
+    }
     per_mode = {b: cases for b, cases in per_mode.items() if cases}
     if not per_mode:
         raise AxonError("no server metrics to break down")
@@ -267,7 +357,9 @@ def plot_breakdown(runs: list[dict]):
         ax.grid(alpha=0.3, axis="y", which="both")
     axes[0][0].set_ylabel("server time per request (µs, log)")
     axes[0][-1].legend(fontsize=8)
-    fit_suptitle(fig, f"{model.removeprefix('particle_classifier_')}: where Triton spends each request's time (median over repeats)")
+    fit_suptitle(
+        fig, f"{model.removeprefix('particle_classifier_')}: where Triton spends each request's time (median over repeats)"
+    )
     fig.tight_layout()
     return fig
 
@@ -277,7 +369,11 @@ def plot_direct(runs: list[dict]):
     rows = direct_vs_service(runs)
     models = sorted({r["model"] for r in rows})
     fig, axes = plt.subplots(1, max(len(models), 1), figsize=(5 * max(len(models), 1), 4), squeeze=False)
-    styles = {"direct_cpu_us_per_row": ("direct (in-process, 1 thread)", "k-o"), "native_cpu_us_per_row": ("service, native client", "C2-s"), "python_cpu_us_per_row": ("service, python client", "C4-^")}  # green, purple: not ON/OFF's colours
+    styles = {
+        "direct_cpu_us_per_row": ("direct (in-process, 1 thread)", "k-o"),
+        "native_cpu_us_per_row": ("service, native client", "C2-s"),
+        "python_cpu_us_per_row": ("service, python client", "C4-^"),
+    }  # green, purple: not ON/OFF's colours
     for ax, model in zip(axes[0], models):
         mine = sorted((r for r in rows if r["model"] == model), key=lambda r: r["rows"])
         for key, (label, style) in styles.items():

@@ -40,7 +40,10 @@ CLOSED_PARTS = ("sweep", "models")  # the closed-loop comparisons (not direct-vs
 def sweep_by_concurrency(runs: list[dict], batching: str, model: str = DEFAULT_MODEL) -> dict[int, list[dict]]:
     """concurrency -> the sweep's repeats at it, in concurrency order."""
     out: dict[int, list[dict]] = {}
-    for r in sorted((r for r in study_part(runs, "sweep") if r["batching"] == batching and r["model"] == model), key=lambda r: r["load"]["concurrency"]):
+    for r in sorted(
+        (r for r in study_part(runs, "sweep") if r["batching"] == batching and r["model"] == model),
+        key=lambda r: r["load"]["concurrency"],
+    ):
         out.setdefault(r["load"]["concurrency"], []).append(r)
     return out
 
@@ -57,7 +60,11 @@ def closed_repeats(runs: list[dict], model: str, batching: str, concurrency: int
     return [
         r
         for r in runs
-        if r["model"] == model and r["batching"] == batching and r["load"]["mode"] == "closed" and r["load"]["concurrency"] == concurrency and comparable(r)
+        if r["model"] == model
+        and r["batching"] == batching
+        and r["load"]["mode"] == "closed"
+        and r["load"]["concurrency"] == concurrency
+        and comparable(r)
     ]
 
 
@@ -82,6 +89,8 @@ def compare_at(runs: list[dict], model: str | None = None) -> int:
     if "compare_at" in plan:
         return plan["compare_at"]
     closed = [r for r in runs if r["load"]["mode"] == "closed" and r["model"] == (model or main_model(runs))]
-    both = {r["load"]["concurrency"] for r in closed if r["batching"] == "on"} & {r["load"]["concurrency"] for r in closed if r["batching"] == "off"}
+    both = {r["load"]["concurrency"] for r in closed if r["batching"] == "on"} & {
+        r["load"]["concurrency"] for r in closed if r["batching"] == "off"
+    }
     found = both or {r["load"]["concurrency"] for r in closed}
     return max(found) if found else COMPARE_AT

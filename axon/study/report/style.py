@@ -40,7 +40,9 @@ def label_decades(axis) -> None:
     axis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
     axis.set_minor_locator(LogLocator(base=10, subs=(2, 5), numticks=20))
     axis.set_minor_formatter(FuncFormatter(minor))
-    axis.set_tick_params(which="minor", labelsize=matplotlib.rcParams[f"{axis.axis_name}tick.labelsize"])  # one size with the decades'
+    axis.set_tick_params(
+        which="minor", labelsize=matplotlib.rcParams[f"{axis.axis_name}tick.labelsize"]
+    )  # one size with the decades'
 
 
 def fit_suptitle(fig, title: str) -> None:

@@ -32,11 +32,16 @@ def ab_table(runs: list[dict], concurrency: int | None = None, model: str | None
     if not on or not off:
         return "_no A/B pair in these results_"
     lines = [f"| {model}, c={concurrency} | batching ON | batching OFF | ON / OFF |", "|---|---:|---:|---:|"]
-    rows = [("throughput (req/s)", "throughput_rps", ",.0f")] + [(f"{k} latency (ms)", f"{k}_ms", ".2f") for k in ("p50", "p95", "p99")]
+    rows = [("throughput (req/s)", "throughput_rps", ",.0f")] + [
+        (f"{k} latency (ms)", f"{k}_ms", ".2f") for k in ("p50", "p95", "p99")
+    ]
     for name, metric, spec in rows:
         ratio = repeats.ratio(on, off, metric)
         lines.append(f"| {name} | {ratio.a.format(spec)} | {ratio.b.format(spec)} | {ratio.format()} |")
-    return "\n".join(lines) + f"\n\n_median [min–max] over {len(on)} interleaved runs a side; ON / OFF per pair, or \"within noise\" where the ranges overlap_"
+    return (
+        "\n".join(lines)
+        + f'\n\n_median [min–max] over {len(on)} interleaved runs a side; ON / OFF per pair, or "within noise" where the ranges overlap_'
+    )
 
 
 def _cells(group: list[dict] | None) -> list[str]:
@@ -56,7 +61,10 @@ def sweep_table(runs: list[dict], model: str | None = None) -> str:
     groups = {b: sweep_by_concurrency(runs, b, model) for b in MODES}
     modes = [b for b in MODES if groups[b]]
     names = [(b or "?").upper() for b in modes]
-    lines = ["| concurrency | " + " | ".join(f"{n} req/s | {n} p50 | {n} p99" for n in names) + " |", "|---:|" + "---:|" * 3 * len(modes)]
+    lines = [
+        "| concurrency | " + " | ".join(f"{n} req/s | {n} p50 | {n} p99" for n in names) + " |",
+        "|---:|" + "---:|" * 3 * len(modes),
+    ]
     for c in sorted(set().union(*(groups[b] for b in modes))):
         lines.append(f"| {c} | " + " | ".join(cell for b in modes for cell in _cells(groups[b].get(c))) + " |")
     return "\n".join(lines) + "\n\n_median [min–max] over repeats; latencies in ms_"
@@ -71,11 +79,19 @@ def model_table(runs: list[dict], concurrency: int | None = None) -> str:
             if group:
                 batch = median_of((r.get("server_metrics") or {}).get("avg_batch_size") for r in group)
                 engine = ",".join(sorted({(r.get("engine") or {}).get("name", "?") for r in group}))
-                lines.append(f"| {model} | {batching or '?'} | " + " | ".join(_cells(group)) + f" | {_fmt(batch, 1)} | {engine} |")
+                lines.append(
+                    f"| {model} | {batching or '?'} | " + " | ".join(_cells(group)) + f" | {_fmt(batch, 1)} | {engine} |"
+                )
     return "\n".join(lines)
 
 
-BREAKDOWN = ("avg_batch_size", "queue_us_per_request", "compute_input_us_per_request", "compute_infer_us_per_request", "compute_output_us_per_request")
+BREAKDOWN = (
+    "avg_batch_size",
+    "queue_us_per_request",
+    "compute_input_us_per_request",
+    "compute_infer_us_per_request",
+    "compute_output_us_per_request",
+)
 
 
 def server_medians(group: list[dict]) -> dict[str, float | None]:
@@ -87,7 +103,11 @@ def breakdown_table(runs: list[dict]) -> str:
     for batching in MODES:
         for c, group in sweep_by_concurrency(runs, batching, main_model(runs)).items():
             m = server_medians(group)
-            lines.append(f"| {batching or '?'} | {c} | {_fmt(m['avg_batch_size'], 1)} | " + " | ".join(_fmt(m[k], 0) for k in BREAKDOWN[1:]) + " |")
+            lines.append(
+                f"| {batching or '?'} | {c} | {_fmt(m['avg_batch_size'], 1)} | "
+                + " | ".join(_fmt(m[k], 0) for k in BREAKDOWN[1:])
+                + " |"
+            )
     return "\n".join(lines) + "\n\n_per request, from Triton's own counters over each window; median over repeats_"
 
 
@@ -96,7 +116,10 @@ def capacity_markdown(runs: list[dict]) -> str:
     table = capacity_table(runs, p99_budget)
     if not table:
         return "_no capacity search in these results_"
-    lines = [f"| model | batching | arrivals (engine) | highest rate with p99 ≤ {p99_budget:g} ms | runs passing there | p99 there (median) | first failing rate | runs passing there | what stopped it |", "|---|---|---|---:|---:|---:|---:|---:|---|"]
+    lines = [
+        f"| model | batching | arrivals (engine) | highest rate with p99 ≤ {p99_budget:g} ms | runs passing there | p99 there (median) | first failing rate | runs passing there | what stopped it |",
+        "|---|---|---|---:|---:|---:|---:|---:|---|",
+    ]
     for (model, batching, arrivals), e in sorted(table.items()):
         lines.append(
             f"| {model} | {batching} | {arrivals} | {_fmt(e['max_rate'], 0)} req/s | {e['runs_at_max'] or '–'} | {_fmt(e['p99_at_max'])} ms | {_fmt(e['first_fail'], 0)} | {e['runs_at_fail'] or '–'} | {e['stopped_by'] or '–'} |"
@@ -117,9 +140,17 @@ def direct_vs_service(runs: list[dict]) -> list[dict]:
     service = study_part(runs, "service")
     for key, group in direct.items():
         model, rows = key.split("|")
-        row = {"model": model, "rows": int(rows), "direct_cpu_us_per_row": median_of(r["client"]["cpu_us_per_row"] for r in group)}
+        row = {
+            "model": model,
+            "rows": int(rows),
+            "direct_cpu_us_per_row": median_of(r["client"]["cpu_us_per_row"] for r in group),
+        }
         for engine in ("native", "python"):
-            svc = [r for r in service if r["model"] == model and r["load"]["rows_per_request"] == int(rows) and r["engine"]["name"] == engine]
+            svc = [
+                r
+                for r in service
+                if r["model"] == model and r["load"]["rows_per_request"] == int(rows) and r["engine"]["name"] == engine
+            ]
             row[f"{engine}_cpu_us_per_row"] = median_of(r["client"]["cpu_us_per_row"] for r in svc)
             row[f"{engine}_p50_ms"] = median_of(r["latency_ms"]["p50"] for r in svc)
             row[f"{engine}_p99_ms"] = median_of(r["latency_ms"]["p99"] for r in svc)
@@ -146,8 +177,12 @@ def direct_markdown(runs: list[dict]) -> str:
             f"| {r['model']} | {r['rows']} | {_fmt(r['direct_cpu_us_per_row'], 3)} | {_fmt(r['native_cpu_us_per_row'], 3)} | {_fmt(r['python_cpu_us_per_row'], 3)} "
             f"| {_fmt(r['native_p50_ms'], 3)} | {_fmt(r['native_p99_ms'], 3)} | {_fmt(r['break_even_us_per_row'], 3)} |"
         )
-    lines += ["", "_client CPU = the client process's user+system time per row (direct: onnxruntime, 1 thread, in-process; service: Triton batching on, "
-              "one request in flight); median over repeats. Offloading saves client CPU for a model that costs more per row in-process than the break-even._", ""]
+    lines += [
+        "",
+        "_client CPU = the client process's user+system time per row (direct: onnxruntime, 1 thread, in-process; service: Triton batching on, "
+        "one request in flight); median over repeats. Offloading saves client CPU for a model that costs more per row in-process than the break-even._",
+        "",
+    ]
     lines += direct_sentences(rows)
     return "\n".join(lines)
 
@@ -164,8 +199,11 @@ def direct_sentences(rows: list[dict]) -> list[str]:
         key = f"{client}_cpu_us_per_row"
         ratios = ", ".join(f"{_times(r[key], r['direct_cpu_us_per_row'])} at {r['rows']}" for r in mine)
         pays = [r["rows"] for r in mine if r[key] and r["direct_cpu_us_per_row"] and r[key] < r["direct_cpu_us_per_row"]]
-        verdict = (f"from {pays[0]} rows per request on, offloading {short} saves client CPU" if pays
-                   else f"at no measured request size does offloading {short} save client CPU")
+        verdict = (
+            f"from {pays[0]} rows per request on, offloading {short} saves client CPU"
+            if pays
+            else f"at no measured request size does offloading {short} save client CPU"
+        )
         if client == "python":
             other = "(no native client was measured: a native one costs less)"
         elif first["python_cpu_us_per_row"]:

@@ -90,16 +90,28 @@ def _trio(f, a: Span, b: Span | None = None) -> list:
 
 def size(m: Measured, g: Given) -> Sizing:
     keep = 1.0 - g.headroom
-    usable = Span(m["capacity_eps"].value * keep, m["capacity_eps"].low * keep, None if m["capacity_eps"].high is None else m["capacity_eps"].high * keep)
+    usable = Span(
+        m["capacity_eps"].value * keep,
+        m["capacity_eps"].low * keep,
+        None if m["capacity_eps"].high is None else m["capacity_eps"].high * keep,
+    )
     limited_by = "p99 budget"
     per_event_bytes = (m["bytes_in"] or 0) + (m["bytes_out"] or 0) if m["bytes_in"] is not None else None
     if g.link_gbps is not None and per_event_bytes:
         link_eps = g.link_gbps * 1e9 / 8 / per_event_bytes * keep
         if link_eps < usable.value:
             limited_by = "link"
-        usable = Span(min(usable.value, link_eps), min(usable.low, link_eps), min(usable.high, link_eps) if usable.high is not None else link_eps)
+        usable = Span(
+            min(usable.value, link_eps),
+            min(usable.low, link_eps),
+            min(usable.high, link_eps) if usable.high is not None else link_eps,
+        )
     service = m["service_ms"]
-    per_core = Span(g.client_ms + service.value, g.client_ms + service.low, g.client_ms + (service.high if service.high is not None else service.value))
+    per_core = Span(
+        g.client_ms + service.value,
+        g.client_ms + service.low,
+        g.client_ms + (service.high if service.high is not None else service.value),
+    )
     cores_per_server = _trio(lambda u, t: u * t / 1e3, usable, per_core)
     servers = servers_for = None
     need_off = need_in = None
@@ -114,14 +126,33 @@ def size(m: Measured, g: Given) -> Sizing:
     if m["direct_ms"] is not None:
         d = m["direct_ms"]
         # Saved: the cheapest service against the dearest in-process is the high end, and back.
-        saved = [d.value - service.value, d.low - (service.high if service.high is not None else service.value), (d.high or d.value) - service.low]
-        gain = [(g.client_ms + d.value) / per_core.value - 1, (g.client_ms + d.low) / per_core.high - 1, (g.client_ms + (d.high or d.value)) / per_core.low - 1]
+        saved = [
+            d.value - service.value,
+            d.low - (service.high if service.high is not None else service.value),
+            (d.high or d.value) - service.low,
+        ]
+        gain = [
+            (g.client_ms + d.value) / per_core.value - 1,
+            (g.client_ms + d.low) / per_core.high - 1,
+            (g.client_ms + (d.high or d.value)) / per_core.low - 1,
+        ]
         if g.event_rate is not None:
             need_in = [g.event_rate * (g.client_ms + x) / 1e3 for x in (d.value, d.low, d.high or d.value)]
     network = _trio(lambda u, _: u * per_event_bytes * 8 / 1e9, usable) if per_event_bytes else None
-    return Sizing(subject=m["subject"], batching=m["batching"], usable_eps=[usable.value, usable.low, usable.high], limited_by=limited_by,
-                  cores_per_server=cores_per_server, servers=servers, servers_for=servers_for, cores_needed_offloaded=need_off,
-                  cores_needed_in_process=need_in, saved_ms_per_event=saved, farm_gain=gain, network_gbps=network)
+    return Sizing(
+        subject=m["subject"],
+        batching=m["batching"],
+        usable_eps=[usable.value, usable.low, usable.high],
+        limited_by=limited_by,
+        cores_per_server=cores_per_server,
+        servers=servers,
+        servers_for=servers_for,
+        cores_needed_offloaded=need_off,
+        cores_needed_in_process=need_in,
+        saved_ms_per_event=saved,
+        farm_gain=gain,
+        network_gbps=network,
+    )
 
 
 def _ends(trio) -> list:

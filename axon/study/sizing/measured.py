@@ -20,8 +20,10 @@ from axon.records import results
 from axon.study.plan import arrivals_label, capacity_table
 from axon.study.sizing.arithmetic import Measured, Span
 
-HOW_TO_MEASURE = ("run `axon study` (its capacity search), `axon bench --rate R ...` at a few rates, "
-                  "or `axon size` without RESULTS to measure one on the spot")
+HOW_TO_MEASURE = (
+    "run `axon study` (its capacity search), `axon bench --rate R ...` at a few rates, "
+    "or `axon size` without RESULTS to measure one on the spot"
+)
 
 
 def read_runs(source: Path) -> list[dict]:
@@ -57,7 +59,9 @@ def measured(runs: list[dict], subject: str, batching: str, p99_budget_ms: float
     budget = p99_budget_ms if p99_budget_ms is not None else _plan_budget(mine)
     open_runs = [r for r in mine if r["load"]["mode"] == "open" and r.get("batching") == batching]
     # A study's capacity search, else every open-loop run of the subject (a bench at a few rates).
-    searched = [r for r in open_runs if (r.get("study") or {}).get("part") == "capacity"] or [{**r, "study": {"part": "capacity"}} for r in open_runs]
+    searched = [r for r in open_runs if (r.get("study") or {}).get("part") == "capacity"] or [
+        {**r, "study": {"part": "capacity"}} for r in open_runs
+    ]
     table = capacity_table(searched, budget)
     # Constant spacing first (the server's limit, not Poisson's python client); the native engine's if both.
     keys = sorted(table, key=lambda k: ("poisson" in k[2], "native" not in k[2]))
@@ -73,10 +77,21 @@ def measured(runs: list[dict], subject: str, batching: str, p99_budget_ms: float
     service, client = _service(mine, at_held)
     direct = _direct(runs, mine)
     bytes_in, bytes_out = _bytes(mine)
-    return Measured(subject=subject, batching=batching, p99_budget_ms=budget, capacity_eps=Span(held, held, entry["first_fail"]),
-                    p99_at_capacity_ms=entry["p99_at_max"], p50_at_capacity_ms=statistics.median(r["latency_ms"]["p50"] for r in at_held),
-                    service_ms=service, service_client=client, direct_ms=direct, bytes_in=bytes_in, bytes_out=bytes_out,
-                    capacity_runs=sorted(capacity_runs), source=source)
+    return Measured(
+        subject=subject,
+        batching=batching,
+        p99_budget_ms=budget,
+        capacity_eps=Span(held, held, entry["first_fail"]),
+        p99_at_capacity_ms=entry["p99_at_max"],
+        p50_at_capacity_ms=statistics.median(r["latency_ms"]["p50"] for r in at_held),
+        service_ms=service,
+        service_client=client,
+        direct_ms=direct,
+        bytes_in=bytes_in,
+        bytes_out=bytes_out,
+        capacity_runs=sorted(capacity_runs),
+        source=source,
+    )
 
 
 def _part(r: dict) -> str | None:
@@ -97,8 +112,11 @@ def _plan_budget(runs: list[dict]) -> float:
 
 def _service(runs: list[dict], at_held: list[dict]) -> tuple[Span, str]:
     for engine in ("native", "python"):
-        cpu = [r["client"]["cpu_us_per_request"] / 1e3 for r in runs
-               if _part(r) == "service" and _rows(r) == 1 and r["engine"]["name"] == engine and r["client"].get("cpu_us_per_request")]
+        cpu = [
+            r["client"]["cpu_us_per_request"] / 1e3
+            for r in runs
+            if _part(r) == "service" and _rows(r) == 1 and r["engine"]["name"] == engine and r["client"].get("cpu_us_per_request")
+        ]
         if cpu:
             return Span.of(cpu), f"{engine} client, one request in flight"
     cpu = [r["client"]["cpu_us_per_request"] / 1e3 for r in at_held if r["client"].get("cpu_us_per_request")]
@@ -108,15 +126,22 @@ def _service(runs: list[dict], at_held: list[dict]) -> tuple[Span, str]:
 
 
 def _direct_ms(runs: list[dict], model: str, rows: int) -> Span | None:
-    return Span.of([r["client"]["cpu_us_per_request"] / 1e3 for r in runs
-                    if r["model"] == model and _part(r) == "direct" and _rows(r) == rows and r["client"].get("cpu_us_per_request")])
+    return Span.of(
+        [
+            r["client"]["cpu_us_per_request"] / 1e3
+            for r in runs
+            if r["model"] == model and _part(r) == "direct" and _rows(r) == rows and r["client"].get("cpu_us_per_request")
+        ]
+    )
 
 
 def _direct(runs: list[dict], mine: list[dict]) -> Span | None:
     """In-process CPU per event: the model's direct cases at 1 row; a path's, summed over its calls
     (each model at its rows) plus the CPU its steps spend (``client_ms``, spent either way)."""
     steps = next(((r.get("path") or {}).get("steps") for r in mine if (r.get("path") or {}).get("steps")), None)
-    if steps is None or (len(steps) == 1 and len(steps[0]["calls"]) == 1 and steps[0]["calls"][0]["rows"] == 1 and not steps[0]["client_ms"]):
+    if steps is None or (
+        len(steps) == 1 and len(steps[0]["calls"]) == 1 and steps[0]["calls"][0]["rows"] == 1 and not steps[0]["client_ms"]
+    ):
         model = steps[0]["calls"][0]["model"] if steps else mine[0]["model"]
         return _direct_ms(runs, model, 1)
     spans = [_direct_ms(runs, c["model"], c["rows"]) for s in steps for c in s["calls"]]
@@ -134,9 +159,18 @@ def _bytes(runs: list[dict]) -> tuple[int | None, int | None]:
             sigs = [(m["calls_per_event"], m.get("signature") or {}) for m in models.values()]
             if all(s.get("bytes_per_request") is not None for _, s in sigs):
                 out = [s.get("bytes_per_response") for _, s in sigs]
-                return sum(n * s["bytes_per_request"] for n, s in sigs), (sum(n * (s.get("bytes_per_response") or 0) for n, s in sigs) if all(o is not None for o in out) else None)
+                return sum(n * s["bytes_per_request"] for n, s in sigs), (
+                    sum(n * (s.get("bytes_per_response") or 0) for n, s in sigs) if all(o is not None for o in out) else None
+                )
         sig = r.get("signature") or {}
         if sig.get("bytes_per_request") is not None and _rows(r) == 1:
-            out_bytes = next((x["signature"].get("bytes_per_response") for x in runs if (x.get("signature") or {}).get("bytes_per_response") is not None and _rows(x) == 1), None)
+            out_bytes = next(
+                (
+                    x["signature"].get("bytes_per_response")
+                    for x in runs
+                    if (x.get("signature") or {}).get("bytes_per_response") is not None and _rows(x) == 1
+                ),
+                None,
+            )
             return sig["bytes_per_request"], out_bytes
     return None, None

@@ -35,11 +35,19 @@ def table(given: Given, pairs: list[tuple[Measured, Sizing]]) -> str:
     for subject in dict.fromkeys(m["subject"] for m, _ in pairs):
         mine = [(m, s) for m, s in pairs if m["subject"] == subject]
         m0 = mine[0][0]
-        head = (f"{subject}: p99 budget {m0['p99_budget_ms']:g} ms, client work {given.client_ms:g} ms per event per core, "
-                f"headroom {given.headroom:.0%}" + (f", link {given.link_gbps:g} Gb/s" if given.link_gbps else ""))
+        head = (
+            f"{subject}: p99 budget {m0['p99_budget_ms']:g} ms, client work {given.client_ms:g} ms per event per core, "
+            f"headroom {given.headroom:.0%}" + (f", link {given.link_gbps:g} Gb/s" if given.link_gbps else "")
+        )
         rows: list[tuple[str, list[str]]] = [
             ("capacity within the p99 budget, events/s", [_span(m["capacity_eps"], 0, open_high=True) for m, _ in mine]),
-            ("usable (less headroom), events/s", [_range(s["usable_eps"], 0, open_high=True) + ("  link-limited" if s["limited_by"] == "link" else "") for _, s in mine]),
+            (
+                "usable (less headroom), events/s",
+                [
+                    _range(s["usable_eps"], 0, open_high=True) + ("  link-limited" if s["limited_by"] == "link" else "")
+                    for _, s in mine
+                ],
+            ),
             ("client CPU per event, offloaded, ms", [_span(m["service_ms"], 3) for m, _ in mine]),
             ("client CPU per event, in-process, ms", [_span(m["direct_ms"], 3) for m, _ in mine]),
             ("client cores one server carries", [_range(s["cores_per_server"], 1, open_high=True) for _, s in mine]),
@@ -59,7 +67,9 @@ def table(given: Given, pairs: list[tuple[Measured, Sizing]]) -> str:
         lines = [head, " " * width + "  " + "  ".join(f"batching {m['batching']}".ljust(c) for (m, _), c in zip(mine, cols))]
         lines += [label.ljust(width) + "  " + "  ".join(v.ljust(c) for v, c in zip(values, cols)) for label, values in rows]
         lines += [f"  {sentence(m, s)}" for m, s in mine]
-        lines.append(f"  measured: {m0['source']}; offloaded CPU by the {m0['service_client']}; [low–high] from the repeats, capacity up to the first rate that failed")
+        lines.append(
+            f"  measured: {m0['source']}; offloaded CPU by the {m0['service_client']}; [low–high] from the repeats, capacity up to the first rate that failed"
+        )
         blocks.append("\n".join(lines))
     return "\n\n".join(blocks)
 
@@ -69,11 +79,21 @@ def sentence(m: Measured, s: Sizing) -> str:
     value, low, high = s["cores_per_server"]
     upto = f"up to {high:,.0f}" if high is not None else "more not measured"
     saved = s["saved_ms_per_event"]
-    pays = "" if saved is None else (f"; offloading saves {saved[0]:.3g} ms of client CPU per event" if saved[1] > 0
-                                     else f"; offloading costs the client {-saved[0]:.3g} ms more CPU per event than running it in-process" if saved[2] < 0
-                                     else "; whether offloading saves client CPU is within the repeats' spread")
-    return (f"batching {m['batching']}: one server carries {value:,.0f} client cores within p99 {m['p99_budget_ms']:g} ms "
-            f"({low:,.0f} measured to hold, {upto}){pays}.")
+    pays = (
+        ""
+        if saved is None
+        else (
+            f"; offloading saves {saved[0]:.3g} ms of client CPU per event"
+            if saved[1] > 0
+            else f"; offloading costs the client {-saved[0]:.3g} ms more CPU per event than running it in-process"
+            if saved[2] < 0
+            else "; whether offloading saves client CPU is within the repeats' spread"
+        )
+    )
+    return (
+        f"batching {m['batching']}: one server carries {value:,.0f} client cores within p99 {m['p99_budget_ms']:g} ms "
+        f"({low:,.0f} measured to hold, {upto}){pays}."
+    )
 
 
 def as_record(m: Measured) -> dict:
@@ -99,7 +119,15 @@ def plot(given: Given, pairs: list[tuple[Measured, Sizing]], verified: list[dict
         ax.axvline(s["cores_per_server"][0], color=color, linestyle=":", linewidth=1.2)
         mine = [v for v in verified if v["subject"] == m["subject"] and v["batching"] == m["batching"]]
         if mine:
-            ax.plot([v["client_cores"] for v in mine], [v["p99_ms"] for v in mine], "D", color=color, markersize=8, markeredgecolor="black", label=f"{label}: --verify")
+            ax.plot(
+                [v["client_cores"] for v in mine],
+                [v["p99_ms"] for v in mine],
+                "D",
+                color=color,
+                markersize=8,
+                markeredgecolor="black",
+                label=f"{label}: --verify",
+            )
     budget = pairs[0][0]["p99_budget_ms"]
     ax.axhline(budget, color="red", linestyle="--", linewidth=1, label=f"p99 budget {budget:g} ms")
     from matplotlib.ticker import FuncFormatter

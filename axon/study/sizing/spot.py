@@ -22,20 +22,27 @@ HIGHEST_EPS = 8_000.0  # beyond what the python event engine offers on 2 cores
 BISECT_STEPS = 2
 
 
-def measure(choice, targets: dict, budget_ms: float, duration_s: float, warmup_s: float, repeat: int, save: Callable[[dict], None]) -> None:
+def measure(
+    choice, targets: dict, budget_ms: float, duration_s: float, warmup_s: float, repeat: int, save: Callable[[dict], None]
+) -> None:
     """Capacity per mode, then direct per call of the path; every record handed to ``save`` as it ends."""
     tag = {"part": "capacity", "plan": {"p99_budget_ms": budget_ms, "repeat": repeat}}
     for mode, target in targets.items():
         tried: dict[float, list[bool]] = {}
 
         def one(rate: float, target=target, mode=mode, tried=tried) -> bool:
-            spec = LoadSpec(choice.name, rate=rate, duration_s=duration_s, warmup_s=warmup_s, engine="python", max_error_rate=0.0).validate()
+            spec = LoadSpec(
+                choice.name, rate=rate, duration_s=duration_s, warmup_s=warmup_s, engine="python", max_error_rate=0.0
+            ).validate()
             record = run_path(choice.path, spec, target, choice.feed, choice.reference, choice.dataset)
             record["study"] = tag
             save(record)
             held = within_budget(record, budget_ms)
             tried.setdefault(rate, []).append(held)
-            print(f"  capacity {choice.name} batching {mode}: {rate:,.0f} events/s: p99 {record['latency_ms']['p99']:.1f} ms, {'held' if held else 'did not hold'}", file=sys.stderr)
+            print(
+                f"  capacity {choice.name} batching {mode}: {rate:,.0f} events/s: p99 {record['latency_ms']['p99']:.1f} ms, {'held' if held else 'did not hold'}",
+                file=sys.stderr,
+            )
             return held
 
         good, bad = search_capacity(lambda rate, one=one: one(rate) or one(rate), START_EPS, HIGHEST_EPS, BISECT_STEPS)
@@ -50,6 +57,16 @@ def measure(choice, targets: dict, budget_ms: float, duration_s: float, warmup_s
                 continue
             done.add((call.model, call.rows))
             for index in range(repeat):
-                record = run_direct(call.model, reference, choice.feed[call.model], call.rows, 1, duration_s / 2, warmup_s / 2, choice.dataset, repeat=(index, repeat))
+                record = run_direct(
+                    call.model,
+                    reference,
+                    choice.feed[call.model],
+                    call.rows,
+                    1,
+                    duration_s / 2,
+                    warmup_s / 2,
+                    choice.dataset,
+                    repeat=(index, repeat),
+                )
                 record["study"] = {**tag, "part": "direct"}
                 save(record)

@@ -33,8 +33,10 @@ class ClientPlan:
     cycle_ms: float
 
     def how(self, per_core_ms: float) -> str:
-        return (f"{self.cores:,.1f} trigger cores (an event every {per_core_ms:.3g} ms each) simulated by {self.clients} clients "
-                f"(an event every {self.cycle_ms:.3g} ms each): {self.rate_eps:,.0f} events/s either way (Little's law: clients = rate x cycle)")
+        return (
+            f"{self.cores:,.1f} trigger cores (an event every {per_core_ms:.3g} ms each) simulated by {self.clients} clients "
+            f"(an event every {self.cycle_ms:.3g} ms each): {self.rate_eps:,.0f} events/s either way (Little's law: clients = rate x cycle)"
+        )
 
 
 def client_plan(m: Measured, s: Sizing, factor: float) -> ClientPlan:
@@ -54,8 +56,11 @@ def verdict(record: dict, plan: ClientPlan, budget_ms: float) -> tuple[bool, str
     if not record["passed"]:
         return False, "; ".join(record["verdicts"] or [record["incomplete_reason"] or "failed"])
     if reached < REACHED:
-        who = ("client-bound: this machine's simulating client ran out of CPU" if record["client"]["client_bound"]
-               else "server-bound: the server answered slower than the clients asked")
+        who = (
+            "client-bound: this machine's simulating client ran out of CPU"
+            if record["client"]["client_bound"]
+            else "server-bound: the server answered slower than the clients asked"
+        )
         return False, f"{who} ({record['throughput_rps']:,.0f} of {plan.rate_eps:,.0f} events/s reached)"
     if p99 is None or p99 > budget_ms:
         return False, f"queueing: p99 {p99:.1f} ms over the {budget_ms:g} ms budget at {record['throughput_rps']:,.0f} events/s"
@@ -69,17 +74,42 @@ def run(choice, target, m: Measured, s: Sizing, given: Given, duration_s: float,
     for factor in FACTORS:
         plan = client_plan(m, s, factor)
         print(f"verify {m['subject']} batching {m['batching']} at {factor:g}x: {plan.how(per_core_ms)}", file=sys.stderr)
-        spec = LoadSpec(m["subject"], concurrency=plan.clients, duration_s=duration_s, warmup_s=warmup_s, engine="python", max_error_rate=0.0).validate()
+        spec = LoadSpec(
+            m["subject"], concurrency=plan.clients, duration_s=duration_s, warmup_s=warmup_s, engine="python", max_error_rate=0.0
+        ).validate()
         record = run_path(choice.path, spec, target, choice.feed, choice.reference, choice.dataset, cycle_s=plan.cycle_ms / 1e3)
         held, why = verdict(record, plan, m["p99_budget_ms"])
-        record["sizing"] = {"part": "verify", "factor": factor, "predicted_cores": s["cores_per_server"][0], "client_cores": plan.cores,
-                            "simulated_clients": plan.clients, "cycle_ms": plan.cycle_ms, "rate_eps": plan.rate_eps, "how": plan.how(per_core_ms),
-                            "held": held, "why": why, "judged": factor in JUDGED}
+        record["sizing"] = {
+            "part": "verify",
+            "factor": factor,
+            "predicted_cores": s["cores_per_server"][0],
+            "client_cores": plan.cores,
+            "simulated_clients": plan.clients,
+            "cycle_ms": plan.cycle_ms,
+            "rate_eps": plan.rate_eps,
+            "how": plan.how(per_core_ms),
+            "held": held,
+            "why": why,
+            "judged": factor in JUDGED,
+        }
         save(record)
         print(f"  {factor:g}x: {'held' if held else 'did not hold'}: {why}", file=sys.stderr)
-        out.append({"subject": m["subject"], "batching": m["batching"], "factor": factor, "client_cores": plan.cores, "clients": plan.clients,
-                    "cycle_ms": plan.cycle_ms, "rate_eps": plan.rate_eps, "reached_eps": record["throughput_rps"],
-                    "p99_ms": record["latency_ms"].get("p99"), "held": held, "why": why, "judged": factor in JUDGED})
+        out.append(
+            {
+                "subject": m["subject"],
+                "batching": m["batching"],
+                "factor": factor,
+                "client_cores": plan.cores,
+                "clients": plan.clients,
+                "cycle_ms": plan.cycle_ms,
+                "rate_eps": plan.rate_eps,
+                "reached_eps": record["throughput_rps"],
+                "p99_ms": record["latency_ms"].get("p99"),
+                "held": held,
+                "why": why,
+                "judged": factor in JUDGED,
+            }
+        )
     return out
 
 
@@ -87,9 +117,19 @@ def conclusion(rows: list[dict]) -> tuple[bool, str]:
     """Confirmed when p99 held at 0.8x and 1.0x; else by how much the prediction was off, and why."""
     judged = {r["factor"]: r for r in rows if r["judged"]}
     over = next((r for r in rows if r["factor"] == max(FACTORS)), None)
-    tail = f"; at {over['factor']:g}x ({over['client_cores']:,.1f} cores) it {'held' if over['held'] else 'did not: ' + over['why']} (reported, not judged)" if over else ""
+    tail = (
+        f"; at {over['factor']:g}x ({over['client_cores']:,.1f} cores) it {'held' if over['held'] else 'did not: ' + over['why']} (reported, not judged)"
+        if over
+        else ""
+    )
     if all(r["held"] for r in judged.values()):
         return True, f"confirmed: p99 held at 0.8x and 1.0x of the predicted {judged[1.0]['client_cores']:,.1f} cores{tail}"
     if not judged[0.8]["held"]:
-        return False, f"NOT confirmed: p99 did not hold at 0.8x ({judged[0.8]['why']}): the prediction is high by more than 20%{tail}"
-    return False, f"NOT confirmed: p99 held at 0.8x but not at 1.0x ({judged[1.0]['why']}): the prediction is high by up to 20%{tail}"
+        return (
+            False,
+            f"NOT confirmed: p99 did not hold at 0.8x ({judged[0.8]['why']}): the prediction is high by more than 20%{tail}",
+        )
+    return (
+        False,
+        f"NOT confirmed: p99 held at 0.8x but not at 1.0x ({judged[1.0]['why']}): the prediction is high by up to 20%{tail}",
+    )

@@ -81,8 +81,15 @@ class ModelControl:
         The served model's name.
     """
 
-    def __init__(self, url: str, model: str, ssl: bool = False, headers: dict[str, str] | None = None, log_path: Path | None = None,
-                 watch: Watch | None = None):
+    def __init__(
+        self,
+        url: str,
+        model: str,
+        ssl: bool = False,
+        headers: dict[str, str] | None = None,
+        log_path: Path | None = None,
+        watch: Watch | None = None,
+    ):
         import tritonclient.grpc as grpcclient
 
         self.url, self.model = url, model
@@ -105,7 +112,9 @@ class ModelControl:
         from tritonclient.utils import InferenceServerException
 
         try:
-            return self.client.get_model_config(self.model, headers=self.headers, as_json=True, client_timeout=CALL_TIMEOUT_S)["config"]
+            return self.client.get_model_config(self.model, headers=self.headers, as_json=True, client_timeout=CALL_TIMEOUT_S)[
+                "config"
+            ]
         except InferenceServerException as exc:
             raise AxonError(f"model {self.model!r} is not served at {self.url}: {_message(exc)}") from None
 
@@ -150,7 +159,12 @@ class ModelControl:
         offset = self._log_size()
         started = time.monotonic()
         try:
-            self.watched("load", lambda: self.client.load_model(self.model, config=config_json, headers=self.headers, client_timeout=LOAD_TIMEOUT_S))
+            self.watched(
+                "load",
+                lambda: self.client.load_model(
+                    self.model, config=config_json, headers=self.headers, client_timeout=LOAD_TIMEOUT_S
+                ),
+            )
         except InferenceServerException as exc:
             seconds = time.monotonic() - started
             problem = self._problem(offset)
@@ -301,12 +315,19 @@ class ModelControl:
         started = time.monotonic()
         self.watched("unload", lambda: self.client.unload_model(self.model, headers=self.headers, client_timeout=LOAD_TIMEOUT_S))
         deadline = time.monotonic() + READY_TIMEOUT_S
-        while self.client.is_model_ready(self.model, headers=self.headers, client_timeout=CALL_TIMEOUT_S) and time.monotonic() < deadline:
+        while (
+            self.client.is_model_ready(self.model, headers=self.headers, client_timeout=CALL_TIMEOUT_S)
+            and time.monotonic() < deadline
+        ):
             time.sleep(POLL_S)
         self.watched("load", lambda: self.client.load_model(self.model, headers=self.headers, client_timeout=LOAD_TIMEOUT_S))
         self.wait_ready()
         now = self.served_config()
-        return {"method": "unload, then load from the repository", "seconds": time.monotonic() - started, "matches_initial": now == self.initial}
+        return {
+            "method": "unload, then load from the repository",
+            "seconds": time.monotonic() - started,
+            "matches_initial": now == self.initial,
+        }
 
 
 def seed_options(config: dict) -> tuple[ServingOptions, bool]:

@@ -26,7 +26,18 @@ RECORD_FILE = "tune.json"
 REPORT_FILE = "report.md"
 PLOT_FILE = "tune_throughput_p99.png"
 WINNER_CONFIG = "config.pbtxt"
-HEADERS = ("rank", "candidate", "c", "req/s median [min–max]", "p50 ms", "p99 ms", "capacity/s", "reload s", "vs default", "verdict")
+HEADERS = (
+    "rank",
+    "candidate",
+    "c",
+    "req/s median [min–max]",
+    "p50 ms",
+    "p99 ms",
+    "capacity/s",
+    "reload s",
+    "vs default",
+    "verdict",
+)
 
 
 def _fmt(value: float | None, spec: str = ",.0f") -> str:
@@ -84,7 +95,10 @@ def rows(ranked: Sequence[Evaluation], candidates: Sequence[dict], objective: st
 def text_table(ranked: Sequence[Evaluation], candidates: Sequence[dict], objective: str = "throughput") -> str:
     body = rows(ranked, candidates, objective)
     widths = [max(len(h), *(len(r[i]) for r in body)) for i, h in enumerate(HEADERS)]
-    line = lambda cells: "  ".join(c.ljust(w) if i in (1, 9) else c.rjust(w) for i, (c, w) in enumerate(zip(cells, widths))).rstrip()  # noqa: E731
+
+    def line(cells) -> str:
+        return "  ".join(c.ljust(w) if i in (1, 9) else c.rjust(w) for i, (c, w) in enumerate(zip(cells, widths))).rstrip()
+
     return "\n".join([line(HEADERS), "-" * len(line(HEADERS)), *(line(r) for r in body)])
 
 
@@ -94,8 +108,14 @@ def markdown_table(ranked: Sequence[Evaluation], candidates: Sequence[dict], obj
     return "\n".join(["| " + " | ".join(HEADERS) + " |", align, *("| " + " | ".join(r) + " |" for r in body)])
 
 
-def summary(winner: Evaluation | None, default: Evaluation, budget: Budget, objective: str, confirmation: Confirmation | None = None,
-            evaluations: Sequence[Evaluation] = ()) -> str:
+def summary(
+    winner: Evaluation | None,
+    default: Evaluation,
+    budget: Budget,
+    objective: str,
+    confirmation: Confirmation | None = None,
+    evaluations: Sequence[Evaluation] = (),
+) -> str:
     """One sentence, Model Analyzer style, with what the head-to-head showed; or the no-winner sentence."""
     if objective == "capacity" and winner is not None and winner.capacity_comparison is not None:
         change = winner.capacity_comparison.change
@@ -111,7 +131,11 @@ def summary(winner: Evaluation | None, default: Evaluation, budget: Budget, obje
     p = winner.point
     within = f"within the budget (p50 ≤ {budget.p50_ms:g} ms, p99 ≤ {budget.p99_ms:g} ms)"
     change = winner.comparison.change
-    more = f", {change:+.0%} against the default's {default.point.throughput.median:,.0f}" if change is not None and default.point else ""
+    more = (
+        f", {change:+.0%} against the default's {default.point.throughput.median:,.0f}"
+        if change is not None and default.point
+        else ""
+    )
     confirmed = f"; confirmed by a {sentence(confirmation, winner.cid)}" if confirmation else ""
     return f"Winner: {winner.cid} ({winner.label}) serves {p.throughput.median:,.0f} req/s at c={p.concurrency} {within}{more} ({winner.comparison.reason}){confirmed}."
 
@@ -123,7 +147,8 @@ def pareto(evaluations: Sequence[Evaluation]) -> list[Evaluation]:
         e
         for e in pts
         if not any(
-            o.point.throughput.median >= e.point.throughput.median and o.point.p99.median <= e.point.p99.median
+            o.point.throughput.median >= e.point.throughput.median
+            and o.point.p99.median <= e.point.p99.median
             and (o.point.throughput.median, o.point.p99.median) != (e.point.throughput.median, e.point.p99.median)
             for o in pts
         )
@@ -140,14 +165,43 @@ def plot(evaluations: Sequence[Evaluation], budget: Budget, winner: Evaluation |
             continue
         x, y = p.p99.median, p.throughput.median
         color = "tab:gray" if e.status == "default" else "tab:blue" if p.in_budget else "tab:red"
-        ax.errorbar(x, y, xerr=[[x - p.p99.lo], [p.p99.hi - x]], yerr=[[y - p.throughput.lo], [p.throughput.hi - y]],
-                    fmt="s" if e.status == "default" else "o", color=color, capsize=3, alpha=0.85)
+        ax.errorbar(
+            x,
+            y,
+            xerr=[[x - p.p99.lo], [p.p99.hi - x]],
+            yerr=[[y - p.throughput.lo], [p.throughput.hi - y]],
+            fmt="s" if e.status == "default" else "o",
+            color=color,
+            capsize=3,
+            alpha=0.85,
+        )
     front = pareto(evaluations)
     if front:
-        ax.plot([e.point.p99.median for e in front], [e.point.throughput.median for e in front], "--", color="tab:green", label="Pareto front")
-        ax.scatter([e.point.p99.median for e in front], [e.point.throughput.median for e in front], s=160, facecolors="none", edgecolors="tab:green")
+        ax.plot(
+            [e.point.p99.median for e in front],
+            [e.point.throughput.median for e in front],
+            "--",
+            color="tab:green",
+            label="Pareto front",
+        )
+        ax.scatter(
+            [e.point.p99.median for e in front],
+            [e.point.throughput.median for e in front],
+            s=160,
+            facecolors="none",
+            edgecolors="tab:green",
+        )
     if winner is not None and winner.point is not None:
-        ax.scatter([winner.point.p99.median], [winner.point.throughput.median], marker="*", s=320, color="gold", edgecolors="black", zorder=5, label=f"winner {winner.cid}")
+        ax.scatter(
+            [winner.point.p99.median],
+            [winner.point.throughput.median],
+            marker="*",
+            s=320,
+            color="gold",
+            edgecolors="black",
+            zorder=5,
+            label=f"winner {winner.cid}",
+        )
     ax.axvline(budget.p99_ms, color="red", linewidth=1, linestyle="--", label=f"p99 budget {budget.p99_ms:g} ms")
     # Log x: one candidate's 225 ms worst repeat no longer squashes every other point to the left.
     ax.set_xscale("log")
@@ -216,23 +270,44 @@ def markdown(doc: dict, ranked: Sequence[Evaluation], candidates: Sequence[dict]
         f"![throughput vs p99]({PLOT_FILE})",
     ]
     if confirmation:
-        lines += ["", f"Head-to-head ({confirmation['candidate']} against the default, interleaved): default "
-                  + ", ".join(f"{v:,.0f}" for v in confirmation["default_rps"]) + f" req/s; {confirmation['candidate']} "
-                  + ", ".join(f"{v:,.0f}" for v in confirmation["candidate_rps"]) + f" req/s; {confirmation['reason']}."]
+        lines += [
+            "",
+            f"Head-to-head ({confirmation['candidate']} against the default, interleaved): default "
+            + ", ".join(f"{v:,.0f}" for v in confirmation["default_rps"])
+            + f" req/s; {confirmation['candidate']} "
+            + ", ".join(f"{v:,.0f}" for v in confirmation["candidate_rps"])
+            + f" req/s; {confirmation['reason']}.",
+        ]
     if failed:
-        lines += ["", "Candidates Triton refused or that crashed it:"] + [f"- {c['id']} {c['label']}: {c['error']}" for c in failed]
+        lines += ["", "Candidates Triton refused or that crashed it:"] + [
+            f"- {c['id']} {c['label']}: {c['error']}" for c in failed
+        ]
     for r in doc.get("server_restarts") or []:
         why = f" ({r['reason']})" if r.get("reason") else ""
-        lines += ["", f"Triton went down while loading {r['at_candidate']} (after {r['runs_before']} runs){why} and was restarted; its log: `{Path(r['log']).name}`."]
+        lines += [
+            "",
+            f"Triton went down while loading {r['at_candidate']} (after {r['runs_before']} runs){why} and was restarted; its log: `{Path(r['log']).name}`.",
+        ]
     restored = doc.get("restored") or {}
     if restored:
-        lines += ["", f"Afterwards the model was restored to its on-disk config ({restored['method']}, {restored['seconds']:.1f} s; "
-                  f"same as served before tuning: {'yes' if restored['matches_initial'] else 'NO'})."]
+        lines += [
+            "",
+            f"Afterwards the model was restored to its on-disk config ({restored['method']}, {restored['seconds']:.1f} s; "
+            f"same as served before tuning: {'yes' if restored['matches_initial'] else 'NO'}).",
+        ]
     return "\n".join(lines) + "\n"
 
 
-def write_outputs(out: Path, doc: dict, ranked: Sequence[Evaluation], candidates: Sequence[dict], verdict_line: str,
-                  budget: Budget, winner: Evaluation | None, winner_config: str | None) -> dict[str, Path]:
+def write_outputs(
+    out: Path,
+    doc: dict,
+    ranked: Sequence[Evaluation],
+    candidates: Sequence[dict],
+    verdict_line: str,
+    budget: Budget,
+    winner: Evaluation | None,
+    winner_config: str | None,
+) -> dict[str, Path]:
     """report.md, the plot and the winner's config.pbtxt (the JSON record is saved as the search goes)."""
     written = {}
     fig = plot(ranked, budget, winner, doc["model"])
@@ -250,7 +325,9 @@ def write_outputs(out: Path, doc: dict, ranked: Sequence[Evaluation], candidates
     return written
 
 
-def apply_winner(model: str, batching: str, options: repository.ServingOptions, artifacts: Path, gpu_repository: Path) -> list[Path]:
+def apply_winner(
+    model: str, batching: str, options: repository.ServingOptions, artifacts: Path, gpu_repository: Path
+) -> list[Path]:
     """Write the winner's config.pbtxt wherever the model is kept: both targets of the artifacts'
     repositories and the GPU container's repository. Returns the files written."""
     places = [

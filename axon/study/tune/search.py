@@ -103,14 +103,18 @@ class Search:
             members = list(dict.fromkeys([seed, incumbent, *(self.space.with_knob(incumbent, knob, v) for v in values)]))
             if len(members) < 2:
                 continue
-            self.log(f"stage {stage + 1}/{len(self.space.values)}: {knob} around {space_mod.label(incumbent, self.space.batching)}")
+            self.log(
+                f"stage {stage + 1}/{len(self.space.values)}: {knob} around {space_mod.label(incumbent, self.space.batching)}"
+            )
             self.stage(members, stage)
             incumbent = self._best_of_stage(members, incumbent, stage)
 
     def _best_of_stage(self, members: list[ServingOptions], incumbent: ServingOptions, stage: int) -> ServingOptions:
         def point(options: ServingOptions):
             cid = self.candidate(options)["id"]
-            return verdict.operating_point([r for r in self.runs if r["tune"]["candidate"] == cid and r["tune"]["stage"] == stage], self.plan.budget)
+            return verdict.operating_point(
+                [r for r in self.runs if r["tune"]["candidate"] == cid and r["tune"]["stage"] == stage], self.plan.budget
+            )
 
         base = point(incumbent)
         measured = {self.candidate(o)["id"]: (o, point(o)) for o in members if o != incumbent and not self.candidate(o)["error"]}
@@ -138,19 +142,29 @@ class Search:
                 cand = next(x for x in self.candidates if x["id"] == cid)
                 options = self.options_of(cid)
                 result = self.load(options)
-                cand["loads"].append({"stage": "confirm", "round": k, "ok": result.ok, "seconds": result.seconds, "error": result.error})
+                cand["loads"].append(
+                    {"stage": "confirm", "round": k, "ok": result.ok, "seconds": result.seconds, "error": result.error}
+                )
                 if not result.ok:
                     self.log(f"  {cid} {cand['label']}: failed to load in the head-to-head: {result.error}")
                     return sides[0][2][: len(sides[1][2])], sides[1][2]
                 self.last_loaded = cid
                 label = f"{cid} {cand['label']}, c={c}, pair {k + 1}/{pairs}"
                 record = self.measure(options, c, label)
-                record["tune"] = {"candidate": cid, "label": cand["label"], "stage": "confirm", "round": k, "load_s": result.seconds}
+                record["tune"] = {
+                    "candidate": cid,
+                    "label": cand["label"],
+                    "stage": "confirm",
+                    "round": k,
+                    "load_s": result.seconds,
+                }
                 out.append(record)
                 self.confirm_runs.append(record)
                 self.on_change()
                 lat = record["latency_ms"]
-                self.log(f"  {label:<64} {record['throughput_rps']:>9,.0f} req/s  p50 {lat['p50']:6.2f}  p99 {lat['p99']:6.2f} ms")
+                self.log(
+                    f"  {label:<64} {record['throughput_rps']:>9,.0f} req/s  p50 {lat['p50']:6.2f}  p99 {lat['p99']:6.2f} ms"
+                )
         return sides[0][2], sides[1][2]
 
     # ------------------------------------------------------------------ one stage
@@ -164,11 +178,15 @@ class Search:
                 if cand["error"]:
                     continue  # refused once, refused again: Triton judged the config, not the moment
                 result = self.load(options)
-                cand["loads"].append({"stage": stage, "round": rnd, "ok": result.ok, "seconds": result.seconds, "error": result.error})
+                cand["loads"].append(
+                    {"stage": stage, "round": rnd, "ok": result.ok, "seconds": result.seconds, "error": result.error}
+                )
                 self.on_change()
                 if not result.ok:
                     cand["error"], cand["crashed"] = result.error, result.crashed
-                    self.log(f"  {cand['id']} {cand['label']}: {'' if result.crashed else 'failed to load: '}{result.error}; the search goes on")
+                    self.log(
+                        f"  {cand['id']} {cand['label']}: {'' if result.crashed else 'failed to load: '}{result.error}; the search goes on"
+                    )
                     continue
                 self.last_loaded = cand["id"]
                 if cand["sweep"] is None:

@@ -100,7 +100,13 @@ class Comparison:
     holm_p: float | None = None  # Holm-Šidák-adjusted over every measured candidate
 
     def as_dict(self) -> dict:
-        return {"change": self.change, "beats_default": self.beats, "reason": self.reason, "p_value": self.p_value, "holm_p": self.holm_p}
+        return {
+            "change": self.change,
+            "beats_default": self.beats,
+            "reason": self.reason,
+            "p_value": self.p_value,
+            "holm_p": self.holm_p,
+        }
 
 
 def compare(candidate: Point | None, default: Point | None, noise: tuple[float, int] | None = None) -> Comparison:
@@ -242,8 +248,13 @@ class Evaluation:
         }
 
 
-def evaluate(candidates: Sequence[dict], runs: Sequence[dict], budget: Budget, capacities: dict[str, dict] | None = None,
-             alpha: float = DEFAULT_ALPHA) -> list[Evaluation]:
+def evaluate(
+    candidates: Sequence[dict],
+    runs: Sequence[dict],
+    budget: Budget,
+    capacities: dict[str, dict] | None = None,
+    alpha: float = DEFAULT_ALPHA,
+) -> list[Evaluation]:
     """Every candidate judged against the default (``candidates[0]``), in input order, through the screen."""
     default_id = candidates[0]["id"]
     capacities = capacities or {}
@@ -254,7 +265,9 @@ def evaluate(candidates: Sequence[dict], runs: Sequence[dict], budget: Budget, c
         base = [r for r in runs if r["tune"]["candidate"] == default_id and r["tune"]["stage"] in stages]
         found[cand["id"]] = (cand, operating_point(mine, budget), operating_point(base, budget))
     noise = pooled_noise([p.values for _, p, _ in found.values() if p is not None])
-    measured = {cid: compare(p, base, noise) for cid, (cand, p, base) in found.items() if cid != default_id and not cand.get("error")}
+    measured = {
+        cid: compare(p, base, noise) for cid, (cand, p, base) in found.items() if cid != default_id and not cand.get("error")
+    }
     screened = screen(measured, alpha)
     out = []
     for cid, (cand, point, _) in found.items():
@@ -292,8 +305,15 @@ def nominee(evaluations: Sequence[Evaluation]) -> Evaluation | None:
     and above the default, the one the screen gives the strongest evidence (smallest p; the
     highest median on a tie). On recorded noise this finds a real +30% more often than the highest
     median does (benchmarks/tune_verdict.py)."""
-    found = [e for e in evaluations if e.status == "measured" and e.point is not None and e.point.in_budget and e.comparison.holm_p is not None
-             and (e.comparison.change is None or e.comparison.change > 0)]
+    found = [
+        e
+        for e in evaluations
+        if e.status == "measured"
+        and e.point is not None
+        and e.point.in_budget
+        and e.comparison.holm_p is not None
+        and (e.comparison.change is None or e.comparison.change > 0)
+    ]
     return min(found, key=lambda e: (e.comparison.p_value, -e.score), default=None)
 
 
@@ -302,6 +322,7 @@ def winner(evaluations: Sequence[Evaluation], objective: str = "throughput") -> 
 
     For the throughput objective this is not yet a winner: tune crowns only what a fresh
     head-to-head confirms (:mod:`axon.study.tune.confirm`)."""
+
     def beats(e: Evaluation) -> bool:
         if objective == "capacity":
             return e.capacity_comparison is not None and e.capacity_comparison.beats
