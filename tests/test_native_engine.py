@@ -225,3 +225,15 @@ def test_a_queue_bound_server_shows_no_h2load_count_as_answered(artifacts, valid
     documented = _documented()
     added = [p for p in _paths(r) if p.startswith(("latency_apart", "throughput_basis"))]
     assert len(added) > 10 and sorted(p for p in added if not any(d.match(p) for d in documented)) == []
+
+
+def test_a_stream_that_ends_early_is_lost_unless_its_requests_are_that_slow():
+    import numpy as np
+
+    from axon.engines import h2load_runner
+
+    starts = np.array([0.0, 0.4])  # one stream, 1 s window: the last logged send 0.6 s before its end
+    lost = h2load_runner.incomplete_reasons(starts, 0, "", "", 1.0, False, False, longest_request_s=0.001)
+    assert lost == ["h2load's streams stopped 0.6 s before the window's end (connection lost)"]
+    # 400 ms requests: the last answered one, then one in flight at the end, fill those 0.6 s.
+    assert h2load_runner.incomplete_reasons(starts, 0, "", "", 1.0, False, False, longest_request_s=0.4) == []

@@ -331,11 +331,21 @@ def http_failures(status: np.ndarray) -> dict[str, int]:
 
 
 def incomplete_reasons(
-    starts: np.ndarray, returncode: int, stdout: str, stderr: str, duration_s: float, cut_short: bool, server_down: bool
+    starts: np.ndarray,
+    returncode: int,
+    stdout: str,
+    stderr: str,
+    duration_s: float,
+    cut_short: bool,
+    server_down: bool,
+    longest_request_s: float = 0.0,
 ) -> list[str]:
     """Why one h2load process's window is incomplete (none: complete); ``starts``: its logged sends, seconds.
 
     ``cut_short``: Ctrl-C or a dead server stopped it; ``server_down``: the server was lost.
+    ``longest_request_s``: the slowest logged request. h2load logs a request when it completes, so
+    a stream's last logged send may precede the window's end by two requests' time (the last one
+    answered, then one still in flight at the end): a 400 ms request is not a lost connection.
     """
     reasons: list[str] = []
     if cut_short and not server_down:
@@ -347,7 +357,7 @@ def incomplete_reasons(
     if len(starts) and not cut_short:
         # The main phase is duration_s long from its first request: a log that ends well before that lost its streams.
         stopped_early = float(starts.min()) + duration_s - float(starts.max())
-        if stopped_early > max(EARLY_END_S, EARLY_END_FRACTION * duration_s):
+        if stopped_early > max(EARLY_END_S, EARLY_END_FRACTION * duration_s) + 2 * longest_request_s:
             reasons.append(f"h2load's streams stopped {stopped_early:.1f} s before the window's end (connection lost)")
     if server_down:
         reasons.append("server unavailable")

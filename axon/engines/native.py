@@ -151,7 +151,10 @@ def outcome(
     ok_mask = status == h2load_runner.HTTP_OK
     failures = h2load_runner.http_failures(status)
     summary = h2load_runner.parse_summary(stdout)
-    reasons = h2load_runner.incomplete_reasons(starts, returncode, stdout, stderr, spec.duration_s, cut_short, server_down)
+    longest = float(durations.max()) / 1e6 if len(durations) else 0.0
+    reasons = h2load_runner.incomplete_reasons(
+        starts, returncode, stdout, stderr, spec.duration_s, cut_short, server_down, longest
+    )
     verification = h2load_runner.verify(rows, ok_mask, scrapes, pre, post, in_flight=spec.concurrency)
     server_failures = verification.get("server_failures_in_window") or 0
     failures.update(h2load_runner.server_failure_classes(verification))

@@ -382,7 +382,10 @@ def outcome(
     """
     ok_mask = sched.status == h2load_runner.HTTP_OK
     failures = h2load_runner.http_failures(sched.status)
-    reasons = h2load_runner.incomplete_reasons(sched.start, returncode, stdout, stderr, spec.duration_s, cut_short, server_down)
+    longest = float((sched.end - sched.start).max()) if len(sched.start) else 0.0
+    reasons = h2load_runner.incomplete_reasons(
+        sched.start, returncode, stdout, stderr, spec.duration_s, cut_short, server_down, longest
+    )
     n = len(sched.start)
     server_failures = verification.get("server_failures_in_window") or 0
     failures.update(h2load_runner.server_failure_classes(verification))
