@@ -25,6 +25,7 @@ def _measured(**over) -> arithmetic.Measured:
         batching="on",
         p99_budget_ms=25.0,
         capacity_eps=Span(1000.0, 1000.0, 1250.0),
+        capacity_by="constant (native)",
         p99_at_capacity_ms=20.0,
         p50_at_capacity_ms=5.0,
         service_ms=Span(0.1, 0.08, 0.12),
@@ -196,6 +197,8 @@ def test_verify_confirms_a_correct_prediction_at_08x_and_10x(tmp_path, artifacts
         "--client-ms-per-event",
         "40",
         "--verify",
+        "--repeat",
+        "1",
         "--duration",
         "2",
         "--warmup",
@@ -223,6 +226,8 @@ def test_verify_fails_a_prediction_no_machine_can_offer(tmp_path, artifacts):
         "--client-ms-per-event",
         "1",
         "--verify",
+        "--repeat",
+        "1",
         "--duration",
         "1",
         "--warmup",
@@ -233,7 +238,10 @@ def test_verify_fails_a_prediction_no_machine_can_offer(tmp_path, artifacts):
         str(tmp_path / "o"),
     )
     assert done.returncode == 1, (done.stdout, done.stderr)
-    assert "NOT confirmed: p99 did not hold at 0.8x" in done.stdout and "events/s reached" in done.stdout
+    # The clients cannot offer it: client-bound (a hot client) or, on a machine whose client stays cool, the rate not reached.
+    assert "NOT confirmed: p99 did not hold at 0.8x" in done.stdout and (
+        "client-bound" in done.stdout or "events/s reached" in done.stdout
+    )
 
 
 def test_a_path_is_sized_on_the_spot_with_its_calls_direct_cost_summed(tmp_path, artifacts):

@@ -144,7 +144,9 @@ def command(args: argparse.Namespace) -> int:
             for m, s in pairs:
                 choice = choices[m["subject"]]
                 with serve.targets(choice, [m["batching"]], args.url, args.metrics_url, out) as targets:
-                    rows = verify.run(choice, next(iter(targets.values())), m, s, given, args.duration, args.warmup, save)
+                    rows = verify.run(
+                        choice, next(iter(targets.values())), m, s, given, args.duration, args.warmup, args.repeat, save
+                    )
                 verified += rows
                 confirmed, line = verify.conclusion(rows)
                 print(f"{m['subject']}, batching {m['batching']}: {line}")
@@ -226,6 +228,11 @@ def add_parser(sub) -> None:
     p.add_argument("--metrics-url", help="the --url server's Prometheus metrics (each model's counts are checked against them)")
     p.add_argument("--duration", type=positive_float, default=5.0, help="seconds per run, on the spot and in --verify")
     p.add_argument("--warmup", type=positive_float, default=1.0, help="warm-up seconds per run")
-    p.add_argument("--repeat", type=positive_int, default=3, help="runs of each capacity boundary and direct case, on the spot")
+    p.add_argument(
+        "--repeat",
+        type=positive_int,
+        default=3,
+        help="runs of each capacity boundary and direct case on the spot, and of each --verify factor (a factor holds when half its runs do)",
+    )
     p.add_argument("--out", type=Path, help="where size.json, size.png and the runs go (default results/size-<time>/)")
     p.set_defaults(func=command, trigger=None)

@@ -46,6 +46,7 @@ class Measured(TypedDict):
     batching: str
     p99_budget_ms: float
     capacity_eps: Span  # events/s within the p99 budget: the highest that held, up to the first that failed
+    capacity_by: str  # the arrivals and the engine that offered them, e.g. "constant (native)"
     p99_at_capacity_ms: float | None
     p50_at_capacity_ms: float | None
     service_ms: Span  # client CPU per event, offloaded

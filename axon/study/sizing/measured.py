@@ -82,6 +82,7 @@ def measured(runs: list[dict], subject: str, batching: str, p99_budget_ms: float
         batching=batching,
         p99_budget_ms=budget,
         capacity_eps=Span(held, held, entry["first_fail"]),
+        capacity_by=key[2],
         p99_at_capacity_ms=entry["p99_at_max"],
         p50_at_capacity_ms=statistics.median(r["latency_ms"]["p50"] for r in at_held),
         service_ms=service,

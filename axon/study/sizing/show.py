@@ -77,7 +77,8 @@ def table(given: Given, pairs: list[tuple[Measured, Sizing]]) -> str:
 def sentence(m: Measured, s: Sizing) -> str:
     """The answer in words, with its range."""
     value, low, high = s["cores_per_server"]
-    upto = f"up to {high:,.0f}" if high is not None else "more not measured"
+    digits = 1 if value < 10 else 0  # 2.5 cores, not "3"
+    upto = f"up to {high:,.{digits}f}" if high is not None else "more not measured"
     saved = s["saved_ms_per_event"]
     pays = (
         ""
@@ -91,8 +92,8 @@ def sentence(m: Measured, s: Sizing) -> str:
         )
     )
     return (
-        f"batching {m['batching']}: one server carries {value:,.0f} client cores within p99 {m['p99_budget_ms']:g} ms "
-        f"({low:,.0f} measured to hold, {upto}){pays}."
+        f"batching {m['batching']}: one server carries {value:,.{digits}f} client cores within p99 {m['p99_budget_ms']:g} ms "
+        f"({low:,.{digits}f} measured to hold, {upto}){pays}."
     )
 
 
