@@ -186,28 +186,15 @@ def _claim(tmp_path, held_eps: float) -> Path:
     return path
 
 
+def _verify_v1(tmp_path, artifacts, held_eps: float, client_ms: str, duration: str):
+    """``axon size --verify`` of v1 (batching on, one run a factor) against a recorded claim."""
+    options = ["--model", "v1", "--batching", "on", "--client-ms-per-event", client_ms, "--verify", "--repeat", "1"]
+    options += ["--duration", duration, "--warmup", "0.5", "--artifacts", str(artifacts), "--out", str(tmp_path / "o")]
+    return run_axon("size", str(_claim(tmp_path, held_eps)), *options)
+
+
 def test_verify_confirms_a_correct_prediction_at_08x_and_10x(tmp_path, artifacts):
-    done = run_axon(
-        "size",
-        str(_claim(tmp_path, 40.0)),
-        "--model",
-        "v1",
-        "--batching",
-        "on",
-        "--client-ms-per-event",
-        "40",
-        "--verify",
-        "--repeat",
-        "1",
-        "--duration",
-        "2",
-        "--warmup",
-        "0.5",
-        "--artifacts",
-        str(artifacts),
-        "--out",
-        str(tmp_path / "o"),
-    )
+    done = _verify_v1(tmp_path, artifacts, 40.0, client_ms="40", duration="2")
     assert done.returncode == 0, (done.stdout, done.stderr)
     assert "confirmed: p99 held at 0.8x and 1.0x" in done.stdout
     verify = json.loads((tmp_path / "o" / "size.json").read_text())["verify"]
@@ -216,32 +203,11 @@ def test_verify_confirms_a_correct_prediction_at_08x_and_10x(tmp_path, artifacts
 
 
 def test_verify_fails_a_prediction_no_machine_can_offer(tmp_path, artifacts):
-    done = run_axon(
-        "size",
-        str(_claim(tmp_path, 1e6)),
-        "--model",
-        "v1",
-        "--batching",
-        "on",
-        "--client-ms-per-event",
-        "1",
-        "--verify",
-        "--repeat",
-        "1",
-        "--duration",
-        "1",
-        "--warmup",
-        "0.5",
-        "--artifacts",
-        str(artifacts),
-        "--out",
-        str(tmp_path / "o"),
-    )
+    done = _verify_v1(tmp_path, artifacts, 1e6, client_ms="1", duration="1")
     assert done.returncode == 1, (done.stdout, done.stderr)
     # The clients cannot offer it: client-bound (a hot client) or, on a machine whose client stays cool, the rate not reached.
-    assert "NOT confirmed: p99 did not hold at 0.8x" in done.stdout and (
-        "client-bound" in done.stdout or "events/s reached" in done.stdout
-    )
+    reasons = "client-bound" in done.stdout or "events/s reached" in done.stdout
+    assert "NOT confirmed: p99 did not hold at 0.8x" in done.stdout and reasons
 
 
 def test_a_path_is_sized_on_the_spot_with_its_calls_direct_cost_summed(tmp_path, artifacts):
