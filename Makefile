@@ -6,6 +6,10 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.axon-installed
 ARTIFACTS ?= artifacts
 RESULTS ?= results
+# Bytecode is cached: each of the suite's hundreds of python processes (workers, `axon` runs,
+# inner pytest sessions) would otherwise compile axon and rewrite the tests' asserts anew.
+unexport PYTHONDONTWRITEBYTECODE
+TEST_WORKERS ?= $(shell n=$$(( 2 * $$(nproc 2>/dev/null || echo 1) )); [ $$n -gt 8 ] && n=8; echo $$n)
 
 .PHONY: setup h2load image bench test lint clean reliability-doc peers
 
@@ -41,6 +45,10 @@ image: setup
 	PY=$(PY) ./docker/build_image.sh
 
 # The tests, then a smoke of the benchmark suite (3 quick cases; budgets that fail only when broken).
+# The tests run on TEST_WORKERS pytest-xdist workers, a test module to a worker (its servers and
+# fixtures stay together): most tests wait on servers and subprocesses, so twice the cores keeps
+# them busy (at most 8). Tests marked `alone` judge timing the machine must keep, so they run
+# first, on a quiet machine, as a user's bench would.
 # First the container engine (docker/engine.sh: as root on Debian it installs and starts one) and
 # the CPU image, once per run; the container tests skip, saying why, where there is neither.
 # A dockerd started here is stopped at the end, whatever happened (the trap).
@@ -50,7 +58,8 @@ test: setup lint
 	reason="$$(PY=$(PY) ./docker/engine.sh reason)"; require=; \
 	if [ -z "$$reason" ]; then PY=$(PY) ./docker/build_image.sh || exit 1; require=1; else echo "axon: $$reason; the container tests skip"; fi; \
 	set -e; \
-	AXON_REQUIRE_DOCKER=$$require $(PY) -m pytest -q -p no:cacheprovider --durations=25 tests; \
+	AXON_REQUIRE_DOCKER=$$require $(PY) -m pytest -q -p no:cacheprovider -m alone tests; \
+	AXON_REQUIRE_DOCKER=$$require $(PY) -m pytest -q -p no:cacheprovider -n $(TEST_WORKERS) --dist loadscope -m 'not alone' --durations=25 tests; \
 	mkdir -p $(RESULTS); \
 	$(PY) -m pytest -q -p no:cacheprovider benchmarks -m axon_smoke --axon-duration 2 --axon-warmup 0.5 \
 		--axon-slo-file benchmarks/smoke-slo.toml --benchmark-json $(RESULTS)/smoke-benchmark.json

@@ -55,6 +55,11 @@ def server_v1(artifacts):
 # (an `axon serve` a test runs, too), and at its end counts as left behind only the processes
 # with that label: another checkout's servers, a user's `axon serve`, or an outer session's
 # servers (a session run inside a test) are never this session's leak.
+#
+# Under pytest-xdist (make test runs the suite on several workers) the workers keep the label
+# of the session that started them and check nothing at their own end: one worker's end is not
+# the others', and a worker's exit status never reaches the run's. The controlling session,
+# which ends after every worker, checks for all of them.
 
 _previous_label: list[str | None] = []
 
@@ -74,8 +79,15 @@ def pytest_configure(config):
     from axon.serving.embedded import SESSION_LABEL_ENV
 
     _previous_label.append(os.environ.get(SESSION_LABEL_ENV))
-    os.environ[SESSION_LABEL_ENV] = f"s{os.getpid()}{secrets.token_hex(3)}"
+    if not (_is_xdist_worker(config) and os.environ.get(SESSION_LABEL_ENV)):
+        os.environ[SESSION_LABEL_ENV] = f"s{os.getpid()}{secrets.token_hex(3)}"
     _children_get_default_signals()
+
+
+def _is_xdist_worker(config) -> bool:
+    # Not PYTEST_XDIST_WORKER: a session that a test runs in a subprocess inherits that variable,
+    # and must still be a session of its own.
+    return hasattr(config, "workerinput")
 
 
 def _children_get_default_signals() -> None:
@@ -125,6 +137,8 @@ def pytest_sessionfinish(session, exitstatus):
     """No tritonserver or python-backend stub this session started may outlive it."""
     import time
 
+    if _is_xdist_worker(session.config):
+        return
     label = session_label()
     deadline = time.monotonic() + 10
     leftovers = leftover_servers(label)

@@ -44,7 +44,9 @@ DATA = Path(__file__).parent / "data"
 NOISE_DIR = DATA / "history_noise"
 NOISE_FILES = sorted(NOISE_DIR.rglob("*.json"))
 CASE = "test_closed_loop[v1-batching-on-c16]"
-SPLITS_SAMPLED = 1500
+# A seeded sample (the same splits every run); 500 of them hold a false-alarm rate of 1%, twice
+# the limit, to 5 expected alarms against the 2 allowed. scripts/gate_calibration.py runs all 18,480.
+SPLITS_SAMPLED = 500
 MAX_FALSE_ALARM_RATE = 0.005
 
 

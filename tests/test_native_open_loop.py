@@ -246,6 +246,7 @@ def _run(server, artifacts, features, **spec):
     )
 
 
+@pytest.mark.alone  # judges the schedule or a latency the machine must keep
 @pytest.mark.server
 def test_native_open_loop_record(on_server, artifacts, validation_rows):
     r = _run(on_server, artifacts, validation_rows[0], rate=300.0)
@@ -263,6 +264,7 @@ def test_native_open_loop_record(on_server, artifacts, validation_rows):
     assert r["complete"] and r["requests"]["failed"] == 0
 
 
+@pytest.mark.alone  # judges the schedule or a latency the machine must keep
 @pytest.mark.server
 def test_fan_out_over_processes_is_recorded(on_server, artifacts, validation_rows):
     r = _run(on_server, artifacts, validation_rows[0], rate=400.0, connections=2)
@@ -302,6 +304,7 @@ def _finish(proc: subprocess.Popen, watcher: LineWatcher) -> subprocess.Complete
     return subprocess.CompletedProcess(proc.args, proc.returncode, stdout, watcher.rest())
 
 
+@pytest.mark.alone  # judges the schedule or a latency the machine must keep
 @pytest.mark.server
 def test_a_stalled_server_is_not_hidden_by_the_native_open_loop(artifacts, tmp_path):
     """Coordinated omission, tested: SIGSTOP the real server for ~1 s mid-window at a constant rate."""

@@ -9,7 +9,7 @@ import matplotlib
 import pytest
 
 from axon.study import report
-from axon.study.plan import STUDY_FILE, Study, StudyPlan, arrivals_label, capacity_table
+from axon.study.plan import CAPACITY_HALVINGS, STUDY_FILE, Study, StudyPlan, arrivals_label, capacity_table, search_capacity
 from axon.study.report import plots, style, tables
 from tests.helpers import assert_clean_error, run_axon
 
@@ -25,7 +25,7 @@ def study_dir(artifacts, tmp_path_factory):
         duration_s=0.6,
         warmup_s=0.2,
         capacity_start_rps=150.0,
-        capacity_max_rps=300.0,
+        capacity_max_rps=150.0,  # one rate a search; the search's doubling and bisecting: test_search_capacity_*
         capacity_bisect_steps=1,
         p99_budget_ms=500.0,
         repeat=2,
@@ -37,12 +37,31 @@ def study_dir(artifacts, tmp_path_factory):
     return out
 
 
+def test_search_capacity_doubles_then_bisects_and_halves_below_the_start():
+    tried = []
+
+    def holds_up_to(limit):
+        def ok(rate):
+            tried.append(rate)
+            return rate <= limit
+
+        return ok
+
+    assert search_capacity(holds_up_to(500), 100, 10_000, 2) == (500, 600)  # 100, 200, 400 hold, 800 fails; 600, 500
+    assert tried == [100, 200, 400, 800, 600, 500]
+    assert search_capacity(holds_up_to(10**9), 100, 400, 3) == (400, None)  # never failed below the highest rate
+    tried.clear()
+    assert search_capacity(holds_up_to(30), 100, 400, 0) == (25, 50)  # halves below the start until a rate holds
+    assert tried == [100, 50, 25]
+    assert search_capacity(holds_up_to(0), 100, 400, 1) == (None, 100 / 2**CAPACITY_HALVINGS)
+
+
 def test_study_records_every_part(study_dir):
     runs = json.loads((study_dir / STUDY_FILE).read_text())["runs"]
     parts = [r["study"]["part"] for r in runs]
     assert parts.count("sweep") == 8  # 2 concurrencies x 2 batching modes x 2 repeats
     assert parts.count("models") == 4  # v2 at c=4, on and off, 2 repeats (v1 is in the sweep)
-    assert parts.count("capacity") >= 16  # 2 models x 2 modes x 2 arrival processes x (150/s, 300/s at least)
+    assert parts.count("capacity") >= 16  # 2 models x 2 modes x 2 arrival processes x 150/s twice (repeat 2)
     assert parts.count("direct") == 8  # 2 models x 2 rows-per-request x 2 repeats
     assert parts.count("service") == 16  # the same on the native and the python engine
     assert {r["engine"]["name"] for r in runs if r["study"]["part"] == "service"} == {"native", "python"}
