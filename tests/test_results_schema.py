@@ -255,6 +255,7 @@ def test_client_bound_summary_counts():
     )
 
 
+@pytest.mark.alone  # judges the schedule or a latency the machine must keep
 def test_plugin_trains_on_the_fly_only_without_artifacts_and_says_so(pytester, monkeypatch):
     monkeypatch.setenv("PYTHONPATH", str(ROOT))
     pytester.makepyfile("""

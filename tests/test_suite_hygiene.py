@@ -100,6 +100,7 @@ def test_a_labelled_leftover_fails_the_session_and_a_foreign_one_does_not(tmp_pa
         assert clean.returncode == 0 and "left behind" not in clean.stdout, clean.stdout + clean.stderr
 
 
+@pytest.mark.alone  # judges the schedule or a latency the machine must keep
 @pytest.mark.server
 def test_the_benchmark_smoke_passes_while_another_axon_serve_runs(artifacts, tmp_path):
     """`pytest benchmarks -m axon_smoke`, as `make test` runs it, beside a real `axon serve` started outside the session."""
